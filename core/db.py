@@ -1,0 +1,104 @@
+"""The database: engine, sessions, and migrations to the current schema.
+
+SQLite (WAL) by default in the data directory; any SQLAlchemy URL works (PostgreSQL for several
+nodes). Writers take the write lock up front (``BEGIN IMMEDIATE`` on SQLite), so two writers
+never deadlock on a lock upgrade.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _install_sqlite_pragmas(engine: Engine) -> None:
+    """WAL, foreign keys, a busy timeout, and explicit BEGIN so we choose IMMEDIATE for writers."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DBAPI types
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (pysqlite's recipe)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a crash of the process; a power cut may roll back
+        # the last commits, and the start-up reconcile re-indexes any message file in new/.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        if conn.get_execution_options().get("sqlite_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+class Database:
+    """Owns the engine; hands out read and write sessions as context managers."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict = {"future": True}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _install_sqlite_pragmas(self.engine)
+            writer_engine = self.engine.execution_options(sqlite_immediate=True)
+        else:
+            writer_engine = self.engine
+        self._reader = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = sessionmaker(writer_engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; rolled back at the end."""
+        with self._reader() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session for one atomic change: committed on success, rolled back on any error."""
+        with self._writer() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (creates it on an empty database)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

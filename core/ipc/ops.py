@@ -1,0 +1,148 @@
+"""The admin channel's operations: the single contract between service, console and winpop.
+
+Each op names its parameters (type, required, secret) and what it returns. The service
+implements exactly these (a test checks both sides agree); the console and ``winpop`` send them.
+Parameters marked ``secret`` never reach a log or the audit log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import Invalid
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an op."""
+
+    type: type | tuple[type, ...]
+    required: bool = True
+    secret: bool = False
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One operation: its name, parameters, whether it changes state (audited), and its result."""
+
+    name: str
+    params: dict[str, Param] = field(default_factory=dict)
+    mutates: bool = False
+    returns: str = ""
+    summary: str = ""
+
+
+def _op(name: str, summary: str, returns: str = "", *, mutates: bool = False, **params: Param) -> OpSpec:
+    return OpSpec(name=name, params=params, mutates=mutates, returns=returns, summary=summary)
+
+
+_STR = str
+_INT = int
+_OPT_STR = Param(str, required=False)
+_PAGE = dict(offset=Param(int, required=False, default=0), limit=Param(int, required=False, default=0),
+             filter=Param(str, required=False, default=""))
+
+OPS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in (
+        # -- server and service --------------------------------------------------------------
+        _op("server.info", "Host name, version, auth method, key store, listener states",
+            "{hostname, version, auth, keystore, data_dir, mailroot, listeners: [...]}"),
+        _op("service.status", "State of every listener and the service counters",
+            "{state, listeners: [{name, kind, state, address, port, tls, sessions}], counters: {...}}"),
+        _op("service.control", "Start, stop, pause or resume listeners (all, or one by name)",
+            "service.status result", mutates=True,
+            action=Param(str), listener=Param(str, required=False, default="")),
+        # -- settings ------------------------------------------------------------------------
+        _op("settings.get", "All settings, or one by name", "{name: value, ...}", name=_OPT_STR),
+        _op("settings.set", "Change one setting", "{name, value, restart}", mutates=True,
+            name=Param(str), value=Param((str, int, bool, type(None)))),
+        # -- domains -------------------------------------------------------------------------
+        _op("domain.list", "Domains with counters, sorted by name",
+            "{total, items: [DomainInfo]}", **_PAGE),
+        _op("domain.get", "One domain", "DomainInfo", name=Param(str)),
+        _op("domain.add", "Create a domain", "DomainInfo", mutates=True, name=Param(str)),
+        _op("domain.delete", "Delete a domain with all its mailboxes and mail", "{name}", mutates=True,
+            name=Param(str), delete_users=Param(bool, required=False, default=False)),
+        _op("domain.lock", "Lock a domain: no logons, mail still delivered", "DomainInfo", mutates=True,
+            name=Param(str)),
+        _op("domain.unlock", "Unlock a domain", "DomainInfo", mutates=True, name=Param(str)),
+        # -- mailboxes -----------------------------------------------------------------------
+        _op("mailbox.list", "Mailboxes of a domain with counters, sorted by name",
+            "{total, items: [MailboxInfo]}", domain=Param(str), **_PAGE),
+        _op("mailbox.get", "One mailbox", "MailboxInfo", address=Param(str)),
+        _op("mailbox.add", "Create a mailbox (and its associated user)", "MailboxInfo", mutates=True,
+            address=Param(str), password=Param(str, required=False, secret=True),
+            create_user=Param(bool, required=False, default=None),
+            quota=Param((str, int, type(None)), required=False, default=None)),
+        _op("mailbox.delete", "Delete a mailbox and its mail", "{address}", mutates=True,
+            address=Param(str), delete_user=Param(bool, required=False, default=False)),
+        _op("mailbox.lock", "Lock a mailbox: no logon, mail still delivered", "MailboxInfo", mutates=True,
+            address=Param(str)),
+        _op("mailbox.unlock", "Unlock a mailbox", "MailboxInfo", mutates=True, address=Param(str)),
+        _op("mailbox.set_password", "Change a mailbox's password", "{address}", mutates=True,
+            address=Param(str), password=Param(str, secret=True)),
+        _op("mailbox.set_quota", "Set or clear a mailbox's quota", "MailboxInfo", mutates=True,
+            address=Param(str), quota=Param((str, int, type(None)), required=False, default=None)),
+        # -- statistics, audit, import -------------------------------------------------------
+        _op("stat", "Totals for the server, or per mailbox for one domain",
+            "{domains, mailboxes, messages, bytes, items: [...], counters: {...}}",
+            domain=_OPT_STR),
+        _op("audit.list", "The newest audit entries", "{items: [{at, actor, op, target, detail, outcome}]}",
+            limit=Param(int, required=False, default=50)),
+        _op("import.windows", "Import a Windows POP3 Service mail root (DIR/<domain>/P3_<name>.mbx/*.eml)",
+            "{domains, mailboxes, messages, skipped, warnings: [...]}", mutates=True, path=Param(str)),
+        # -- events --------------------------------------------------------------------------
+        _op("events.subscribe", "Receive change events on this connection", "{subscribed: true}"),
+    )
+}
+
+# Events the service pushes to subscribers after a committed change: {"event": NAME, "data": ...}
+EVENTS = {
+    "domain.added": "DomainInfo",
+    "domain.changed": "DomainInfo (lock state or counters moved)",
+    "domain.deleted": "{name}",
+    "mailbox.added": "MailboxInfo",
+    "mailbox.changed": "MailboxInfo (lock, password, quota or counters moved)",
+    "mailbox.deleted": "{address, domain, name}",
+    "settings.changed": "{name, value}",
+    "service.state": "service.status result",
+}
+
+
+def check_params(op: str, params: Any) -> dict[str, Any]:
+    """Validate ``params`` against the op table; fill defaults. Raises Invalid with a clear text."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise Invalid(f"Unknown operation '{op}'. Known operations: {', '.join(sorted(OPS))}.")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise Invalid(f"The parameters of '{op}' must be a JSON object.")
+    unknown = set(params) - set(spec.params)
+    if unknown:
+        raise Invalid(f"'{op}' has no parameter {', '.join(sorted(unknown))}.")
+    out: dict[str, Any] = {}
+    for name, param in spec.params.items():
+        if name not in params or params[name] is None and param.required:
+            if param.required:
+                raise Invalid(f"'{op}' needs the parameter '{name}'.")
+            out[name] = param.default
+            continue
+        value = params[name]
+        types = param.type if isinstance(param.type, tuple) else (param.type,)
+        if isinstance(value, bool) and bool not in types:
+            raise Invalid(f"The parameter '{name}' of '{op}' has the wrong type.")
+        if not isinstance(value, types):
+            raise Invalid(f"The parameter '{name}' of '{op}' has the wrong type.")
+        out[name] = value
+    return out
+
+
+def redact(op: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every secret parameter replaced, for logs and the audit log."""
+    spec = OPS.get(op)
+    if spec is None:
+        return {}
+    return {k: ("***" if spec.params.get(k, Param(str)).secret else v) for k, v in params.items()}

@@ -1,0 +1,52 @@
+"""Framing of the admin channel: one JSON object per line (DESIGN §3).
+
+Request ``{"id", "op", "params"}``; response ``{"id", "result"}`` or
+``{"id", "error": {"code", "message"}}``; event ``{"event", "data"}``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from core.errors import Invalid
+
+SOCKET_NAME = "admin.sock"
+MAX_LINE = 1024 * 1024  # one request or response; larger is refused
+
+
+def socket_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / SOCKET_NAME
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def request(req_id: int | str, op: str, params: dict[str, Any] | None = None) -> bytes:
+    return encode({"id": req_id, "op": op, "params": params or {}})
+
+
+def response(req_id: Any, result: Any) -> bytes:
+    return encode({"id": req_id, "result": result})
+
+
+def error(req_id: Any, code: str, message: str) -> bytes:
+    return encode({"id": req_id, "error": {"code": code, "message": message}})
+
+
+def event(name: str, data: Any) -> bytes:
+    return encode({"event": name, "data": data})
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Parse one line; raise Invalid (with a clear text) if it is not a JSON object."""
+    if len(line) > MAX_LINE:
+        raise Invalid("The request is longer than 1 MiB.")
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Invalid(f"The request is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Invalid("The request must be a JSON object with 'id', 'op' and 'params'.")
+    return obj

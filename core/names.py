@@ -1,0 +1,142 @@
+"""Validation of domain and mailbox names: the original's rules plus what keeps the mail root safe.
+
+Every name that becomes a folder passes through here, so nothing can escape the mail root.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from core.errors import Invalid
+
+AUTH_METHODS = ("passwordfile", "local", "directory")
+
+# The original's forbidden characters (Local and AD); the password file allowed '+'.
+_FORBIDDEN_COMMON = set('@()/\\[]:;,"<>*=|?')
+_FORBIDDEN_BY_METHOD = {
+    "passwordfile": _FORBIDDEN_COMMON,
+    "directory": _FORBIDDEN_COMMON | {"+"},
+    "local": _FORBIDDEN_COMMON | {"+"},
+}
+# The original: 1-20 characters for local accounts, up to 64 for the password file and AD.
+MAILBOX_MAX_LEN = {"passwordfile": 64, "directory": 64, "local": 20}
+_MAILBOX_ALLOWED = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch).startswith("C") for ch in text)
+
+
+def _script_of(ch: str) -> str:
+    """A rough script name for ``ch`` from its Unicode name ('LATIN', 'CYRILLIC', ...)."""
+    if ch.isascii():
+        return "LATIN" if ch.isalpha() else "COMMON"
+    name = unicodedata.name(ch, "")
+    if not name or not ch.isalpha():
+        return "COMMON"
+    return name.split(" ")[0]
+
+
+def normalize_domain(name: str) -> str:
+    """Return the canonical (lower-case ASCII, IDNA) form of a domain name, or raise Invalid."""
+    if not isinstance(name, str) or not name.strip():
+        raise Invalid("The domain name is empty. Type a fully qualified name such as example.com.")
+    raw = name.strip()
+    if raw.endswith("."):
+        raw = raw[:-1]
+    if _has_control(raw) or "\x00" in raw:
+        raise Invalid("The domain name contains a control character; use letters, digits, '-' and '.'.")
+    if "/" in raw or "\\" in raw or ".." in raw:
+        raise Invalid(f"'{name}' is not a domain name: it may not contain '/', '\\' or '..'.")
+    labels_in = raw.split(".")
+    if len(labels_in) < 2:
+        raise Invalid(f"'{name}' is not fully qualified: give at least two labels, such as example.com.")
+    labels_out = []
+    for label in labels_in:
+        if not label:
+            raise Invalid(f"'{name}' has an empty label; labels are separated by single dots.")
+        label = unicodedata.normalize("NFC", label).lower()
+        if not label.isascii():
+            scripts = {_script_of(ch) for ch in label} - {"COMMON"}
+            if len(scripts) > 1:
+                raise Invalid(
+                    f"The label '{label}' mixes scripts ({', '.join(sorted(scripts))}): a look-alike "
+                    "of another name. Type the name in one script."
+                )
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise Invalid(f"The label '{label}' cannot be written in IDNA; check the spelling.") from None
+        if not _LABEL.match(label):
+            raise Invalid(
+                f"The label '{label}' is not valid: use 1-63 letters, digits or '-', "
+                "not starting or ending with '-'."
+            )
+        labels_out.append(label)
+    if labels_out[-1].isdigit():
+        raise Invalid(f"'{name}' looks like an address, not a domain name; give a name such as example.com.")
+    result = ".".join(labels_out)
+    if len(result) > 253:
+        raise Invalid("The domain name is longer than 253 characters.")
+    return result
+
+
+def display_domain(ascii_name: str) -> str:
+    """The Unicode form of a stored (IDNA) domain name, for people."""
+    try:
+        return ascii_name.encode("ascii").decode("idna")
+    except UnicodeError:
+        return ascii_name
+
+
+def normalize_mailbox(name: str, method: str = "passwordfile") -> str:
+    """Return the canonical (lower-case) form of a mailbox name for ``method``, or raise Invalid."""
+    if not isinstance(name, str) or not name.strip():
+        raise Invalid("The mailbox name is empty. Type a name such as alice.")
+    if name != name.strip():
+        raise Invalid("The mailbox name may not start or end with a space.")
+    if "\x00" in name or _has_control(name):
+        raise Invalid("The mailbox name contains a control character; use letters, digits, '.', '-' or '_'.")
+    if "/" in name or "\\" in name:
+        raise Invalid("Mailbox names may not contain '/' or '\\'.")
+    if ".." in name or name.startswith(".") or name.endswith("."):
+        raise Invalid("Mailbox names may not start or end with '.' or contain '..'.")
+    if not name.isascii():
+        raise Invalid(
+            "Mailbox names must be ASCII: letters a-z, digits and . _ - (no accented or look-alike letters)."
+        )
+    forbidden = sorted(set(name) & _FORBIDDEN_BY_METHOD.get(method, _FORBIDDEN_COMMON))
+    if forbidden:
+        shown = " ".join(forbidden)
+        raise Invalid(f"Mailbox names may not contain these characters: {shown}")
+    if " " in name:
+        raise Invalid("Mailbox names may not contain spaces.")
+    lowered = name.lower()
+    if not _MAILBOX_ALLOWED.match(lowered):
+        raise Invalid("Mailbox names may use letters, digits and . _ - ' ! # $ % & { } ~ ^ only.")
+    limit = MAILBOX_MAX_LEN.get(method, 64)
+    if len(lowered) > limit:
+        raise Invalid(f"The mailbox name is {len(lowered)} characters long; the limit is {limit}.")
+    if method == "local" and lowered[0] == "-":
+        raise Invalid("With local accounts a mailbox name may not start with '-'.")
+    return lowered
+
+
+def split_address(address: str, method: str = "passwordfile") -> tuple[str, str]:
+    """Split ``name@domain`` into its normalized mailbox and domain, or raise Invalid."""
+    if not isinstance(address, str) or address.count("@") != 1:
+        raise Invalid(f"'{address}' is not a mailbox address: write it as name@domain, such as alice@example.com.")
+    local, domain = address.split("@")
+    return normalize_mailbox(local, method), normalize_domain(domain)
+
+
+def check_auth_method(method: str) -> str:
+    """Validate an authentication method name (DESIGN §4)."""
+    value = str(method).strip().lower()
+    aliases = {"epf": "passwordfile", "password": "passwordfile", "ad": "directory", "ldap": "directory",
+               "1": "local", "2": "directory", "3": "passwordfile"}
+    value = aliases.get(value, value)
+    if value not in AUTH_METHODS:
+        raise Invalid(f"Unknown authentication method '{method}'; choose one of: {', '.join(AUTH_METHODS)}.")
+    return value

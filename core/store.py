@@ -1,0 +1,459 @@
+"""The mail store: one Maildir per mailbox, indexed in the database (DESIGN §5).
+
+The one place a message is written to disk. Delivery is durable before it is acknowledged:
+write to ``tmp/``, fsync, rename into ``new/``, fsync the folder, then commit the index row and
+the counters in one transaction. Deletions mark rows first, unlink files second and drop rows
+last, and folder removals go through a ``.deleted.*`` rename, so :meth:`MailStore.reconcile`
+can finish or undo whatever a crash interrupted.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import itertools
+import logging
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from core.db import Database
+from core.errors import Invalid, NotFound, QuotaExceeded, Unavailable
+from core.model import DeliveryResult, MessageInfo, ReconcileReport
+from core.tables import Domain, Mailbox, Message
+
+log = logging.getLogger(__name__)
+
+TMP_MAX_AGE = 36 * 3600  # Maildir convention: tmp files older than 36 hours are abandoned
+TRASH_PREFIX = ".deleted."
+_UIDL_OK = re.compile(r"^[\x21-\x7e]{1,70}$")
+_SEQ = itertools.count(1)
+_SEQ_LOCK = threading.Lock()
+
+
+def pop3_size(data: bytes) -> int:
+    """Octets of ``data`` as POP3 sends it: every line ended by CRLF (RFC 1939 §11)."""
+    if not data:
+        return 0
+    lines = data.count(b"\n")
+    crlf = data.count(b"\r\n")
+    size = len(data) + (lines - crlf)
+    if not data.endswith(b"\n"):
+        size += 2
+    return size
+
+
+def to_maildir(data: bytes) -> bytes:
+    """Maildir files use LF line ends; SMTP brings CRLF."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def uidl_for(filename: str) -> str:
+    """The UIDL of a message file: its unique base name, or a digest where that is too long."""
+    base = filename.split(",", 1)[0].split(":", 1)[0]
+    if _UIDL_OK.match(base):
+        return base
+    return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _size_from_name(filename: str) -> int | None:
+    match = re.search(r",W=(\d+)", filename)
+    return int(match.group(1)) if match else None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Create ``path`` exclusively, write ``data``, fsync. On any failure the file is gone."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def _disk_error(exc: OSError) -> Unavailable:
+    if exc.errno == errno.ENOSPC:
+        return Unavailable("The mail store is out of disk space; free space on the mail root's disk.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return Unavailable(f"The mail store cannot write to {exc.filename}: {exc.strerror}. "
+                           "Check that the root mail directory is writable by the service.")
+    return Unavailable(f"The mail store could not write: {exc.strerror or exc}.")
+
+
+class MailStore:
+    """Maildir folders under one mail root, and the message index with its counters."""
+
+    def __init__(self, db: Database, root: Path, *, hostname: str | None = None) -> None:
+        self.db = db
+        self.root = Path(root)
+        self.hostname = (hostname or socket.gethostname() or "localhost").replace("/", "\\057").replace(":", "\\072")
+
+    # -- paths ----------------------------------------------------------------------------
+    def domain_dir(self, domain: str) -> Path:
+        return self.root / domain
+
+    def mailbox_dir(self, domain: str, name: str) -> Path:
+        return self.root / domain / name
+
+    def check_root(self) -> None:
+        """Make sure the mail root exists and is writable, or say clearly what is wrong."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise Unavailable(f"The root mail directory {self.root} cannot be created: {exc.strerror}.") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise Unavailable(f"The root mail directory {self.root} is not writable by the service.")
+
+    def create_domain_folder(self, domain: str) -> Path:
+        self.check_root()
+        path = self.domain_dir(domain)
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+            fsync_dir(self.root)
+        except OSError as exc:
+            raise _disk_error(exc) from None
+        return path
+
+    def create_mailbox_folder(self, domain: str, name: str) -> Path:
+        """Create (or adopt) the Maildir of a mailbox: tmp/, new/ and cur/."""
+        self.create_domain_folder(domain)
+        path = self.mailbox_dir(domain, name)
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+            for sub in ("tmp", "new", "cur"):
+                (path / sub).mkdir(mode=0o700, exist_ok=True)
+            fsync_dir(path)
+            fsync_dir(path.parent)
+        except OSError as exc:
+            raise _disk_error(exc) from None
+        return path
+
+    @contextlib.contextmanager
+    def removing(self, path: Path) -> Iterator[None]:
+        """Remove a folder around a database change: rename aside, run the body (which commits),
+        then delete; if the body fails the folder is put back."""
+        trash = path.with_name(f"{TRASH_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
+        moved = False
+        if path.exists():
+            try:
+                os.rename(path, trash)
+                fsync_dir(path.parent)
+            except OSError as exc:
+                raise _disk_error(exc) from None
+            moved = True
+        try:
+            yield
+        except BaseException:
+            if moved:
+                os.rename(trash, path)
+                fsync_dir(path.parent)
+            raise
+        if moved:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # -- delivery -------------------------------------------------------------------------
+    def _new_name(self, size: int, vsize: int) -> str:
+        with _SEQ_LOCK:
+            seq = next(_SEQ)
+        now = time.time()
+        sec = int(now)
+        usec = int((now - sec) * 1_000_000)
+        return f"{sec}.M{usec}P{os.getpid()}Q{seq}.{self.hostname},S={size},W={vsize}"
+
+    def deliver(self, mailbox_id: int, data: bytes, *, uidl: str | None = None,
+                arrived_at: datetime | None = None, check_quota: bool = True) -> DeliveryResult:
+        """Store one message in one mailbox; returns once it is durable and indexed."""
+        return self.deliver_many([mailbox_id], data, uidl=uidl, arrived_at=arrived_at,
+                                 check_quota=check_quota)[0]
+
+    def deliver_many(self, mailbox_ids: Iterable[int], data: bytes, *, uidl: str | None = None,
+                     arrived_at: datetime | None = None, check_quota: bool = True,
+                     name: str | None = None) -> list[DeliveryResult]:
+        """Store one message in several mailboxes (hard links of one file), durably, in one
+        transaction. Raises QuotaExceeded (nothing stored) if any mailbox would go over quota."""
+        ids = list(dict.fromkeys(mailbox_ids))
+        if not ids:
+            return []
+        body = to_maildir(data)
+        vsize = pop3_size(body)
+        if name is None:
+            name = self._new_name(len(body), vsize)
+        if uidl is None:
+            uidl = uidl_for(name)
+        elif not _UIDL_OK.match(uidl):
+            raise Invalid(f"'{uidl}' cannot be a UIDL: 1-70 printable ASCII characters without spaces.")
+        targets = self._targets(ids)
+        first_dir = targets[ids[0]][2]
+        tmp_path = first_dir / "tmp" / name
+        placed: list[Path] = []
+        try:
+            _write_durably(tmp_path, body)
+            for mid in ids:
+                new_path = targets[mid][2] / "new" / name
+                try:
+                    os.link(tmp_path, new_path)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    _write_durably(new_path, body)  # another filesystem: a copy
+                placed.append(new_path)
+            for directory in {p.parent for p in placed}:
+                fsync_dir(directory)
+            os.unlink(tmp_path)
+        except OSError as exc:
+            for path in placed + [tmp_path]:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise _disk_error(exc) from None
+        try:
+            return self._index(ids, targets, name, uidl, vsize, arrived_at, check_quota)
+        except BaseException:
+            for path in placed:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+
+    def _targets(self, ids: list[int]) -> dict[int, tuple[int, str, Path]]:
+        """mailbox id → (domain id, address, Maildir) for delivery."""
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Mailbox.id, Mailbox.domain_id, Mailbox.name, Domain.name)
+                .join(Domain, Domain.id == Mailbox.domain_id)
+                .where(Mailbox.id.in_(ids))
+            ).all()
+        found = {mid: (did, f"{mname}@{dname}", self.mailbox_dir(dname, mname)) for mid, did, mname, dname in rows}
+        missing = [mid for mid in ids if mid not in found]
+        if missing:
+            raise NotFound(f"No mailbox with id {missing[0]} (it was deleted).")
+        return found
+
+    def _index(self, ids: list[int], targets: dict[int, tuple[int, str, Path]], name: str, uidl: str,
+               vsize: int, arrived_at: datetime | None, check_quota: bool) -> list[DeliveryResult]:
+        when = arrived_at or datetime.now(timezone.utc)
+        results = []
+        with self.db.write() as session:
+            if check_quota:
+                rows = session.execute(
+                    select(Mailbox.id, Mailbox.quota_bytes, Mailbox.total_bytes).where(Mailbox.id.in_(ids))
+                ).all()
+                for mid, quota, total in rows:
+                    if quota is not None and total + vsize > quota:
+                        address = targets[mid][1]
+                        if vsize > quota:
+                            raise QuotaExceeded(
+                                f"The message ({vsize} bytes) is larger than the quota of {address} "
+                                f"({quota} bytes).", permanent=True)
+                        raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
+            for mid in ids:
+                row = Message(mailbox_id=mid, uidl=uidl, filename=f"new/{name}", size=vsize, arrived_at=when)
+                session.add(row)
+                session.flush()
+                results.append(DeliveryResult(mailbox_id=mid, message_id=row.id, uidl=uidl, size=vsize))
+                self._bump(session, mid, targets[mid][0], messages=1, size=vsize)
+        return results
+
+    @staticmethod
+    def _bump(session: Session, mailbox_id: int, domain_id: int, *, messages: int, size: int) -> None:
+        """Move the counters of a mailbox and its domain by SQL expressions (exact under concurrency)."""
+        session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(
+            message_count=Mailbox.message_count + messages, total_bytes=Mailbox.total_bytes + size))
+        session.execute(update(Domain).where(Domain.id == domain_id).values(
+            message_count=Domain.message_count + messages, total_bytes=Domain.total_bytes + size))
+
+    # -- reading and deleting (POP3) ------------------------------------------------------
+    def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
+        """The mailbox's messages in arrival order: the POP3 maildrop snapshot, from the index."""
+        with self.db.read() as session:
+            row = session.execute(
+                select(Mailbox.name, Domain.name).join(Domain, Domain.id == Mailbox.domain_id)
+                .where(Mailbox.id == mailbox_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"No mailbox with id {mailbox_id}.")
+            folder = self.mailbox_dir(row[1], row[0])
+            messages = session.execute(
+                select(Message.id, Message.uidl, Message.size, Message.filename, Message.arrived_at)
+                .where(Message.mailbox_id == mailbox_id, Message.deleted.is_(False))
+                .order_by(Message.id)
+            ).all()
+        return [MessageInfo(id=m.id, uidl=m.uidl, size=m.size, path=str(folder / m.filename),
+                            arrived_at=m.arrived_at) for m in messages]
+
+    def delete_messages(self, mailbox_id: int, message_ids: Iterable[int]) -> int:
+        """Remove messages (POP3's UPDATE state): counters first, files second, rows last."""
+        ids = list(message_ids)
+        if not ids:
+            return 0
+        with self.db.write() as session:
+            box = session.get(Mailbox, mailbox_id)
+            if box is None:
+                return 0
+            rows = session.execute(
+                select(Message.id, Message.size, Message.filename)
+                .where(Message.mailbox_id == mailbox_id, Message.id.in_(ids), Message.deleted.is_(False))
+            ).all()
+            if not rows:
+                return 0
+            session.execute(update(Message).where(Message.id.in_([r.id for r in rows])).values(deleted=True))
+            self._bump(session, mailbox_id, box.domain_id, messages=-len(rows), size=-sum(r.size for r in rows))
+            domain_name = session.get(Domain, box.domain_id).name
+            folder = self.mailbox_dir(domain_name, box.name)
+        self._unlink_files(folder, [r.filename for r in rows])
+        with self.db.write() as session:
+            session.execute(delete(Message).where(Message.id.in_([r.id for r in rows])))
+        return len(rows)
+
+    @staticmethod
+    def _unlink_files(folder: Path, filenames: Iterable[str]) -> None:
+        dirs = set()
+        for filename in filenames:
+            path = folder / filename
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            dirs.add(path.parent)
+        for directory in dirs:
+            with contextlib.suppress(OSError):
+                fsync_dir(directory)
+
+    # -- reconcile ------------------------------------------------------------------------
+    def reconcile(self) -> ReconcileReport:
+        """Repair the index after a crash: finish folder removals, tombstones and tmp files, index
+        orphan files, drop rows whose file is gone, and recompute the counters."""
+        counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
+        with self.db.read() as session:
+            domains = {d.name: d.id for d in session.scalars(select(Domain))}
+            boxes = session.execute(
+                select(Mailbox.id, Mailbox.name, Domain.name).join(Domain, Domain.id == Mailbox.domain_id)
+            ).all()
+        by_domain: dict[str, set[str]] = {}
+        for _mid, mname, dname in boxes:
+            by_domain.setdefault(dname, set()).add(mname)
+        if self.root.is_dir():
+            self._reconcile_trash(self.root, set(domains), counts)
+            for dname in domains:
+                if self.domain_dir(dname).is_dir():
+                    self._reconcile_trash(self.domain_dir(dname), by_domain.get(dname, set()), counts)
+        touched: set[int] = set()
+        for mid, mname, dname in boxes:
+            counts["mailboxes_checked"] += 1
+            if self._reconcile_mailbox(mid, self.mailbox_dir(dname, mname), counts):
+                touched.add(mid)
+        if touched:
+            self.recount(touched)
+        report = ReconcileReport(**counts)
+        if any(v for k, v in counts.items() if k != "mailboxes_checked"):
+            log.warning("reconcile repaired the store: %s", report)
+        return report
+
+    def _reconcile_trash(self, parent: Path, live: set[str], counts: dict[str, int]) -> None:
+        for entry in list(parent.iterdir()):
+            if not entry.name.startswith(TRASH_PREFIX):
+                continue
+            original = entry.name[len(TRASH_PREFIX):].rsplit(".", 1)[0]
+            target = parent / original
+            if original in live and not target.exists():
+                os.rename(entry, target)  # the row deletion never committed: undo
+                counts["deletions_rolled_back"] += 1
+                log.warning("reconcile: restored %s (its deletion was not committed)", target)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+                counts["deletions_finished"] += 1
+
+    def _reconcile_mailbox(self, mailbox_id: int, folder: Path, counts: dict[str, int]) -> bool:
+        changed = False
+        if not folder.is_dir():
+            log.warning("reconcile: the folder of mailbox %s is missing; recreating %s", mailbox_id, folder)
+        for sub in ("tmp", "new", "cur"):
+            (folder / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        now = time.time()
+        for entry in os.scandir(folder / "tmp"):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > TMP_MAX_AGE:
+                    os.unlink(entry.path)
+                    counts["tmp_removed"] += 1
+        on_disk = {f"{sub}/{e.name}" for sub in ("new", "cur") for e in os.scandir(folder / sub) if e.is_file()}
+        with self.db.read() as session:
+            rows = session.execute(
+                select(Message.id, Message.filename, Message.deleted).where(Message.mailbox_id == mailbox_id)
+            ).all()
+        tombstones = [r for r in rows if r.deleted]
+        if tombstones:
+            self._unlink_files(folder, [r.filename for r in tombstones])
+            with self.db.write() as session:
+                session.execute(delete(Message).where(Message.id.in_([r.id for r in tombstones])))
+            counts["tombstones_finished"] += len(tombstones)
+            changed = True
+        indexed = {r.filename for r in rows}
+        gone = [r.id for r in rows if not r.deleted and r.filename not in on_disk]
+        if gone:
+            with self.db.write() as session:
+                session.execute(delete(Message).where(Message.id.in_(gone)))
+            counts["missing_dropped"] += len(gone)
+            log.warning("reconcile: dropped %d index rows of mailbox %s whose file is gone", len(gone), mailbox_id)
+            changed = True
+        orphans = sorted(on_disk - indexed)
+        if orphans:
+            with self.db.write() as session:
+                known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
+                for rel in orphans:
+                    path = folder / rel
+                    size = _size_from_name(rel)
+                    if size is None:
+                        size = pop3_size(path.read_bytes())
+                    uidl = uidl_for(rel.split("/", 1)[1])
+                    if uidl in known:
+                        uidl = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()
+                    known.add(uidl)
+                    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+                    session.add(Message(mailbox_id=mailbox_id, uidl=uidl, filename=rel, size=size, arrived_at=mtime))
+            counts["orphans_indexed"] += len(orphans)
+            log.warning("reconcile: indexed %d message files of mailbox %s missing from the index",
+                        len(orphans), mailbox_id)
+            changed = True
+        return changed
+
+    def recount(self, mailbox_ids: Iterable[int] | None = None) -> None:
+        """Set counters from the index (after a repair); all mailboxes when ``mailbox_ids`` is None."""
+        with self.db.write() as session:
+            query = select(Mailbox.id, Mailbox.domain_id)
+            if mailbox_ids is not None:
+                query = query.where(Mailbox.id.in_(list(mailbox_ids)))
+            pairs = session.execute(query).all()
+            for mid, _did in pairs:
+                count, total = session.execute(
+                    select(func.count(Message.id), func.coalesce(func.sum(Message.size), 0))
+                    .where(Message.mailbox_id == mid, Message.deleted.is_(False))
+                ).one()
+                session.execute(update(Mailbox).where(Mailbox.id == mid).values(message_count=count, total_bytes=total))
+            for did in {d for _m, d in pairs}:
+                n_boxes, n_msgs, n_bytes = session.execute(
+                    select(func.count(Mailbox.id), func.coalesce(func.sum(Mailbox.message_count), 0),
+                           func.coalesce(func.sum(Mailbox.total_bytes), 0)).where(Mailbox.domain_id == did)
+                ).one()
+                session.execute(update(Domain).where(Domain.id == did).values(
+                    mailbox_count=n_boxes, message_count=n_msgs, total_bytes=n_bytes))

@@ -1,0 +1,124 @@
+"""The database schema as typed SQLAlchemy mappings. Migrations in core/migrations follow it.
+
+Nothing here is SQLite-only: the same tables run on PostgreSQL.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Setting(Base):
+    """One server property (DESIGN §4), its value as JSON text."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Domain(Base):
+    """An e-mail domain with its counters, kept in the same transaction as the message index."""
+
+    __tablename__ = "domains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    mailbox_count: Mapped[int] = mapped_column(Integer, default=0)
+    message_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    mailboxes: Mapped[list[Mailbox]] = relationship(
+        back_populates="domain", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Mailbox(Base):
+    """A mailbox: one Maildir under <mail root>/<domain>/<name>, with its counters and quota."""
+
+    __tablename__ = "mailboxes"
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_mailbox_domain_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_id: Mapped[int] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    message_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    has_user: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    domain: Mapped[Domain] = relationship(back_populates="mailboxes")
+
+
+class Credential(Base):
+    """Password-file credentials of a mailbox: never the password in clear (DESIGN §6)."""
+
+    __tablename__ = "credentials"
+
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    scram_salt: Mapped[bytes] = mapped_column(LargeBinary)
+    scram_iterations: Mapped[int] = mapped_column(Integer)
+    scram_stored_key: Mapped[bytes] = mapped_column(LargeBinary)
+    scram_server_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # The password-equivalent for APOP / CRAM-MD5 / NTLM, encrypted under the server key.
+    secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Message(Base):
+    """The index row of one stored message; ``size`` is its POP3 size (CRLF line ends)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "uidl", name="uq_message_mailbox_uidl"),
+        Index("ix_message_mailbox_id_id", "mailbox_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    uidl: Mapped[str] = mapped_column(String(70))
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set in the transaction that removes the message from the counters, before its file is
+    # unlinked; the row goes once the file is gone (reconcile finishes what a crash interrupted).
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Who changed what, when, through the admin channel; refusals included, passwords never."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    op: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(320), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(String(32))
