@@ -122,3 +122,29 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(320), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str] = mapped_column(String(32))
+
+
+class SessionLock(Base):
+    """One POP3 session per mailbox (RFC 1939 §8 / [IN-USE]), held across nodes by a lease."""
+
+    __tablename__ = "session_locks"
+
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))      # node id + session id
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Ban(Base):
+    """A temporary ban of an address or a login name after repeated failed logons."""
+
+    __tablename__ = "bans"
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_ban_kind_value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))         # "address" or "login"
+    value: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -1,0 +1,104 @@
+"""What every part of the running service shares: database, store, auth, settings, TLS, counters,
+events. Protocol servers receive one ``ServiceContext``; nothing else is global."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.db import Database
+from core.settings import Settings
+from core.store import MailStore
+from service.listeners import Limits
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Counters:
+    """Service statistics (sessions, logons, failures, bytes ...); safe to bump from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: Counter[str] = Counter()
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] += amount
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+class EventBus:
+    """Change events for admin-channel subscribers; ``publish`` is safe from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._subscribers: list[Callable[[str, Any], None]] = []
+
+    def subscribe(self, callback: Callable[[str, Any], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def publish(self, name: str, data: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._dispatch(name, data)
+        else:
+            self._loop.call_soon_threadsafe(self._dispatch, name, data)
+
+    def _dispatch(self, name: str, data: Any) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(name, data)
+            except Exception:  # a broken subscriber must not stop the others
+                log.exception("event subscriber failed")
+
+
+class ServiceContext:
+    """Shared state of one running service process."""
+
+    def __init__(self, *, data_dir: Path, db: Database, store: MailStore, loop: asyncio.AbstractEventLoop,
+                 hostname: str) -> None:
+        self.data_dir = data_dir
+        self.db = db
+        self.store = store
+        self.loop = loop
+        self.hostname = hostname
+        self.stats = Counters()
+        self.events = EventBus(loop)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="store")
+        self.auth: Any = None          # the auth provider (core.auth), set by the daemon
+        self.tls: Any = None           # service.tls.TlsMaterial
+        self.throttle: Any = None      # service.throttle.LoginThrottle (POP3 issue)
+        self.admin: Any = None         # core.admin.Admin
+        self.listeners: dict[str, Any] = {}
+        self._settings: dict[str, Any] = {}
+        self.reload_settings()
+
+    def reload_settings(self) -> None:
+        with self.db.read() as session:
+            self._settings = Settings.get_all(session)
+
+    def setting(self, name: str) -> Any:
+        """A server property, from the cache refreshed after every change."""
+        return self._settings[name]
+
+    def limits(self) -> Limits:
+        return Limits(total=int(self._settings["max_connections"]),
+                      per_address=int(self._settings["max_connections_per_ip"]))
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking work (database, fsync, PAM, LDAP) off the event loop."""
+        return await self.loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
