@@ -67,12 +67,10 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading; rolled back at the end."""
+        """A session for reading; closed (and its transaction ended) at the end. Objects read stay
+        usable afterwards as detached plain values."""
         with self._reader() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:

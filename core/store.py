@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -110,6 +110,8 @@ class MailStore:
 
     def __init__(self, db: Database, root: Path, *, hostname: str | None = None) -> None:
         self.db = db
+        # Called (from the writing thread) with the ids of mailboxes whose counters moved.
+        self.on_change: list[Callable[[set[int]], None]] = []
         self.root = Path(root)
         self.hostname = (hostname or socket.gethostname() or "localhost").replace("/", "\\057").replace(":", "\\072")
 
@@ -193,7 +195,7 @@ class MailStore:
 
     def deliver_many(self, mailbox_ids: Iterable[int], data: bytes, *, uidl: str | None = None,
                      arrived_at: datetime | None = None, check_quota: bool = True,
-                     name: str | None = None) -> list[DeliveryResult]:
+                     base: str | None = None) -> list[DeliveryResult]:
         """Store one message in several mailboxes (hard links of one file), durably, in one
         transaction. Raises QuotaExceeded (nothing stored) if any mailbox would go over quota."""
         ids = list(dict.fromkeys(mailbox_ids))
@@ -201,8 +203,10 @@ class MailStore:
             return []
         body = to_maildir(data)
         vsize = pop3_size(body)
-        if name is None:
+        if base is None:
             name = self._new_name(len(body), vsize)
+        else:  # an imported message keeps its original file name (its UIDL)
+            name = f"{base},S={len(body)},W={vsize}"
         if uidl is None:
             uidl = uidl_for(name)
         elif not _UIDL_OK.match(uidl):
@@ -231,12 +235,21 @@ class MailStore:
                     os.unlink(path)
             raise _disk_error(exc) from None
         try:
-            return self._index(ids, targets, name, uidl, vsize, arrived_at, check_quota)
+            results = self._index(ids, targets, name, uidl, vsize, arrived_at, check_quota)
         except BaseException:
             for path in placed:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             raise
+        self._changed(set(ids))
+        return results
+
+    def _changed(self, mailbox_ids: set[int]) -> None:
+        for callback in self.on_change:
+            try:
+                callback(mailbox_ids)
+            except Exception:  # a listener's failure must not undo a committed change
+                log.exception("store change listener failed")
 
     def _targets(self, ids: list[int]) -> dict[int, tuple[int, str, Path]]:
         """mailbox id → (domain id, address, Maildir) for delivery."""
@@ -326,6 +339,7 @@ class MailStore:
         self._unlink_files(folder, [r.filename for r in rows])
         with self.db.write() as session:
             session.execute(delete(Message).where(Message.id.in_([r.id for r in rows])))
+        self._changed({mailbox_id})
         return len(rows)
 
     @staticmethod
@@ -365,6 +379,7 @@ class MailStore:
                 touched.add(mid)
         if touched:
             self.recount(touched)
+            self._changed(touched)
         report = ReconcileReport(**counts)
         if any(v for k, v in counts.items() if k != "mailboxes_checked"):
             log.warning("reconcile repaired the store: %s", report)
@@ -436,6 +451,13 @@ class MailStore:
                         len(orphans), mailbox_id)
             changed = True
         return changed
+
+    def adopt(self, mailbox_id: int, folder: Path) -> int:
+        """Index the messages already in a mailbox's folder (a new mailbox over an existing Maildir)."""
+        counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
+        if self._reconcile_mailbox(mailbox_id, folder, counts):
+            self.recount([mailbox_id])
+        return counts["orphans_indexed"]
 
     def recount(self, mailbox_ids: Iterable[int] | None = None) -> None:
         """Set counters from the index (after a repair); all mailboxes when ``mailbox_ids`` is None."""

@@ -19,6 +19,7 @@ from service.listeners import Limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+VERSION = "0.1.0"
 
 
 class Counters:
@@ -83,7 +84,12 @@ class ServiceContext:
         self.tls: Any = None           # service.tls.TlsMaterial
         self.throttle: Any = None      # service.throttle.LoginThrottle (POP3 issue)
         self.admin: Any = None         # core.admin.Admin
+        self.smtp: Any = None          # service.smtp.server.SmtpServer (SMTP issue)
+        self.version = VERSION
         self.listeners: dict[str, Any] = {}
+        # Set by the daemon: what to do when settings change, and how to act on listeners.
+        self.on_settings_changed: Callable[[], None] = lambda: None
+        self.controller: Callable[[str, str], Any] | None = None
         self._settings: dict[str, Any] = {}
         self.reload_settings()
 
@@ -94,6 +100,15 @@ class ServiceContext:
     def setting(self, name: str) -> Any:
         """A server property, from the cache refreshed after every change."""
         return self._settings[name]
+
+    def apply_settings(self) -> None:
+        self.on_settings_changed()
+
+    async def control(self, action: str, listener: str = "") -> None:
+        """Start, stop, pause or resume listeners (service.control)."""
+        if self.controller is None:
+            raise RuntimeError("no controller")
+        await self.controller(action, listener)
 
     def limits(self) -> Limits:
         return Limits(total=int(self._settings["max_connections"]),

@@ -33,8 +33,8 @@ class OpSpec:
     summary: str = ""
 
 
-def _op(name: str, summary: str, returns: str = "", *, mutates: bool = False, **params: Param) -> OpSpec:
-    return OpSpec(name=name, params=params, mutates=mutates, returns=returns, summary=summary)
+def _op(op_name: str, summary: str, returns: str = "", /, *, mutates: bool = False, **params: Param) -> OpSpec:
+    return OpSpec(name=op_name, params=params, mutates=mutates, returns=returns, summary=summary)
 
 
 _STR = str
@@ -93,6 +93,20 @@ OPS: dict[str, OpSpec] = {
             limit=Param(int, required=False, default=50)),
         _op("import.windows", "Import a Windows POP3 Service mail root (DIR/<domain>/P3_<name>.mbx/*.eml)",
             "{domains, mailboxes, messages, skipped, warnings: [...]}", mutates=True, path=Param(str)),
+        # -- logon throttling (POP3 and SMTP AUTH) -------------------------------------------
+        _op("ban.list", "Addresses and login names banned after failed logons",
+            "{items: [{kind, value, reason, failures, created_at, expires_at}]}"),
+        _op("ban.lift", "Lift the ban of an address or login name", "{lifted: n}", mutates=True,
+            value=Param(str)),
+        # -- outgoing mail queue and relay ---------------------------------------------------
+        _op("queue.list", "Messages waiting for delivery to other servers", "{items: [...]}"),
+        _op("queue.show", "One queued message: envelope, attempts, headers", "{...}", id=Param(int)),
+        _op("queue.retry", "Retry one queued message now, or all", "{retried: n}", mutates=True,
+            id=Param(int, required=False, default=None)),
+        _op("queue.delete", "Delete a queued message (no bounce)", "{deleted: n}", mutates=True, id=Param(int)),
+        _op("relay.test", "Open-relay self-test against this server's SMTP listener",
+            "{items: [{trick, recipient, reply, relayed}]}",
+            host=Param(str, required=False, default=""), port=Param(int, required=False, default=0)),
         # -- events --------------------------------------------------------------------------
         _op("events.subscribe", "Receive change events on this connection", "{subscribed: true}"),
     )

@@ -1,0 +1,28 @@
+"""POP3 Service: ``python main.py`` opens the console; ``python main.py service`` runs the mail
+service; ``python main.py winpop …`` is the command line (DESIGN §2)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "service":
+        from service.daemon import main as service_main
+        return service_main(args[1:])
+    if args and args[0] == "winpop":
+        from service.winpop import main as winpop_main
+        return winpop_main(args[1:])
+    parser = argparse.ArgumentParser(prog="python main.py", description="Open the POP3 Service console. "
+                                     "Other commands: 'service' (run the mail service), 'winpop' (command line).")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the service's data directory")
+    opts = parser.parse_args(args)
+    from core.paths import default_data_dir
+    from gui.app import run_console
+    return run_console((opts.data_dir or default_data_dir()).expanduser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

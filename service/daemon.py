@@ -1,0 +1,350 @@
+"""The mail service process: start-up, listeners, the admin channel, signals, shutdown.
+
+``python main.py service --data-dir DIR`` runs it in the foreground (DESIGN §2).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from core.admin import Admin, domain_info, mailbox_info
+from core.db import Database, sqlite_url
+from core.errors import Invalid, MailError, NotFound, Unavailable
+from core.ipc.protocol import socket_path
+from core.model import to_json
+from core.paths import default_data_dir
+from core.settings import Settings, default_hostname
+from core.store import MailStore
+from core.tables import Domain, Mailbox, Setting
+from service.context import ServiceContext
+from service.ipc.server import AdminServer
+from service.listeners import Listener, ListenerState
+
+log = logging.getLogger("pop3svc")
+
+LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+# listener name → (its port setting, its command-line flag)
+PORTS = {
+    "pop3": ("port", "pop3_port"),
+    "pop3s": ("pop3s_port", "pop3s_port"),
+    "smtp": ("smtp_port", "smtp_port"),
+    "submission": ("submission_port", "submission_port"),
+    "smtps": ("smtps_port", "smtps_port"),
+}
+ACTIONS = ("start", "stop", "pause", "resume", "restart")
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (default: $POP3SVC_DATA_DIR, /var/lib/pop3-service as root, "
+                             "else ~/.local/share/pop3-service)")
+    parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
+    parser.add_argument("--bind", default="0.0.0.0", help="address the mail listeners bind (default 0.0.0.0)")
+    for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
+        parser.add_argument(f"--{flag}-port", type=int, default=None,
+                            help=f"{flag} port for this run (0 disables the listener)")
+
+
+def setup_logging(data_dir: Path, level: int) -> None:
+    logs = data_dir / "logs"
+    logs.mkdir(mode=0o700, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.handlers.RotatingFileHandler(logs / "service.log", maxBytes=10 * 1024 * 1024,
+                                                        backupCount=5, encoding="utf-8")
+    file_handler.setFormatter(fmt)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(fmt)
+    root.addHandler(file_handler)
+    root.addHandler(stream)
+    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
+    """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
+    from core.auth.keystore import choose_keystore
+
+    with db.write() as session:
+        values = Settings.get_all(session)
+        stored = set(session.scalars(select(Setting.name)))
+        if not values["mailroot"]:
+            Settings.put(session, "mailroot", str((data_dir / "mailroot").resolve()))
+        if "keystore" not in stored:
+            store = choose_keystore()
+            Settings.put(session, "keystore", store)
+            log.warning("first start: the server key is kept in the %s (shown by 'winpop get keystore')",
+                        "system keyring" if store == "keyring" else f"key file {data_dir / 'server.key'}")
+        if not values["hostname"]:
+            Settings.put(session, "hostname", default_hostname())
+        return Settings.get_all(session)
+
+
+class MailService:
+    """One running service: owns the loop's components and their order of start and stop."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.data_dir: Path = (args.data_dir or default_data_dir()).expanduser().resolve()
+        self.ctx: ServiceContext | None = None
+        self.admin_server: AdminServer | None = None
+        self._stopping = asyncio.Event()
+        self._changed: set[int] = set()
+        self._flush_scheduled = False
+
+    # -- start-up -------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        os.umask(0o077)  # the database, mail and keys are the service's alone
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        setup_logging(self.data_dir, 2)
+        url = self.args.db_url or sqlite_url(self.data_dir / "pop3svc.db")
+        db = Database(url)
+        try:
+            await loop.run_in_executor(None, db.upgrade)
+        except Exception as exc:
+            log.critical("cannot open the database %s: %s", _safe_url(url), exc)
+            return 2
+        try:
+            values = await loop.run_in_executor(None, _first_run_settings, db, self.data_dir)
+        except MailError as exc:
+            log.critical("%s", exc.message)
+            return 2
+        logging.getLogger().setLevel(LOG_LEVELS.get(int(values["logging"]), logging.INFO))
+        hostname = values["hostname"] or default_hostname()
+        store = MailStore(db, Path(values["mailroot"]), hostname=hostname)
+        ctx = ServiceContext(data_dir=self.data_dir, db=db, store=store, loop=loop, hostname=hostname)
+        self.ctx = ctx
+        try:
+            ctx.auth = self._make_provider(ctx, values)
+        except MailError as exc:
+            log.critical("%s", exc.message)
+            return 2
+        ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish)
+        ctx.on_settings_changed = self._apply_settings
+        ctx.controller = self.control
+        store.on_change.append(self._store_changed)
+        try:
+            store.check_root()
+            report = await ctx.run(store.reconcile)
+            log.info("reconciled %d mailboxes", report.mailboxes_checked)
+        except (MailError, OSError) as exc:
+            log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
+        self._make_tls(ctx, values)
+        self._make_throttle(ctx)
+        self.admin_server = AdminServer(ctx, socket_path(self.data_dir))
+        try:
+            await self.admin_server.start()
+        except (OSError, RuntimeError) as exc:
+            log.critical("cannot open the admin channel at %s: %s", socket_path(self.data_dir), exc)
+            return 2
+        self._make_listeners(ctx)
+        for listener in ctx.listeners.values():
+            try:
+                await listener.start()
+            except OSError as exc:
+                log.error("listener %s: %s", listener.name, listener.error or exc)
+        if ctx.smtp is not None and hasattr(ctx.smtp, "start"):
+            await ctx.smtp.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        self._announce(ctx)
+        ctx.events.publish("service.state", self._status())
+        await self._stopping.wait()
+        await self.shutdown()
+        return 0
+
+    def _make_provider(self, ctx: ServiceContext, values: dict[str, Any]) -> Any:
+        from core.auth.keystore import ServerKey
+        from core.auth.provider import PasswordFileProvider
+
+        method = values["auth"]
+        key = ServerKey.load(self.data_dir, values["keystore"], create=True)
+        if method != "passwordfile":
+            log.error("the %r authentication method is not available in this version; using the password file",
+                      method)
+        return PasswordFileProvider(ctx.db, key, mailroot=ctx.store.root)
+
+    def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
+        from service.tls import TlsMaterial
+        try:
+            ctx.tls = TlsMaterial(self.data_dir, ctx.hostname, values["tls_cert"], values["tls_key"])
+        except Exception as exc:  # bad PEM files: say so; plaintext listeners still run
+            log.error("TLS is not available: %s (check the certificate and key settings)", exc)
+            ctx.tls = None
+
+    def _make_throttle(self, ctx: ServiceContext) -> None:
+        try:
+            from service.throttle import LoginThrottle
+        except ImportError:
+            return
+        ctx.throttle = LoginThrottle(ctx)
+
+    def _port(self, name: str) -> int:
+        setting, flag = PORTS[name]
+        override = getattr(self.args, flag, None)
+        return int(override) if override is not None else int(self.ctx.setting(setting))
+
+    def _make_listeners(self, ctx: ServiceContext) -> None:
+        host = self.args.bind
+        banned = ctx.throttle.is_banned if ctx.throttle is not None else None
+        tls = ctx.tls.context if ctx.tls is not None else None
+        try:
+            from service.pop3.server import Pop3Server
+        except ImportError:
+            Pop3Server = None  # noqa: N806
+        if Pop3Server is not None:
+            pop3 = Pop3Server(ctx)
+            ctx.pop3 = pop3
+            for name, implicit in (("pop3", False), ("pop3s", True)):
+                port = self._port(name)
+                if port == 0 or (implicit and tls is None):
+                    continue
+                ctx.listeners[name] = Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
+                                               refusal=pop3.refusal, ssl_context=tls if implicit else None,
+                                               limits=ctx.limits, is_banned=banned)
+        try:
+            from service.smtp.server import SmtpServer
+        except ImportError:
+            SmtpServer = None  # noqa: N806
+        if SmtpServer is not None:
+            smtp = SmtpServer(ctx)
+            ctx.smtp = smtp
+            for name in ("smtp", "submission", "smtps"):
+                port = self._port(name)
+                if port == 0 or (name == "smtps" and tls is None):
+                    continue
+                ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
+                                               refusal=smtp.refusal, ssl_context=tls if name == "smtps" else None,
+                                               limits=ctx.limits, is_banned=banned)
+
+    def _announce(self, ctx: ServiceContext) -> None:
+        parts = [f"{lst.name}={lst.host}:{lst.bound_port}" for lst in ctx.listeners.values()
+                 if lst.state == ListenerState.RUNNING]
+        line = (f"POP3 Service ready: data dir {self.data_dir}; admin socket {socket_path(self.data_dir)}; "
+                f"listeners {' '.join(parts) or 'none'}")
+        log.warning("%s", line)
+        print(line, flush=True)
+
+    # -- running --------------------------------------------------------------------------
+    def _status(self) -> dict[str, Any]:
+        from service.ipc.handlers import service_status
+        return service_status(self.ctx)
+
+    async def control(self, action: str, name: str = "") -> None:
+        """service.control: act on one listener or all of them."""
+        ctx = self.ctx
+        action = action.strip().lower()
+        if action not in ACTIONS:
+            raise Invalid(f"Unknown action '{action}'; use one of: {', '.join(ACTIONS)}.")
+        if name and name not in ctx.listeners:
+            known = ", ".join(ctx.listeners) or "none"
+            raise NotFound(f"There is no listener '{name}'. Listeners: {known}.")
+        targets = [ctx.listeners[name]] if name else list(ctx.listeners.values())
+        failures = []
+        for listener in targets:
+            if action in ("stop", "restart"):
+                await listener.stop()
+            if action in ("start", "restart"):
+                if listener.state == ListenerState.PAUSED:
+                    listener.resume()
+                    continue
+                if listener.state == ListenerState.STOPPED:
+                    listener.port = self._port(listener.name)
+                try:
+                    await listener.start()
+                except OSError:
+                    failures.append(f"{listener.name}: {listener.error}")
+            elif action == "pause":
+                listener.pause()
+            elif action == "resume":
+                listener.resume()
+        ctx.events.publish("service.state", self._status())
+        if failures:
+            raise Unavailable("Could not start " + "; ".join(failures) +
+                              ". Choose a free port, or run the service with the rights to bind it.")
+
+    def _apply_settings(self) -> None:
+        level = int(self.ctx.setting("logging"))
+        logging.getLogger().setLevel(LOG_LEVELS.get(level, logging.INFO))
+        if self.admin_server is not None:
+            self.admin_server.apply_group()
+        if self.ctx.tls is not None:
+            with contextlib.suppress(Exception):
+                self.ctx.tls.configure(self.ctx.setting("tls_cert"), self.ctx.setting("tls_key"))
+
+    def _store_changed(self, mailbox_ids: set[int]) -> None:
+        """Called from a store thread after counters moved: coalesce into change events."""
+        self.ctx.loop.call_soon_threadsafe(self._queue_changes, set(mailbox_ids))
+
+    def _queue_changes(self, ids: set[int]) -> None:
+        self._changed |= ids
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.ctx.loop.call_later(0.25, lambda: self.ctx.loop.create_task(self._flush_changes()))
+
+    async def _flush_changes(self) -> None:
+        ids, self._changed = self._changed, set()
+        self._flush_scheduled = False
+
+        def load() -> tuple[list[dict], list[dict]]:
+            with self.ctx.db.read() as session:
+                rows = session.execute(select(Mailbox, Domain).join(Domain, Domain.id == Mailbox.domain_id)
+                                       .where(Mailbox.id.in_(list(ids)[:500]))).all()
+                boxes = [to_json(mailbox_info(m, d)) for m, d in rows]
+                domains = {d.id: to_json(domain_info(d)) for _m, d in rows}
+            return boxes, list(domains.values())
+
+        boxes, domains = await self.ctx.run(load)
+        for info in boxes:
+            self.ctx.events.publish("mailbox.changed", info)
+        for info in domains:
+            self.ctx.events.publish("domain.changed", info)
+
+    # -- shutdown -------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        ctx = self.ctx
+        log.warning("stopping the service")
+        if ctx.smtp is not None and hasattr(ctx.smtp, "stop"):
+            with contextlib.suppress(Exception):
+                await ctx.smtp.stop()
+        for listener in ctx.listeners.values():
+            with contextlib.suppress(Exception):
+                await listener.stop()
+        if self.admin_server is not None:
+            await self.admin_server.stop()
+        ctx.executor.shutdown(wait=True, cancel_futures=True)
+        ctx.db.dispose()
+        log.warning("service stopped")
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python main.py service", description="Run the mail service in the foreground.")
+    add_service_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(MailService(args).run())
+    except KeyboardInterrupt:
+        return 0

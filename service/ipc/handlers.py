@@ -1,0 +1,154 @@
+"""The admin channel's op implementations: one coroutine per op of core.ipc.ops.OPS."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.errors import Unavailable
+from core.tables import Domain
+from service.context import ServiceContext
+
+Handler = Callable[[ServiceContext, dict[str, Any]], Awaitable[Any]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+def _admin(method: str) -> Handler:
+    async def run(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+        return await ctx.run(getattr(ctx.admin, method), **params)
+    return run
+
+
+for _op, _method in {
+    "settings.get": "settings_get",
+    "domain.list": "domain_list",
+    "domain.get": "domain_get",
+    "domain.add": "domain_add",
+    "domain.delete": "domain_delete",
+    "domain.lock": "domain_lock",
+    "domain.unlock": "domain_unlock",
+    "mailbox.list": "mailbox_list",
+    "mailbox.get": "mailbox_get",
+    "mailbox.add": "mailbox_add",
+    "mailbox.delete": "mailbox_delete",
+    "mailbox.lock": "mailbox_lock",
+    "mailbox.unlock": "mailbox_unlock",
+    "mailbox.set_password": "mailbox_set_password",
+    "mailbox.set_quota": "mailbox_set_quota",
+    "audit.list": "audit_list",
+    "import.windows": "import_windows",
+}.items():
+    HANDLERS[_op] = _admin(_method)
+
+
+@handles("settings.set")
+async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    result = await ctx.run(ctx.admin.settings_set, **params)
+    await ctx.run(ctx.reload_settings)
+    ctx.apply_settings()
+    return result
+
+
+def service_status(ctx: ServiceContext) -> dict[str, Any]:
+    listeners = [lst.describe() for lst in ctx.listeners.values()]
+    states = {entry["state"] for entry in listeners}
+    state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
+    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot()}
+
+
+@handles("service.status")
+async def status(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return service_status(ctx)
+
+
+@handles("server.info")
+async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    tls = {}
+    if ctx.tls is not None:
+        from service.tls import certificate_info
+        try:
+            tls = certificate_info(ctx.tls.cert_path)
+            tls["path"] = str(ctx.tls.cert_path)
+        except Exception as exc:  # an unreadable certificate is reported, not fatal
+            tls = {"error": str(exc)}
+
+    def count_domains() -> int:
+        with ctx.db.read() as session:
+            return session.query(Domain).count()
+
+    return {"hostname": ctx.hostname, "version": ctx.version, "auth": ctx.setting("auth"),
+            "keystore": ctx.setting("keystore"), "data_dir": str(ctx.data_dir),
+            "mailroot": str(ctx.store.root), "domains": await ctx.run(count_domains),
+            "tls": tls, **service_status(ctx)}
+
+
+@handles("service.control")
+async def control(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    await ctx.control(params["action"], params.get("listener") or "")
+    return service_status(ctx)
+
+
+@handles("stat")
+async def stat(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    result = await ctx.run(ctx.admin.stat, params.get("domain"))
+    result["counters"] = ctx.stats.snapshot()
+    return result
+
+
+async def _call(component: Any, name: str, what: str, *args: Any) -> Any:
+    if component is None or not hasattr(component, name):
+        raise Unavailable(f"The {what} is not part of this service (yet).")
+    result = getattr(component, name)(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+@handles("ban.list")
+async def ban_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    items = await _call(ctx.throttle, "list_bans", "logon throttle")
+    return {"items": items}
+
+
+@handles("ban.lift")
+async def ban_lift(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"lifted": await _call(ctx.throttle, "lift", "logon throttle", params["value"])}
+
+
+@handles("queue.list")
+async def queue_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"items": await _call(ctx.smtp, "queue_list", "outgoing mail queue")}
+
+
+@handles("queue.show")
+async def queue_show(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return await _call(ctx.smtp, "queue_show", "outgoing mail queue", params["id"])
+
+
+@handles("queue.retry")
+async def queue_retry(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"retried": await _call(ctx.smtp, "queue_retry", "outgoing mail queue", params.get("id"))}
+
+
+@handles("queue.delete")
+async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"deleted": await _call(ctx.smtp, "queue_delete", "outgoing mail queue", params["id"])}
+
+
+@handles("relay.test")
+async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"items": await _call(ctx.smtp, "relay_test", "SMTP service", params.get("host") or "",
+                                 params.get("port") or 0)}
+
+
+@handles("events.subscribe")
+async def subscribe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    # The connection object does the subscribing (see server.AdminConnection); this answers.
+    return {"subscribed": True}

@@ -1,0 +1,226 @@
+"""The admin channel's server: JSON lines over a Unix socket, peer-credential check, the op table,
+the audit log and pushed change events (DESIGN §3)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import pwd
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from core.errors import Forbidden, Invalid, MailError
+from core.ipc import protocol
+from core.ipc.ops import OPS, check_params, redact
+from service.context import ServiceContext
+from service.ipc.handlers import HANDLERS
+
+log = logging.getLogger(__name__)
+MAX_BUFFER = 8 * 1024 * 1024  # a subscriber further behind than this is disconnected
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)
+
+
+def _groups_of(pid: int, gid: int) -> set[int]:
+    groups = {gid}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Groups:"):
+                groups.update(int(g) for g in line.split()[1:])
+    return groups
+
+
+def is_admin(pid: int, uid: int, gid: int, admin_group: str) -> bool:
+    """Root, the service's own user, or a member of the admin group may administer."""
+    if uid in (0, os.geteuid()):
+        return True
+    if admin_group:
+        with contextlib.suppress(KeyError):
+            return grp.getgrnam(admin_group).gr_gid in _groups_of(pid, gid)
+    return False
+
+
+def _actor(pid: int, uid: int) -> str:
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid {uid}"
+    return f"{name} (pid {pid})"
+
+
+def _target(params: dict[str, Any]) -> str:
+    for key in ("address", "name", "domain", "value", "path", "listener", "id"):
+        if params.get(key) not in (None, ""):
+            return str(params[key])
+    return ""
+
+
+class AdminServer:
+    """Listens on ``admin.sock`` and serves the op table."""
+
+    def __init__(self, ctx: ServiceContext, path: Path) -> None:
+        self.ctx = ctx
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        if self.path.exists() or self.path.is_symlink():
+            if self._alive():
+                raise RuntimeError(f"another service is already running on {self.path}")
+            self.path.unlink()
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.path),
+                                                           limit=protocol.MAX_LINE + 1)
+        finally:
+            os.umask(old_umask)
+        self.apply_group()
+
+    def apply_group(self) -> None:
+        """0600, or 0660 owned by the admin group when one is set."""
+        group = self.ctx.setting("admin_group")
+        mode = 0o600
+        if group:
+            try:
+                os.chown(self.path, -1, grp.getgrnam(group).gr_gid)
+                mode = 0o660
+            except (KeyError, PermissionError) as exc:
+                log.error("admin group %r cannot own %s: %s", group, self.path, exc)
+        os.chmod(self.path, mode)
+
+    def _alive(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.path))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await AdminConnection(self.ctx, reader, writer).serve()
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+
+
+class AdminConnection:
+    """One client of the admin channel (a console, a winpop call)."""
+
+    def __init__(self, ctx: ServiceContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.ctx = ctx
+        self.reader = reader
+        self.writer = writer
+        self.pid, self.uid, self.gid = peer_credentials(writer.get_extra_info("socket"))
+        self.actor = _actor(self.pid, self.uid)
+        self._unsubscribe = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def serve(self) -> None:
+        try:
+            if not is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
+                log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
+                self.ctx.admin.audit(self.actor, "connect", "", "", "forbidden")
+                err = Forbidden("You may not administer this mail service: run as root, as the service's "
+                                "user, or as a member of its admin group.")
+                self.writer.write(protocol.error(None, err.code, err.message))
+                await self.writer.drain()
+                return
+            while True:
+                try:
+                    line = await self.reader.readline()
+                except (asyncio.LimitOverrunError, ValueError):
+                    self.writer.write(protocol.error(None, "invalid", "The request is longer than 1 MiB."))
+                    return
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                task = asyncio.get_running_loop().create_task(self._handle(line))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    def _send(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            return
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > MAX_BUFFER:
+            log.warning("admin channel: %s is not reading its events; disconnecting", self.actor)
+            transport.abort()
+            return
+        self.writer.write(data)
+
+    def _on_event(self, name: str, data: Any) -> None:
+        self._send(protocol.event(name, data))
+
+    async def _handle(self, line: bytes) -> None:
+        req_id: Any = None
+        op = "?"
+        params: dict[str, Any] = {}
+        try:
+            msg = protocol.decode(line)
+            req_id = msg.get("id")
+            op = msg.get("op")
+            if not isinstance(op, str):
+                raise Invalid("The request has no 'op' (the operation's name).")
+            params = check_params(op, msg.get("params"))
+            if op == "events.subscribe" and self._unsubscribe is None:
+                self._unsubscribe = self.ctx.events.subscribe(self._on_event)
+            result = await HANDLERS[op](self.ctx, params)
+        except MailError as exc:
+            self._send(protocol.error(req_id, exc.code, exc.message))
+            if op in OPS and OPS[op].mutates:
+                await self._audit(op, params, f"refused: {exc.code}", exc.message)
+            log.info("admin %s by %s refused: %s", op, self.actor, exc.message)
+            return
+        except Exception as exc:  # a bug: say so plainly, log the details
+            log.exception("admin op %s failed", op)
+            self._send(protocol.error(req_id, "internal", f"The service failed to do '{op}': {exc}. "
+                                      "See the service log for details."))
+            return
+        self._send(protocol.response(req_id, result))
+        if OPS[op].mutates:
+            await self._audit(op, params, "ok", "")
+            log.info("admin %s %s by %s", op, _target(params), self.actor)
+
+    async def _audit(self, op: str, params: dict[str, Any], outcome: str, message: str) -> None:
+        shown = redact(op, params)
+        detail = json.dumps({k: v for k, v in shown.items() if v not in (None, "")}, ensure_ascii=False)
+        if message:
+            detail = f"{detail} {message}"
+        await self.ctx.run(self.ctx.admin.audit, self.actor, op, _target(params), detail, outcome)
