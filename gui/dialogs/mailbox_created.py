@@ -1,0 +1,89 @@
+"""The confirmation after New Mailbox: what to type into the mail client, with a Copy button."""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QStyle,
+                               QVBoxLayout, QWidget)
+
+_SECURITY = {"starttls": "STARTTLS", "implicit": "SSL/TLS", "none": "no encryption"}
+
+
+def _port(ports: dict[str, int], name: str) -> int:
+    return int(ports.get(name) or 0)
+
+
+def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_required: bool,
+                    ports: dict[str, int]) -> list[tuple[str, str]]:
+    """The lines a user types into a mail client, as (label, value) pairs."""
+    address = str(mailbox.get("address") or f"{mailbox['name']}@{mailbox['domain']}")
+    # With the password file the service knows users by their full address; system and
+    # directory accounts log on with SPA (NTLM) under the bare account name.
+    spa_name = address if auth == "passwordfile" else str(mailbox.get("name") or address.partition("@")[0])
+    rows = [("E-mail address", address),
+            ("Account name (plaintext authentication)", address),
+            ("Account name (Secure Password Authentication)", spa_name)]
+    pop3 = []
+    if _port(ports, "pop3"):
+        pop3.append(f"port {_port(ports, 'pop3')} with STARTTLS")
+    if _port(ports, "pop3s"):
+        pop3.append(f"port {_port(ports, 'pop3s')} with SSL/TLS")
+    rows.append(("Incoming mail server (POP3)", f"{hostname}, " + (" or ".join(pop3) or "no POP3 listener is enabled")))
+    smtp = []
+    if _port(ports, "submission"):
+        smtp.append(f"port {_port(ports, 'submission')} with STARTTLS")
+    if _port(ports, "smtps"):
+        smtp.append(f"port {_port(ports, 'smtps')} with SSL/TLS")
+    rows.append(("Outgoing mail server (SMTP)",
+                 f"{hostname}, " + (" or ".join(smtp) + ", with authentication" if smtp
+                                    else "no submission listener is enabled")))
+    if spa_required:
+        rows.append(("Note", "This server requires secure password authentication: a plaintext password is "
+                             "accepted only over an encrypted (TLS) connection."))
+    return rows
+
+
+class MailboxCreatedDialog(QDialog):
+    """Tells the administrator which account name and servers the user's mail client needs."""
+
+    def __init__(self, parent: QWidget | None, rows: list[tuple[str, str]], *, address: str) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("POP3 Service")
+        self.rows = rows
+        icon = QLabel()
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation).pixmap(32, 32))
+        heading = QLabel(f"<b>The mailbox {html.escape(address)} was created.</b><br>"
+                         "Give the user these settings for the mail client:")
+        table = "".join(f"<tr><td style='padding-right:12px'>{html.escape(k)}:</td>"
+                        f"<td><b>{html.escape(v)}</b></td></tr>" for k, v in rows)
+        details = QLabel(f"<table cellspacing='3'>{table}</table>")
+        details.setWordWrap(True)
+        details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.dont_show = QCheckBox("&Don't show this message again")
+        self.copy_button = QPushButton("&Copy")
+        self.copy_button.setToolTip("Copy these settings to the clipboard, to paste into an e-mail to the user")
+        self.copy_button.clicked.connect(self.copy)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok)
+        buttons.addButton(self.copy_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.accepted.connect(self.accept)
+        top = QHBoxLayout()
+        top.addWidget(icon, 0)
+        text = QVBoxLayout()
+        text.addWidget(heading)
+        text.addWidget(details)
+        top.addLayout(text, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.dont_show)
+        layout.addWidget(buttons)
+        self.resize(560, 10)
+
+    def text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.rows)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text())
+        self.copy_button.setText("Copied")

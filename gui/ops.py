@@ -1,0 +1,138 @@
+"""Each user action is a small function that sends one request and reacts to the answer.
+
+Nothing here touches a model: the service publishes a change event after every committed
+change and the models apply it, so the console looks the same whoever made the change.
+Failures go to ``error_box.show_error`` unless the caller passes ``on_fail``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6.QtWidgets import QWidget
+
+from core.errors import MailError
+from gui.dialogs import error_box
+
+Done = Callable[[Any], None] | None
+Fail = Callable[[MailError], None] | None
+
+
+def _send(client: Any, op: str, params: dict[str, Any], *, parent: QWidget | None, doing: str,
+          on_done: Done = None, on_fail: Fail = None) -> None:
+    def failed(error: MailError) -> None:
+        if on_fail is not None:
+            on_fail(error)
+        else:
+            error_box.show_error(parent, error, doing=doing)
+
+    client.request(op, params, on_done, failed)
+
+
+# -- domains ---------------------------------------------------------------------------------
+def add_domain(client: Any, *, parent: QWidget | None, name: str, on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "domain.add", {"name": name}, parent=parent, doing=f"create the domain {name}",
+          on_done=on_done, on_fail=on_fail)
+
+
+def delete_domain(client: Any, *, parent: QWidget | None, name: str, delete_users: bool = False,
+                  on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "domain.delete", {"name": name, "delete_users": delete_users}, parent=parent,
+          doing=f"delete the domain {name}", on_done=on_done, on_fail=on_fail)
+
+
+def lock_domain(client: Any, *, parent: QWidget | None, name: str, on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "domain.lock", {"name": name}, parent=parent, doing=f"lock the domain {name}",
+          on_done=on_done, on_fail=on_fail)
+
+
+def unlock_domain(client: Any, *, parent: QWidget | None, name: str, on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "domain.unlock", {"name": name}, parent=parent, doing=f"unlock the domain {name}",
+          on_done=on_done, on_fail=on_fail)
+
+
+# -- mailboxes -------------------------------------------------------------------------------
+def add_mailbox(client: Any, *, parent: QWidget | None, address: str, password: str | None,
+                create_user: bool | None, on_done: Done = None, on_fail: Fail = None) -> None:
+    params: dict[str, Any] = {"address": address, "create_user": create_user}
+    if password:
+        params["password"] = password
+    _send(client, "mailbox.add", params, parent=parent, doing=f"create the mailbox {address}",
+          on_done=on_done, on_fail=on_fail)
+
+
+def delete_mailbox(client: Any, *, parent: QWidget | None, address: str, delete_user: bool = False,
+                   on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "mailbox.delete", {"address": address, "delete_user": delete_user}, parent=parent,
+          doing=f"delete the mailbox {address}", on_done=on_done, on_fail=on_fail)
+
+
+def lock_mailbox(client: Any, *, parent: QWidget | None, address: str, on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "mailbox.lock", {"address": address}, parent=parent, doing=f"lock the mailbox {address}",
+          on_done=on_done, on_fail=on_fail)
+
+
+def unlock_mailbox(client: Any, *, parent: QWidget | None, address: str, on_done: Done = None,
+                   on_fail: Fail = None) -> None:
+    _send(client, "mailbox.unlock", {"address": address}, parent=parent, doing=f"unlock the mailbox {address}",
+          on_done=on_done, on_fail=on_fail)
+
+
+def change_password(client: Any, *, parent: QWidget | None, address: str, password: str,
+                    on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "mailbox.set_password", {"address": address, "password": password}, parent=parent,
+          doing=f"change the password of {address}", on_done=on_done, on_fail=on_fail)
+
+
+def set_quota(client: Any, *, parent: QWidget | None, address: str, quota: int | str | None,
+              on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "mailbox.set_quota", {"address": address, "quota": quota}, parent=parent,
+          doing=f"set the quota of {address}", on_done=on_done, on_fail=on_fail)
+
+
+# -- settings and the service ----------------------------------------------------------------
+def set_setting(client: Any, *, parent: QWidget | None, name: str, value: Any, on_done: Done = None,
+                on_fail: Fail = None) -> None:
+    _send(client, "settings.set", {"name": name, "value": value}, parent=parent,
+          doing=f"change the setting '{name}'", on_done=on_done, on_fail=on_fail)
+
+
+SERVICE_VERBS = {"start": "start", "stop": "stop", "pause": "pause", "resume": "resume"}
+
+
+def control_service(client: Any, *, parent: QWidget | None, action: str, on_done: Done = None,
+                    on_fail: Fail = None) -> None:
+    _send(client, "service.control", {"action": action}, parent=parent, doing=f"{action} the POP3 Service",
+          on_done=on_done, on_fail=on_fail)
+
+
+def restart_service(client: Any, *, parent: QWidget | None, on_done: Done = None) -> None:
+    """Restart = stop, then start once the stop is confirmed."""
+    control_service(client, parent=parent, action="stop",
+                    on_done=lambda _r: control_service(client, parent=parent, action="start", on_done=on_done))
+
+
+# -- many targets at once ----------------------------------------------------------------------
+def for_each(items: Sequence[str], send: Callable[..., None], *, parent: QWidget | None, doing: str,
+             on_all_done: Callable[[], None] | None = None) -> None:
+    """Run ``send(item, on_done=, on_fail=)`` for every item; report all failures in one box."""
+    if not items:
+        return
+    failures: list[str] = []
+    left = [len(items)]
+
+    def finish() -> None:
+        left[0] -= 1
+        if left[0]:
+            return
+        if failures:
+            shown = "\n".join(failures[:10]) + (f"\n… and {len(failures) - 10} more" if len(failures) > 10 else "")
+            error_box.show_error(parent, shown, doing=doing)
+        if on_all_done is not None:
+            on_all_done()
+
+    for item in items:
+        def failed(error: MailError, item: str = item) -> None:
+            failures.append(f"{item}: {error.message}")
+            finish()
+        send(item, on_done=lambda _r: finish(), on_fail=failed)

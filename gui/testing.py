@@ -1,0 +1,474 @@
+"""An in-memory stand-in for the mail service, with the real ``IpcClient``'s interface.
+
+``FakeServiceClient`` implements the op table of ``core/ipc/ops.py`` in memory (parameters are
+checked with the same ``check_params``), answers asynchronously through the event loop like the
+socket would, and pushes the change events the service publishes. Widget tests, the screenshot
+tool and the scale benchmarks drive the console against it. ``external(op, params)`` plays
+another admin (``winpop``, a second console): the change happens and only the events tell us.
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
+from core.ipc.ops import check_params
+from core.model import DomainInfo, MailboxInfo, to_json
+from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
+from core.settings import SPECS, resolve
+
+OnOk = Callable[[Any], None]
+OnErr = Callable[[MailError], None]
+
+
+@dataclass
+class _Mailbox:
+    name: str
+    domain: str
+    locked: bool = False
+    message_count: int = 0
+    total_bytes: int = 0
+    quota_bytes: int | None = None
+    has_user: bool = True
+    password: str = ""
+
+
+@dataclass
+class _Domain:
+    name: str
+    locked: bool = False
+    mailboxes: dict[str, _Mailbox] = field(default_factory=dict)
+    _sorted: list[str] | None = None
+
+    def sorted_names(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.mailboxes)
+        return self._sorted
+
+
+LISTENERS = (
+    ("pop3", "pop3", 110, "starttls"),
+    ("pop3s", "pop3", 995, "implicit"),
+    ("smtp", "smtp", 25, "starttls"),
+    ("submission", "smtp", 587, "starttls"),
+    ("smtps", "smtp", 465, "implicit"),
+)
+
+
+class FakeService:
+    """The service's state and op implementations, without any socket."""
+
+    def __init__(self, *, hostname: str = "mail.example.com") -> None:
+        self.hostname = hostname
+        self.settings: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}
+        self.settings["mailroot"] = "/var/lib/pop3-service/mailroot"
+        self.domains: dict[str, _Domain] = {}
+        self._domain_names: list[str] | None = None
+        self.state = "running"
+        self.listener_states = {name: "running" for name, *_ in LISTENERS}
+        self.counters = {"pop3_sessions": 0, "smtp_sessions": 0, "messages_received": 0,
+                         "messages_retrieved": 0, "logon_failures": 0, "queue": 0}
+        self.audit: list[dict[str, Any]] = []
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def domain_names(self) -> list[str]:
+        if self._domain_names is None:
+            self._domain_names = sorted(self.domains)
+        return self._domain_names
+
+    def _domain(self, name: str) -> _Domain:
+        key = normalize_domain(name)
+        if key not in self.domains:
+            raise NotFound(f"There is no domain '{name}'.")
+        return self.domains[key]
+
+    def _mailbox(self, address: str) -> _Mailbox:
+        local, dom = split_address(address, self.settings["auth"])
+        domain = self._domain(dom)
+        if local not in domain.mailboxes:
+            raise NotFound(f"There is no mailbox '{address}'.")
+        return domain.mailboxes[local]
+
+    def domain_info(self, d: _Domain) -> dict[str, Any]:
+        boxes = d.mailboxes.values()
+        return to_json(DomainInfo(name=d.name, display_name=display_domain(d.name), locked=d.locked,
+                                  mailbox_count=len(d.mailboxes),
+                                  message_count=sum(m.message_count for m in boxes),
+                                  total_bytes=sum(m.total_bytes for m in boxes)))
+
+    def mailbox_info(self, m: _Mailbox) -> dict[str, Any]:
+        return to_json(MailboxInfo(name=m.name, domain=m.domain, address=f"{m.name}@{m.domain}",
+                                   locked=m.locked, domain_locked=self.domains[m.domain].locked,
+                                   message_count=m.message_count, total_bytes=m.total_bytes,
+                                   quota_bytes=m.quota_bytes, has_user=m.has_user))
+
+    def status(self) -> dict[str, Any]:
+        listeners = [{"name": name, "kind": kind, "state": self.listener_states[name],
+                      "address": "0.0.0.0", "port": int(self.settings.get(
+                          {"pop3": "port"}.get(name, f"{name}_port"), port)),
+                      "tls": tls, "sessions": 0}
+                     for name, kind, port, tls in LISTENERS]
+        return {"state": self.state, "listeners": listeners, "counters": dict(self.counters)}
+
+    @staticmethod
+    def _page(names: list[str], p: dict[str, Any]) -> tuple[int, list[str]]:
+        flt = (p.get("filter") or "").lower()
+        if flt:
+            names = [n for n in names if flt in n]
+        offset, limit = max(0, p.get("offset") or 0), max(0, p.get("limit") or 0)
+        return len(names), names[offset: offset + limit if limit else None]
+
+    # -- bulk set-up for tests and benchmarks (no events) ----------------------------------------
+    def seed(self, domains: dict[str, list[str]] | None = None, *, locked: tuple[str, ...] = ()) -> None:
+        for dname, boxes in (domains or {}).items():
+            d = self.domains.setdefault(dname, _Domain(dname))
+            d.locked = dname in locked
+            for i, b in enumerate(boxes):
+                d.mailboxes[b] = _Mailbox(b, dname, locked=f"{b}@{dname}" in locked,
+                                          message_count=(i * 7) % 23, total_bytes=((i * 7) % 23) * 5300)
+            d._sorted = None
+        self._domain_names = None
+
+    def seed_bulk(self, n_domains: int, per_domain: int, *, big: tuple[str, int] | None = None) -> None:
+        for i in range(n_domains):
+            name = f"d{i:05d}.example.net"
+            d = _Domain(name)
+            for j in range(per_domain):
+                d.mailboxes[f"user{j:05d}"] = _Mailbox(f"user{j:05d}", name, message_count=j % 9,
+                                                       total_bytes=(j % 9) * 4096)
+            self.domains[name] = d
+        if big:
+            name, count = big
+            d = _Domain(name)
+            for j in range(count):
+                d.mailboxes[f"u{j:06d}"] = _Mailbox(f"u{j:06d}", name, message_count=j % 13,
+                                                    total_bytes=(j % 13) * 3000)
+            self.domains[name] = d
+        self._domain_names = None
+
+    # -- the op table ----------------------------------------------------------------------------
+    def call(self, op: str, params: dict[str, Any]) -> tuple[Any, list[tuple[str, Any]]]:
+        """Run one op; return its result and the events it publishes."""
+        p = check_params(op, params)
+        handler = getattr(self, "op_" + op.replace(".", "_"))
+        events: list[tuple[str, Any]] = []
+        result = handler(p, events)
+        if op not in ("events.subscribe",) and events:
+            self.audit.insert(0, {"at": "2026-01-01T12:00:00", "actor": "admin", "op": op,
+                                  "target": str(p.get("name") or p.get("address") or ""),
+                                  "detail": "", "outcome": "ok"})
+        return result, events
+
+    def op_server_info(self, p: dict, ev: list) -> Any:
+        return {"hostname": self.settings.get("hostname") or self.hostname, "version": "0.1.0",
+                "auth": self.settings["auth"], "keystore": self.settings["keystore"],
+                "data_dir": "/var/lib/pop3-service", "mailroot": self.settings["mailroot"],
+                "listeners": self.status()["listeners"]}
+
+    def op_service_status(self, p: dict, ev: list) -> Any:
+        return self.status()
+
+    def op_service_control(self, p: dict, ev: list) -> Any:
+        action = p["action"]
+        new = {"start": "running", "stop": "stopped", "pause": "paused", "resume": "running"}.get(action)
+        if new is None:
+            raise Invalid(f"Unknown action '{action}'; use start, stop, pause or resume.")
+        if action == "resume" and self.state != "paused":
+            raise Conflict("The service is not paused.")
+        if action == "pause" and self.state != "running":
+            raise Conflict("Only a running service can be paused.")
+        names = [p["listener"]] if p["listener"] else list(self.listener_states)
+        for n in names:
+            self.listener_states[n] = new
+        states = set(self.listener_states.values())
+        self.state = states.pop() if len(states) == 1 else "running"
+        status = self.status()
+        ev.append(("service.state", status))
+        return status
+
+    def op_settings_get(self, p: dict, ev: list) -> Any:
+        if p["name"]:
+            spec = resolve(p["name"])
+            return {spec.name: self.settings[spec.name]}
+        return dict(self.settings)
+
+    def op_settings_set(self, p: dict, ev: list) -> Any:
+        spec = resolve(p["name"])
+        if not spec.writable:
+            raise Invalid(f"The setting '{spec.name}' cannot be changed here.")
+        value = spec.check(p["value"])
+        if spec.name == "auth" and self.domains and value != self.settings["auth"]:
+            raise Conflict("The authentication method can be changed only while no domain exists.")
+        self.settings[spec.name] = value
+        ev.append(("settings.changed", {"name": spec.name, "value": value}))
+        return {"name": spec.name, "value": value, "restart": spec.restart}
+
+    def op_domain_list(self, p: dict, ev: list) -> Any:
+        total, names = self._page(self.domain_names(), p)
+        return {"total": total, "items": [self.domain_info(self.domains[n]) for n in names]}
+
+    def op_domain_get(self, p: dict, ev: list) -> Any:
+        return self.domain_info(self._domain(p["name"]))
+
+    def op_domain_add(self, p: dict, ev: list) -> Any:
+        name = normalize_domain(p["name"])
+        if name in self.domains:
+            raise Conflict(f"The domain {name} already exists.")
+        self.domains[name] = d = _Domain(name)
+        self._domain_names = None
+        info = self.domain_info(d)
+        ev.append(("domain.added", info))
+        return info
+
+    def op_domain_delete(self, p: dict, ev: list) -> Any:
+        d = self._domain(p["name"])
+        del self.domains[d.name]
+        self._domain_names = None
+        ev.append(("domain.deleted", {"name": d.name}))
+        return {"name": d.name}
+
+    def _set_domain_lock(self, p: dict, ev: list, locked: bool) -> Any:
+        d = self._domain(p["name"])
+        d.locked = locked
+        info = self.domain_info(d)
+        ev.append(("domain.changed", info))
+        return info
+
+    def op_domain_lock(self, p: dict, ev: list) -> Any:
+        return self._set_domain_lock(p, ev, True)
+
+    def op_domain_unlock(self, p: dict, ev: list) -> Any:
+        return self._set_domain_lock(p, ev, False)
+
+    def op_mailbox_list(self, p: dict, ev: list) -> Any:
+        d = self._domain(p["domain"])
+        total, names = self._page(d.sorted_names(), p)
+        return {"total": total, "items": [self.mailbox_info(d.mailboxes[n]) for n in names]}
+
+    def op_mailbox_get(self, p: dict, ev: list) -> Any:
+        return self.mailbox_info(self._mailbox(p["address"]))
+
+    def op_mailbox_add(self, p: dict, ev: list) -> Any:
+        local, dom = split_address(p["address"], self.settings["auth"])
+        d = self._domain(dom)
+        if local in d.mailboxes:
+            raise Conflict(f"The mailbox {local}@{dom} already exists.")
+        create_user = self.settings["createuser"] if p["create_user"] is None else p["create_user"]
+        if self.settings["auth"] == "passwordfile":
+            create_user = True
+        if create_user and not p["password"]:
+            raise Invalid("Give a password for the mailbox's user.")
+        quota = SPECS["default_quota"].check(p["quota"]) if p["quota"] is not None \
+            else self.settings["default_quota"]
+        d.mailboxes[local] = m = _Mailbox(local, dom, quota_bytes=quota, has_user=bool(create_user),
+                                          password=p["password"] or "")
+        d._sorted = None
+        info = self.mailbox_info(m)
+        ev.append(("mailbox.added", info))
+        ev.append(("domain.changed", self.domain_info(d)))
+        return info
+
+    def op_mailbox_delete(self, p: dict, ev: list) -> Any:
+        m = self._mailbox(p["address"])
+        d = self.domains[m.domain]
+        del d.mailboxes[m.name]
+        d._sorted = None
+        address = f"{m.name}@{m.domain}"
+        ev.append(("mailbox.deleted", {"address": address, "domain": m.domain, "name": m.name}))
+        ev.append(("domain.changed", self.domain_info(d)))
+        return {"address": address}
+
+    def _set_mailbox_lock(self, p: dict, ev: list, locked: bool) -> Any:
+        m = self._mailbox(p["address"])
+        if not locked and self.domains[m.domain].locked:
+            raise Conflict(f"The domain {m.domain} is locked; unlock the domain instead.")
+        m.locked = locked
+        info = self.mailbox_info(m)
+        ev.append(("mailbox.changed", info))
+        return info
+
+    def op_mailbox_lock(self, p: dict, ev: list) -> Any:
+        return self._set_mailbox_lock(p, ev, True)
+
+    def op_mailbox_unlock(self, p: dict, ev: list) -> Any:
+        return self._set_mailbox_lock(p, ev, False)
+
+    def op_mailbox_set_password(self, p: dict, ev: list) -> Any:
+        m = self._mailbox(p["address"])
+        if not p["password"]:
+            raise Invalid("The password is empty.")
+        m.password = p["password"]
+        ev.append(("mailbox.changed", self.mailbox_info(m)))
+        return {"address": f"{m.name}@{m.domain}"}
+
+    def op_mailbox_set_quota(self, p: dict, ev: list) -> Any:
+        m = self._mailbox(p["address"])
+        m.quota_bytes = SPECS["default_quota"].check(p["quota"])
+        info = self.mailbox_info(m)
+        ev.append(("mailbox.changed", info))
+        return info
+
+    def op_stat(self, p: dict, ev: list) -> Any:
+        boxes = [m for d in self.domains.values() for m in d.mailboxes.values()]
+        return {"domains": len(self.domains), "mailboxes": len(boxes),
+                "messages": sum(m.message_count for m in boxes),
+                "bytes": sum(m.total_bytes for m in boxes), "items": [], "counters": dict(self.counters)}
+
+    def op_audit_list(self, p: dict, ev: list) -> Any:
+        return {"items": self.audit[: p["limit"]]}
+
+    def op_import_windows(self, p: dict, ev: list) -> Any:
+        raise Unavailable("Import is not available in the fake service.")
+
+    def op_events_subscribe(self, p: dict, ev: list) -> Any:
+        return {"subscribed": True}
+
+    # -- things that happen without a request ----------------------------------------------------
+    def deliver(self, address: str, size: int) -> list[tuple[str, Any]]:
+        m = self._mailbox(address)
+        m.message_count += 1
+        m.total_bytes += size
+        self.counters["messages_received"] += 1
+        return [("mailbox.changed", self.mailbox_info(m)),
+                ("domain.changed", self.domain_info(self.domains[m.domain]))]
+
+
+class FakeServiceClient(QObject):
+    """``IpcClient``'s interface over a ``FakeService``: async answers and pushed events."""
+
+    event_received = Signal(str, object)
+    connected = Signal()
+    disconnected = Signal()
+
+    def __init__(self, service: FakeService | None = None, *, latency_ms: int = 0,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.service = service or FakeService()
+        self.latency_ms = latency_ms
+        self.data_dir = Path("/var/lib/pop3-service")
+        self.location = str(self.data_dir / "admin.sock")
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._is_connected = False
+        self._reachable = True
+        self._subscribed = False
+        self.last_error = ""
+
+    @property
+    def is_connected(self) -> bool:
+        return self._is_connected
+
+    @property
+    def target(self) -> str:
+        return str(self.data_dir)
+
+    def start(self) -> None:
+        QTimer.singleShot(0, self, self._try_connect)
+
+    def stop(self) -> None:
+        if self._is_connected:
+            self._is_connected = False
+            self.disconnected.emit()
+
+    def retry_now(self) -> None:
+        self._try_connect()
+
+    def _try_connect(self) -> None:
+        if self._is_connected:
+            return
+        if not self._reachable:
+            self.disconnected.emit()
+            return
+        self._is_connected = True
+        self._subscribed = True
+        self.connected.emit()
+
+    # -- simulate the service going away and coming back ----------------------------------------
+    def go_offline(self) -> None:
+        self._reachable = False
+        if self._is_connected:
+            self._is_connected = False
+            self._subscribed = False
+            self.disconnected.emit()
+
+    def go_online(self) -> None:
+        """The service is back; the real client's retry timer would find it within seconds."""
+        self._reachable = True
+        QTimer.singleShot(10, self, self._try_connect)
+
+    # -- the interface ---------------------------------------------------------------------------
+    def request(self, op: str, params: dict[str, Any] | None = None,
+                on_ok: OnOk | None = None, on_err: OnErr | None = None) -> None:
+        params = dict(params or {})
+        self.requests.append((op, params))
+        if not self._is_connected:
+            err = Unavailable(f"The POP3 Service is not reachable at {self.location}.")
+            if on_err is not None:
+                QTimer.singleShot(0, self, lambda: on_err(err))
+            return
+        try:
+            result, events = self.service.call(op, params)
+        except MailError as exc:
+            error, result, events = exc, None, []
+        else:
+            error = None
+
+        def deliver() -> None:
+            if not self._is_connected:
+                if on_err is not None:
+                    on_err(Unavailable("The POP3 Service closed the admin connection."))
+                return
+            self._publish(events)
+            if error is not None:
+                if on_err is not None:
+                    on_err(error)
+            elif on_ok is not None:
+                on_ok(result)
+
+        QTimer.singleShot(self.latency_ms, self, deliver)
+
+    def _publish(self, events: list[tuple[str, Any]]) -> None:
+        if self._subscribed:
+            for name, data in events:
+                self.event_received.emit(name, data)
+
+    def external(self, op: str, params: dict[str, Any] | None = None) -> Any:
+        """Another admin (winpop, a second console) runs ``op``: only the events reach us."""
+        result, events = self.service.call(op, dict(params or {}))
+        QTimer.singleShot(0, self, lambda: self._publish(events))
+        return result
+
+    def external_delivery(self, address: str, size: int) -> None:
+        events = self.service.deliver(address, size)
+        QTimer.singleShot(0, self, lambda: self._publish(events))
+
+    def ops_sent(self, name: str) -> list[dict[str, Any]]:
+        return [p for op, p in self.requests if op == name]
+
+
+def demo_service() -> FakeService:
+    """A small, realistic data set for screenshots and manual runs."""
+    svc = FakeService(hostname="mail.contoso.com")
+    svc.seed({
+        "contoso.com": ["administrator", "alice", "bob", "helpdesk", "info", "sales", "webmaster"],
+        "fabrikam.com": ["jane", "john", "orders"],
+        "northwind.local": ["nancy", "andrew", "janet", "margaret", "steven"],
+        "lab.contoso.com": ["build", "test"],
+    }, locked=("northwind.local", "sales@contoso.com"))
+    svc.domains["contoso.com"].mailboxes["helpdesk"].quota_bytes = 50 * 1024 * 1024
+    svc.settings["createuser"] = True
+    svc.audit = [
+        {"at": "2026-03-02T09:14:02", "actor": "root", "op": "mailbox.add", "target": "bob@contoso.com",
+         "detail": "", "outcome": "ok"},
+        {"at": "2026-03-02T09:12:40", "actor": "root", "op": "domain.lock", "target": "northwind.local",
+         "detail": "", "outcome": "ok"},
+        {"at": "2026-03-02T09:03:11", "actor": "root", "op": "settings.set", "target": "sparequired",
+         "detail": "value=1", "outcome": "ok"},
+    ]
+    svc.counters.update(pop3_sessions=3, smtp_sessions=1, messages_received=1284, messages_retrieved=1190,
+                        logon_failures=7)
+    return svc

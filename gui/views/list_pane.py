@@ -1,0 +1,85 @@
+"""A result-pane list: a title, a filter box that filters as you type, and a details view."""
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Qt
+from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
+
+from gui.models.paged_table import PagedTableModel
+
+FILTER_DELAY_MS = 200
+EMPTY_TEXT = "There are no items to show in this view."
+
+
+class ListPane(QWidget):
+    """The list of domains or of mailboxes; the view fetches more rows as it scrolls."""
+
+    def __init__(self, model: PagedTableModel, *, noun: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.noun = noun
+        self.title = QLabel()
+        self.title.setStyleSheet("font-weight: bold; padding: 2px;")
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("background: #fff4ce; border: 1px solid #e0c060; padding: 3px;")
+        self.note.setVisible(False)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText(f"Filter {noun} by name")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.setAccessibleName(f"Filter {noun}")
+        self.filter.setMaximumWidth(260)
+        self.view = QTreeView()
+        self.view.setRootIsDecorated(False)
+        self.view.setItemsExpandable(False)
+        self.view.setUniformRowHeights(True)
+        self.view.setAllColumnsShowFocus(True)
+        self.view.setAlternatingRowColors(False)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.setModel(model)
+        self.view.header().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+        self.view.setSortingEnabled(True)
+        self.view.header().setStretchLastSection(False)
+        self.view.header().setSectionsMovable(True)
+        for col, width in enumerate([220] + [110] * (model.columnCount() - 1)):
+            self.view.header().resizeSection(col, width)
+        self.empty = QLabel(EMPTY_TEXT, self.view.viewport())
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        self.empty.setStyleSheet("color: #666; padding-top: 24px;")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.title, 1)
+        top.addWidget(self.filter)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(top)
+        layout.addWidget(self.note)
+        layout.addWidget(self.view, 1)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(FILTER_DELAY_MS)
+        self._debounce.timeout.connect(lambda: self.model.set_filter(self.filter.text()))
+        self.filter.textChanged.connect(lambda _t: self._debounce.start())
+        for signal in (model.modelReset, model.rowsInserted, model.rowsRemoved, model.loading_changed):
+            signal.connect(self._update_empty)
+        self._update_empty()
+
+    def resizeEvent(self, event: object) -> None:  # type: ignore[override]
+        super().resizeEvent(event)  # type: ignore[arg-type]
+        self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
+
+    def _update_empty(self, *_args: object) -> None:
+        empty = self.model.rowCount() == 0
+        self.empty.setText("Loading…" if self.model.loading and empty else EMPTY_TEXT)
+        self.empty.setVisible(empty)
+        self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
+
+    def selected_rows(self) -> list[int]:
+        return sorted({i.row() for i in self.view.selectionModel().selectedRows()})
+
+    def apply_filter_now(self) -> None:
+        self._debounce.stop()
+        self.model.set_filter(self.filter.text())

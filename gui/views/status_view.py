@@ -1,0 +1,130 @@
+"""The server node's "Service Status" tab: listener states, live counters, recent events.
+
+It refreshes on the service's ``service.state`` events and, while visible, every two seconds
+(counters move without an event for each session). Nothing here blocks: every read is a request.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (QAbstractItemView, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from gui import icons
+
+POLL_MS = 2000
+LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
+STATE_WORDS = {"running": "running", "paused": "paused", "stopped": "stopped", "partial": "partly running"}
+COUNTER_LABELS = {
+    "pop3_sessions": "POP3 sessions now", "smtp_sessions": "SMTP sessions now",
+    "messages_received": "Messages received", "messages_retrieved": "Messages retrieved",
+    "logon_failures": "Failed logons", "queue": "Messages in the outbound queue",
+}
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    t = QTableWidget(0, len(headers))
+    t.setHorizontalHeaderLabels(headers)
+    t.verticalHeader().setVisible(False)
+    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    t.horizontalHeader().setStretchLastSection(True)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    t.setAlternatingRowColors(True)
+    return t
+
+
+class StatusView(QWidget):
+    """Service state per listener, counters and the newest audit entries."""
+
+    def __init__(self, client: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._client = client
+        self.logging_level = 2
+        self.state_icon = QLabel()
+        self.state_label = QLabel("Waiting for the service…")
+        self.state_label.setStyleSheet("font-size: 11pt; font-weight: bold;")
+        head = QHBoxLayout()
+        head.addWidget(self.state_icon)
+        head.addWidget(self.state_label, 1)
+        self.listeners = _table(["Listener", "Protocol", "State", "Address", "Port", "TLS", "Sessions"])
+        self.counters_box = QGroupBox("Counters")
+        self.counters_grid = QGridLayout(self.counters_box)
+        self._counter_labels: dict[str, QLabel] = {}
+        self.events_box = QGroupBox("Recent events")
+        self.events = _table(["Time", "By", "Operation", "Target", "Outcome"])
+        QVBoxLayout(self.events_box).addWidget(self.events)
+        listeners_box = QGroupBox("Listeners")
+        QVBoxLayout(listeners_box).addWidget(self.listeners)
+        layout = QVBoxLayout(self)
+        layout.addLayout(head)
+        layout.addWidget(listeners_box, 2)
+        layout.addWidget(self.counters_box, 0)
+        layout.addWidget(self.events_box, 3)
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self.refresh)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self.refresh()
+        self._timer.start()
+
+    def hideEvent(self, event: Any) -> None:
+        self._timer.stop()
+        super().hideEvent(event)
+
+    def refresh(self) -> None:
+        if not self._client.is_connected:
+            return
+        self._client.request("service.status", {}, self.apply_status, lambda _e: None)
+        self._client.request("audit.list", {"limit": 50}, self._apply_audit, lambda _e: None)
+
+    def set_logging_level(self, level: Any) -> None:
+        try:
+            self.logging_level = int(level)
+        except (TypeError, ValueError):
+            return
+        name = LOGGING_LABELS[self.logging_level] if 0 <= self.logging_level < 4 else str(level)
+        self.events_box.setTitle(f"Recent events (logging level: {name})")
+
+    def apply_status(self, status: dict[str, Any]) -> None:
+        state = str(status.get("state", "unknown"))
+        self.state_icon.setPixmap(icons.server_icon(state).pixmap(32, 32))
+        self.state_label.setText(f"The POP3 Service is {STATE_WORDS.get(state, state)}.")
+        rows = status.get("listeners") or []
+        self.listeners.setRowCount(len(rows))
+        for r, item in enumerate(rows):
+            values = [item.get("name", ""), item.get("kind", ""), item.get("state", ""), item.get("address", ""),
+                      item.get("port", ""), item.get("tls", ""), item.get("sessions", "")]
+            for c, value in enumerate(values):
+                cell = QTableWidgetItem("" if value is None else str(value))
+                if c in (4, 6):
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.listeners.setItem(r, c, cell)
+        counters = status.get("counters") or {}
+        for i, (key, value) in enumerate(sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])
+                                                if kv[0] in COUNTER_LABELS else 99)):
+            if key not in self._counter_labels:
+                name = QLabel(COUNTER_LABELS.get(key, key.replace("_", " ").capitalize()) + ":")
+                shown = QLabel()
+                shown.setAlignment(Qt.AlignmentFlag.AlignRight)
+                n = len(self._counter_labels)
+                self.counters_grid.addWidget(name, n // 2, (n % 2) * 2)
+                self.counters_grid.addWidget(shown, n // 2, (n % 2) * 2 + 1)
+                self._counter_labels[key] = shown
+            self._counter_labels[key].setText(f"{value:,}" if isinstance(value, int) else str(value))
+
+    def counter_text(self, key: str) -> str:
+        label = self._counter_labels.get(key)
+        return label.text() if label else ""
+
+    def _apply_audit(self, result: dict[str, Any]) -> None:
+        rows = result.get("items") or []
+        self.events.setRowCount(len(rows))
+        for r, item in enumerate(rows):
+            when = str(item.get("at", "")).replace("T", " ")[:19]
+            values = [when, item.get("actor", ""), item.get("op", ""), item.get("target", ""), item.get("outcome", "")]
+            for c, value in enumerate(values):
+                self.events.setItem(r, c, QTableWidgetItem(str(value)))
