@@ -1,0 +1,110 @@
+"""The POP3 server: builds sessions for the pop3 and pop3s listeners, words their refusals, and
+keeps this node's mailbox lock leases alive.
+
+The daemon wires it up::
+
+    srv = Pop3Server(ctx)
+    Listener("pop3", "pop3", host, port, srv.protocol_factory(implicit_tls=False), refusal=srv.refusal, ...)
+    Listener("pop3s", "pop3", host, port, srv.protocol_factory(implicit_tls=True), refusal=srv.refusal,
+             ssl_context=ctx.tls.context, ...)
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from service.listeners import Refusal
+from service.pop3 import settings as _settings  # noqa: F401  (registers the POP3 settings)
+from service.pop3 import wire
+from service.pop3.lock import MailboxLocks
+from service.pop3.session import Pop3Session
+from service.throttle import LoginThrottle, setting
+
+log = logging.getLogger("service.pop3")
+
+REFUSALS = {
+    Refusal.PAUSED: wire.err("The POP3 service is paused; try again later.", "SYS/TEMP"),
+    Refusal.BUSY: wire.err("The server has too many connections; try again later.", "SYS/TEMP"),
+    Refusal.BUSY_ADDRESS: wire.err("Too many connections from your address; close some and try again.", "SYS/TEMP"),
+    Refusal.BANNED: wire.err("Too many failed logons from your address; try again later.", "AUTH"),
+}
+
+
+class Pop3Server:
+    """Everything the POP3 listeners share: the context, the session locks, the throttle."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.loop: asyncio.AbstractEventLoop = ctx.loop
+        if ctx.throttle is None:
+            ctx.throttle = LoginThrottle(ctx)
+        self.locks = MailboxLocks(ctx.db, lease_seconds=int(setting(ctx, "pop3_lock_lease")))
+        self.sessions: set[Pop3Session] = set()
+        self._ids = itertools.count(1)
+        self._renewer: asyncio.Task | None = None
+        self._held = 0
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        return self.ctx.throttle
+
+    def protocol_factory(self, *, implicit_tls: bool) -> Callable[[], asyncio.BaseProtocol]:
+        """A factory of sessions for one listener (port 110 with STLS, or 995 with TLS from the start)."""
+        return lambda: Pop3Session(self, implicit_tls=implicit_tls)
+
+    def refusal(self, reason: Refusal) -> bytes:
+        """What a refused connection is told (RFC 2449 response codes)."""
+        return REFUSALS.get(reason, REFUSALS[Refusal.BUSY])
+
+    def next_session_id(self) -> int:
+        return next(self._ids)
+
+    # -- session bookkeeping --------------------------------------------------------------
+    def session_started(self, session: Pop3Session) -> None:
+        self.sessions.add(session)
+        self.ctx.stats.incr("pop3.sessions")
+        self.ctx.stats.incr("pop3.sessions_total")
+
+    def session_lost(self, session: Pop3Session) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.ctx.stats.incr("pop3.sessions", -1)
+
+    # -- mailbox locks --------------------------------------------------------------------
+    async def acquire_lock(self, mailbox_id: int, holder: str) -> bool:
+        acquired = await self.ctx.run(self.locks.acquire, mailbox_id, holder)
+        if acquired:
+            self._held += 1
+            if self._renewer is None or self._renewer.done():
+                self._renewer = self.loop.create_task(self._renew_leases(), name="pop3-lock-leases")
+        return acquired
+
+    async def release_lock(self, mailbox_id: int, holder: str) -> None:
+        self._held = max(0, self._held - 1)
+        try:
+            await self.ctx.run(self.locks.release, mailbox_id, holder)
+        except Exception:  # the lease will expire on its own
+            log.exception("could not release the session lock of mailbox %s", mailbox_id)
+
+    async def _renew_leases(self) -> None:
+        """Extend this node's leases at a third of their length while any is held."""
+        while self._held > 0:
+            await asyncio.sleep(self.locks.lease_seconds / 3)
+            try:
+                await self.ctx.run(self.locks.renew)
+            except Exception:
+                log.exception("could not renew the POP3 session locks")
+
+    async def close(self) -> None:
+        """Stop renewing and drop this node's locks (after the listeners have stopped)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewer
+            self._renewer = None
+        with contextlib.suppress(Exception):
+            await self.ctx.run(self.locks.release_all)

@@ -1,0 +1,389 @@
+"""One POP3 connection: buffering, pipelining, flow control, timeouts, and the session state.
+
+``Pop3Session`` is an ``asyncio.Protocol``. ``data_received`` cuts the input into lines and
+queues them; one coroutine per session takes them in order and runs the command table of the
+current state (commands.py), so pipelined commands are answered in order (RFC 2449 §6.6).
+Replies collect in an output buffer that is written when the input queue runs dry, so a
+pipelining client gets many replies in one segment and a lock-step client one write per reply.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from core.model import MailboxRef, MessageInfo
+from service.pop3 import wire
+from service.throttle import setting
+
+if TYPE_CHECKING:
+    from service.pop3.server import Pop3Server
+
+log = logging.getLogger("service.pop3")
+
+READ_CHUNK = 256 * 1024        # a message is read from disk in pieces of this size
+FLUSH_AT = 64 * 1024           # write the output buffer out once it holds this much
+WRITE_HIGH, WRITE_LOW = 512 * 1024, 128 * 1024   # transport buffer limits (flow control)
+QUEUE_PAUSE, QUEUE_RESUME = 256, 32              # queued lines: stop / restart reading
+TOO_LONG = object()            # marker queued instead of an over-long line
+
+# Logging levels of the "logging" setting (winpop set logging): what each one adds.
+LOG_MINIMUM, LOG_MEDIUM, LOG_MAXIMUM = 1, 2, 3
+
+
+class State(enum.Enum):
+    """RFC 1939 §3 session states."""
+
+    AUTHORIZATION = "authorization"
+    TRANSACTION = "transaction"
+    UPDATE = "update"
+
+
+class SessionClosed(Exception):
+    """The connection went away while a command was writing."""
+
+
+class Pop3Session(asyncio.Protocol):
+    """One client connection and its POP3 state."""
+
+    def __init__(self, server: Pop3Server, *, implicit_tls: bool) -> None:
+        self.server = server
+        self.ctx = server.ctx
+        self.id = server.next_session_id()
+        self.tls = implicit_tls
+        self.state = State.AUTHORIZATION
+        self.address = "?"
+        self.transport: Any = None
+        # the maildrop, after logon
+        self.user: str | None = None            # name given with USER, waiting for PASS
+        self.mailbox: MailboxRef | None = None
+        self.messages: list[MessageInfo] = []
+        self.deleted: set[int] = set()          # 0-based indexes marked by DELE
+        self.lock_holder: str | None = None
+        self.bad_commands = 0
+        self.closing = False                    # we decided to end the session
+        self.lost = False                       # the connection is gone
+        self.total_octets = 0                   # octets of the whole snapshot, set at logon
+        self.timestamp = ""                     # APOP banner (RFC 1939 §7), set in the greeting
+        self.retrieved = 0                      # for the session's log line
+        # I/O
+        self._inbuf = bytearray()
+        self._lines: deque[Any] = deque()
+        self._discarding = False
+        self._reading_paused = False
+        self._waiter: asyncio.Future | None = None
+        self._eof = False
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._writable: asyncio.Future | None = None
+        self._write_paused = False
+        self._last_activity = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if peer else "?"
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        self._last_activity = loop.time()
+        self._timer = loop.call_later(self.idle_timeout(), self._check_idle)
+        self.server.session_started(self)
+        self._task = loop.create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = self.server.loop.time()
+        buf = self._inbuf
+        buf += data
+        start = 0
+        find = buf.find
+        lines = self._lines
+        while True:
+            nl = find(b"\n", start)
+            if nl < 0:
+                break
+            if self._discarding:          # the rest of an over-long line
+                self._discarding = False
+            elif nl - start > wire.MAX_LINE:
+                lines.append(TOO_LONG)
+            else:
+                end = nl - 1 if nl > start and buf[nl - 1] == 13 else nl
+                lines.append(bytes(buf[start:end]))
+            start = nl + 1
+        if start:
+            del buf[:start]
+        if len(buf) > wire.MAX_LINE:
+            if not self._discarding:
+                lines.append(TOO_LONG)
+                self._discarding = True
+            buf.clear()
+        if lines:
+            if len(lines) > QUEUE_PAUSE and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._wake()
+        # Keep a plain connection half-open so queued commands (QUIT among them) can still be
+        # answered; an SSL transport cannot do that and closes either way.
+        return not self.tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self.lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(SessionClosed())
+        self.server.session_lost(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._last_activity = self.server.loop.time()   # the client is reading: not idle
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # -- input ----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_line(self) -> Any:
+        """The next queued line (bytes, or TOO_LONG), or None once the client has gone."""
+        # Lines the client sent before it hung up are still taken: "DELE 1, QUIT" and a close
+        # without waiting for the answer is a common client habit, and QUIT must still commit.
+        while not self._lines:
+            if self._eof or self.lost or self.closing:
+                return None
+            self.flush()   # nothing more to do until the client speaks: send what we have
+            self._waiter = self.server.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        line = self._lines.popleft()
+        if self._reading_paused and len(self._lines) <= QUEUE_RESUME and not self.lost:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return line
+
+    def drop_pending_input(self) -> None:
+        """Forget anything the client sent ahead (before TLS starts: RFC 2595 §4 / STARTTLS
+        command injection)."""
+        self._lines.clear()
+        self._inbuf.clear()
+        self._discarding = False
+
+    # -- output ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Queue reply bytes; they go out when the input runs dry or the buffer fills."""
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    async def drain(self) -> None:
+        """Flush, then wait while the client is slower than we are (memory stays bounded)."""
+        self.flush()
+        if self.lost:
+            raise SessionClosed()
+        while self._write_paused:
+            self._writable = self.server.loop.create_future()
+            try:
+                await self._writable
+            finally:
+                self._writable = None
+
+    def reply(self, data: bytes) -> None:
+        self.write(data)
+
+    def close(self) -> None:
+        """End the session after the replies queued so far."""
+        self.closing = True
+        self.flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def start_tls(self) -> None:
+        """Switch the connection to TLS in place (STLS, RFC 2595 §4)."""
+        self.flush()
+        self.drop_pending_input()
+        loop = self.server.loop
+        new_transport = await loop.start_tls(self.transport, self, self.ctx.tls.context(), server_side=True,
+                                             ssl_handshake_timeout=30)
+        if new_transport is None:
+            raise SessionClosed()
+        self.transport = new_transport
+        new_transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.tls = True
+        self._last_activity = loop.time()
+
+    # -- timeouts -------------------------------------------------------------------------
+    def idle_timeout(self) -> float:
+        return float(setting(self.ctx, "idle_timeout"))
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self.closing or self.lost:
+            return
+        loop = self.server.loop
+        timeout = self.idle_timeout()
+        idle = loop.time() - self._last_activity
+        if idle >= timeout:
+            # RFC 1939 §3: an autologout timer closes the connection without entering UPDATE.
+            self.log(LOG_MEDIUM, "idle for %.0f s, closing", idle)
+            self.ctx.stats.incr("pop3.timeouts")
+            self.abort()
+            return
+        self._timer = loop.call_later(timeout - idle, self._check_idle)
+
+    # -- the command loop -----------------------------------------------------------------
+    async def _run(self) -> None:
+        from service.pop3 import commands
+
+        try:
+            self.log(LOG_MEDIUM, "connected%s", " (TLS)" if self.tls else "")
+            self.write(self.greeting())
+            while not self.closing:
+                line = await self.next_line()
+                if line is None:
+                    break
+                await commands.dispatch(self, line)
+        except SessionClosed:
+            pass
+        except Exception:
+            log.exception("POP3 session %s from %s failed", self.id, self.address)
+            self.write(wire.err("Internal server error; the session is ended and no message was deleted.",
+                                "SYS/TEMP"))
+        finally:
+            self.close()
+            await self.end()
+
+    def greeting(self) -> bytes:
+        text = f"{self.ctx.hostname} POP3 Service ready"
+        if getattr(self.ctx.auth, "supports_challenge_response", False):
+            # RFC 1939 §7: a unique timestamp in angle brackets makes APOP possible.
+            self.timestamp = f"<{os.getpid()}.{secrets.token_hex(6)}.{int(time.time())}@{self.ctx.hostname}>"
+            text += " " + self.timestamp
+        return wire.ok(text)
+
+    async def release_lock(self) -> None:
+        holder, box = self.lock_holder, self.mailbox
+        self.lock_holder = None
+        if holder is not None and box is not None:
+            await self.server.release_lock(box.id, holder)
+
+    async def end(self) -> None:
+        """Give the mailbox back, however the session ended (nothing is deleted here)."""
+        box = self.mailbox
+        await self.release_lock()
+        self.log(LOG_MEDIUM, "disconnected%s", f" ({self.retrieved} retrieved)" if box is not None else "")
+
+    # -- maildrop helpers -----------------------------------------------------------------
+    def visible(self, number: int) -> MessageInfo | None:
+        """Message ``number`` (1-based) if it exists and is not marked deleted."""
+        index = number - 1
+        if 0 <= index < len(self.messages) and index not in self.deleted:
+            return self.messages[index]
+        return None
+
+    def totals(self) -> tuple[int, int]:
+        """(messages, octets) of the maildrop, deleted ones excluded."""
+        if not self.deleted:
+            return len(self.messages), self.total_octets
+        count = size = 0
+        for index, info in enumerate(self.messages):
+            if index not in self.deleted:
+                count += 1
+                size += info.size
+        return count, size
+
+    async def send_message(self, number: int, info: MessageInfo, *, body_lines: int | None = None) -> bool:
+        """RETR / TOP: stream the file as RFC 1939 wants it, never holding it whole in memory.
+
+        The file is opened and its first piece read before "+OK" is sent, so a missing or
+        unreadable file is an ordinary -ERR [SYS/TEMP] (RFC 3206 §4). Reads are synchronous:
+        a piece is a page-cache copy, cheaper than a hop to a worker thread."""
+        first_read = min(READ_CHUNK, info.size + 1)
+        try:
+            handle = open(info.path, "rb", buffering=0)
+        except OSError as exc:
+            return self._unreadable(number, info, exc)
+        with handle:
+            try:
+                chunk = handle.read(first_read)
+            except OSError as exc:
+                return self._unreadable(number, info, exc)
+            encoder = wire.MessageEncoder(body_lines)
+            if body_lines is None:
+                self.write(b"+OK %d octets\r\n" % info.size)
+            else:
+                self.write(b"+OK top of message follows\r\n")
+            requested = first_read
+            while chunk:
+                out = encoder.feed(chunk)
+                if out:
+                    self.write(out)
+                if encoder.complete or len(chunk) < requested:   # a short read of a file: its end
+                    break
+                if self._out_size >= FLUSH_AT or self._write_paused:
+                    await self.drain()
+                requested = READ_CHUNK
+                try:
+                    chunk = handle.read(READ_CHUNK)
+                except OSError as exc:
+                    # "+OK" and part of the text are out: the only honest end is to hang up.
+                    log.error("POP3 session %s: reading %s failed mid-message: %s; closing the connection",
+                              self.id, info.path, exc)
+                    self.abort()
+                    raise SessionClosed() from None
+            self.write(encoder.finish() + wire.TERMINATOR)
+        if body_lines is None:
+            self.retrieved += 1
+            self.ctx.stats.incr("pop3.messages_retrieved")
+            self.ctx.stats.incr("pop3.bytes_retrieved", encoder.octets)
+        return True
+
+    def _unreadable(self, number: int, info: MessageInfo, exc: OSError) -> bool:
+        log.error("POP3 session %s (%s): message %d cannot be read from %s: %s",
+                  self.id, self.mailbox.address if self.mailbox else "?", number, info.path, exc.strerror or exc)
+        self.ctx.stats.incr("pop3.read_errors")
+        self.write(wire.err(f"Message {number} cannot be read right now; try again later.", "SYS/TEMP"))
+        return False
+
+    # -- logging --------------------------------------------------------------------------
+    def log(self, level: int, message: str, *args: Any) -> None:
+        """Log at one of the four levels of the "logging" setting (0 None … 3 Maximum)."""
+        if int(setting(self.ctx, "logging")) >= level:
+            who = self.mailbox.address if self.mailbox is not None else (self.user or "-")
+            log.info("pop3 %s %s %s: " + message, self.id, self.address, who, *args)

@@ -1,0 +1,292 @@
+"""Failed-logon throttling shared by POP3 and SMTP AUTH (DESIGN §6).
+
+Failures are counted in memory per address and per login name within a window. Each failure
+makes the next answer slower (an escalating delay); past a limit the address or the name is
+banned for a while. Bans live in the ``bans`` table, so every node sharing the database honours
+them and the admin channel can list and lift them; ``is_banned`` reads an in-memory copy that is
+refreshed every few seconds, because the Listener calls it for every connection. Addresses on
+the allow-list (``throttle_allow``, e.g. the office network) are never delayed or banned.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from core.errors import Invalid
+from core.settings import SPECS, SettingSpec, register
+from core.tables import Ban
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 5.0      # how stale the ban cache may be (bans made by another node)
+MAX_DELAY = 15.0           # the delay stops growing here
+
+
+def _networks(value: Any) -> str:
+    text = str(value or "").replace(";", ",")
+    items = [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise Invalid(f"'{item}' is not an address or network; give e.g. 192.168.1.0/24 or 10.0.0.5.") from None
+    return ", ".join(items)
+
+
+def _whole(lo: int, hi: int, unit: str) -> Any:
+    def check(value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except (TypeError, ValueError):
+            raise Invalid(f"'{value}' is not a whole number of {unit}; give {lo} to {hi}.") from None
+        if not lo <= number <= hi:
+            raise Invalid(f"{number} is out of range; give {lo} to {hi} {unit}.")
+        return number
+    return check
+
+
+for _spec in (
+    SettingSpec("throttle_allow", "", _networks, "Logon throttling allow-list",
+                help="addresses or networks never delayed or banned (e.g. 192.168.1.0/24), comma-separated"),
+    SettingSpec("throttle_failures", 10, _whole(1, 10000, "failures"), "Failed logons before a ban",
+                help="per address and per login name, within the throttle window"),
+    SettingSpec("throttle_window", 900, _whole(10, 86400, "seconds"), "Failed logon window (s)",
+                help="failures older than this are forgotten"),
+    SettingSpec("throttle_delay_ms", 500, _whole(0, 60000, "milliseconds"), "First failed logon delay (ms)",
+                help="doubles with every further failure, up to 15 s"),
+    SettingSpec("ban_duration", 900, _whole(10, 30 * 86400, "seconds"), "Ban duration (s)",
+                help="how long an address or login name stays banned"),
+):
+    register(_spec)
+
+
+def setting(ctx: Any, name: str) -> Any:
+    """A setting from the context's cache, or its default if it was registered after the cache was
+    filled (the daemon may build its context before importing the protocol servers)."""
+    try:
+        return ctx.setting(name)
+    except KeyError:
+        return SPECS[name].default
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class _Failures:
+    count: int
+    first: float
+
+
+class LoginThrottle:
+    """Counts failed logons, delays the answers, and bans addresses and login names."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self._by_address: dict[str, _Failures] = {}
+        self._by_login: dict[str, _Failures] = {}
+        self._banned: dict[tuple[str, str], float] = {}   # (kind, value) -> expiry (time.time())
+        self._local: dict[tuple[str, str], float] = {}    # bans made here: kept across a refresh
+        self._refreshed = 0.0
+        self._refreshing = False
+        self._allow_text: str | None = None
+        self._allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._refresh_now()
+
+    # -- queries --------------------------------------------------------------------------
+    def allowed(self, address: str) -> bool:
+        """Is ``address`` on the allow-list (never delayed or banned)?"""
+        text = str(setting(self.ctx, "throttle_allow") or "")
+        if text != self._allow_text:
+            self._allow_text = text
+            self._allow = [ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()]
+        if not self._allow:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self._allow if net.version == ip.version)
+
+    def is_banned(self, address: str) -> bool:
+        """Is this address banned now? Cheap and synchronous: the Listener asks on every accept."""
+        self._maybe_refresh()
+        return self._active(("address", address)) and not self.allowed(address)
+
+    def is_login_banned(self, login: str, address: str = "") -> bool:
+        """Is this login name banned now (not enforced against allow-listed addresses)?"""
+        self._maybe_refresh()
+        if address and self.allowed(address):
+            return False
+        return self._active(("login", _norm(login)))
+
+    def _active(self, key: tuple[str, str]) -> bool:
+        expiry = self._banned.get(key) or self._local.get(key)
+        if expiry is None:
+            return False
+        if expiry <= time.time():
+            self._banned.pop(key, None)
+            self._local.pop(key, None)
+            return False
+        return True
+
+    # -- events ---------------------------------------------------------------------------
+    async def delay(self, address: str, login: str | None) -> None:
+        """Sleep before answering a failed logon: the base delay, doubled per recent failure."""
+        if self.allowed(address):
+            return
+        base = int(setting(self.ctx, "throttle_delay_ms")) / 1000.0
+        if base <= 0:
+            return
+        now = time.time()
+        count = max(self._count(self._by_address, address, now),
+                    self._count(self._by_login, _norm(login), now) if login else 0, 1)
+        await asyncio.sleep(min(MAX_DELAY, base * 2 ** min(count - 1, 16)))
+
+    async def failure(self, address: str, login: str | None) -> str | None:
+        """Record a failed logon; bans the address or the login past the limit. Returns the kind
+        of ban made ("address" or "login"), or None."""
+        if self.allowed(address):
+            return None
+        now = time.time()
+        limit = int(setting(self.ctx, "throttle_failures"))
+        made = None
+        if self._bump(self._by_address, address, now) >= limit:
+            self._by_address.pop(address, None)
+            await self._ban("address", address, limit)
+            made = "address"
+        if login:
+            key = _norm(login)
+            if self._bump(self._by_login, key, now) >= limit:
+                self._by_login.pop(key, None)
+                await self._ban("login", key, limit)
+                made = made or "login"
+        return made
+
+    async def success(self, address: str, login: str | None) -> None:
+        """A correct logon forgets the failures of that login name."""
+        if login:
+            self._by_login.pop(_norm(login), None)
+
+    def _count(self, table: dict[str, _Failures], key: str, now: float) -> int:
+        entry = table.get(key)
+        if entry is None:
+            return 0
+        if now - entry.first > int(setting(self.ctx, "throttle_window")):
+            del table[key]
+            return 0
+        return entry.count
+
+    def _bump(self, table: dict[str, _Failures], key: str, now: float) -> int:
+        count = self._count(table, key, now)
+        if count == 0:
+            table[key] = _Failures(1, now)
+            if len(table) > 100_000:  # a flood of distinct names: forget the oldest half
+                for old in sorted(table, key=lambda k: table[k].first)[: len(table) // 2]:
+                    del table[old]
+            return 1
+        table[key].count += 1
+        return table[key].count
+
+    async def _ban(self, kind: str, value: str, failures: int) -> None:
+        seconds = int(setting(self.ctx, "ban_duration"))
+        expires = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        self._local[(kind, value)] = expires.timestamp()
+        reason = f"{failures} failed logons"
+        log.warning("banned %s %s for %d s after %s", kind, value, seconds, reason)
+        self.ctx.stats.incr("throttle.bans")
+        try:
+            await self.ctx.run(self._store_ban, kind, value, reason, failures, expires)
+        except Exception:  # the in-memory ban still holds on this node
+            log.exception("could not store the ban of %s %s", kind, value)
+        self.ctx.events.publish("ban.added", {"kind": kind, "value": value, "expires_at": expires.isoformat()})
+
+    def _store_ban(self, kind: str, value: str, reason: str, failures: int, expires: datetime) -> None:
+        with self.ctx.db.write() as session:
+            row = session.scalars(select(Ban).where(Ban.kind == kind, Ban.value == value)).first()
+            if row is None:
+                session.add(Ban(kind=kind, value=value, reason=reason, failures=failures, expires_at=expires))
+            else:
+                row.reason, row.failures, row.expires_at = reason, row.failures + failures, expires
+                row.created_at = datetime.now(timezone.utc)
+
+    # -- the ban list (admin channel) -----------------------------------------------------
+    def list_bans(self) -> list[dict]:
+        """Current bans, newest first: kind, value, reason, failures, created_at, expires_at."""
+        now = datetime.now(timezone.utc)
+        with self.ctx.db.read() as session:
+            rows = session.scalars(select(Ban).order_by(Ban.created_at.desc())).all()
+            bans = [{"kind": r.kind, "value": r.value, "reason": r.reason, "failures": r.failures,
+                     "created_at": _aware(r.created_at).isoformat(), "expires_at": _aware(r.expires_at).isoformat()}
+                    for r in rows if _aware(r.expires_at) > now]
+        return bans
+
+    def lift(self, value: str) -> int:
+        """Lift every ban (address or login) on ``value``; returns how many were lifted."""
+        value = str(value).strip()
+        keys = {value, _norm(value)}
+        with self.ctx.db.write() as session:
+            result = session.execute(delete(Ban).where(Ban.value.in_(keys)))
+            lifted = result.rowcount or 0
+        for kind in ("address", "login"):
+            for key in keys:
+                cached = [self._banned.pop((kind, key), None), self._local.pop((kind, key), None)]
+                if any(c is not None for c in cached) and lifted == 0:
+                    lifted = 1
+        self._by_address.pop(value, None)
+        self._by_login.pop(_norm(value), None)
+        if lifted:
+            log.info("lifted the ban on %s", value)
+            self.ctx.events.publish("ban.lifted", {"value": value})
+        return lifted
+
+    # -- the cache ------------------------------------------------------------------------
+    def _maybe_refresh(self) -> None:
+        if self._refreshing or time.monotonic() - self._refreshed < REFRESH_SECONDS:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._refresh_now()
+            return
+        self._refreshing = True
+        loop.create_task(self._refresh_async())
+
+    async def _refresh_async(self) -> None:
+        try:
+            self._banned = await self.ctx.run(self._load)
+        except Exception:
+            log.exception("could not read the ban list")
+        finally:
+            self._refreshed = time.monotonic()
+            self._refreshing = False
+
+    def _refresh_now(self) -> None:
+        try:
+            self._banned = self._load()
+        except Exception:
+            log.exception("could not read the ban list")
+        self._refreshed = time.monotonic()
+
+    def _load(self) -> dict[tuple[str, str], float]:
+        now = datetime.now(timezone.utc)
+        with self.ctx.db.read() as session:
+            rows = session.execute(select(Ban.kind, Ban.value, Ban.expires_at)).all()
+        if any(_aware(e) <= now for _k, _v, e in rows):  # tidy up: expired bans are history
+            with self.ctx.db.write() as session:
+                session.execute(delete(Ban).where(Ban.expires_at <= now))
+        return {(k, v): _aware(e).timestamp() for k, v, e in rows if _aware(e) > now}
+
+
+def _norm(login: str | None) -> str:
+    return (login or "").strip().lower()
