@@ -148,3 +148,49 @@ class Ban(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# --- SMTP (issue 4): the outgoing queue -------------------------------------------------------
+# One row per queued message (its content is a spool file under <data dir>/queue/) and one row
+# per recipient with its own retry state, so a message to several domains retries each alone.
+
+
+class QueuedMessage(Base):
+    """A message waiting for remote delivery; ``sender`` is '' for reports (the null sender)."""
+
+    __tablename__ = "smtp_queue"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    queue_id: Mapped[str] = mapped_column(String(40), unique=True)   # also the spool file's name
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    size: Mapped[int] = mapped_column(BigInteger)
+    submitted_by: Mapped[str] = mapped_column(String(320), default="")  # authenticated login or ''
+    client: Mapped[str] = mapped_column(String(64), default="")        # client address
+    is_report: Mapped[bool] = mapped_column(Boolean, default=False)     # a DSN: never bounced again
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    recipients: Mapped[list[QueuedRecipient]] = relationship(
+        back_populates="message", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class QueuedRecipient(Base):
+    """One recipient of a queued message with its delivery state (pending, delivered, failed)."""
+
+    __tablename__ = "smtp_queue_recipients"
+    __table_args__ = (Index("ix_smtp_rcpt_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("smtp_queue.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delay_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A lease: the node delivering this recipient right now (several nodes may share one queue).
+    claimed_by: Mapped[str] = mapped_column(String(128), default="")
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    message: Mapped[QueuedMessage] = relationship(back_populates="recipients")

@@ -1,0 +1,1 @@
+"""SMTP: inbound for local domains, submission for users, the outgoing queue (DESIGN §7)."""

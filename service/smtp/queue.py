@@ -1,0 +1,452 @@
+"""The outgoing queue: durable, retried, reported.
+
+A message for another domain is written to ``<data dir>/queue/msg/<queue id>`` (tmp, fsync,
+rename, fsync the folder) and indexed in ``smtp_queue`` / ``smtp_queue_recipients`` before the
+client hears 250, so a crash loses nothing acknowledged and :meth:`OutboundQueue.reconcile`
+drops whatever was written but never acknowledged. Each recipient keeps its own retry state;
+the runner claims due recipients with a lease (several nodes may share the database), delivers
+them per (message, domain), backs off on temporary failures, sends a delay notice after
+``queue_warn_after`` and a non-delivery report (RFC 3464) when it gives up.
+
+Delivery is at least once: a crash between the remote server's 250 and our commit makes the
+message go again after the restart (RFC 5321 §6.1 accepts duplicates over losses).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+
+from core.errors import MailError, NotFound, Unavailable
+from core.store import fsync_dir
+from core.tables import Domain, Mailbox, QueuedMessage, QueuedRecipient
+from service.smtp import delivery
+from service.smtp.dsn import RecipientStatus, build_report
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=15)
+MAX_BACKOFF = 3600
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+PREVIEW_BYTES = 1024
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def backoff(attempts: int, base: int) -> int:
+    """Seconds before the next try: ``base``, doubling per attempt, at most an hour."""
+    return int(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Recipients of one message in one domain, claimed for one delivery attempt."""
+
+    message_id: int
+    queue_id: str
+    domain: str
+    sender: str
+    recipient_ids: tuple[int, ...]
+    addresses: tuple[str, ...]
+
+
+class OutboundQueue:
+    """The spool folder, the queue tables and the runner that empties them."""
+
+    def __init__(self, ctx: Any, *, resolver: Callable[[], delivery.MxResolver],
+                 sender: Callable[..., dict[str, delivery.Outcome]] = delivery.send) -> None:
+        self.ctx = ctx
+        self.dir = Path(ctx.data_dir) / "queue"
+        self.resolver = resolver          # a fresh MxResolver per attempt follows setting changes
+        self.send = sender
+        self.node = f"{socket.gethostname()}:{Path(ctx.data_dir).resolve()}"[:128]
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+
+    # -- spool ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        for sub in ("tmp", "msg"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def spool_path(self, queue_id: str) -> Path:
+        return self.dir / "msg" / queue_id
+
+    def read(self, queue_id: str) -> bytes:
+        return self.spool_path(queue_id).read_bytes()
+
+    @staticmethod
+    def new_id() -> str:
+        return f"{time.time_ns():x}{secrets.token_hex(6)}".upper()
+
+    def enqueue(self, sender: str, recipients: list[tuple[str, str]], data: bytes, *, submitted_by: str = "",
+                client: str = "", is_report: bool = False, queue_id: str | None = None) -> str:
+        """Store a message for ``recipients`` [(address, domain)] durably; blocking. Returns its id."""
+        queue_id = queue_id or self.new_id()
+        tmp = self.dir / "tmp" / queue_id
+        final = self.spool_path(queue_id)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise Unavailable(f"The outgoing queue cannot store the message: {exc.strerror or exc}.") from None
+        now = utcnow()
+        try:
+            with self.ctx.db.write() as session:
+                message = QueuedMessage(queue_id=queue_id, sender=sender, size=len(data),
+                                        submitted_by=submitted_by[:320], client=client[:64],
+                                        is_report=is_report, created_at=now)
+                session.add(message)
+                session.flush()
+                for address, domain in dict.fromkeys(recipients):
+                    session.add(QueuedRecipient(message_id=message.id, address=address, domain=domain,
+                                                status=PENDING, attempts=0, next_attempt_at=now,
+                                                last_error="", delay_notified=False, claimed_by=""))
+        except BaseException:
+            self.discard(queue_id)
+            raise
+        self.ctx.stats.incr("smtp_queued")
+        log.info("queued %s from <%s> for %d recipient(s)", queue_id, sender, len(recipients))
+        return queue_id
+
+    def discard(self, queue_id: str) -> bool:
+        """Remove a message from the queue (rows and file); False if it was not there."""
+        with self.ctx.db.write() as session:
+            gone = session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id == queue_id)).rowcount
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.spool_path(queue_id))
+        return bool(gone)
+
+    def reconcile(self) -> dict[str, int]:
+        """After a crash: drop unacknowledged spool files, forget rows whose file is gone, and
+        release the leases this node held."""
+        self.prepare()
+        report = {"tmp_removed": 0, "unindexed_removed": 0, "missing_dropped": 0, "leases_released": 0}
+        for entry in os.scandir(self.dir / "tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                report["tmp_removed"] += 1
+        on_disk = {e.name for e in os.scandir(self.dir / "msg") if e.is_file()}
+        with self.ctx.db.write() as session:
+            known = set(session.scalars(select(QueuedMessage.queue_id)))
+            missing = sorted(known - on_disk)
+            if missing:
+                log.error("queue: %d message(s) lost their spool file and are dropped: %s",
+                          len(missing), ", ".join(missing[:10]))
+                session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id.in_(missing)))
+                report["missing_dropped"] = len(missing)
+            report["leases_released"] = session.execute(
+                update(QueuedRecipient).where(QueuedRecipient.claimed_by == self.node)
+                .values(claimed_by="", claimed_until=None)).rowcount
+        for name in on_disk - known:   # written, never committed, never acknowledged
+            with contextlib.suppress(OSError):
+                os.unlink(self.spool_path(name))
+                report["unindexed_removed"] += 1
+        if report["unindexed_removed"] or report["missing_dropped"]:
+            log.warning("queue reconcile: %s", report)
+        return report
+
+    # -- the runner -----------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.ctx.run(self.reconcile)
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="smtp-queue")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        # Attempts in worker threads cannot be interrupted; wait for them, bounded.
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=40)
+
+    def wake(self) -> None:
+        """Look at the queue now (a message was queued, or the administrator said retry)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            assert self._wake is not None
+            self._wake.clear()
+            wait = 30.0
+            try:
+                room = int(self.ctx.setting("queue_concurrency")) - len(self._running)
+                if room > 0:
+                    batches, wait = await self.ctx.run(self._claim_due, room)
+                    for batch in batches:
+                        task = asyncio.get_running_loop().create_task(self._attempt(batch))
+                        self._running.add(task)
+                        task.add_done_callback(self._attempt_done)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the runner must survive a database hiccup
+                log.exception("queue runner: cannot read the queue; trying again shortly")
+                wait = 5.0
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.02, min(wait, 30.0)))
+
+    def _attempt_done(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self.wake()
+
+    async def _attempt(self, batch: Batch) -> None:
+        try:
+            await self.ctx.run(self.attempt, batch)
+        except Exception:
+            log.exception("queue: attempt for %s (%s) failed unexpectedly", batch.queue_id, batch.domain)
+            await self.ctx.run(self._release, batch)
+
+    def _claim_due(self, room: int) -> tuple[list[Batch], float]:
+        """Claim up to ``room`` due (message, domain) groups; also say when the next one is due."""
+        now = utcnow()
+        free = or_(QueuedRecipient.claimed_until.is_(None), QueuedRecipient.claimed_until < now)
+        batches: list[Batch] = []
+        with self.ctx.db.write() as session:
+            rows = session.execute(
+                select(QueuedRecipient.id, QueuedRecipient.message_id, QueuedRecipient.domain,
+                       QueuedRecipient.address, QueuedMessage.queue_id, QueuedMessage.sender)
+                .join(QueuedMessage, QueuedMessage.id == QueuedRecipient.message_id)
+                .where(QueuedRecipient.status == PENDING, QueuedRecipient.next_attempt_at <= now, free)
+                .order_by(QueuedRecipient.next_attempt_at, QueuedRecipient.id)
+                .limit(room * 50)
+            ).all()
+            groups: dict[tuple[int, str], list] = {}
+            for row in rows:
+                key = (row.message_id, row.domain)
+                if key in groups or len(groups) < room:
+                    groups.setdefault(key, []).append(row)
+            for (message_id, domain), members in groups.items():
+                ids = [m.id for m in members]
+                claimed = session.execute(
+                    update(QueuedRecipient).where(QueuedRecipient.id.in_(ids), free)
+                    .values(claimed_by=self.node, claimed_until=now + LEASE)).rowcount
+                if claimed != len(ids):   # another node took part of it: leave the group to it
+                    session.execute(update(QueuedRecipient)
+                                    .where(QueuedRecipient.id.in_(ids), QueuedRecipient.claimed_by == self.node)
+                                    .values(claimed_by="", claimed_until=None))
+                    continue
+                batches.append(Batch(message_id, members[0].queue_id, domain, members[0].sender, tuple(ids),
+                                     tuple(m.address for m in members)))
+            upcoming = session.scalar(
+                select(func.min(QueuedRecipient.next_attempt_at))
+                .where(QueuedRecipient.status == PENDING, free, QueuedRecipient.next_attempt_at > now))
+            leased = session.scalar(
+                select(func.min(QueuedRecipient.claimed_until))
+                .where(QueuedRecipient.status == PENDING, QueuedRecipient.claimed_until >= now,
+                       QueuedRecipient.claimed_by != self.node))
+        due = [aware(t) for t in (upcoming, leased) if t is not None]
+        wait = min((t - utcnow()).total_seconds() for t in due) if due else 30.0
+        return batches, wait
+
+    def _release(self, batch: Batch) -> None:
+        with self.ctx.db.write() as session:
+            session.execute(update(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))
+                            .values(claimed_by="", claimed_until=None))
+
+    def attempt(self, batch: Batch) -> dict[str, delivery.Outcome]:
+        """Try to deliver one batch (blocking) and record what happened."""
+        try:
+            data = self.read(batch.queue_id)
+        except FileNotFoundError:
+            log.error("queue: the spool file of %s is gone; dropping it", batch.queue_id)
+            self.discard(batch.queue_id)
+            return {}
+        route = self.resolver().route(batch.domain)
+        outcomes: dict[str, delivery.Outcome] = {}
+        if not route.hops:
+            code = 550 if route.permanent else 451
+            outcomes = {a: delivery.Outcome(code, f"{code} {route.status} {route.error}") for a in batch.addresses}
+        else:
+            pending = list(batch.addresses)
+            for hop in route.hops:
+                result = self.send(hop, helo=delivery.local_helo(self.ctx.hostname), sender=batch.sender,
+                                   recipients=pending, data=data)
+                outcomes.update(result)
+                # Try the next MX only for recipients this one could not take for a reason of its
+                # own (no connection, 4xx); a 5xx is the domain's answer (RFC 5321 §5.1).
+                pending = [a for a in pending if outcomes[a].code == 0 or 400 <= outcomes[a].code < 500]
+                if not pending:
+                    break
+        self.record(batch, outcomes)
+        return outcomes
+
+    def record(self, batch: Batch, outcomes: dict[str, delivery.Outcome]) -> None:
+        """Write the outcome of an attempt: delivered, failed (and reported), or retried later."""
+        now = utcnow()
+        failed: list[RecipientStatus] = []
+        delayed: list[RecipientStatus] = []
+        with self.ctx.db.write() as session:
+            message = session.get(QueuedMessage, batch.message_id)
+            if message is None:   # deleted by the administrator meanwhile
+                return
+            created = aware(message.created_at)
+            lifetime = int(self.ctx.setting("queue_lifetime"))
+            warn_after = int(self.ctx.setting("queue_warn_after"))
+            base = int(self.ctx.setting("queue_retry_interval"))
+            deadline = created + timedelta(seconds=lifetime)
+            rows = session.scalars(select(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))).all()
+            for row in rows:
+                outcome = outcomes.get(row.address) or delivery.Outcome(0, "no attempt was made")
+                row.attempts += 1
+                row.claimed_by, row.claimed_until = "", None
+                row.last_error = "" if outcome.delivered else outcome.text[:2000]
+                if outcome.delivered:
+                    row.status = DELIVERED
+                    self.ctx.stats.incr("smtp_delivered")
+                    self.ctx.stats.incr("smtp_relayed")
+                    log.info("delivered %s to <%s> via %s", message.queue_id, row.address, outcome.host)
+                elif outcome.permanent or now >= deadline:
+                    row.status = FAILED
+                    reason = outcome.text if outcome.permanent else (
+                        f"gave up after {row.attempts} attempt(s) over {lifetime} s; last error: {outcome.text}")
+                    status = outcome.status if outcome.permanent else "4.4.7"
+                    failed.append(RecipientStatus(row.address, "5" + status[1:] if not outcome.permanent
+                                                  else status, reason, outcome.host))
+                    log.warning("queue: %s to <%s> failed: %s", message.queue_id, row.address, reason)
+                else:
+                    later = now + timedelta(seconds=backoff(row.attempts, base))
+                    row.next_attempt_at = min(later, deadline) if deadline > now else later
+                    if not row.delay_notified and now - created >= timedelta(seconds=warn_after):
+                        row.delay_notified = True
+                        delayed.append(RecipientStatus(row.address, outcome.status, outcome.text, outcome.host))
+                    log.info("queue: %s to <%s> deferred (attempt %d): %s", message.queue_id, row.address,
+                             row.attempts, outcome.text)
+            session.flush()
+            left = session.scalar(select(func.count(QueuedRecipient.id)).where(
+                QueuedRecipient.message_id == message.id, QueuedRecipient.status == PENDING))
+            sender, is_report, queue_id = message.sender, message.is_report, message.queue_id
+            if not left:
+                session.delete(message)
+        if failed or delayed:
+            data = None
+            with contextlib.suppress(OSError):
+                data = self.read(queue_id)
+            if data is not None:
+                if failed:
+                    self.ctx.stats.incr("smtp_bounced", len(failed))
+                    self.report(sender, failed, data, arrival=created, delayed=False, is_report=is_report)
+                if delayed:
+                    self.report(sender, delayed, data, arrival=created, delayed=True, is_report=is_report,
+                                retry_until=deadline)
+        if not left:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.spool_path(queue_id))
+
+    # -- reports --------------------------------------------------------------------------
+    def report(self, sender: str, recipients: list[RecipientStatus], original: bytes, *, arrival: datetime,
+               delayed: bool, is_report: bool, retry_until: datetime | None = None) -> None:
+        """Tell ``sender`` about ``recipients``; never about a report (RFC 3464 §2, no loops)."""
+        if is_report or not sender or sender == "<>":
+            log.info("queue: no report for a message with the null sender (%d recipient(s))", len(recipients))
+            return
+        hostname = delivery.local_helo(self.ctx.hostname)
+        message = build_report(reporting_mta=hostname, sender=sender, recipients=recipients, original=original,
+                               arrival=arrival, delayed=delayed, retry_until=retry_until)
+        try:
+            self.submit_report(sender, message)
+        except MailError as exc:
+            log.error("queue: the %s report to <%s> could not be stored: %s",
+                      "delay" if delayed else "non-delivery", sender, exc.message)
+
+    def submit_report(self, sender: str, message: bytes) -> None:
+        """A local sender gets the report in the mailbox at once; a remote one through the queue."""
+        local, _, domain = sender.rpartition("@")
+        with self.ctx.db.read() as session:
+            box = session.scalar(select(Mailbox.id).join(Domain, Domain.id == Mailbox.domain_id)
+                                 .where(Domain.name == domain.lower(), Mailbox.name == local.lower()))
+            is_local_domain = session.scalar(select(Domain.id).where(Domain.name == domain.lower())) is not None
+        if box is not None:
+            # A report must arrive even in a full mailbox: the sender needs to know.
+            self.ctx.store.deliver_many([box], message, check_quota=False)
+            log.info("queue: report delivered to <%s>", sender)
+        elif is_local_domain:
+            log.warning("queue: the sender <%s> has no mailbox here; the report is dropped", sender)
+        else:
+            self.enqueue("", [(sender, domain.lower())], message, is_report=True)
+            self.ctx.loop.call_soon_threadsafe(self.wake)
+
+    # -- administration -------------------------------------------------------------------
+    def list(self) -> list[dict]:
+        """Every queued message with its recipients' states, oldest first."""
+        with self.ctx.db.read() as session:
+            messages = session.scalars(select(QueuedMessage).order_by(QueuedMessage.id)).all()
+            rows = session.scalars(select(QueuedRecipient).order_by(QueuedRecipient.id)).all()
+            by_message: dict[int, list[dict]] = {}
+            for r in rows:
+                by_message.setdefault(r.message_id, []).append({
+                    "address": r.address, "domain": r.domain, "status": r.status, "attempts": r.attempts,
+                    "next_attempt_at": aware(r.next_attempt_at).isoformat(), "last_error": r.last_error,
+                    "in_progress": bool(r.claimed_by) and aware(r.claimed_until) is not None
+                    and aware(r.claimed_until) > utcnow()})
+            return [{"id": m.queue_id, "sender": m.sender, "size": m.size, "submitted_by": m.submitted_by,
+                     "client": m.client, "is_report": m.is_report, "created_at": aware(m.created_at).isoformat(),
+                     "recipients": by_message.get(m.id, [])} for m in messages]
+
+    def retry(self, queue_id: str | None = None) -> int:
+        """Make pending recipients (of one message, or all) due now; returns how many."""
+        with self.ctx.db.write() as session:
+            query = update(QueuedRecipient).where(QueuedRecipient.status == PENDING)
+            if queue_id:
+                message_id = session.scalar(select(QueuedMessage.id).where(QueuedMessage.queue_id == queue_id))
+                if message_id is None:
+                    raise NotFound(f"There is no queued message {queue_id}; list the queue to see the ids.")
+                query = query.where(QueuedRecipient.message_id == message_id)
+            count = session.execute(query.values(next_attempt_at=utcnow())).rowcount
+        return int(count or 0)
+
+    def delete(self, queue_id: str) -> int:
+        """Delete a queued message without a report; returns 1, or raises NotFound."""
+        if not self.discard(queue_id):
+            raise NotFound(f"There is no queued message {queue_id}; list the queue to see the ids.")
+        log.warning("queue: %s deleted by the administrator", queue_id)
+        return 1
+
+    def show(self, queue_id: str) -> dict:
+        """One queued message: envelope, states, its headers and the first KB of its body."""
+        entry = next((m for m in self.list() if m["id"] == queue_id), None)
+        if entry is None:
+            raise NotFound(f"There is no queued message {queue_id}; list the queue to see the ids.")
+        try:
+            data = self.read(queue_id)
+        except FileNotFoundError:
+            raise NotFound(f"The queued message {queue_id} was just delivered or deleted.") from None
+        end = data.find(b"\r\n\r\n")
+        headers, body = (data, b"") if end < 0 else (data[:end], data[end + 4:])
+        entry = dict(entry)
+        entry["headers"] = headers.decode("utf-8", "replace")
+        entry["body_preview"] = body[:PREVIEW_BYTES].decode("utf-8", "replace")
+        entry["body_truncated"] = len(body) > PREVIEW_BYTES
+        return entry

@@ -1,0 +1,225 @@
+"""The SMTP service: aiosmtpd protocols on the service's own event loop for the listeners
+``smtp`` (25), ``submission`` (587, STARTTLS) and ``smtps`` (465, implicit TLS), the local
+delivery path, and the outgoing queue with its administration.
+
+The daemon builds one ``SmtpServer(ctx)``, makes a Listener per name with
+``protocol_factory(name)`` and ``refusal``, then calls ``start()`` and, at shutdown, ``stop()``.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from core.errors import MailError, Unavailable
+from service.listeners import Refusal
+from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
+from service.smtp.delivery import MxResolver, local_helo
+from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply  # noqa: F401
+from service.smtp.policy import Address, Directory, LocalMailbox, RelayPolicy, SendingLimit
+from service.smtp.queue import OutboundQueue
+from service.smtp.relaytest import run_relay_test
+
+log = logging.getLogger("service.smtp")
+
+IDENT = "POP3 Service ESMTP"
+COMMAND_TIMEOUT = 300           # RFC 5321 §4.5.3.2.7: five minutes
+# Per-connection command budgets (aiosmtpd's command_call_limit). MAIL/RCPT/DATA/RSET stay
+# unlimited: one connection may carry thousands of messages.
+CALL_LIMITS = {"AUTH": 10, "EHLO": 20, "HELO": 20, "NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10,
+               "STARTTLS": 3, "*": 10**9}
+_REFUSALS = {
+    Refusal.PAUSED: b"421 4.3.2 Service paused; try again later\r\n",
+    Refusal.BUSY: b"421 4.3.2 Too many connections; try again later\r\n",
+    Refusal.BUSY_ADDRESS: b"421 4.7.0 Too many connections from your address; try again later\r\n",
+    Refusal.BANNED: b"421 4.7.0 Your address is blocked for a while after failed logons\r\n",
+}
+
+
+class _RedactAuth(logging.Filter):
+    """aiosmtpd logs every command line at INFO, AUTH PLAIN's password included: cut it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            args = list(record.args)
+            for i, arg in enumerate(args):
+                if isinstance(arg, (bytes, bytearray)) and arg[:4].upper() == b"AUTH":
+                    words = bytes(arg).split(b" ")
+                    args[i] = b" ".join(words[:2]) + (b" ***" if len(words) > 2 else b"")
+            record.args = tuple(args)
+        return True
+
+
+_mail_log = logging.getLogger("mail.log")
+if not any(isinstance(f, _RedactAuth) for f in _mail_log.filters):
+    _mail_log.addFilter(_RedactAuth())
+
+
+class SmtpServer:
+    """Everything SMTP in one running service: handlers, relay policy, queue, admin operations."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.directory = Directory(ctx)
+        self.relay = RelayPolicy(ctx)
+        self.sending_limit = SendingLimit(ctx)
+        self.queue = OutboundQueue(ctx, resolver=self.resolver)
+        self._handlers: dict[str, SmtpHandler] = {}
+        self._key: Any = None
+        smtp_settings.install_sealer(self._seal)
+
+    @property
+    def hostname(self) -> str:
+        return local_helo(self.ctx.hostname)
+
+    # -- what the daemon calls ------------------------------------------------------------
+    def protocol_factory(self, name: str) -> Callable[[], asyncio.BaseProtocol]:
+        """A factory of aiosmtpd protocols for the listener ``name``."""
+        handler = self._handlers.setdefault(name, SmtpHandler(self, name))
+        ctx = self.ctx
+
+        def make() -> SMTP:
+            level = int(ctx.setting("logging"))
+            _mail_log.setLevel(logging.INFO if level >= 3 else logging.WARNING if level >= 1 else logging.CRITICAL)
+            starttls = ctx.tls.context() if (ctx.tls is not None and name != "smtps") else None
+            return SMTP(
+                handler,
+                data_size_limit=int(ctx.setting("max_message_size")),
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                hostname=self.hostname,
+                ident=IDENT,
+                tls_context=starttls,
+                timeout=COMMAND_TIMEOUT,
+                # The handler decides where AUTH may happen (PLAIN/LOGIN only inside TLS when SPA
+                # is required; the challenge-response mechanisms anywhere), so aiosmtpd's own
+                # all-or-nothing TLS rule is off; it also hid AUTH on 465 (issue #281).
+                auth_require_tls=False,
+                auth_required=False,
+                command_call_limit=CALL_LIMITS,
+                loop=ctx.loop,
+            )
+
+        return make
+
+    def refusal(self, reason: Refusal) -> bytes:
+        return _REFUSALS.get(reason, b"421 4.3.2 Service not available\r\n")
+
+    async def start(self) -> None:
+        await self.queue.start()
+        log.info("smtp queue runner started")
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+
+    # -- delivery of an accepted message --------------------------------------------------
+    def resolver(self) -> MxResolver:
+        auth = None
+        user = str(self.ctx.setting("smarthost_user") or "")
+        if user:
+            auth = (user, self._unseal(str(self.ctx.setting("smarthost_password") or "")))
+        return MxResolver(routes=str(self.ctx.setting("smtp_routes") or ""),
+                          smarthost=str(self.ctx.setting("smarthost") or ""), smarthost_auth=auth)
+
+    async def accept(self, data: bytes, *, sender: str, local: list[LocalMailbox], remote: list[Address],
+                     queue_id: str, submitted_by: str, client: str) -> str:
+        """Make the message safe for every recipient (queue, then mailboxes), then say 250."""
+        ctx = self.ctx
+        queued = False
+        try:
+            if remote:
+                await ctx.run(self.queue.enqueue, sender, [(a.text, a.domain) for a in remote], data,
+                              submitted_by=submitted_by, client=client, queue_id=queue_id)
+                queued = True
+            if local:
+                await self._deliver_local(data, sender, local)
+        except MailError as exc:
+            if queued:   # all or nothing: the client will send again
+                await ctx.run(self.queue.discard, queue_id)
+            log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, exc.message)
+            ctx.stats.incr("smtp_refused")
+            return delivery_reply(exc)
+        except Exception:
+            if queued:
+                await ctx.run(self.queue.discard, queue_id)
+            raise
+        ctx.stats.incr("smtp_accepted")
+        if queued:
+            self.queue.wake()
+        log.info("smtp: accepted %s from %s <%s>: %d local, %d remote recipient(s), %d bytes",
+                 queue_id, client, sender, len(local), len(remote), len(data))
+        return f"250 2.0.0 OK: queued as {queue_id}"
+
+    async def _deliver_local(self, data: bytes, sender: str, boxes: list[LocalMailbox]) -> None:
+        """One file hard-linked into every mailbox. If the quota moved since RCPT, deliver to those
+        that still have room and report the rest to the sender (the 250 covers the message)."""
+        from core.errors import QuotaExceeded
+
+        store = self.ctx.store
+        ids = [b.id for b in boxes]
+        try:
+            await self.ctx.run(store.deliver_many, ids, data)
+            return
+        except QuotaExceeded:
+            if len(boxes) == 1:
+                raise
+        full = []
+        for box in boxes:
+            try:
+                await self.ctx.run(store.deliver_many, [box.id], data)
+            except QuotaExceeded as exc:
+                full.append((box, exc))
+        if len(full) == len(boxes):
+            raise full[0][1]
+        from service.smtp.dsn import RecipientStatus
+        from datetime import datetime, timezone
+        statuses = [RecipientStatus(b.address, "5.2.2" if e.permanent else "4.2.2", e.message) for b, e in full]
+        await self.ctx.run(self.queue.report, sender, statuses, data, arrival=datetime.now(timezone.utc),
+                           delayed=False, is_report=not sender)
+
+    # -- administration (the admin channel's queue.* and relay.test ops) ------------------
+    async def queue_list(self) -> list[dict]:
+        return await self.ctx.run(self.queue.list)
+
+    async def queue_retry(self, queue_id: str | None = None) -> int:
+        count = await self.ctx.run(self.queue.retry, queue_id or None)
+        self.queue.wake()
+        return count
+
+    async def queue_delete(self, queue_id: str) -> int:
+        return await self.ctx.run(self.queue.delete, queue_id)
+
+    async def queue_show(self, queue_id: str) -> dict:
+        return await self.ctx.run(self.queue.show, queue_id)
+
+    async def relay_test(self, target_host: str = "127.0.0.1", port: int | None = None) -> list[dict]:
+        """Try the classic open-relay tricks against a running SMTP listener and report each."""
+        if port is None:
+            listener = self.ctx.listeners.get("smtp")
+            port = listener.bound_port if listener is not None else None
+            if not port:
+                raise Unavailable("The SMTP listener is not running; start it or give a port.")
+        domains = sorted(await self.directory.local_domains())
+        local = domains[0] if domains else self.hostname
+        return await run_relay_test(target_host, int(port), local_domain=local, helo=self.hostname)
+
+    # -- the smart host password: sealed with the server key ------------------------------
+    def _server_key(self) -> Any:
+        if self._key is None:
+            from core.auth.keystore import ServerKey
+            self._key = ServerKey.load(self.ctx.data_dir, str(self.ctx.setting("keystore")), create=True)
+        return self._key
+
+    def _seal(self, secret: str) -> str:
+        blob = self._server_key().encrypt(secret.encode("utf-8"), b"smarthost_password")
+        return smtp_settings.SEALED_PREFIX + base64.b64encode(blob).decode("ascii")
+
+    def _unseal(self, stored: str) -> str:
+        if not stored:
+            return ""
+        blob = smtp_settings.unseal_b64(stored)
+        return self._server_key().decrypt(blob, b"smarthost_password").decode("utf-8")

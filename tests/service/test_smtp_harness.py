@@ -1,0 +1,165 @@
+"""A real SMTP service in this process for the SMTP tests: its own event loop thread, a temporary
+database and mail root, listeners on 127.0.0.1 port 0. Also the harness's own smoke test."""
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.admin import Admin
+from core.auth.keystore import ServerKey
+from core.auth.provider import PasswordFileProvider
+from core.db import Database, sqlite_url
+from core.settings import Settings
+from core.store import MailStore
+from service.context import ServiceContext
+from service.listeners import Listener
+import service.throttle  # noqa: F401 - registers the throttle settings
+from service.smtp.server import SmtpServer
+from service.tls import TlsMaterial
+
+PASSWORD = "correct horse 9"
+FAST = {"throttle_delay_ms": 0, "queue_retry_interval": 1, "queue_warn_after": 3600, "queue_lifetime": 3600}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true, bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpHarness:
+    """One SMTP service (the real SmtpServer behind real Listeners) on a loop thread."""
+
+    def __init__(self, root: Path, *, settings: dict[str, Any] | None = None, listen: bool = True,
+                 throttle: bool = True) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.db = Database(sqlite_url(self.root / "service.db"))
+        self.db.upgrade()
+        with self.db.write() as session:
+            for name, value in {**FAST, **(settings or {})}.items():
+                Settings.put(session, name, value)
+        self.store = MailStore(self.db, self.root / "mailroot", hostname="test")
+        self.ctx = self.call(self._make_context(throttle))
+        self.admin = Admin(self.db, self.store, auth=self.ctx.auth, publish=self.ctx.events.publish)
+        self.server: SmtpServer = self.ctx.smtp
+        self.ports: dict[str, int] = {}
+        if listen:
+            self.call(self._listen())
+
+    async def _make_context(self, throttle: bool) -> ServiceContext:
+        ctx = ServiceContext(data_dir=self.root, db=self.db, store=self.store, loop=asyncio.get_running_loop(),
+                             hostname="mx.test")
+        ctx.auth = PasswordFileProvider(self.db, ServerKey.generate(), mailroot=self.store.root)
+        ctx.tls = TlsMaterial(self.root, "localhost")
+        if throttle:
+            from service.throttle import LoginThrottle
+            ctx.throttle = LoginThrottle(ctx)
+        ctx.smtp = SmtpServer(ctx)
+        return ctx
+
+    async def _listen(self) -> None:
+        ctx = self.ctx
+        for name in ("smtp", "submission", "smtps"):
+            listener = Listener(name, "smtp", "127.0.0.1", 0, ctx.smtp.protocol_factory(name),
+                                refusal=ctx.smtp.refusal, ssl_context=ctx.tls.context if name == "smtps" else None,
+                                limits=ctx.limits,
+                                is_banned=ctx.throttle.is_banned if ctx.throttle is not None else None)
+            await listener.start()
+            ctx.listeners[name] = listener
+            self.ports[name] = listener.bound_port
+        await ctx.smtp.start()
+
+    def call(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def set(self, name: str, value: Any) -> None:
+        self.admin.settings_set(name, value)
+        self.ctx.reload_settings()
+
+    def add_domain(self, name: str) -> None:
+        self.admin.domain_add(name)
+
+    def add_mailbox(self, address: str, password: str = PASSWORD, quota: Any = None) -> None:
+        self.admin.mailbox_add(address, password=password, quota=quota)
+
+    def messages(self, address: str) -> list[bytes]:
+        info = self.admin.mailbox_get(address)
+        name, domain = address.split("@")
+        with self.db.read() as session:
+            from sqlalchemy import select
+            from core.tables import Domain, Mailbox
+            mid = session.scalar(select(Mailbox.id).join(Domain, Domain.id == Mailbox.domain_id)
+                                 .where(Domain.name == domain, Mailbox.name == name))
+        assert info
+        return [Path(m.path).read_bytes() for m in self.store.list_messages(mid)]
+
+    def counters(self) -> dict[str, int]:
+        return self.ctx.stats.snapshot()
+
+    def queue(self) -> list[dict]:
+        return self.call(self.server.queue_list())
+
+    def client(self, listener: str = "smtp", **kwargs: Any) -> smtplib.SMTP:
+        if listener == "smtps":
+            return smtplib.SMTP_SSL("127.0.0.1", self.ports["smtps"], context=client_tls(), timeout=20, **kwargs)
+        return smtplib.SMTP("127.0.0.1", self.ports[listener], timeout=20, **kwargs)
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            for listener in self.ctx.listeners.values():
+                await listener.stop()
+            await self.ctx.smtp.stop()
+        try:
+            self.call(shutdown())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.ctx.executor.shutdown(wait=True)
+            self.db.dispose()
+
+
+@pytest.fixture
+def smtp_service(tmp_path: Path):
+    harness = SmtpHarness(tmp_path / "a")
+    harness.add_domain("example.com")
+    harness.add_mailbox("alice@example.com")
+    harness.add_mailbox("bob@example.com")
+    yield harness
+    harness.close()
+
+
+def message(subject: str = "hello", body: str = "Hi there.\r\n", sender: str = "carol@remote.test",
+            to: str = "alice@example.com") -> bytes:
+    return (f"From: <{sender}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\r\n{body}").encode()
+
+
+def test_harness_delivers_one_message(smtp_service: SmtpHarness) -> None:
+    with smtp_service.client() as client:
+        client.sendmail("carol@remote.test", ["alice@example.com"], message())
+    stored = smtp_service.messages("alice@example.com")
+    assert len(stored) == 1 and b"Subject: hello" in stored[0]
