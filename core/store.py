@@ -122,8 +122,16 @@ class MailStore:
     def mailbox_dir(self, domain: str, name: str) -> Path:
         return self.root / domain / name
 
-    def check_root(self) -> None:
-        """Make sure the mail root exists and is writable, or say clearly what is wrong."""
+    def check_root(self, *, create: bool = True) -> None:
+        """Make sure the mail root exists and is writable, or say clearly what is wrong.
+
+        With ``create=False`` (domains exist) a missing root is an error, not something to make
+        anew: an unmounted disk must not be replaced by an empty folder that mail then goes to."""
+        if not self.root.exists() and not create:
+            raise Unavailable(f"The root mail directory {self.root} is missing. Is its disk mounted? "
+                              "Restore it, or set another with winpop set mailroot.")
+        if self.root.exists() and not self.root.is_dir():
+            raise Unavailable(f"The root mail directory {self.root} is not a folder.")
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -131,8 +139,12 @@ class MailStore:
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise Unavailable(f"The root mail directory {self.root} is not writable by the service.")
 
+    def has_domains(self) -> bool:
+        with self.db.read() as session:
+            return session.scalars(select(Domain.id).limit(1)).first() is not None
+
     def create_domain_folder(self, domain: str) -> Path:
-        self.check_root()
+        self.check_root(create=not self.has_domains())
         path = self.domain_dir(domain)
         try:
             path.mkdir(mode=0o700, exist_ok=True)

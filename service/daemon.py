@@ -137,7 +137,7 @@ class MailService:
         ctx.controller = self.control
         store.on_change.append(self._store_changed)
         try:
-            store.check_root()
+            store.check_root(create=not store.has_domains())
             report = await ctx.run(store.reconcile)
             log.info("reconciled %d mailboxes", report.mailboxes_checked)
         except (MailError, OSError) as exc:

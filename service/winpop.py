@@ -145,7 +145,7 @@ class Winpop:
         print("Settings: " + ", ".join(sorted(SPECS)))
 
     def _need_target(self) -> str:
-        if not self.args.target:
+        if self.args.target is None:
             raise Usage(f"'{self.args.verb}' needs a domain or NAME@DOMAIN; see 'winpop help {self.args.verb}'")
         return self.args.target
 

@@ -139,12 +139,13 @@ def check_params(op: str, params: Any) -> dict[str, Any]:
         raise Invalid(f"'{op}' has no parameter {', '.join(sorted(unknown))}.")
     out: dict[str, Any] = {}
     for name, param in spec.params.items():
-        if name not in params or params[name] is None and param.required:
-            if param.required:
+        value = params.get(name)
+        if value is None:
+            types = param.type if isinstance(param.type, tuple) else (param.type,)
+            if param.required and type(None) not in types:
                 raise Invalid(f"'{op}' needs the parameter '{name}'.")
-            out[name] = param.default
+            out[name] = param.default if name not in params else None
             continue
-        value = params[name]
         types = param.type if isinstance(param.type, tuple) else (param.type,)
         if isinstance(value, bool) and bool not in types:
             raise Invalid(f"The parameter '{name}' of '{op}' has the wrong type.")

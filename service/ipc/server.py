@@ -203,9 +203,11 @@ class AdminConnection:
                 self._unsubscribe = self.ctx.events.subscribe(self._on_event)
             result = await HANDLERS[op](self.ctx, params)
         except MailError as exc:
-            self._send(protocol.error(req_id, exc.code, exc.message))
+            # The audit entry is written before the answer, so whoever reads the audit log
+            # after an answer finds it there.
             if op in OPS and OPS[op].mutates:
                 await self._audit(op, params, f"refused: {exc.code}", exc.message)
+            self._send(protocol.error(req_id, exc.code, exc.message))
             log.info("admin %s by %s refused: %s", op, self.actor, exc.message)
             return
         except Exception as exc:  # a bug: say so plainly, log the details
@@ -213,10 +215,10 @@ class AdminConnection:
             self._send(protocol.error(req_id, "internal", f"The service failed to do '{op}': {exc}. "
                                       "See the service log for details."))
             return
-        self._send(protocol.response(req_id, result))
         if OPS[op].mutates:
             await self._audit(op, params, "ok", "")
             log.info("admin %s %s by %s", op, _target(params), self.actor)
+        self._send(protocol.response(req_id, result))
 
     async def _audit(self, op: str, params: dict[str, Any], outcome: str, message: str) -> None:
         shown = redact(op, params)

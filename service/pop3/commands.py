@@ -407,8 +407,7 @@ async def cmd_quit_transaction(session: Pop3Session, arg: str) -> None:
             session.write(wire.err("Some deleted messages were not removed; they will be shown again.", "SYS/TEMP"))
             session.close()
             return
-        ctx.stats.incr("pop3.messages_deleted", removed)
-        ctx.events.publish("mailbox.changed", {"domain": box.domain, "mailbox": box.name, "address": box.address})
+        ctx.stats.incr("pop3.messages_deleted", removed)   # the store's change hook tells the console
     session.log(LOG_MEDIUM, "quit: %d retrieved, %d deleted", session.retrieved, removed)
     # The lock goes before the answer, so a client that reconnects at once is not told [IN-USE].
     await session.release_lock()
@@ -441,7 +440,7 @@ async def dispatch(session: Pop3Session, line: object) -> None:
         bad(session, "Unrecognised command.")
         return
     verb, arg = parsed
-    if session.ctx.setting("logging") >= LOG_MAXIMUM:
+    if int(setting(session.ctx, "logging")) >= LOG_MAXIMUM:
         session.log(LOG_MAXIMUM, "C: %s", redacted(verb, arg))
     handler = TABLES[session.state].get(verb)
     if handler is None:

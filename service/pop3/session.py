@@ -383,7 +383,11 @@ class Pop3Session(asyncio.Protocol):
 
     # -- logging --------------------------------------------------------------------------
     def log(self, level: int, message: str, *args: Any) -> None:
-        """Log at one of the four levels of the "logging" setting (0 None … 3 Maximum)."""
+        """Log at one of the four levels of the "logging" setting (0 None … 3 Maximum): failures at
+        Minimum (WARNING), sessions and logons at Medium (INFO), commands at Maximum (DEBUG)."""
         if int(setting(self.ctx, "logging")) >= level:
             who = self.mailbox.address if self.mailbox is not None else (self.user or "-")
-            log.info("pop3 %s %s %s: " + message, self.id, self.address, who, *args)
+            log.log(_PY_LEVELS[level], "pop3 %s %s %s: " + message, self.id, self.address, who, *args)
+
+
+_PY_LEVELS = {LOG_MINIMUM: logging.WARNING, LOG_MEDIUM: logging.INFO, LOG_MAXIMUM: logging.DEBUG}
