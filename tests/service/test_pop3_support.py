@@ -212,7 +212,8 @@ class RawClient:
             return False
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        for thing in (self.file, self.sock):   # the socket stays open while its file does
+            try:
+                thing.close()
+            except OSError:
+                pass
