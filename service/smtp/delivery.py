@@ -58,9 +58,9 @@ class Outcome:
     @property
     def status(self) -> str:
         """An RFC 3463 status code: from the reply when it has one, else from the class."""
-        words = self.text.split()
-        if words and words[0].count(".") == 2 and words[0][0] in "245":
-            return words[0]
+        for word in self.text.split()[:2]:   # "550 5.1.1 ..." or "5.1.1 ..."
+            if word.count(".") == 2 and word[0] in "245" and word.replace(".", "").isdigit():
+                return word
         return "5.0.0" if self.permanent else "4.0.0" if self.code >= 400 else "4.4.1"
 
 

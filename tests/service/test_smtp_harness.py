@@ -52,7 +52,8 @@ class SmtpHarness:
     """One SMTP service (the real SmtpServer behind real Listeners) on a loop thread."""
 
     def __init__(self, root: Path, *, settings: dict[str, Any] | None = None, listen: bool = True,
-                 throttle: bool = True) -> None:
+                 throttle: bool = True, ports: dict[str, int] | None = None) -> None:
+        self.fixed_ports = dict(ports or {})
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.loop = asyncio.new_event_loop()
@@ -85,7 +86,7 @@ class SmtpHarness:
     async def _listen(self) -> None:
         ctx = self.ctx
         for name in ("smtp", "submission", "smtps"):
-            listener = Listener(name, "smtp", "127.0.0.1", 0, ctx.smtp.protocol_factory(name),
+            listener = Listener(name, "smtp", "127.0.0.1", self.fixed_ports.get(name, 0), ctx.smtp.protocol_factory(name),
                                 refusal=ctx.smtp.refusal, ssl_context=ctx.tls.context if name == "smtps" else None,
                                 limits=ctx.limits,
                                 is_banned=ctx.throttle.is_banned if ctx.throttle is not None else None)
@@ -151,6 +152,14 @@ def smtp_service(tmp_path: Path):
     harness.add_mailbox("bob@example.com")
     yield harness
     harness.close()
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound and released; the kernel does not hand it out again at once)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def message(subject: str = "hello", body: str = "Hi there.\r\n", sender: str = "carol@remote.test",
