@@ -107,6 +107,8 @@ class MailService:
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # first: a stop during start-up is honoured after it
+            loop.add_signal_handler(sig, self._stopping.set)
         os.umask(0o077)  # the database, mail and keys are the service's alone
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
@@ -158,8 +160,6 @@ class MailService:
                 log.error("listener %s: %s", listener.name, listener.error or exc)
         if ctx.smtp is not None and hasattr(ctx.smtp, "start"):
             await ctx.smtp.start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
         self._announce(ctx)
         ctx.events.publish("service.state", self._status())
         await self._stopping.wait()

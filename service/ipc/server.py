@@ -87,16 +87,21 @@ class AdminServer:
         self.apply_group()
 
     def apply_group(self) -> None:
-        """0600, or 0660 owned by the admin group when one is set."""
+        """Socket 0600 in a 0700 data directory; with an admin group, socket 0660 and the
+        directory 0710 (its members may reach the socket, not read the files)."""
         group = self.ctx.setting("admin_group")
-        mode = 0o600
+        mode, dir_mode = 0o600, 0o700
         if group:
             try:
-                os.chown(self.path, -1, grp.getgrnam(group).gr_gid)
-                mode = 0o660
+                gid = grp.getgrnam(group).gr_gid
+                os.chown(self.path, -1, gid)
+                os.chown(self.path.parent, -1, gid)
+                mode, dir_mode = 0o660, 0o710
             except (KeyError, PermissionError) as exc:
                 log.error("admin group %r cannot own %s: %s", group, self.path, exc)
         os.chmod(self.path, mode)
+        if self.path.parent.stat().st_uid == os.geteuid():
+            os.chmod(self.path.parent, dir_mode)
 
     def _alive(self) -> bool:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
