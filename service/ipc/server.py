@@ -154,7 +154,12 @@ class AdminConnection:
                 self.ctx.admin.audit(self.actor, "connect", "", "", "forbidden")
                 err = Forbidden("You may not administer this mail service: run as root, as the service's "
                                 "user, or as a member of its admin group.")
-                self.writer.write(protocol.error(None, err.code, err.message))
+                # Answer the first request (so the client sees why), then hang up.
+                req_id = None
+                with contextlib.suppress(Exception):
+                    line = await asyncio.wait_for(self.reader.readline(), 5)
+                    req_id = json.loads(line).get("id")
+                self.writer.write(protocol.error(req_id, err.code, err.message))
                 await self.writer.drain()
                 return
             while True:

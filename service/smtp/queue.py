@@ -400,52 +400,77 @@ class OutboundQueue:
 
     # -- administration -------------------------------------------------------------------
     def list(self) -> list[dict]:
-        """Every queued message with its recipients' states, oldest first."""
+        """Every queued message, oldest first: ``id`` (a number for winpop), envelope, a summary
+        (attempts, next try, last error) and each recipient's state under ``recipient_states``."""
+        now = utcnow()
         with self.ctx.db.read() as session:
             messages = session.scalars(select(QueuedMessage).order_by(QueuedMessage.id)).all()
             rows = session.scalars(select(QueuedRecipient).order_by(QueuedRecipient.id)).all()
-            by_message: dict[int, list[dict]] = {}
-            for r in rows:
-                by_message.setdefault(r.message_id, []).append({
-                    "address": r.address, "domain": r.domain, "status": r.status, "attempts": r.attempts,
-                    "next_attempt_at": aware(r.next_attempt_at).isoformat(), "last_error": r.last_error,
-                    "in_progress": bool(r.claimed_by) and aware(r.claimed_until) is not None
-                    and aware(r.claimed_until) > utcnow()})
-            return [{"id": m.queue_id, "sender": m.sender, "size": m.size, "submitted_by": m.submitted_by,
-                     "client": m.client, "is_report": m.is_report, "created_at": aware(m.created_at).isoformat(),
-                     "recipients": by_message.get(m.id, [])} for m in messages]
+        by_message: dict[int, list[QueuedRecipient]] = {}
+        for r in rows:
+            by_message.setdefault(r.message_id, []).append(r)
+        out = []
+        for m in messages:
+            members = by_message.get(m.id, [])
+            pending = [r for r in members if r.status == PENDING]
+            states = [{"address": r.address, "domain": r.domain, "status": r.status, "attempts": r.attempts,
+                       "next_attempt": aware(r.next_attempt_at).isoformat(), "last_error": r.last_error,
+                       "in_progress": bool(r.claimed_by) and r.claimed_until is not None
+                       and aware(r.claimed_until) > now} for r in members]
+            out.append({
+                "id": m.id, "queue_id": m.queue_id, "sender": m.sender or "<>", "size": m.size,
+                "submitted_by": m.submitted_by, "client": m.client, "is_report": m.is_report,
+                "created_at": aware(m.created_at).isoformat(),
+                "recipients": [r.address for r in pending],
+                "attempts": max((r.attempts for r in members), default=0),
+                "next_attempt": min((aware(r.next_attempt_at) for r in pending), default=now).isoformat(),
+                "last_error": next((r.last_error for r in reversed(members) if r.last_error), ""),
+                "recipient_states": states,
+            })
+        return out
 
-    def retry(self, queue_id: str | None = None) -> int:
+    def _message_id(self, session: Any, ident: int | str) -> int:
+        """A queued message by its number or its queue id; NotFound otherwise."""
+        if isinstance(ident, int) or str(ident).isdigit():
+            found = session.scalar(select(QueuedMessage.id).where(QueuedMessage.id == int(ident)))
+        else:
+            found = session.scalar(select(QueuedMessage.id).where(QueuedMessage.queue_id == str(ident)))
+        if found is None:
+            raise NotFound(f"There is no queued message {ident}; list the queue to see the ids.")
+        return found
+
+    def retry(self, ident: int | str | None = None) -> int:
         """Make pending recipients (of one message, or all) due now; returns how many."""
         with self.ctx.db.write() as session:
             query = update(QueuedRecipient).where(QueuedRecipient.status == PENDING)
-            if queue_id:
-                message_id = session.scalar(select(QueuedMessage.id).where(QueuedMessage.queue_id == queue_id))
-                if message_id is None:
-                    raise NotFound(f"There is no queued message {queue_id}; list the queue to see the ids.")
-                query = query.where(QueuedRecipient.message_id == message_id)
+            if ident is not None and ident != "":
+                query = query.where(QueuedRecipient.message_id == self._message_id(session, ident))
             count = session.execute(query.values(next_attempt_at=utcnow())).rowcount
         return int(count or 0)
 
-    def delete(self, queue_id: str) -> int:
+    def delete(self, ident: int | str) -> int:
         """Delete a queued message without a report; returns 1, or raises NotFound."""
+        with self.ctx.db.read() as session:
+            queue_id = session.scalar(select(QueuedMessage.queue_id)
+                                      .where(QueuedMessage.id == self._message_id(session, ident)))
         if not self.discard(queue_id):
-            raise NotFound(f"There is no queued message {queue_id}; list the queue to see the ids.")
+            raise NotFound(f"There is no queued message {ident}; it was just delivered or deleted.")
         log.warning("queue: %s deleted by the administrator", queue_id)
         return 1
 
-    def show(self, queue_id: str) -> dict:
+    def show(self, ident: int | str) -> dict:
         """One queued message: envelope, states, its headers and the first KB of its body."""
-        entry = next((m for m in self.list() if m["id"] == queue_id), None)
+        with self.ctx.db.read() as session:
+            number = self._message_id(session, ident)
+        entry = next((m for m in self.list() if m["id"] == number), None)
         if entry is None:
-            raise NotFound(f"There is no queued message {queue_id}; list the queue to see the ids.")
+            raise NotFound(f"The queued message {ident} was just delivered or deleted.")
         try:
-            data = self.read(queue_id)
+            data = self.read(entry["queue_id"])
         except FileNotFoundError:
-            raise NotFound(f"The queued message {queue_id} was just delivered or deleted.") from None
+            raise NotFound(f"The queued message {ident} was just delivered or deleted.") from None
         end = data.find(b"\r\n\r\n")
         headers, body = (data, b"") if end < 0 else (data[:end], data[end + 4:])
-        entry = dict(entry)
         entry["headers"] = headers.decode("utf-8", "replace")
         entry["body_preview"] = body[:PREVIEW_BYTES].decode("utf-8", "replace")
         entry["body_truncated"] = len(body) > PREVIEW_BYTES

@@ -70,8 +70,8 @@ async def _command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, l
 
 
 async def run_relay_test(host: str, port: int, *, local_domain: str, helo: str) -> list[dict]:
-    """Run every probe; one dict per probe: name, mail_from, rcpt_to, reply, verdict
-    ('refused', 'RELAYED' or 'error')."""
+    """Run every probe; one dict per probe: trick, mail_from, recipient, reply, relayed (bool) and
+    verdict ('refused', 'RELAYED' or 'error')."""
     results: list[dict] = []
     reader = writer = None
 
@@ -87,7 +87,8 @@ async def run_relay_test(host: str, port: int, *, local_domain: str, helo: str) 
 
     try:
         for probe in probes(local_domain):
-            entry = {"test": probe.name, "mail_from": f"<{probe.mail_from}>", "rcpt_to": probe.rcpt_to}
+            entry: dict = {"test": probe.name, "trick": probe.name, "mail_from": f"<{probe.mail_from}>",
+                           "rcpt_to": probe.rcpt_to, "recipient": probe.rcpt_to}
             try:
                 if writer is None or writer.is_closing():
                     await connect()
@@ -108,6 +109,7 @@ async def run_relay_test(host: str, port: int, *, local_domain: str, helo: str) 
                 if writer is not None:
                     writer.close()
                 writer = None
+            entry["relayed"] = entry.get("verdict") == "RELAYED"
             results.append(entry)
     finally:
         if writer is not None:

@@ -187,24 +187,28 @@ class SmtpServer:
     async def queue_list(self) -> list[dict]:
         return await self.ctx.run(self.queue.list)
 
-    async def queue_retry(self, queue_id: str | None = None) -> int:
-        count = await self.ctx.run(self.queue.retry, queue_id or None)
+    async def queue_retry(self, ident: int | str | None = None) -> int:
+        count = await self.ctx.run(self.queue.retry, ident)
         self.queue.wake()
         return count
 
-    async def queue_delete(self, queue_id: str) -> int:
-        return await self.ctx.run(self.queue.delete, queue_id)
+    async def queue_delete(self, ident: int | str) -> int:
+        return await self.ctx.run(self.queue.delete, ident)
 
-    async def queue_show(self, queue_id: str) -> dict:
-        return await self.ctx.run(self.queue.show, queue_id)
+    async def queue_show(self, ident: int | str) -> dict:
+        return await self.ctx.run(self.queue.show, ident)
 
-    async def relay_test(self, target_host: str = "127.0.0.1", port: int | None = None) -> list[dict]:
-        """Try the classic open-relay tricks against a running SMTP listener and report each."""
-        if port is None:
-            listener = self.ctx.listeners.get("smtp")
+    async def relay_test(self, target_host: str = "", port: int | None = None) -> list[dict]:
+        """Try the classic open-relay tricks against a running SMTP listener (this server's port
+        25 listener unless told otherwise) and report each."""
+        listener = self.ctx.listeners.get("smtp")
+        if not port:
             port = listener.bound_port if listener is not None else None
             if not port:
                 raise Unavailable("The SMTP listener is not running; start it or give a port.")
+        if not target_host:
+            bound = listener.host if listener is not None else ""
+            target_host = "127.0.0.1" if bound in ("", "0.0.0.0") else "::1" if bound == "::" else bound
         domains = sorted(await self.directory.local_domains())
         local = domains[0] if domains else self.hostname
         return await run_relay_test(target_host, int(port), local_domain=local, helo=self.hostname)
