@@ -29,8 +29,12 @@ def raw_session(port: int, lines: list[bytes], *, read_greeting: bool = True) ->
         if read_greeting:
             replies.append(reply())
         for line in lines:
-            sock.sendall(line)
-            replies.append(reply())
+            try:
+                sock.sendall(line)
+                replies.append(reply())
+            except OSError:   # the server hung up: that is the answer
+                replies.append("")
+                break
     return replies
 
 
@@ -80,7 +84,7 @@ def test_relay_allowed_for_allow_listed_network(smtp_service: SmtpHarness) -> No
     with smtp_service.client() as client:
         client.sendmail("carol@remote.test", ["bob@elsewhere.org"], message(to="bob@elsewhere.org"))
     queued = smtp_service.queue()
-    assert [r["address"] for r in queued[0]["recipients"]] == ["bob@elsewhere.org"]
+    assert queued[0]["recipients"] == ["bob@elsewhere.org"]
 
 
 def test_size_limit_announced_and_enforced(smtp_service: SmtpHarness) -> None:
