@@ -19,6 +19,7 @@ from PySide6.QtNetwork import QLocalSocket
 
 from core.errors import MailError, Unavailable, from_dict
 from core.ipc import protocol
+from gui.qt_compat import emit
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class IpcClient(QObject):
         # Subscribe first: events for changes committed after this line reach us, and our own
         # later requests are answered on the same ordered stream.
         self.request("events.subscribe", {}, None, lambda e: log.warning("subscribe failed: %s", e))
-        self.connected.emit()
+        emit(self.connected)
 
     def _on_error(self, _error: QLocalSocket.LocalSocketError) -> None:
         self.last_error = self._socket.errorString()
@@ -142,7 +143,7 @@ class IpcClient(QObject):
         self._is_connected = False
         if not self._announced_down:
             self._announced_down = True
-            self.disconnected.emit()
+            emit(self.disconnected)
 
     def _on_ready_read(self) -> None:
         self._buffer += bytes(self._socket.readAll().data())
@@ -160,7 +161,7 @@ class IpcClient(QObject):
         if not isinstance(msg, dict):
             return
         if "event" in msg:
-            self.event_received.emit(str(msg["event"]), msg.get("data"))
+            emit(self.event_received, str(msg["event"]), msg.get("data"))
             return
         callbacks = self._pending.pop(msg.get("id"), None)
         if callbacks is None:

@@ -21,6 +21,7 @@ from core.ipc.ops import check_params
 from core.model import DomainInfo, MailboxInfo, to_json
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import SPECS, resolve
+from gui.qt_compat import emit
 
 OnOk = Callable[[Any], None]
 OnErr = Callable[[MailError], None]
@@ -372,7 +373,7 @@ class FakeServiceClient(QObject):
     def stop(self) -> None:
         if self._is_connected:
             self._is_connected = False
-            self.disconnected.emit()
+            emit(self.disconnected)
 
     def retry_now(self) -> None:
         self._try_connect()
@@ -381,11 +382,11 @@ class FakeServiceClient(QObject):
         if self._is_connected:
             return
         if not self._reachable:
-            self.disconnected.emit()
+            emit(self.disconnected)
             return
         self._is_connected = True
         self._subscribed = True
-        self.connected.emit()
+        emit(self.connected)
 
     # -- simulate the service going away and coming back ----------------------------------------
     def go_offline(self) -> None:
@@ -393,7 +394,7 @@ class FakeServiceClient(QObject):
         if self._is_connected:
             self._is_connected = False
             self._subscribed = False
-            self.disconnected.emit()
+            emit(self.disconnected)
 
     def go_online(self) -> None:
         """The service is back; the real client's retry timer would find it within seconds."""
@@ -434,7 +435,7 @@ class FakeServiceClient(QObject):
     def _publish(self, events: list[tuple[str, Any]]) -> None:
         if self._subscribed:
             for name, data in events:
-                self.event_received.emit(name, data)
+                emit(self.event_received, name, data)
 
     def external(self, op: str, params: dict[str, Any] | None = None) -> Any:
         """Another admin (winpop, a second console) runs ``op``: only the events reach us."""

@@ -12,6 +12,7 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistent
 
 from gui import icons
 from gui.models.nodes import NodeKind, Target
+from gui.qt_compat import emit
 
 DOMAIN_PAGE = 1000
 STATE_TEXT = {"running": "Running", "paused": "Paused", "stopped": "Stopped", "partial": "Partly running"}
@@ -65,6 +66,7 @@ class ScopeTreeModel(QAbstractItemModel):
         self._generation = 0
         self._loading = False
         self._names: list[str] = []     # sorted keys of server.children, for bisect
+        self.loaded = False             # a first page has arrived since the last reload
 
     # -- Qt API ------------------------------------------------------------------------------------
     def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:
@@ -184,13 +186,13 @@ class ScopeTreeModel(QAbstractItemModel):
     def set_server_info(self, info: dict[str, Any]) -> None:
         self.server.data.update(hostname=info.get("hostname") or "", auth=info.get("auth"))
         idx = self.index_of(self.server)
-        self.dataChanged.emit(idx, idx)
+        emit(self.dataChanged, idx, idx)
 
     def set_service_state(self, state: str) -> None:
         if self.server.data.get("state") != state:
             self.server.data["state"] = state
             idx = self.index_of(self.server)
-            self.dataChanged.emit(idx, idx)
+            emit(self.dataChanged, idx, idx)
 
     def reload(self) -> None:
         """Forget the domains and read the first page again (connect, reconnect, F5)."""
@@ -203,6 +205,7 @@ class ScopeTreeModel(QAbstractItemModel):
             self._domain_total = 0
             self.endRemoveRows()
         self._domain_total = 0
+        self.loaded = False
         self._request_page(0)
 
     def clear(self) -> None:
@@ -223,11 +226,12 @@ class ScopeTreeModel(QAbstractItemModel):
         def err(error: Any) -> None:
             if generation == self._generation:
                 self._loading = False
-                self.load_failed.emit(error)
+                emit(self.load_failed, error)
 
         self._client.request("domain.list", {"offset": offset, "limit": DOMAIN_PAGE}, ok, err)
 
     def _add_page(self, total: int, items: list[dict[str, Any]]) -> None:
+        self.loaded = True
         fresh = [d for d in items if self.domain_node(d["name"]) is None]
         parent = self.index_of(self.server)
         if fresh:
@@ -245,15 +249,15 @@ class ScopeTreeModel(QAbstractItemModel):
         # A page is a prefix in name order, so appending keeps the order; an event may have
         # inserted a name inside it meanwhile, hence the dedupe above and this check.
         if self._names != sorted(self._names):
-            self.layoutAboutToBeChanged.emit()
+            emit(self.layoutAboutToBeChanged)
             old = {id(n): n.row for n in self.server.children}
             self.server.children.sort(key=lambda n: n.key)
             self._names = [n.key for n in self.server.children]
             self.server.renumber()
             moved_from = [self.createIndex(old[id(n)], 0, n) for n in self.server.children]
             self.changePersistentIndexList(moved_from, [self.index_of(n) for n in self.server.children])
-            self.layoutChanged.emit()
-        self.domains_loaded.emit()
+            emit(self.layoutChanged)
+        emit(self.domains_loaded)
 
     # -- change events ---------------------------------------------------------------------------
     def apply_event(self, name: str, data: Any) -> None:
@@ -266,7 +270,7 @@ class ScopeTreeModel(QAbstractItemModel):
                 return
             node.data.update(data)
             idx = self.index_of(node)
-            self.dataChanged.emit(idx, idx)
+            emit(self.dataChanged, idx, idx)
         elif name == "domain.deleted":
             self._domain_deleted(data.get("name", ""))
         elif name == "service.state":

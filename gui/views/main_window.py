@@ -57,6 +57,26 @@ ACTION_SPECS: dict[str, tuple[str, str, str, str]] = {
 SERVICE_ACTIONS = ("start", "stop", "pause", "resume", "restart")
 
 
+# QSettings.value(..., type=bool) trips a reference-counting bug in PySide6 (a fatal error at
+# exit), and INI files give text back anyway: read flags and lists by hand.
+def stored_flag(settings: QSettings, key: str, default: bool) -> bool:
+    value = settings.value(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def stored_list(settings: QSettings, key: str) -> list[str]:
+    value = settings.value(key)
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
 class MainWindow(QMainWindow):
     """The POP3 Service console."""
 
@@ -72,6 +92,7 @@ class MainWindow(QMainWindow):
         self._restore_path: list[str] | None = None
         self._select_when_added = ""
         self.help_window: HelpWindow | None = None
+        self.last_menu: QMenu | None = None
 
         self.tree_model = ScopeTreeModel(client, self)
         self.domain_model = DomainTableModel(client, self)
@@ -89,6 +110,8 @@ class MainWindow(QMainWindow):
         self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
         self._maybe_restore_selection()
         self.update_actions()
+        if client.is_connected:
+            self._on_connected()
 
     # -- construction ----------------------------------------------------------------------------
     def _build_panes(self) -> None:
@@ -312,6 +335,11 @@ class MainWindow(QMainWindow):
     def _on_event(self, name: str, data: Any) -> None:
         if not isinstance(data, dict):
             return
+        if name == "domain.deleted" and self.current_node().key == data.get("name") \
+                and self.current_node().kind is NodeKind.DOMAIN:
+            # Go up to the server first, as MMC does, rather than to whichever neighbour Qt picks.
+            self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
+            self.statusBar().showMessage(f"The domain {data.get('name')} was deleted.", 5000)
         self.tree_model.apply_event(name, data)
         self.domain_model.apply_event(name, data)
         self.mailbox_model.apply_event(name, data)
@@ -401,7 +429,7 @@ class MainWindow(QMainWindow):
 
     def _list_selection_changed(self, *_args: Any) -> None:
         self._active_pane = "list"
-        self._schedule_update()
+        self.update_actions()
 
     def _set_active_pane(self, pane: str) -> None:
         self._active_pane = pane
@@ -483,7 +511,8 @@ class MainWindow(QMainWindow):
         if idx.isValid():
             self.tree.setCurrentIndex(idx)
         self._set_active_pane("tree")
-        self.context_menu().popup(self.tree.viewport().mapToGlobal(pos))
+        self.last_menu = self.context_menu()
+        self.last_menu.popup(self.tree.viewport().mapToGlobal(pos))
 
     def _list_menu(self, pane: ListPane, pos: Any) -> None:
         idx = pane.view.indexAt(pos)
@@ -493,7 +522,8 @@ class MainWindow(QMainWindow):
         elif not idx.isValid():
             pane.view.clearSelection()
         self._set_active_pane("list")
-        self.context_menu().popup(pane.view.viewport().mapToGlobal(pos))
+        self.last_menu = self.context_menu()
+        self.last_menu.popup(pane.view.viewport().mapToGlobal(pos))
 
     def _focus_filter(self) -> None:
         pane = self.current_pane()
@@ -552,7 +582,7 @@ class MainWindow(QMainWindow):
         self._open(dialog, "new-mailbox")
 
     def _mailbox_created(self, info: dict[str, Any]) -> None:
-        if self.settings.value("confirm/hide_mailbox_created", False, type=bool):
+        if stored_flag(self.settings, "confirm/hide_mailbox_created", False):
             return
         address = str(info.get("address"))
         name, _, domain = address.partition("@")
@@ -609,7 +639,7 @@ class MainWindow(QMainWindow):
         dialog = ConfirmDeleteDialog(self, targets, auth=str(self.server_settings.get("auth", "passwordfile")))
 
         def confirmed() -> None:
-            with_users = dialog.delete_user.isVisible() and dialog.delete_user.isChecked()
+            with_users = not dialog.delete_user.isHidden() and dialog.delete_user.isChecked()
             keys = [t.key for t in targets]
             if targets[0].kind is NodeKind.DOMAIN:
                 send = lambda k, **kw: ops.delete_domain(self.client, parent=self, name=k,  # noqa: E731
@@ -704,7 +734,7 @@ class MainWindow(QMainWindow):
         self.help_window.show_topic(topic)
 
     def do_connect(self) -> None:
-        remembered = [str(x) for x in (self.settings.value("connect/remembered", [], type=list) or [])]
+        remembered = stored_list(self.settings, "connect/remembered")
         dialog = ConnectComputerDialog(self, data_dir=str(getattr(self.client, "data_dir", "")),
                                        remembered=remembered)
 
@@ -774,8 +804,8 @@ class MainWindow(QMainWindow):
             header = s.value(key)
             if isinstance(header, QByteArray):
                 pane.view.header().restoreState(header)
-        self.statusbar_action.setChecked(s.value("view/statusbar", True, type=bool))
-        self.tree_action.setChecked(s.value("view/tree", True, type=bool))
+        self.statusbar_action.setChecked(stored_flag(s, "view/statusbar", True))
+        self.tree_action.setChecked(stored_flag(s, "view/tree", True))
         last = s.value("tree/last")
         if isinstance(last, str) and last:
             self._restore_path = last.split("/")
@@ -799,7 +829,7 @@ class MainWindow(QMainWindow):
         if node is not None:
             self._restore_path = None
             self.tree.setCurrentIndex(self.tree_model.index_of(node))
-        elif self.tree_model.domain_total <= self.tree_model.server.children.__len__():
+        elif self.tree_model.loaded and self.tree_model.domain_total <= len(self.tree_model.server.children):
             self._restore_path = None   # it is gone
 
     def closeEvent(self, event: QCloseEvent) -> None:
