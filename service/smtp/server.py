@@ -66,6 +66,9 @@ class SmtpServer:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
+        # Importing this module registered the SMTP settings; the context's cache may predate it.
+        if any(name not in ctx._settings for name in smtp_settings.NAMES):
+            ctx.reload_settings()
         self.directory = Directory(ctx)
         self.relay = RelayPolicy(ctx)
         self.sending_limit = SendingLimit(ctx)

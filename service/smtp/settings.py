@@ -134,7 +134,7 @@ def unseal_b64(text: str) -> bytes:
     return base64.b64decode(text[len(SEALED_PREFIX):])
 
 
-for _spec in (
+SPECS = (
     SettingSpec("relay_networks", "", _networks, "Networks allowed to relay",
                 help="addresses or CIDR ranges that may send to other domains without AUTH; empty: none"),
     SettingSpec("relay_authenticated", True, _bool, "Allow authenticated users to relay"),
@@ -158,5 +158,7 @@ for _spec in (
     SettingSpec("queue_warn_after", 4 * 3600, _int_range(1, 30 * 86400), "Delay notice after (s)"),
     SettingSpec("queue_lifetime", 5 * 86400, _int_range(1, 60 * 86400), "Give up and bounce after (s)"),
     SettingSpec("queue_concurrency", 4, _int_range(1, 100), "Simultaneous outgoing deliveries"),
-):
+)
+NAMES = tuple(spec.name for spec in SPECS)
+for _spec in SPECS:
     register(_spec)
