@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from core.errors import Invalid, NotFound
 from core.names import check_auth_method
-from core.tables import Setting
+
+if TYPE_CHECKING:  # the console imports the specs without the database layer
+    from sqlalchemy.orm import Session
 
 
 def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
@@ -160,6 +161,10 @@ class Settings:
 
     @staticmethod
     def get_all(session: Session) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        from core.tables import Setting
+
         values = {name: spec.default for name, spec in SPECS.items()}
         for row in session.scalars(select(Setting)):
             if row.name in values:
@@ -168,6 +173,8 @@ class Settings:
 
     @staticmethod
     def get(session: Session, name: str) -> Any:
+        from core.tables import Setting
+
         spec = resolve(name)
         row = session.get(Setting, spec.name)
         return json.loads(row.value) if row is not None else spec.default
@@ -175,6 +182,8 @@ class Settings:
     @staticmethod
     def put(session: Session, name: str, value: Any) -> Any:
         """Store an already-checked value (no writability check: internal use)."""
+        from core.tables import Setting
+
         spec = resolve(name)
         row = session.get(Setting, spec.name)
         encoded = json.dumps(value)

@@ -56,6 +56,8 @@ OPS: dict[str, OpSpec] = {
             action=Param(str), listener=Param(str, required=False, default="")),
         # -- settings ------------------------------------------------------------------------
         _op("settings.get", "All settings, or one by name", "{name: value, ...}", name=_OPT_STR),
+        _op("settings.describe", "Every setting the service knows: label, default, help, restart need",
+            "{items: [{name, label, default, help, restart, writable}]}"),
         _op("settings.set", "Change one setting", "{name, value, restart}", mutates=True,
             name=Param(str), value=Param((str, int, bool, type(None)))),
         # -- domains -------------------------------------------------------------------------

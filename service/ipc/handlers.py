@@ -56,6 +56,13 @@ async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return result
 
 
+@handles("settings.describe")
+async def settings_describe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    from core.settings import SPECS
+    return {"items": [{"name": s.name, "label": s.label, "default": s.default, "help": s.help,
+                       "restart": s.restart, "writable": s.writable} for s in SPECS.values()]}
+
+
 def service_status(ctx: ServiceContext) -> dict[str, Any]:
     listeners = [lst.describe() for lst in ctx.listeners.values()]
     states = {entry["state"] for entry in listeners}
