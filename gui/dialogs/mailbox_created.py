@@ -6,7 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QStyle,
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QStyle,
                                QVBoxLayout, QWidget)
 
 _SECURITY = {"starttls": "STARTTLS", "implicit": "SSL/TLS", "none": "no encryption"}
@@ -26,20 +26,15 @@ def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_re
     rows = [("E-mail address", address),
             ("Account name (plaintext authentication)", address),
             ("Account name (Secure Password Authentication)", spa_name)]
-    pop3 = []
-    if _port(ports, "pop3"):
-        pop3.append(f"port {_port(ports, 'pop3')} with STARTTLS")
-    if _port(ports, "pop3s"):
-        pop3.append(f"port {_port(ports, 'pop3s')} with SSL/TLS")
-    rows.append(("Incoming mail server (POP3)", f"{hostname}, " + (" or ".join(pop3) or "no POP3 listener is enabled")))
-    smtp = []
-    if _port(ports, "submission"):
-        smtp.append(f"port {_port(ports, 'submission')} with STARTTLS")
-    if _port(ports, "smtps"):
-        smtp.append(f"port {_port(ports, 'smtps')} with SSL/TLS")
-    rows.append(("Outgoing mail server (SMTP)",
-                 f"{hostname}, " + (" or ".join(smtp) + ", with authentication" if smtp
-                                    else "no submission listener is enabled")))
+    pop3 = [f"{_port(ports, n)} with {tls}" for n, tls in (("pop3", "STARTTLS"), ("pop3s", "SSL/TLS"))
+            if _port(ports, n)]
+    rows.append(("Incoming mail server (POP3)", hostname))
+    rows.append(("POP3 port", ", or ".join(pop3) if pop3 else "no POP3 listener is enabled"))
+    smtp = [f"{_port(ports, n)} with {tls}" for n, tls in (("submission", "STARTTLS"), ("smtps", "SSL/TLS"))
+            if _port(ports, n)]
+    rows.append(("Outgoing mail server (SMTP)", hostname))
+    rows.append(("SMTP port", ", or ".join(smtp) if smtp
+                 else "no submission listener is enabled"))
     if spa_required:
         rows.append(("Note", "This server requires secure password authentication: a plaintext password is "
                              "accepted only over an encrypted (TLS) connection."))
@@ -57,11 +52,14 @@ class MailboxCreatedDialog(QDialog):
         icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation).pixmap(32, 32))
         heading = QLabel(f"<b>The mailbox {html.escape(address)} was created.</b><br>"
                          "Give the user these settings for the mail client:")
-        table = "".join(f"<tr><td style='padding-right:12px'>{html.escape(k)}:</td>"
-                        f"<td><b>{html.escape(v)}</b></td></tr>" for k, v in rows)
-        details = QLabel(f"<table cellspacing='3'>{table}</table>")
-        details.setWordWrap(True)
-        details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        details = QFormLayout()
+        details.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for key, value in rows:
+            if key == "Note":
+                continue
+            shown = QLabel(f"<b>{html.escape(value)}</b>")
+            shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            details.addRow(f"{key}:", shown)
         self.dont_show = QCheckBox("&Don't show this message again")
         self.copy_button = QPushButton("&Copy")
         self.copy_button.setToolTip("Copy these settings to the clipboard, to paste into an e-mail to the user")
@@ -73,13 +71,19 @@ class MailboxCreatedDialog(QDialog):
         top.addWidget(icon, 0)
         text = QVBoxLayout()
         text.addWidget(heading)
-        text.addWidget(details)
+        text.addLayout(details)
+        for key, value in rows:
+            if key == "Note":
+                note = QLabel(value)
+                note.setWordWrap(True)
+                text.addWidget(note)
         top.addLayout(text, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.dont_show)
         layout.addWidget(buttons)
-        self.resize(560, 10)
+        self.setMinimumWidth(700)
+        self.adjustSize()
 
     def text(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self.rows)

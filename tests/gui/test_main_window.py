@@ -161,8 +161,9 @@ def test_new_mailbox_then_the_mail_client_confirmation(qtbot, window, fake):
     text = confirm.text()
     assert "Account name (plaintext authentication): carol@contoso.com" in text
     assert "Account name (Secure Password Authentication): carol@contoso.com" in text
-    assert "Incoming mail server (POP3): mail.contoso.com, port 110 with STARTTLS or port 995 with SSL/TLS" in text
-    assert "port 587 with STARTTLS" in text and "requires secure password authentication" in text
+    assert "Incoming mail server (POP3): mail.contoso.com\nPOP3 port: 110 with STARTTLS, or 995 with SSL/TLS" in text
+    assert "SMTP port: 587 with STARTTLS, or 465 with SSL/TLS" in text
+    assert "requires secure password authentication" in text
     qtbot.mouseClick(confirm.copy_button, Qt.MouseButton.LeftButton)
     assert QGuiApplication.clipboard().text() == text
     confirm.dont_show.setChecked(True)
