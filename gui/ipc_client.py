@@ -104,8 +104,11 @@ class IpcClient(QObject):
         return f"The POP3 Service is not reachable at {self.location}{reason}."
 
     def _try_connect(self) -> None:
-        if self._stopped or self._socket.state() != QLocalSocket.LocalSocketState.UnconnectedState:
+        state = self._socket.state()
+        if self._stopped or state == QLocalSocket.LocalSocketState.ConnectedState:
             return
+        if state != QLocalSocket.LocalSocketState.UnconnectedState:
+            self._socket.abort()     # a connect or close still hanging: start afresh
         self._socket.connectToServer(self.location)
 
     def _on_connected(self) -> None:
@@ -121,7 +124,9 @@ class IpcClient(QObject):
 
     def _on_error(self, _error: QLocalSocket.LocalSocketError) -> None:
         self.last_error = self._socket.errorString()
-        if self._socket.state() == QLocalSocket.LocalSocketState.UnconnectedState:
+        # A failed connect reports the error while still "connecting"; a lost connection also
+        # sends ``disconnected``. Either way the connection is gone: dropping twice is harmless.
+        if self._socket.state() != QLocalSocket.LocalSocketState.ConnectedState or not self._is_connected:
             self._drop_connection(self._unavailable_text())
             self._schedule_retry()
 

@@ -255,6 +255,7 @@ class ServerPropertiesDialog(QDialog):
         layout.addLayout(notice_row)
         layout.addWidget(self.buttons)
         self._pending_restart: list[str] = []
+        self._sent: set[str] = set()          # settings this dialog has asked the server to change
         self._busy = False
         self.resize(520, 460)
         self._update_buttons()
@@ -316,6 +317,8 @@ class ServerPropertiesDialog(QDialog):
                 self.accept()
 
         for name, value in changes.items():
+            self._sent.add(name)
+
             def done(result: Any, name: str = name, value: Any = value) -> None:
                 self.current[name] = (result or {}).get("value", value) if isinstance(result, dict) else value
                 need = result.get("restart") if isinstance(result, dict) else None
@@ -331,9 +334,11 @@ class ServerPropertiesDialog(QDialog):
 
     def reject(self) -> None:
         """Cancel: put back whatever this dialog applied, then close."""
-        for name, value in self.original.items():
-            if name in self.fields and self.current.get(name) != value:
-                ops.set_setting(self._client, parent=self.parentWidget(), name=name, value=value)
+        # Revert everything sent, even a change whose answer has not arrived yet.
+        for name in sorted(self._sent):
+            if name in self.original:
+                ops.set_setting(self._client, parent=self.parentWidget(), name=name, value=self.original[name])
+        self._sent.clear()
         super().reject()
 
     def _restart_now(self) -> None:
