@@ -15,6 +15,7 @@ from gui.models.nodes import NodeKind, Target
 from gui.qt_compat import emit
 
 DOMAIN_PAGE = 1000
+_NODE_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 STATE_TEXT = {"running": "Running", "paused": "Paused", "stopped": "Stopped", "partial": "Partly running"}
 
 
@@ -111,9 +112,7 @@ class ScopeTreeModel(QAbstractItemModel):
             self._request_page(len(self.server.children))
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return _NODE_FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
