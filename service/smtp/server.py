@@ -75,6 +75,10 @@ class SmtpServer:
         self.queue = OutboundQueue(ctx, resolver=self.resolver)
         self._handlers: dict[str, SmtpHandler] = {}
         self._key: Any = None
+        # One delivery into the store at a time on SQLite: it takes one writer anyway, and
+        # writers queued on its lock sleep in its busy handler (1, 2, 5 ... 100 ms) instead of
+        # waiting in order here. PostgreSQL takes writers in parallel.
+        self._store_gate = asyncio.Semaphore(1 if getattr(ctx.db, "is_sqlite", True) else 8)
         smtp_settings.install_sealer(self._seal)
 
     @property
@@ -167,7 +171,8 @@ class SmtpServer:
         store = self.ctx.store
         ids = [b.id for b in boxes]
         try:
-            await self.ctx.run(store.deliver_many, ids, data)
+            async with self._store_gate:
+                await self.ctx.run(store.deliver_many, ids, data)
             return
         except QuotaExceeded:
             if len(boxes) == 1:
