@@ -32,6 +32,12 @@ class NewMailboxDialog(QDialog):
         self.create_user.setChecked(create_user_default)
         self.create_user.setToolTip("The default comes from the server setting \"Always create an associated user "
                                     "for new mailboxes\". Clear it only if an account with this name already exists.")
+        if auth == "passwordfile":
+            # The password file is the user store: every mailbox has its own entry and password.
+            self.create_user.setChecked(True)
+            self.create_user.setEnabled(False)
+            self.create_user.setToolTip("With the encrypted password file every mailbox has its own user entry "
+                                        "and password.")
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setAccessibleName("Password")

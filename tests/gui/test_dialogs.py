@@ -109,7 +109,7 @@ def test_mailroot_change_warns_that_mail_does_not_move(qtbot, window):
 
 
 def test_new_mailbox_refuses_bad_names_beside_the_field(qtbot):
-    dialog = NewMailboxDialog(None, domain="example.com", auth="passwordfile", create_user_default=True,
+    dialog = NewMailboxDialog(None, domain="example.com", auth="local", create_user_default=True,
                               submit=lambda *a: None)
     qtbot.addWidget(dialog)
     dialog.show()
@@ -127,9 +127,19 @@ def test_new_mailbox_refuses_bad_names_beside_the_field(qtbot):
 
 def test_new_mailbox_checkbox_default_follows_the_server_setting(qtbot):
     for default in (True, False):
-        dialog = NewMailboxDialog(None, domain="example.com", create_user_default=default, submit=lambda *a: None)
+        dialog = NewMailboxDialog(None, domain="example.com", auth="local", create_user_default=default,
+                                  submit=lambda *a: None)
         qtbot.addWidget(dialog)
-        assert dialog.create_user.isChecked() is default
+        assert dialog.create_user.isChecked() is default and dialog.create_user.isEnabled()
+
+
+def test_with_the_password_file_every_mailbox_needs_its_password(qtbot):
+    dialog = NewMailboxDialog(None, domain="example.com", auth="passwordfile", create_user_default=False,
+                              submit=lambda *a: None)
+    qtbot.addWidget(dialog)
+    assert dialog.create_user.isChecked() and not dialog.create_user.isEnabled()
+    qtbot.keyClicks(dialog.name_edit, "alice")
+    assert not dialog.ok_button.isEnabled()
 
 
 def test_change_password_from_the_mailbox_menu(qtbot, window, fake):
