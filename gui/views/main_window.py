@@ -306,15 +306,16 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Could not read from the service: {getattr(error, 'message', error)}", 8000)
 
     def refresh_lists(self) -> None:
-        self.tree_model.reload()
+        """Read the tree and the shown list again (connect, reconnect, F5), keeping the selection."""
         node = self.current_node()
-        if node.kind is NodeKind.SERVER:
-            self.domain_model.reload()
-        elif node.kind is NodeKind.DOMAIN:
+        if node.kind is NodeKind.DOMAIN:
+            # Reloading the tree removes the node for a moment; come back to it when it is there.
+            self._restore_path = self.tree_model.path_of(node)
             self.mailbox_model.domain = node.key
             self.mailbox_model.reload()
-        else:
-            self.domain_model.clear()
+        self.tree_model.reload()
+        if self.current_node().kind is NodeKind.SERVER or node.kind is NodeKind.SERVER:
+            self.domain_model.reload()
         if self.status_view.isVisible():
             self.status_view.refresh()
 

@@ -364,3 +364,12 @@ def test_domain_deleted_elsewhere_while_shown_goes_back_to_the_server(qtbot, win
     fake.external("domain.delete", {"name": "lab.contoso.com"})
     qtbot.waitUntil(lambda: window.current_node().kind.value == "server")
     assert "lab.contoso.com" not in list_names(window.domain_pane)
+
+
+def test_refresh_keeps_the_selected_domain(qtbot, window, fake):
+    open_domain(qtbot, window, "fabrikam.com")
+    before = len(fake.ops_sent("mailbox.list"))
+    window.do_refresh()
+    qtbot.waitUntil(lambda: len(fake.ops_sent("mailbox.list")) == before + 1 and window.mailbox_model.fully_loaded)
+    qtbot.waitUntil(lambda: window.current_node().key == "fabrikam.com")
+    assert list_names(window.mailbox_pane) == ["jane", "john", "orders"]
