@@ -133,6 +133,7 @@ class Admin:
                 if delete_users and hasattr(self.auth, "delete_users"):
                     self.auth.delete_users(session, row.id)
                 session.delete(row)
+        self.store.forget()
         self.publish("domain.deleted", {"name": canonical})
         return {"name": canonical}
 
@@ -236,7 +237,9 @@ class Admin:
                     mailbox_count=Domain.mailbox_count - 1,
                     message_count=Domain.message_count - box.message_count,
                     total_bytes=Domain.total_bytes - box.total_bytes))
+                box_id = box.id
                 session.delete(box)
+        self.store.forget([box_id])
         address = f"{name}@{domain_name}"
         self.publish("mailbox.deleted", {"address": address, "domain": domain_name, "name": name})
         self._publish_domain(domain_name)

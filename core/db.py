@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,20 @@ class Database:
             writer_engine = self.engine.execution_options(sqlite_immediate=True)
         else:
             writer_engine = self.engine
+        self._writer_engine = writer_engine
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer_engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """A Core connection in one write transaction, for hot paths (delivery) that skip the ORM."""
+        with self._writer_engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def read_conn(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

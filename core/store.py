@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
+
+from sqlalchemy.engine import Connection
 
 from core.db import Database
 from core.errors import Invalid, NotFound, QuotaExceeded, Unavailable
@@ -39,6 +41,23 @@ TRASH_PREFIX = ".deleted."
 _UIDL_OK = re.compile(r"^[\x21-\x7e]{1,70}$")
 _SEQ = itertools.count(1)
 _SEQ_LOCK = threading.Lock()
+
+# Delivery's statements, built once (SQLAlchemy caches their compiled form).
+_SELECT_TARGETS = (
+    select(Mailbox.id, Mailbox.domain_id, Mailbox.name, Domain.name)
+    .join(Domain, Domain.id == Mailbox.domain_id)
+    .where(Mailbox.id.in_(bindparam("ids", expanding=True)))
+)
+_SELECT_QUOTAS = select(Mailbox.id, Mailbox.quota_bytes, Mailbox.total_bytes).where(
+    Mailbox.id.in_(bindparam("ids", expanding=True)))
+_INSERT_MESSAGE = insert(Message)
+_BUMP_MAILBOX = update(Mailbox).where(Mailbox.id == bindparam("mid")).values(
+    message_count=Mailbox.message_count + bindparam("n"), total_bytes=Mailbox.total_bytes + bindparam("sz"))
+# The same, only while the message fits the quota (no row updated = refuse; see _refuse).
+_BUMP_MAILBOX_QUOTA = _BUMP_MAILBOX.where(
+    (Mailbox.quota_bytes.is_(None)) | (Mailbox.total_bytes + bindparam("sz") <= Mailbox.quota_bytes))
+_BUMP_DOMAIN = update(Domain).where(Domain.id == bindparam("did")).values(
+    message_count=Domain.message_count + bindparam("n"), total_bytes=Domain.total_bytes + bindparam("sz"))
 
 
 def pop3_size(data: bytes) -> int:
@@ -112,6 +131,9 @@ class MailStore:
         self.db = db
         # Called (from the writing thread) with the ids of mailboxes whose counters moved.
         self.on_change: list[Callable[[set[int]], None]] = []
+        # mailbox id → (domain id, address, Maildir): delivery's look-up, forgotten on deletion.
+        self._target_cache: dict[int, tuple[int, str, Path]] = {}
+        self._cache_lock = threading.Lock()
         self.root = Path(root)
         self.hostname = (hostname or socket.gethostname() or "localhost").replace("/", "\\057").replace(":", "\\072")
 
@@ -229,10 +251,13 @@ class MailStore:
         placed: list[Path] = []
         try:
             _write_durably(tmp_path, body)
-            for mid in ids:
+            first = first_dir / "new" / name
+            os.rename(tmp_path, first)
+            placed.append(first)
+            for mid in ids[1:]:
                 new_path = targets[mid][2] / "new" / name
                 try:
-                    os.link(tmp_path, new_path)
+                    os.link(first, new_path)
                 except OSError as exc:
                     if exc.errno != errno.EXDEV:
                         raise
@@ -240,7 +265,6 @@ class MailStore:
                 placed.append(new_path)
             for directory in {p.parent for p in placed}:
                 fsync_dir(directory)
-            os.unlink(tmp_path)
         except OSError as exc:
             for path in placed + [tmp_path]:
                 with contextlib.suppress(OSError):
@@ -263,15 +287,28 @@ class MailStore:
             except Exception:  # a listener's failure must not undo a committed change
                 log.exception("store change listener failed")
 
+    def forget(self, mailbox_ids: Iterable[int] | None = None) -> None:
+        """Drop cached delivery targets (after a mailbox or domain is deleted; None: all)."""
+        with self._cache_lock:
+            if mailbox_ids is None:
+                self._target_cache.clear()
+            else:
+                for mid in mailbox_ids:
+                    self._target_cache.pop(mid, None)
+
     def _targets(self, ids: list[int]) -> dict[int, tuple[int, str, Path]]:
         """mailbox id → (domain id, address, Maildir) for delivery."""
-        with self.db.read() as session:
-            rows = session.execute(
-                select(Mailbox.id, Mailbox.domain_id, Mailbox.name, Domain.name)
-                .join(Domain, Domain.id == Mailbox.domain_id)
-                .where(Mailbox.id.in_(ids))
-            ).all()
-        found = {mid: (did, f"{mname}@{dname}", self.mailbox_dir(dname, mname)) for mid, did, mname, dname in rows}
+        with self._cache_lock:
+            found = {mid: self._target_cache[mid] for mid in ids if mid in self._target_cache}
+        if len(found) < len(ids):
+            with self.db.read_conn() as conn:
+                rows = conn.execute(_SELECT_TARGETS, {"ids": [m for m in ids if m not in found]}).all()
+            fresh = {mid: (did, f"{mname}@{dname}", self.mailbox_dir(dname, mname)) for mid, did, mname, dname in rows}
+            with self._cache_lock:
+                if len(self._target_cache) > 50_000:
+                    self._target_cache.clear()
+                self._target_cache.update(fresh)
+            found.update(fresh)
         missing = [mid for mid in ids if mid not in found]
         if missing:
             raise NotFound(f"No mailbox with id {missing[0]} (it was deleted).")
@@ -279,28 +316,36 @@ class MailStore:
 
     def _index(self, ids: list[int], targets: dict[int, tuple[int, str, Path]], name: str, uidl: str,
                vsize: int, arrived_at: datetime | None, check_quota: bool) -> list[DeliveryResult]:
+        """Index rows and counters in one write transaction (Core statements: this is the hot path)."""
         when = arrived_at or datetime.now(timezone.utc)
         results = []
-        with self.db.write() as session:
-            if check_quota:
-                rows = session.execute(
-                    select(Mailbox.id, Mailbox.quota_bytes, Mailbox.total_bytes).where(Mailbox.id.in_(ids))
-                ).all()
-                for mid, quota, total in rows:
-                    if quota is not None and total + vsize > quota:
-                        address = targets[mid][1]
-                        if vsize > quota:
-                            raise QuotaExceeded(
-                                f"The message ({vsize} bytes) is larger than the quota of {address} "
-                                f"({quota} bytes).", permanent=True)
-                        raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
+        with self.db.write_conn() as conn:
             for mid in ids:
-                row = Message(mailbox_id=mid, uidl=uidl, filename=f"new/{name}", size=vsize, arrived_at=when)
-                session.add(row)
-                session.flush()
-                results.append(DeliveryResult(mailbox_id=mid, message_id=row.id, uidl=uidl, size=vsize))
-                self._bump(session, mid, targets[mid][0], messages=1, size=vsize)
+                bump = _BUMP_MAILBOX_QUOTA if check_quota else _BUMP_MAILBOX
+                if conn.execute(bump, {"mid": mid, "n": 1, "sz": vsize}).rowcount != 1:
+                    self._refuse(conn, mid, targets[mid][1], vsize)
+                row = conn.execute(_INSERT_MESSAGE, {"mailbox_id": mid, "uidl": uidl, "filename": f"new/{name}",
+                                                     "size": vsize, "arrived_at": when, "deleted": False})
+                results.append(DeliveryResult(mailbox_id=mid, message_id=row.inserted_primary_key[0], uidl=uidl,
+                                              size=vsize))
+            by_domain: dict[int, int] = {}
+            for mid in ids:
+                by_domain[targets[mid][0]] = by_domain.get(targets[mid][0], 0) + 1
+            for did, n in by_domain.items():
+                conn.execute(_BUMP_DOMAIN, {"did": did, "n": n, "sz": n * vsize})
         return results
+
+    def _refuse(self, conn: Connection, mailbox_id: int, address: str, vsize: int) -> None:
+        """The counter update matched no row: the mailbox is gone or the message does not fit."""
+        row = conn.execute(_SELECT_QUOTAS, {"ids": [mailbox_id]}).first()
+        if row is None:
+            self.forget([mailbox_id])
+            raise NotFound(f"The mailbox {address} was deleted.")
+        _mid, quota, total = row
+        if vsize > quota:
+            raise QuotaExceeded(f"The message ({vsize} bytes) is larger than the quota of {address} "
+                                f"({quota} bytes).", permanent=True)
+        raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
 
     @staticmethod
     def _bump(session: Session, mailbox_id: int, domain_id: int, *, messages: int, size: int) -> None:

@@ -74,10 +74,10 @@ class AdminClient:
             yield self.next_event()
 
     def _read(self) -> dict[str, Any]:
-        line = self._file.readline(protocol.MAX_LINE + 1)
+        line = self._file.readline(protocol.MAX_RESPONSE + 1)
         if not line:
             raise Unavailable("The mail service closed the admin connection.")
-        return protocol.decode(line)
+        return protocol.decode(line, limit=protocol.MAX_RESPONSE)
 
     def close(self) -> None:
         try:

@@ -12,7 +12,8 @@ from typing import Any
 from core.errors import Invalid
 
 SOCKET_NAME = "admin.sock"
-MAX_LINE = 1024 * 1024  # one request or response; larger is refused
+MAX_LINE = 1024 * 1024            # one request; larger is refused
+MAX_RESPONSE = 512 * 1024 * 1024  # one response (a domain of 100,000 mailboxes is ~25 MB)
 
 
 def socket_path(data_dir: str | Path) -> Path:
@@ -39,10 +40,10 @@ def event(name: str, data: Any) -> bytes:
     return encode({"event": name, "data": data})
 
 
-def decode(line: bytes) -> dict[str, Any]:
+def decode(line: bytes, *, limit: int = MAX_LINE) -> dict[str, Any]:
     """Parse one line; raise Invalid (with a clear text) if it is not a JSON object."""
-    if len(line) > MAX_LINE:
-        raise Invalid("The request is longer than 1 MiB.")
+    if len(line) > limit:
+        raise Invalid(f"The message is longer than {limit // (1024 * 1024)} MiB.")
     try:
         obj = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
