@@ -50,6 +50,8 @@ NOT_YOURS = "553 5.7.1 <{0}>: Sender address not owned by {1}"
 TOO_MANY_ERRORS = "421 4.7.0 Too many errors; closing the connection"
 BARE_LF = "550 5.6.11 Bare LF or CR in the message (RFC 5321 §2.3.8); send CRLF line ends"
 TEMP_ERROR = "451 4.3.0 Local error in processing; try again later"
+MAIL_LOOP = "554 5.4.6 Too many hops: the message is looping"
+MAX_HOPS = 50   # RFC 5321 §6.3: a Received count this high means a loop
 STORE_FULL = "452 4.3.1 Insufficient system storage; try again later"
 
 _BARE = re.compile(rb"(?<!\r)\n|\r(?!\n)")
@@ -310,6 +312,9 @@ class SmtpHandler:
         if has_bare_line_end(content):
             log.warning("smtp %s: message from %s refused: bare LF/CR", self.listener, client_ip(session))
             return self._refuse(server, session, BARE_LF)
+        head_end = content.find(b"\r\n\r\n")
+        if content[: head_end if head_end >= 0 else None].lower().count(b"received:") >= MAX_HOPS:
+            return self._refuse(server, session, MAIL_LOOP)
         tx = transaction(envelope)
         user = principal(session)
         tls = uses_tls(server)

@@ -325,7 +325,6 @@ class OutboundQueue:
                 row.last_error = "" if outcome.delivered else outcome.text[:2000]
                 if outcome.delivered:
                     row.status = DELIVERED
-                    self.ctx.stats.incr("smtp_delivered")
                     self.ctx.stats.incr("smtp_relayed")
                     log.info("delivered %s to <%s> via %s", message.queue_id, row.address, outcome.host)
                 elif outcome.permanent or now >= deadline:

@@ -157,6 +157,8 @@ class SmtpServer:
                 await ctx.run(self.queue.discard, queue_id)
             raise
         ctx.stats.incr("smtp_accepted")
+        if local:
+            ctx.stats.incr("smtp_delivered", len(local))
         if queued:
             self.queue.wake()
         log.info("smtp: accepted %s from %s <%s>: %d local, %d remote recipient(s), %d bytes",

@@ -138,6 +138,14 @@ def test_bare_line_ends_refused(smtp_service: SmtpHarness, payload: bytes) -> No
     assert smtp_service.messages("alice@example.com") == []
 
 
+def test_mail_loop_refused(smtp_service: SmtpHarness) -> None:
+    looping = b"".join(b"Received: from hop%d\r\n" % i for i in range(50)) + message()
+    with smtp_service.client() as client:
+        with pytest.raises(smtplib.SMTPDataError) as info:
+            client.sendmail("carol@remote.test", ["alice@example.com"], looping)
+    assert info.value.smtp_code == 554 and b"5.4.6" in info.value.smtp_error
+
+
 def test_error_budget_hangs_up(smtp_service: SmtpHarness) -> None:
     smtp_service.set("smtp_error_budget", 3)
     replies = raw_session(smtp_service.ports["smtp"], [

@@ -52,7 +52,8 @@ def test_delivered_to_the_other_server(pair) -> None:
     assert b"Subject: hello" in got[0]
     assert got[0].count(b"Received:") == 2     # A's and B's
     wait_for(lambda: a.queue() == [], what="empty queue")
-    assert a.counters()["smtp_delivered"] == 1
+    assert a.counters()["smtp_relayed"] == 1 and a.counters()["smtp_queued"] == 1
+    assert b.counters()["smtp_delivered"] == 1
     assert not os.listdir(a.root / "queue" / "msg")
 
 
