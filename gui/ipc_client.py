@@ -19,7 +19,6 @@ from PySide6.QtNetwork import QLocalSocket
 
 from core.errors import MailError, Unavailable, from_dict
 from core.ipc import protocol
-from gui.qt_compat import emit
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class IpcClient(QObject):
         # Subscribe first: events for changes committed after this line reach us, and our own
         # later requests are answered on the same ordered stream.
         self.request("events.subscribe", {}, None, lambda e: log.warning("subscribe failed: %s", e))
-        emit(self.connected)
+        self.connected.emit()
 
     def _on_error(self, _error: QLocalSocket.LocalSocketError) -> None:
         self.last_error = self._socket.errorString()
@@ -148,7 +147,7 @@ class IpcClient(QObject):
         self._is_connected = False
         if not self._announced_down:
             self._announced_down = True
-            emit(self.disconnected)
+            self.disconnected.emit()
 
     def _on_ready_read(self) -> None:
         self._buffer += bytes(self._socket.readAll().data())
@@ -166,7 +165,7 @@ class IpcClient(QObject):
         if not isinstance(msg, dict):
             return
         if "event" in msg:
-            emit(self.event_received, str(msg["event"]), msg.get("data"))
+            self.event_received.emit(str(msg["event"]), msg.get("data"))
             return
         callbacks = self._pending.pop(msg.get("id"), None)
         if callbacks is None:

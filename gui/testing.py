@@ -21,7 +21,6 @@ from core.ipc.ops import check_params
 from core.model import DomainInfo, MailboxInfo, to_json
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import SPECS, resolve
-from gui.qt_compat import emit
 
 OnOk = Callable[[Any], None]
 OnErr = Callable[[MailError], None]
@@ -373,7 +372,7 @@ class FakeServiceClient(QObject):
     def stop(self) -> None:
         if self._is_connected:
             self._is_connected = False
-            emit(self.disconnected)
+            self.disconnected.emit()
 
     def retry_now(self) -> None:
         self._try_connect()
@@ -382,11 +381,11 @@ class FakeServiceClient(QObject):
         if self._is_connected:
             return
         if not self._reachable:
-            emit(self.disconnected)
+            self.disconnected.emit()
             return
         self._is_connected = True
         self._subscribed = True
-        emit(self.connected)
+        self.connected.emit()
 
     # -- simulate the service going away and coming back ----------------------------------------
     def go_offline(self) -> None:
@@ -394,7 +393,7 @@ class FakeServiceClient(QObject):
         if self._is_connected:
             self._is_connected = False
             self._subscribed = False
-            emit(self.disconnected)
+            self.disconnected.emit()
 
     def go_online(self) -> None:
         """The service is back; the real client's retry timer would find it within seconds."""
@@ -435,7 +434,7 @@ class FakeServiceClient(QObject):
     def _publish(self, events: list[tuple[str, Any]]) -> None:
         if self._subscribed:
             for name, data in events:
-                emit(self.event_received, name, data)
+                self.event_received.emit(name, data)
 
     def external(self, op: str, params: dict[str, Any] | None = None) -> Any:
         """Another admin (winpop, a second console) runs ``op``: only the events reach us."""

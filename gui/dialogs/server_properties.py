@@ -20,7 +20,6 @@ from core.settings import SPECS, SettingSpec
 from gui import ops
 from gui.dialogs import error_box
 from gui.dialogs.form import Reason
-from gui.qt_compat import emit
 
 AUTH_LABELS = {"passwordfile": "Encrypted Password File", "local": "Local Linux Accounts (PAM)",
                "directory": "Active Directory / LDAP"}
@@ -310,7 +309,7 @@ class ServerPropertiesDialog(QDialog):
                 self.notice.setText(f"Saved. The new values take effect when these listeners restart: {names}.")
                 self.notice.setVisible(True)
                 self.restart_button.setVisible(self._restart_listeners is not None)
-                emit(self.applied, list(self._pending_restart))
+                self.applied.emit(list(self._pending_restart))
             if failures:
                 error_box.show_error(self, "\n".join(failures), doing="change the server properties")
             elif close:

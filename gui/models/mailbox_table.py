@@ -8,7 +8,6 @@ from PySide6.QtCore import QObject, Signal
 from gui import icons
 from gui.models.nodes import NodeKind
 from gui.models.paged_table import Column, PagedTableModel, kilobytes
-from gui.qt_compat import emit
 
 
 def _mailbox_state(m: dict[str, Any]) -> str:
@@ -87,7 +86,7 @@ class MailboxTableModel(PagedTableModel):
         elif name == "domain.changed" and data.get("name") == self.domain:
             self._domain_lock_moved(bool(data.get("locked")))
         elif name == "domain.deleted" and data.get("name") == self.domain:
-            emit(self.domain_gone, self.domain)
+            self.domain_gone.emit(self.domain)
             self.domain = ""
             self.clear()
 
@@ -97,4 +96,4 @@ class MailboxTableModel(PagedTableModel):
             return
         for r in self._rows:
             r["domain_locked"] = locked
-        emit(self.dataChanged, self.index(0, 0), self.index(len(self._rows) - 1, len(self.columns) - 1))
+        self.dataChanged.emit(self.index(0, 0), self.index(len(self._rows) - 1, len(self.columns) - 1))

@@ -21,7 +21,6 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
 from gui.models.nodes import NodeKind, Target
-from gui.qt_compat import emit
 
 _ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 _NO_FLAGS = Qt.ItemFlag.NoItemFlags
@@ -221,7 +220,7 @@ class PagedTableModel(QAbstractTableModel):
         self._pos = {}
         self._total = 0
         self.endResetModel()
-        emit(self.total_changed, 0)
+        self.total_changed.emit(0)
 
     # -- loading ----------------------------------------------------------------------------------
     def _in_server_order(self) -> bool:
@@ -230,7 +229,7 @@ class PagedTableModel(QAbstractTableModel):
     def _set_loading(self, loading: bool) -> None:
         if loading != self._loading:
             self._loading = loading
-            emit(self.loading_changed, loading)
+            self.loading_changed.emit(loading)
 
     def _request(self, offset: int, limit: int) -> None:
         generation = self._generation
@@ -247,7 +246,7 @@ class PagedTableModel(QAbstractTableModel):
         def err(error: Any) -> None:
             if generation == self._generation:
                 self._set_loading(False)
-                emit(self.load_failed, error)
+                self.load_failed.emit(error)
 
         self._client.request(self.op, params, ok, err)
 
@@ -263,7 +262,7 @@ class PagedTableModel(QAbstractTableModel):
             self.endInsertRows()
         old_total, self._total = self._total, max(total, len(self._rows))
         if self._total != old_total or not fresh:
-            emit(self.total_changed, self._total)
+            self.total_changed.emit(self._total)
         if len(self._rows) < self._total and self._want_all and items:
             self._request(len(self._rows), BULK_PAGE)
         elif len(self._rows) >= self._total and not self._in_server_order():
@@ -278,7 +277,7 @@ class PagedTableModel(QAbstractTableModel):
         return base
 
     def _sort_in_memory(self) -> None:
-        emit(self.layoutAboutToBeChanged)
+        self.layoutAboutToBeChanged.emit()
         old = self.persistentIndexList()
         old_keys = [self.key_of(self._rows[i.row()]) if i.row() < len(self._rows) else None for i in old]
         self._rows.sort(key=self._sort_key())
@@ -286,7 +285,7 @@ class PagedTableModel(QAbstractTableModel):
         pos = self._positions()
         new = [self.index(pos[k], i.column()) if k in pos else QModelIndex() for k, i in zip(old_keys, old)]
         self.changePersistentIndexList(old, new)
-        emit(self.layoutChanged)
+        self.layoutChanged.emit()
 
     def _positions(self) -> dict[str, int]:
         if self._pos is None:
@@ -310,13 +309,13 @@ class PagedTableModel(QAbstractTableModel):
         sort_key = self._sort_key()
         i = bisect.bisect_left(self._rows, sort_key(item), key=sort_key)
         if i == len(self._rows) and len(self._rows) < self._total - 1 and self._in_server_order():
-            emit(self.total_changed, self._total)
+            self.total_changed.emit(self._total)
             return   # beyond the loaded prefix: a later page brings it
         self.beginInsertRows(QModelIndex(), i, i)
         self._rows.insert(i, dict(item))
         self._pos = None
         self.endInsertRows()
-        emit(self.total_changed, self._total)
+        self.total_changed.emit(self._total)
 
     def apply_changed(self, item: dict[str, Any]) -> None:
         if not self._active or not self.belongs(item):
@@ -325,7 +324,7 @@ class PagedTableModel(QAbstractTableModel):
         if i < 0:
             return
         self._rows[i].update(item)
-        emit(self.dataChanged, self.index(i, 0), self.index(i, len(self.columns) - 1))
+        self.dataChanged.emit(self.index(i, 0), self.index(i, len(self.columns) - 1))
 
     def apply_deleted(self, key: str) -> None:
         if not self._active or not self._matches(key):
@@ -337,4 +336,4 @@ class PagedTableModel(QAbstractTableModel):
             del self._rows[i]
             self._pos = None
             self.endRemoveRows()
-        emit(self.total_changed, self._total)
+        self.total_changed.emit(self._total)

@@ -12,7 +12,6 @@ from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistent
 
 from gui import icons
 from gui.models.nodes import NodeKind, Target
-from gui.qt_compat import emit
 
 DOMAIN_PAGE = 1000
 _NODE_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
@@ -185,13 +184,13 @@ class ScopeTreeModel(QAbstractItemModel):
     def set_server_info(self, info: dict[str, Any]) -> None:
         self.server.data.update(hostname=info.get("hostname") or "", auth=info.get("auth"))
         idx = self.index_of(self.server)
-        emit(self.dataChanged, idx, idx)
+        self.dataChanged.emit(idx, idx)
 
     def set_service_state(self, state: str) -> None:
         if self.server.data.get("state") != state:
             self.server.data["state"] = state
             idx = self.index_of(self.server)
-            emit(self.dataChanged, idx, idx)
+            self.dataChanged.emit(idx, idx)
 
     def reload(self) -> None:
         """Forget the domains and read the first page again (connect, reconnect, F5)."""
@@ -225,7 +224,7 @@ class ScopeTreeModel(QAbstractItemModel):
         def err(error: Any) -> None:
             if generation == self._generation:
                 self._loading = False
-                emit(self.load_failed, error)
+                self.load_failed.emit(error)
 
         self._client.request("domain.list", {"offset": offset, "limit": DOMAIN_PAGE}, ok, err)
 
@@ -248,15 +247,15 @@ class ScopeTreeModel(QAbstractItemModel):
         # A page is a prefix in name order, so appending keeps the order; an event may have
         # inserted a name inside it meanwhile, hence the dedupe above and this check.
         if self._names != sorted(self._names):
-            emit(self.layoutAboutToBeChanged)
+            self.layoutAboutToBeChanged.emit()
             old = {id(n): n.row for n in self.server.children}
             self.server.children.sort(key=lambda n: n.key)
             self._names = [n.key for n in self.server.children]
             self.server.renumber()
             moved_from = [self.createIndex(old[id(n)], 0, n) for n in self.server.children]
             self.changePersistentIndexList(moved_from, [self.index_of(n) for n in self.server.children])
-            emit(self.layoutChanged)
-        emit(self.domains_loaded)
+            self.layoutChanged.emit()
+        self.domains_loaded.emit()
 
     # -- change events ---------------------------------------------------------------------------
     def apply_event(self, name: str, data: Any) -> None:
@@ -269,7 +268,7 @@ class ScopeTreeModel(QAbstractItemModel):
                 return
             node.data.update(data)
             idx = self.index_of(node)
-            emit(self.dataChanged, idx, idx)
+            self.dataChanged.emit(idx, idx)
         elif name == "domain.deleted":
             self._domain_deleted(data.get("name", ""))
         elif name == "service.state":
