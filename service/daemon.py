@@ -89,7 +89,36 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
                         "system keyring" if store == "keyring" else f"key file {data_dir / 'server.key'}")
         if not values["hostname"]:
             Settings.put(session, "hostname", default_hostname())
+        if "port" not in stored and not can_bind_privileged():
+            # A user without the right to bind ports below 1024 gets working ports, not failures.
+            for name, port in UNPRIVILEGED_PORTS.items():
+                Settings.put(session, name, port)
+            log.warning("first start without the right to bind ports below 1024: using POP3 %d/%d and SMTP "
+                        "%d/%d/%d (change with winpop set)", *UNPRIVILEGED_PORTS.values())
         return Settings.get_all(session)
+
+
+UNPRIVILEGED_PORTS = {"port": 1110, "pop3s_port": 1995, "smtp_port": 2525, "submission_port": 1587,
+                      "smtps_port": 1465}
+
+
+def can_bind_privileged() -> bool:
+    """Root, CAP_NET_BIND_SERVICE or a lowered ip_unprivileged_port_start lets us bind 110 and 25."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+        if start <= 25:
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 10))  # CAP_NET_BIND_SERVICE
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 class MailService:

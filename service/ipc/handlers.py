@@ -109,49 +109,50 @@ async def stat(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return result
 
 
-async def _call(component: Any, name: str, what: str, *args: Any) -> Any:
+async def _call(ctx: ServiceContext, component: Any, name: str, what: str, *args: Any) -> Any:
+    """Call a component's method: awaited if it is a coroutine, else off the loop (it may block)."""
     if component is None or not hasattr(component, name):
         raise Unavailable(f"The {what} is not part of this service (yet).")
-    result = getattr(component, name)(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+    method = getattr(component, name)
+    if inspect.iscoroutinefunction(method):
+        return await method(*args)
+    return await ctx.run(method, *args)
 
 
 @handles("ban.list")
 async def ban_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    items = await _call(ctx.throttle, "list_bans", "logon throttle")
+    items = await _call(ctx, ctx.throttle, "list_bans", "logon throttle")
     return {"items": items}
 
 
 @handles("ban.lift")
 async def ban_lift(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"lifted": await _call(ctx.throttle, "lift", "logon throttle", params["value"])}
+    return {"lifted": await _call(ctx, ctx.throttle, "lift", "logon throttle", params["value"])}
 
 
 @handles("queue.list")
 async def queue_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": await _call(ctx.smtp, "queue_list", "outgoing mail queue")}
+    return {"items": await _call(ctx, ctx.smtp, "queue_list", "outgoing mail queue")}
 
 
 @handles("queue.show")
 async def queue_show(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return await _call(ctx.smtp, "queue_show", "outgoing mail queue", params["id"])
+    return await _call(ctx, ctx.smtp, "queue_show", "outgoing mail queue", params["id"])
 
 
 @handles("queue.retry")
 async def queue_retry(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"retried": await _call(ctx.smtp, "queue_retry", "outgoing mail queue", params.get("id"))}
+    return {"retried": await _call(ctx, ctx.smtp, "queue_retry", "outgoing mail queue", params.get("id"))}
 
 
 @handles("queue.delete")
 async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"deleted": await _call(ctx.smtp, "queue_delete", "outgoing mail queue", params["id"])}
+    return {"deleted": await _call(ctx, ctx.smtp, "queue_delete", "outgoing mail queue", params["id"])}
 
 
 @handles("relay.test")
 async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": await _call(ctx.smtp, "relay_test", "SMTP service", params.get("host") or "",
+    return {"items": await _call(ctx, ctx.smtp, "relay_test", "SMTP service", params.get("host") or "",
                                  params.get("port") or 0)}
 
 
