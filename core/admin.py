@@ -44,6 +44,23 @@ def mailbox_info(row: Mailbox, domain: Domain) -> MailboxInfo:
                        total_bytes=row.total_bytes, quota_bytes=row.quota_bytes, has_user=row.has_user)
 
 
+_SORT_COLUMNS = {"name": "name", "count": "mailbox_count", "mailboxes": "mailbox_count",
+                 "messages": "message_count", "size": "total_bytes", "state": "locked", "quota": "quota_bytes"}
+
+
+def _order(table: Any, sort: str, descending: bool) -> list:
+    """ORDER BY for a list op: the chosen column, then the name (a stable order for paging)."""
+    attr = _SORT_COLUMNS.get(sort)
+    if attr is None or not hasattr(table, attr):
+        raise Invalid(f"Cannot sort by '{sort}'; use one of: "
+                      f"{', '.join(k for k, v in _SORT_COLUMNS.items() if hasattr(table, v))}.")
+    column = getattr(table, attr)
+    first = column.desc() if descending else column.asc()
+    if attr == "name":
+        return [first]
+    return [first, table.name.desc() if descending else table.name.asc()]
+
+
 class Admin:
     """Every administrative operation, over the database, the mail store and the auth provider."""
 
@@ -82,7 +99,8 @@ class Admin:
         return box, domain
 
     # -- domains --------------------------------------------------------------------------
-    def domain_list(self, offset: int = 0, limit: int = 0, filter: str = "") -> dict:
+    def domain_list(self, offset: int = 0, limit: int = 0, filter: str = "", sort: str = "name",
+                    descending: bool = False) -> dict:
         with self.db.read() as session:
             query = select(Domain)
             count = select(func.count(Domain.id))
@@ -90,7 +108,7 @@ class Admin:
                 cond = Domain.name.contains(filter.strip().lower(), autoescape=True)
                 query, count = query.where(cond), count.where(cond)
             total = session.scalar(count)
-            query = query.order_by(Domain.name).offset(max(0, offset))
+            query = query.order_by(*_order(Domain, sort, descending)).offset(max(0, offset))
             if limit > 0:
                 query = query.limit(limit)
             items = [to_json(domain_info(d)) for d in session.scalars(query)]
@@ -152,7 +170,8 @@ class Admin:
         return self._set_domain_lock(name, False)
 
     # -- mailboxes ------------------------------------------------------------------------
-    def mailbox_list(self, domain: str, offset: int = 0, limit: int = 0, filter: str = "") -> dict:
+    def mailbox_list(self, domain: str, offset: int = 0, limit: int = 0, filter: str = "", sort: str = "name",
+                     descending: bool = False) -> dict:
         with self.db.read() as session:
             drow = self._domain(session, domain)
             query = select(Mailbox).where(Mailbox.domain_id == drow.id)
@@ -161,7 +180,7 @@ class Admin:
                 cond = Mailbox.name.contains(filter.strip().lower(), autoescape=True)
                 query, count = query.where(cond), count.where(cond)
             total = session.scalar(count)
-            query = query.order_by(Mailbox.name).offset(max(0, offset))
+            query = query.order_by(*_order(Mailbox, sort, descending)).offset(max(0, offset))
             if limit > 0:
                 query = query.limit(limit)
             items = [to_json(mailbox_info(m, drow)) for m in session.scalars(query)]

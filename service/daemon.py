@@ -69,6 +69,8 @@ def setup_logging(data_dir: Path, level: int) -> None:
     stream.setFormatter(fmt)
     root.addHandler(file_handler)
     root.addHandler(stream)
+    from service.logbook import RecentHandler
+    root.addHandler(RecentHandler())
     root.setLevel(LOG_LEVELS.get(level, logging.INFO))
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

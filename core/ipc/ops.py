@@ -41,7 +41,9 @@ _STR = str
 _INT = int
 _OPT_STR = Param(str, required=False)
 _PAGE = dict(offset=Param(int, required=False, default=0), limit=Param(int, required=False, default=0),
-             filter=Param(str, required=False, default=""))
+             filter=Param(str, required=False, default=""),
+             sort=Param(str, required=False, default="name"),        # name, count, messages, size, state
+             descending=Param(bool, required=False, default=False))
 
 OPS: dict[str, OpSpec] = {
     spec.name: spec
@@ -91,6 +93,8 @@ OPS: dict[str, OpSpec] = {
         _op("stat", "Totals for the server, or per mailbox for one domain",
             "{domains, mailboxes, messages, bytes, items: [...], counters: {...}}",
             domain=_OPT_STR),
+        _op("log.recent", "The newest lines of the service log (what the current logging level lets through)",
+            "{level, items: [{at, level, source, message}]}", limit=Param(int, required=False, default=100)),
         _op("audit.list", "The newest audit entries", "{items: [{at, actor, op, target, detail, outcome}]}",
             limit=Param(int, required=False, default=50)),
         _op("import.windows", "Import a Windows POP3 Service mail root (DIR/<domain>/P3_<name>.mbx/*.eml)",
@@ -124,6 +128,7 @@ EVENTS = {
     "mailbox.deleted": "{address, domain, name}",
     "settings.changed": "{name, value}",
     "service.state": "service.status result",
+    "smtp.rate_limited": "{login, limit, window}: a user hit the sending limit (a compromised account?)",
 }
 
 

@@ -63,6 +63,12 @@ async def settings_describe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
                        "restart": s.restart, "writable": s.writable} for s in SPECS.values()]}
 
 
+@handles("log.recent")
+async def log_recent(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    from service.logbook import recent
+    return {"level": ctx.setting("logging"), "items": recent(max(1, min(int(params.get("limit") or 100), 1000)))}
+
+
 def service_status(ctx: ServiceContext) -> dict[str, Any]:
     listeners = [lst.describe() for lst in ctx.listeners.values()]
     states = {entry["state"] for entry in listeners}

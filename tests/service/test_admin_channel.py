@@ -41,7 +41,8 @@ def test_params_are_checked_against_the_op_table():
         check_params("domain.add", {"name": "a.com", "evil": 1})
     with pytest.raises(Invalid, match="wrong type"):
         check_params("domain.add", {"name": 5})
-    assert check_params("domain.list", {}) == {"offset": 0, "limit": 0, "filter": ""}
+    assert check_params("domain.list", {}) == {"offset": 0, "limit": 0, "filter": "", "sort": "name",
+                                               "descending": False}
 
 
 def test_malformed_json_and_unknown_ops_get_errors_and_the_connection_survives(service):
@@ -184,3 +185,25 @@ def test_service_control_pauses_and_resumes_listeners(service):
 def test_sigterm_stops_cleanly_and_removes_the_socket(service):
     assert service.stop() == 0
     assert not (service.data_dir / "admin.sock").exists()
+
+
+def test_lists_page_sort_and_filter_in_the_service(service):
+    for name in ("c.example", "a.example", "b.example"):
+        service.call("domain.add", name=name)
+    for box in ("zed", "amy", "bob"):
+        service.call("mailbox.add", address=f"{box}@b.example", password="pw-12345")
+    service.call("mailbox.add", address="solo@c.example", password="pw-12345")
+    by_count = service.call("domain.list", sort="count", descending=True)
+    assert [d["name"] for d in by_count["items"]] == ["b.example", "c.example", "a.example"]
+    page = service.call("mailbox.list", domain="b.example", offset=1, limit=1)
+    assert page["total"] == 3 and [m["name"] for m in page["items"]] == ["bob"]
+    assert [m["name"] for m in service.call("mailbox.list", domain="b.example", filter="e")["items"]] == ["zed"]
+    with pytest.raises(Invalid, match="Cannot sort by"):
+        service.call("domain.list", sort="colour")
+
+
+def test_recent_log_lines_reach_the_console(service):
+    service.call("domain.add", name="example.com")
+    items = service.call("log.recent", limit=50)["items"]
+    assert any("domain.add" in item["message"] for item in items)
+    assert all(set(item) == {"at", "level", "source", "message"} for item in items)
