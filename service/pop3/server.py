@@ -47,6 +47,7 @@ class Pop3Server:
         self._ids = itertools.count(1)
         self._renewer: asyncio.Task | None = None
         self._held = 0
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def throttle(self) -> LoginThrottle:
@@ -64,8 +65,10 @@ class Pop3Server:
         return next(self._ids)
 
     # -- session bookkeeping --------------------------------------------------------------
-    def session_started(self, session: Pop3Session) -> None:
+    def session_started(self, session: Pop3Session, task: asyncio.Task) -> None:
         self.sessions.add(session)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         self.ctx.stats.incr("pop3.sessions")
         self.ctx.stats.incr("pop3.sessions_total")
 
@@ -99,8 +102,13 @@ class Pop3Server:
             except Exception:
                 log.exception("could not renew the POP3 session locks")
 
-    async def close(self) -> None:
-        """Stop renewing and drop this node's locks (after the listeners have stopped)."""
+    async def close(self, timeout: float = 10.0) -> None:
+        """After the listeners have stopped: let the sessions finish (they give their mailbox
+        locks back), stop renewing, and drop whatever lock of this node is left."""
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

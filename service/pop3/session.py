@@ -95,8 +95,8 @@ class Pop3Session(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._last_activity = loop.time()
         self._timer = loop.call_later(self.idle_timeout(), self._check_idle)
-        self.server.session_started(self)
         self._task = loop.create_task(self._run())
+        self.server.session_started(self, self._task)
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = self.server.loop.time()
@@ -279,6 +279,10 @@ class Pop3Session(asyncio.Protocol):
                 if line is None:
                     break
                 await commands.dispatch(self, line)
+                if self._write_paused:
+                    # A client that pipelines and does not read: stop taking its commands until
+                    # it catches up (the idle timer ends it if it never does).
+                    await self.drain()
         except SessionClosed:
             pass
         except Exception:

@@ -173,3 +173,33 @@ def test_fifty_megabyte_message_streams_in_bounded_memory(pop3: Pop3Harness) -> 
     assert peak < 10 * 1000 * 1000, f"peak traced memory {peak / 1e6:.1f} MB for a 50 MB message"
     assert c.cmd("QUIT").startswith(b"+OK")
     assert pop3.stats()["pop3.bytes_retrieved"] == expected_size
+
+
+def test_client_that_pipelines_but_never_reads_does_not_grow_server_buffers(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
+    big = pop3.add_mailbox("reader@example.com")
+    pop3.deliver(big, b"Subject: x\n\n" + b"y" * 200_000 + b"\n")
+    c = RawClient(pop3.port)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.line()
+    c.cmd("USER reader@example.com")
+    assert c.cmd(f"PASS {PASSWORD}").startswith(b"+OK")
+    c.sock.sendall(b"RETR 1\r\n" * 500)   # 100 MB of replies if nobody pushed back
+    session = next(iter(pop3.server.sessions))
+
+    def progress() -> tuple[int, int]:
+        return len(session._lines), session.transport.get_write_buffer_size() + session._out_size
+    # Poll until the server stops making progress (bounded), then look at what it holds.
+    import time
+    last, still = None, 0
+    deadline = time.monotonic() + 20
+    while still < 10 and time.monotonic() < deadline:
+        now = pop3.in_loop(progress)
+        still = still + 1 if now == last else 0
+        last = now
+        if now[0] == 0:
+            break
+        time.sleep(0.02)
+    queued, buffered = last
+    assert queued > 0, "the server answered everything into its buffers"
+    assert buffered < 4 * 1024 * 1024
+    c.close()
