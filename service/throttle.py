@@ -65,6 +65,16 @@ for _spec in (
                 help="how long an address or login name stays banned"),
 ):
     register(_spec)
+THROTTLE_SETTINGS = ("throttle_allow", "throttle_failures", "throttle_window", "throttle_delay_ms", "ban_duration")
+
+
+def ensure_settings_loaded(ctx: Any, names: Any) -> None:
+    """Reload the context's settings cache if it was filled before these settings were
+    registered (the daemon builds its context before it imports the protocol servers), so values
+    stored by an administrator count from the start, not from the next settings change."""
+    cached = getattr(ctx, "_settings", None)
+    if isinstance(cached, dict) and any(name not in cached for name in names):
+        ctx.reload_settings()
 
 
 def setting(ctx: Any, name: str) -> Any:
@@ -99,6 +109,7 @@ class LoginThrottle:
         self._refreshing = False
         self._allow_text: str | None = None
         self._allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        ensure_settings_loaded(ctx, THROTTLE_SETTINGS)
         self._refresh_now()
 
     # -- queries --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from service.pop3 import settings as _settings  # noqa: F401  (registers the POP
 from service.pop3 import wire
 from service.pop3.lock import MailboxLocks
 from service.pop3.session import Pop3Session
-from service.throttle import LoginThrottle, setting
+from service.throttle import LoginThrottle, ensure_settings_loaded, setting
 
 log = logging.getLogger("service.pop3")
 
@@ -40,6 +40,7 @@ class Pop3Server:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.loop: asyncio.AbstractEventLoop = ctx.loop
+        ensure_settings_loaded(ctx, (_settings.BAD_COMMANDS.name, _settings.LOCK_LEASE.name))
         if ctx.throttle is None:
             ctx.throttle = LoginThrottle(ctx)
         self.locks = MailboxLocks(ctx.db, lease_seconds=int(setting(ctx, "pop3_lock_lease")))

@@ -274,3 +274,39 @@ def test_session_lock_across_processes_and_after_a_crash(svc: Service, tmp_path:
         again.quit()
     finally:
         other.stop()
+
+
+# -- bans through the admin channel (last: it bans 127.0.0.1 for a moment) ----------------------
+def test_failed_logons_ban_listed_and_lifted_through_the_admin_channel(svc: Service) -> None:
+    svc.mailbox("banned@clients.test", count=1)
+    svc.set("throttle_delay_ms", 0)
+    svc.set("throttle_failures", 3)
+    try:
+        refused = b""
+        for _ in range(6):   # bounded: earlier tests may already have counted a failure
+            try:
+                client = poplib.POP3("127.0.0.1", svc.pop3, timeout=TIMEOUT)
+            except poplib.error_proto as exc:      # the greeting itself is the refusal
+                refused = exc.args[0]
+                break
+            client.user("banned@clients.test")
+            try:
+                client.pass_("wrong")
+            except poplib.error_proto as exc:
+                if b"from your address" in exc.args[0]:
+                    refused = exc.args[0]
+                    break
+            client.close()
+        assert b"Too many failed logons from your address" in refused
+        bans = svc.proc.call("ban.list")["items"]
+        assert any(b["kind"] == "address" and b["value"] == "127.0.0.1" for b in bans), bans
+        with pytest.raises(poplib.error_proto, match=r"\[AUTH\] Too many failed logons"):
+            poplib.POP3("127.0.0.1", svc.pop3, timeout=TIMEOUT)
+        assert svc.proc.call("ban.lift", value="127.0.0.1")["lifted"] >= 1
+        assert svc.proc.call("ban.list")["items"] == []
+        client = logon_poplib(svc, "banned@clients.test")
+        assert client.stat()[0] == 1
+        client.quit()
+    finally:
+        svc.proc.call("ban.lift", value="127.0.0.1")
+        svc.set("throttle_failures", 10)

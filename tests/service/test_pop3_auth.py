@@ -300,3 +300,21 @@ def test_delay_escalates_and_is_capped(pop3: Pop3Harness, monkeypatch) -> None: 
     pop3.call(run())
     monkeypatch.setattr(throttle_module.asyncio, "sleep", asyncio.sleep)
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 0.5]
+
+
+def test_stored_settings_count_even_if_the_cache_predates_registration(pop3: Pop3Harness) -> None:  # noqa: F811
+    """The daemon fills its settings cache before it imports the POP3 server and the throttle."""
+    from service.pop3.server import Pop3Server
+    from service.throttle import LoginThrottle
+    with pop3.db.write() as session:
+        from core.settings import Settings
+        Settings.put(session, "throttle_allow", "10.9.0.0/16")
+        Settings.put(session, "pop3_bad_commands", 7)
+
+    def rebuild() -> tuple[bool, int]:
+        for name in ("throttle_allow", "pop3_bad_commands"):
+            pop3.ctx._settings.pop(name, None)
+        throttle = LoginThrottle(pop3.ctx)
+        Pop3Server(pop3.ctx)
+        return throttle.allowed("10.9.1.2"), pop3.ctx.setting("pop3_bad_commands")
+    assert pop3.in_loop(rebuild) == (True, 7)
