@@ -219,9 +219,6 @@ class Pop3Session(asyncio.Protocol):
             finally:
                 self._writable = None
 
-    def reply(self, data: bytes) -> None:
-        self.write(data)
-
     def close(self) -> None:
         """End the session after the replies queued so far."""
         self.closing = True

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import poplib
 import re
-import shutil
-import signal
 import ssl
 import subprocess
 from pathlib import Path
