@@ -194,3 +194,21 @@ class QueuedRecipient(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     message: Mapped[QueuedMessage] = relationship(back_populates="recipients")
+
+
+# --- Remote administration (issue 5): tokens for the TCP admin listener ----------------------
+# Only a SHA-256 hash of each token is kept; the token itself is shown once, when it is made.
+
+
+class AdminToken(Base):
+    """A bearer token that admits a network admin connection (``auth.login``)."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)   # hex SHA-256 of the token
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_from: Mapped[str] = mapped_column(String(64), default="")
