@@ -8,6 +8,7 @@ can finish or undo whatever a crash interrupted.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -41,6 +42,8 @@ TRASH_PREFIX = ".deleted."
 _UIDL_OK = re.compile(r"^[\x21-\x7e]{1,70}$")
 _SEQ = itertools.count(1)
 _SEQ_LOCK = threading.Lock()
+
+_IndexRow = collections.namedtuple("_IndexRow", "id filename deleted")
 
 # Delivery's statements, built once (SQLAlchemy caches their compiled form).
 _SELECT_TARGETS = (
@@ -83,6 +86,13 @@ def uidl_for(filename: str) -> str:
     if _UIDL_OK.match(base):
         return base
     return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _size_from_name(filename: str) -> int | None:
@@ -412,7 +422,7 @@ class MailStore:
                 fsync_dir(directory)
 
     # -- reconcile ------------------------------------------------------------------------
-    def reconcile(self) -> ReconcileReport:
+    def reconcile(self, *, orphan_min_age: float = 0.0) -> ReconcileReport:
         """Repair the index after a crash: finish folder removals, tombstones and tmp files, index
         orphan files, drop rows whose file is gone, and recompute the counters."""
         counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
@@ -430,9 +440,11 @@ class MailStore:
                 if self.domain_dir(dname).is_dir():
                     self._reconcile_trash(self.domain_dir(dname), by_domain.get(dname, set()), counts)
         touched: set[int] = set()
+        rows_by_box = self._index_rows_by_mailbox()
         for mid, mname, dname in boxes:
             counts["mailboxes_checked"] += 1
-            if self._reconcile_mailbox(mid, self.mailbox_dir(dname, mname), counts):
+            if self._reconcile_mailbox(mid, self.mailbox_dir(dname, mname), counts, rows_by_box.pop(mid, []),
+                                       orphan_min_age=orphan_min_age):
                 touched.add(mid)
         if touched:
             self.recount(touched)
@@ -456,23 +468,47 @@ class MailStore:
                 shutil.rmtree(entry, ignore_errors=True)
                 counts["deletions_finished"] += 1
 
-    def _reconcile_mailbox(self, mailbox_id: int, folder: Path, counts: dict[str, int]) -> bool:
+    def _index_rows_by_mailbox(self) -> dict[int, list[tuple[int, str, bool]]]:
+        """Every index row as (id, filename, deleted), grouped by mailbox: one query, not one per box."""
+        grouped: dict[int, list[tuple[int, str, bool]]] = {}
+        with self.db.read_conn() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                select(Message.mailbox_id, Message.id, Message.filename, Message.deleted))
+            for mid, msg_id, filename, deleted in result:
+                grouped.setdefault(mid, []).append((msg_id, filename, bool(deleted)))
+        return grouped
+
+    def _reconcile_mailbox(self, mailbox_id: int, folder: Path, counts: dict[str, int],
+                           index_rows: list[tuple[int, str, bool]] | None = None, *,
+                           orphan_min_age: float = 0.0) -> bool:
+        """Repair one mailbox. ``orphan_min_age``: leave younger unindexed files alone (another node
+        sharing the mail root may be between its rename and its commit)."""
         changed = False
-        if not folder.is_dir():
-            log.warning("reconcile: the folder of mailbox %s is missing; recreating %s", mailbox_id, folder)
+        base = str(folder)
+        listing: dict[str, list[str]] = {}
         for sub in ("tmp", "new", "cur"):
-            (folder / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        now = time.time()
-        for entry in os.scandir(folder / "tmp"):
-            with contextlib.suppress(OSError):
-                if now - entry.stat().st_mtime > TMP_MAX_AGE:
-                    os.unlink(entry.path)
-                    counts["tmp_removed"] += 1
-        on_disk = {f"{sub}/{e.name}" for sub in ("new", "cur") for e in os.scandir(folder / sub) if e.is_file()}
-        with self.db.read() as session:
-            rows = session.execute(
-                select(Message.id, Message.filename, Message.deleted).where(Message.mailbox_id == mailbox_id)
-            ).all()
+            try:
+                listing[sub] = os.listdir(f"{base}/{sub}")
+            except FileNotFoundError:
+                log.warning("reconcile: %s/%s of mailbox %s is missing; recreating it", base, sub, mailbox_id)
+                os.makedirs(f"{base}/{sub}", mode=0o700, exist_ok=True)
+                listing[sub] = []
+        if listing["tmp"]:
+            now = time.time()
+            for name in listing["tmp"]:
+                path = f"{base}/tmp/{name}"
+                with contextlib.suppress(OSError):
+                    if now - os.stat(path).st_mtime > TMP_MAX_AGE:
+                        os.unlink(path)
+                        counts["tmp_removed"] += 1
+        on_disk = {f"{sub}/{name}" for sub in ("new", "cur") for name in listing[sub]}
+        if index_rows is None:
+            with self.db.read_conn() as conn:
+                index_rows = [(r[0], r[1], bool(r[2])) for r in conn.execute(
+                    select(Message.id, Message.filename, Message.deleted).where(Message.mailbox_id == mailbox_id))]
+        if not index_rows and not on_disk:
+            return False
+        rows = [_IndexRow(*r) for r in index_rows]
         tombstones = [r for r in rows if r.deleted]
         if tombstones:
             self._unlink_files(folder, [r.filename for r in tombstones])
@@ -489,6 +525,9 @@ class MailStore:
             log.warning("reconcile: dropped %d index rows of mailbox %s whose file is gone", len(gone), mailbox_id)
             changed = True
         orphans = sorted(on_disk - indexed)
+        if orphans and orphan_min_age > 0:
+            cutoff = time.time() - orphan_min_age
+            orphans = [rel for rel in orphans if _mtime(folder / rel) < cutoff]
         if orphans:
             with self.db.write() as session:
                 known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
@@ -512,7 +551,7 @@ class MailStore:
     def adopt(self, mailbox_id: int, folder: Path) -> int:
         """Index the messages already in a mailbox's folder (a new mailbox over an existing Maildir)."""
         counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
-        if self._reconcile_mailbox(mailbox_id, folder, counts):
+        if self._reconcile_mailbox(mailbox_id, folder, counts, None):
             self.recount([mailbox_id])
         return counts["orphans_indexed"]
 

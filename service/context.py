@@ -98,8 +98,13 @@ class ServiceContext:
             self._settings = Settings.get_all(session)
 
     def setting(self, name: str) -> Any:
-        """A server property, from the cache refreshed after every change."""
-        return self._settings[name]
+        """A server property, from the cache refreshed after every change. A setting registered
+        after the cache was filled (a module imported later) is read then."""
+        try:
+            return self._settings[name]
+        except KeyError:
+            self.reload_settings()
+            return self._settings[name]
 
     def apply_settings(self) -> None:
         self.on_settings_changed()

@@ -354,6 +354,10 @@ class MailService:
         for listener in ctx.listeners.values():
             with contextlib.suppress(Exception):
                 await listener.stop()
+        pop3 = getattr(ctx, "pop3", None)
+        if pop3 is not None and hasattr(pop3, "close"):  # give back mailbox session locks
+            with contextlib.suppress(Exception):
+                await pop3.close()
         if self.admin_server is not None:
             await self.admin_server.stop()
         ctx.executor.shutdown(wait=True, cancel_futures=True)
