@@ -172,19 +172,24 @@ class Admin:
     # -- mailboxes ------------------------------------------------------------------------
     def mailbox_list(self, domain: str, offset: int = 0, limit: int = 0, filter: str = "", sort: str = "name",
                      descending: bool = False) -> dict:
+        """A page of a domain's mailboxes; plain column reads (a domain may hold 100,000)."""
         with self.db.read() as session:
             drow = self._domain(session, domain)
-            query = select(Mailbox).where(Mailbox.domain_id == drow.id)
-            count = select(func.count(Mailbox.id)).where(Mailbox.domain_id == drow.id)
+            cond = Mailbox.domain_id == drow.id
             if filter:
-                cond = Mailbox.name.contains(filter.strip().lower(), autoescape=True)
-                query, count = query.where(cond), count.where(cond)
-            total = session.scalar(count)
-            query = query.order_by(*_order(Mailbox, sort, descending)).offset(max(0, offset))
+                cond = cond & Mailbox.name.contains(filter.strip().lower(), autoescape=True)
+            total = session.scalar(select(func.count(Mailbox.id)).where(cond))
+            query = (select(Mailbox.name, Mailbox.locked, Mailbox.message_count, Mailbox.total_bytes,
+                            Mailbox.quota_bytes, Mailbox.has_user)
+                     .where(cond).order_by(*_order(Mailbox, sort, descending)).offset(max(0, offset)))
             if limit > 0:
                 query = query.limit(limit)
-            items = [to_json(mailbox_info(m, drow)) for m in session.scalars(query)]
-        return {"total": total, "offset": offset, "domain": drow.name, "items": items}
+            dname, dlocked = drow.name, drow.locked
+            items = [{"name": name, "domain": dname, "address": f"{name}@{dname}", "locked": locked,
+                      "domain_locked": dlocked, "message_count": count, "total_bytes": size,
+                      "quota_bytes": quota, "has_user": has_user}
+                     for name, locked, count, size, quota, has_user in session.execute(query)]
+        return {"total": total, "offset": offset, "domain": dname, "items": items}
 
     def mailbox_get(self, address: str) -> dict:
         with self.db.read() as session:
@@ -358,13 +363,14 @@ class Admin:
 
     # -- statistics and audit -------------------------------------------------------------
     def stat(self, domain: str | None = None) -> dict:
-        with self.db.read() as session:
-            if domain:
+        """Totals from the counters (never a folder walk): per domain, or per mailbox of one domain."""
+        if domain:
+            with self.db.read() as session:
                 drow = self._domain(session, domain)
-                items = [to_json(mailbox_info(m, drow)) for m in
-                         session.scalars(select(Mailbox).where(Mailbox.domain_id == drow.id).order_by(Mailbox.name))]
-                return {"domain": drow.name, "mailboxes": drow.mailbox_count, "messages": drow.message_count,
-                        "bytes": drow.total_bytes, "locked": drow.locked, "items": items}
+                info = {"domain": drow.name, "mailboxes": drow.mailbox_count, "messages": drow.message_count,
+                        "bytes": drow.total_bytes, "locked": drow.locked}
+            return {**info, "items": self.mailbox_list(domain)["items"]}
+        with self.db.read() as session:
             n_domains, n_boxes, n_msgs, n_bytes = session.execute(
                 select(func.count(Domain.id), func.coalesce(func.sum(Domain.mailbox_count), 0),
                        func.coalesce(func.sum(Domain.message_count), 0),
