@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ HELP = {
     "queue": "winpop queue [list | show ID | retry [ID] | delete ID]\n  The outgoing mail queue.",
     "relaytest": "winpop relaytest\n  Try the classic open-relay tricks against this server's SMTP port.",
     "audit": "winpop audit [N]\n  The newest N entries of the audit log (default 20).",
+    "token": "winpop token create NAME | token list | token revoke NAME\n  Tokens for remote administration "
+             "(winpop --host, the console's Connect to Another Computer). The token is shown once, at create.",
     "help": "winpop help [VERB]\n  This help.",
 }
 
@@ -114,8 +117,24 @@ class Winpop:
     @property
     def client(self) -> AdminClient:
         if self._client is None:
-            self._client = AdminClient(self.data_dir)
+            if self.args.host:
+                host, port = parse_host(self.args.host)
+                self._client = AdminClient.over_tcp(host, port, self._token(), fingerprint=self.args.fingerprint
+                                                    or os.environ.get("POP3SVC_FINGERPRINT", ""))
+            else:
+                self._client = AdminClient(self.data_dir)
         return self._client
+
+    def _token(self) -> str:
+        if self.args.token_stdin:
+            token = sys.stdin.readline().strip()
+            # Later prompts (a mailbox password) read on from stdin.
+        else:
+            token = os.environ.get("POP3SVC_TOKEN", "").strip()
+        if not token:
+            raise Usage("--host needs a token: set POP3SVC_TOKEN or use --token-stdin "
+                        "(make one on the server with 'winpop token create NAME')")
+        return token
 
     def out(self, result: Any, text: str) -> None:
         if self.args.json:
@@ -141,7 +160,9 @@ class Winpop:
         print("winpop: administer the POP3 Service from a shell.\n")
         for text in HELP.values():
             print(text)
-        print("\nOptions: --data-dir DIR (or POP3SVC_DATA_DIR) picks the service; --json prints JSON.")
+        print("\nOptions: --data-dir DIR (or POP3SVC_DATA_DIR) picks the service; --json prints JSON;\n"
+              "--host HOST[:PORT] administers another computer over TLS (token: POP3SVC_TOKEN or --token-stdin,\n"
+              "--fingerprint SHA256 pins a self-signed certificate).")
         print("Settings: " + ", ".join(sorted(SPECS)))
 
     def _need_target(self) -> str:
@@ -336,6 +357,27 @@ class Winpop:
                    else "Not an open relay: every trick was refused.")
         self.out(result, _table(rows, ["Trick", "Recipient", "Result", "Reply"]) + "\n" + verdict)
 
+    def do_token(self) -> None:
+        sub = self.args.target or "list"
+        if sub == "create" and self.args.value:
+            result = self.client.call("admin.token_create", name=self.args.value)
+            self.out(result, f"Token '{result['name']}' (shown only now; keep it like a password):\n"
+                             f"{result['token']}\n"
+                             "Use it with: POP3SVC_TOKEN=... winpop --host HOST[:PORT] ..., or in the console's "
+                             "File > Connect to Another Computer.")
+        elif sub == "list":
+            result = self.client.call("admin.token_list")
+            rows = [[t["name"], str(t.get("created_at") or "")[:19], t.get("created_by") or "",
+                     str(t.get("last_used_at") or "never")[:19], t.get("last_used_from") or ""]
+                    for t in result["items"]]
+            self.out(result, _table(rows, ["Token", "Created (UTC)", "By", "Last used", "From"]) if rows
+                     else "No admin tokens.")
+        elif sub == "revoke" and self.args.value:
+            result = self.client.call("admin.token_revoke", name=self.args.value)
+            self.out(result, f"Revoked the token '{self.args.value}'.")
+        else:
+            raise Usage(HELP["token"])
+
     def do_audit(self) -> None:
         limit = int(self.args.target) if self.args.target and self.args.target.isdigit() else 20
         result = self.client.call("audit.list", limit=limit)
@@ -343,11 +385,32 @@ class Winpop:
         self.out(result, _table(rows, ["When (UTC)", "Who", "Operation", "Target", "Outcome"]) if rows else "(empty)")
 
 
+def parse_host(text: str) -> tuple[str, int]:
+    """'mail.example.com', 'mail.example.com:9110', '[::1]:9110' → (host, port)."""
+    from core.ipc.protocol import DEFAULT_TCP_PORT as DEFAULT_PORT
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if not host or (port and not port.isdigit()):
+        raise Usage(f"'{text}' is not HOST[:PORT]")
+    return host, int(port or DEFAULT_PORT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="winpop", add_help=True,
                                      description="Administer the POP3 Service (see 'winpop help').")
     parser.add_argument("--data-dir", type=Path, default=None, help="the service's data directory")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--host", default=None, help="administer the service on HOST[:PORT] over its remote "
+                        "administration listener (TLS; token from POP3SVC_TOKEN or --token-stdin)")
+    parser.add_argument("--token-stdin", action="store_true", help="read the admin token from standard input")
+    parser.add_argument("--fingerprint", default="", help="the SHA-256 fingerprint of the server's certificate "
+                        "(for a self-signed one; also POP3SVC_FINGERPRINT)")
     parser.add_argument("verb", nargs="?", default="help")
     parser.add_argument("target", nargs="?", default=None)
     parser.add_argument("value", nargs="?", default=None)

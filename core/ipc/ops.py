@@ -113,6 +113,19 @@ OPS: dict[str, OpSpec] = {
         _op("relay.test", "Open-relay self-test against this server's SMTP listener",
             "{items: [{trick, recipient, reply, relayed}]}",
             host=Param(str, required=False, default=""), port=Param(int, required=False, default=0)),
+        # -- remote administration (the TCP admin listener, issue 5) ------------------------
+        # On TCP (TLS, ``admin_tcp_port``) the first request must be ``auth.login`` with a token;
+        # any other first request, or a wrong token, is answered ``forbidden`` and the connection
+        # closed (failures count towards the logon throttle of the remote address). On the Unix
+        # socket the peer's credentials already decided, and ``auth.login`` just says so.
+        _op("auth.login", "Authenticate a network admin connection with a token (first request on TCP)",
+            "{actor, token}", token=Param(str, secret=True)),
+        _op("admin.token_create", "Make an admin token for the TCP listener; the token is returned only now",
+            "{id, name, token, created_at, ...}", mutates=True, name=Param(str)),
+        _op("admin.token_list", "Admin tokens (names and last use, never the tokens)",
+            "{items: [{id, name, created_by, created_at, last_used_at, last_used_from}]}"),
+        _op("admin.token_revoke", "Revoke an admin token by name or id", "{revoked: n}", mutates=True,
+            name=Param(str)),
         # -- events --------------------------------------------------------------------------
         _op("events.subscribe", "Receive change events on this connection", "{subscribed: true}"),
     )

@@ -12,6 +12,7 @@ from typing import Any
 from core.errors import Invalid
 
 SOCKET_NAME = "admin.sock"
+DEFAULT_TCP_PORT = 9110           # the suggested remote administration port (admin_tcp_port)
 MAX_LINE = 1024 * 1024            # one request; larger is refused
 MAX_RESPONSE = 512 * 1024 * 1024  # one response (a domain of 100,000 mailboxes is ~25 MB)
 

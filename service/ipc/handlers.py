@@ -81,6 +81,18 @@ async def status(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return service_status(ctx)
 
 
+def _fingerprint(cert_path: Any) -> str:
+    """SHA-256 of the certificate, as the console and winpop --fingerprint show and pin it."""
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from core.ipc.client import certificate_fingerprint
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    return certificate_fingerprint(cert.public_bytes(Encoding.DER))
+
+
 @handles("server.info")
 async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     tls = {}
@@ -89,8 +101,12 @@ async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
         try:
             tls = certificate_info(ctx.tls.cert_path)
             tls["path"] = str(ctx.tls.cert_path)
+            tls["fingerprint"] = _fingerprint(ctx.tls.cert_path)
         except Exception as exc:  # an unreadable certificate is reported, not fatal
             tls = {"error": str(exc)}
+
+    listener = getattr(ctx, "admin_tcp", None)
+    admin_tcp = listener.describe() if listener is not None else {"state": "off"}
 
     def count_domains() -> int:
         with ctx.db.read() as session:
@@ -99,7 +115,7 @@ async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return {"hostname": ctx.hostname, "version": ctx.version, "auth": ctx.setting("auth"),
             "keystore": ctx.setting("keystore"), "data_dir": str(ctx.data_dir),
             "mailroot": str(ctx.store.root), "domains": await ctx.run(count_domains),
-            "tls": tls, **service_status(ctx)}
+            "tls": tls, "admin_tcp": admin_tcp, **service_status(ctx)}
 
 
 @handles("service.control")
@@ -160,6 +176,36 @@ async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return {"items": await _call(ctx, ctx.smtp, "relay_test", "SMTP service", params.get("host") or "",
                                  params.get("port") or 0)}
+
+
+@handles("auth.login")
+async def auth_login(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    # A TCP connection's gate answers its first auth.login (service/ipc/tcp.py); here the client
+    # is already admitted (Unix socket credentials, or a token earlier on this connection).
+    from service.ipc.server import current_actor
+    return {"actor": current_actor.get(), "token": ""}
+
+
+def _tokens(ctx: ServiceContext) -> Any:
+    from core.tokens import AdminTokens
+    listener = getattr(ctx, "admin_tcp", None)
+    return listener.tokens if listener is not None else AdminTokens(ctx.db)
+
+
+@handles("admin.token_create")
+async def token_create(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    from service.ipc.server import current_actor
+    return await ctx.run(_tokens(ctx).create, params["name"], current_actor.get())
+
+
+@handles("admin.token_list")
+async def token_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"items": await ctx.run(_tokens(ctx).list)}
+
+
+@handles("admin.token_revoke")
+async def token_revoke(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    return {"revoked": await ctx.run(_tokens(ctx).revoke, params["name"])}
 
 
 @handles("events.subscribe")

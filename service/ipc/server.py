@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import grp
 import json
 import logging
 import os
 import pwd
 import socket
+import ssl
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from core.ipc import protocol
 from core.ipc.ops import OPS, check_params, redact
 from service.context import ServiceContext
 from service.ipc.handlers import HANDLERS
+from service.ipc.tcp import AdminTcpListener
 
 log = logging.getLogger(__name__)
 MAX_BUFFER = 8 * 1024 * 1024  # a subscriber further behind than this is disconnected
@@ -72,6 +75,7 @@ class AdminServer:
         self.path = path
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
+        self.tcp: Any = None      # service.ipc.tcp.AdminTcpListener (optional, admin_tcp_port)
 
     async def start(self) -> None:
         if self.path.exists() or self.path.is_symlink():
@@ -85,6 +89,9 @@ class AdminServer:
         finally:
             os.umask(old_umask)
         self.apply_group()
+        self.tcp = AdminTcpListener(self.ctx, self._track)
+        self.ctx.admin_tcp = self.tcp
+        await self.tcp.start()
 
     def apply_group(self) -> None:
         """Socket 0600 in a 0700 data directory; with an admin group, socket 0660 and the
@@ -114,6 +121,9 @@ class AdminServer:
             probe.close()
 
     async def stop(self) -> None:
+        if self.tcp is not None:
+            await self.tcp.stop()
+            self.tcp.close()
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):
@@ -125,42 +135,71 @@ class AdminServer:
             self.path.unlink()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._track(AdminConnection(self.ctx, reader, writer))
+
+    async def _track(self, connection: AdminConnection) -> None:
+        """Serve one connection; ``stop`` cancels those still open."""
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
         try:
-            await AdminConnection(self.ctx, reader, writer).serve()
+            await connection.serve()
         finally:
             if task is not None:
                 self._connections.discard(task)
 
 
-class AdminConnection:
-    """One client of the admin channel (a console, a winpop call)."""
+class UnixPeerGate:
+    """Admits a Unix-socket client by its credentials (SO_PEERCRED): root, the service's user or
+    a member of the admin group."""
 
-    def __init__(self, ctx: ServiceContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, ctx: ServiceContext, writer: asyncio.StreamWriter) -> None:
+        self.ctx = ctx
+        self.pid, self.uid, self.gid = peer_credentials(writer.get_extra_info("socket"))
+        self.actor = _actor(self.pid, self.uid)
+
+    async def admit(self, conn: AdminConnection) -> bool:
+        if is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
+            return True
+        log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
+        self.ctx.admin.audit(self.actor, "connect", "", "", "forbidden")
+        err = Forbidden("You may not administer this mail service: run as root, as the service's "
+                        "user, or as a member of its admin group.")
+        # Answer the first request (so the client sees why), then hang up.
+        req_id = None
+        with contextlib.suppress(Exception):
+            line = await asyncio.wait_for(conn.reader.readline(), 5)
+            req_id = json.loads(line).get("id")
+        conn.writer.write(protocol.error(req_id, err.code, err.message))
+        await conn.writer.drain()
+        return False
+
+
+# Who is making the current request (for handlers that record it, e.g. admin.token_create).
+current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("current_actor", default="")
+
+
+class AdminConnection:
+    """One client of the admin channel (a console, a winpop call). ``gate`` decides whether the
+    client may administer and names it (``actor``) for the audit log: ``UnixPeerGate`` on the
+    Unix socket, ``service.ipc.tcp.TokenGate`` on the TCP listener."""
+
+    def __init__(self, ctx: ServiceContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 gate: Any = None) -> None:
         self.ctx = ctx
         self.reader = reader
         self.writer = writer
-        self.pid, self.uid, self.gid = peer_credentials(writer.get_extra_info("socket"))
-        self.actor = _actor(self.pid, self.uid)
+        self.gate = gate if gate is not None else UnixPeerGate(ctx, writer)
         self._unsubscribe = None
         self._tasks: set[asyncio.Task] = set()
 
+    @property
+    def actor(self) -> str:
+        return self.gate.actor
+
     async def serve(self) -> None:
         try:
-            if not is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
-                log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
-                self.ctx.admin.audit(self.actor, "connect", "", "", "forbidden")
-                err = Forbidden("You may not administer this mail service: run as root, as the service's "
-                                "user, or as a member of its admin group.")
-                # Answer the first request (so the client sees why), then hang up.
-                req_id = None
-                with contextlib.suppress(Exception):
-                    line = await asyncio.wait_for(self.reader.readline(), 5)
-                    req_id = json.loads(line).get("id")
-                self.writer.write(protocol.error(req_id, err.code, err.message))
-                await self.writer.drain()
+            if not await self.gate.admit(self):
                 return
             while True:
                 try:
@@ -175,7 +214,7 @@ class AdminConnection:
                 task = asyncio.get_running_loop().create_task(self._handle(line))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-        except (ConnectionError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError, ssl.SSLError):
             pass
         finally:
             if self._unsubscribe is not None:
@@ -211,6 +250,7 @@ class AdminConnection:
             params = check_params(op, msg.get("params"))
             if op == "events.subscribe" and self._unsubscribe is None:
                 self._unsubscribe = self.ctx.events.subscribe(self._on_event)
+            current_actor.set(self.actor)
             result = await HANDLERS[op](self.ctx, params)
         except MailError as exc:
             # The audit entry is written before the answer, so whoever reads the audit log

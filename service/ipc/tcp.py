@@ -1,0 +1,214 @@
+"""The optional network admin listener: the admin channel over TCP with TLS and a token.
+
+Off by default (``admin_tcp_port`` 0). When on, it serves exactly the op table of the Unix
+socket, with the same ``AdminConnection`` request loop; only the gate differs:
+
+- TLS 1.2 or newer with the service's certificate (``ctx.tls``), never plaintext;
+- the first request must be ``auth.login`` with a token made by ``admin.token_create``
+  (``winpop token create NAME``); the service keeps only its SHA-256;
+- a wrong token is answered ``forbidden`` after the logon throttle's delay, counts as a failed
+  logon of the remote address (enough of them ban it, like POP3 and SMTP AUTH), and the
+  connection is closed;
+- every connection is in the audit log with its remote address as the actor.
+
+The listener follows its two settings at run time (a ``settings.changed`` event restarts it).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from core.errors import Forbidden, Invalid
+from core.ipc import protocol
+from core.settings import SettingSpec, _int_range, register
+from core.tokens import AdminTokens
+from service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = protocol.DEFAULT_TCP_PORT   # a suggestion for admin_tcp_port (and winpop --host's default)
+LOGIN_TIMEOUT = 15.0         # seconds to send auth.login after the TLS handshake
+HANDSHAKE_TIMEOUT = 15.0
+
+
+def _bind(value: Any) -> str:
+    text = str(value or "").strip()
+    if not text:
+        return "0.0.0.0"
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise Invalid(f"'{text}' is not an IP address; give e.g. 0.0.0.0 (all IPv4), :: (all) or 192.168.1.5.") \
+            from None
+    return text
+
+
+for _spec in (
+    SettingSpec("admin_tcp_port", 0, _int_range(0, 65535), "Remote administration port (TLS)",
+                restart="admin_tcp",
+                help=f"0 = off. Consoles on other computers connect here with a token "
+                     f"(winpop token create NAME); e.g. {DEFAULT_PORT}"),
+    SettingSpec("admin_tcp_bind", "0.0.0.0", _bind, "Remote administration address", restart="admin_tcp",
+                help="the address the remote administration listener binds (0.0.0.0: every IPv4 address)"),
+):
+    register(_spec)
+TCP_SETTINGS = ("admin_tcp_port", "admin_tcp_bind")
+
+
+def _setting(ctx: ServiceContext, name: str) -> Any:
+    try:
+        return ctx.setting(name)
+    except KeyError:   # the context's cache was filled before this module registered its settings
+        ctx.reload_settings()
+        return ctx.setting(name)
+
+
+class TokenGate:
+    """Admits a TCP client that sends ``auth.login`` with a valid token first."""
+
+    def __init__(self, ctx: ServiceContext, writer: asyncio.StreamWriter, tokens: AdminTokens) -> None:
+        self.ctx = ctx
+        self.tokens = tokens
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.address = str(peer[0])
+        self.actor = f"{peer[0]}:{peer[1]}" if ":" not in str(peer[0]) else f"[{peer[0]}]:{peer[1]}"
+
+    async def admit(self, conn: Any) -> bool:
+        throttle = self.ctx.throttle
+        if throttle is not None and throttle.is_banned(self.address):
+            await self._refuse(conn, None, "banned", "Too many failed logons from this address; try again later.")
+            return False
+        try:
+            line = await asyncio.wait_for(conn.reader.readline(), LOGIN_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
+            await self._refuse(conn, None, "no login", "No auth.login within the time allowed.")
+            return False
+        if not line:
+            await self._audit("refused: closed before logging in")
+            return False
+        req_id: Any = None
+        token: Any = None
+        try:
+            msg = json.loads(line)
+            req_id = msg.get("id") if isinstance(msg, dict) else None
+            if isinstance(msg, dict) and msg.get("op") == "auth.login" and isinstance(msg.get("params"), dict):
+                token = msg["params"].get("token")
+        except (ValueError, UnicodeDecodeError):
+            pass
+        if not isinstance(token, str):
+            await self._refuse(conn, req_id, "no login",
+                               "Log in first: the first request on this port must be auth.login with a token.")
+            return False
+        name = await self.ctx.run(self.tokens.verify, token, self.address)
+        if name is None:
+            if throttle is not None:
+                await throttle.failure(self.address, None)
+                await throttle.delay(self.address, None)
+            self.ctx.stats.incr("admin_tcp.failures")
+            await self._refuse(conn, req_id, "bad token",
+                               "The token is not valid (revoked, mistyped, or made for another server).")
+            return False
+        self.actor = f"{self.actor} (token {name})"
+        await self._audit("ok")
+        log.info("admin channel: %s logged in over TCP", self.actor)
+        conn.writer.write(protocol.response(req_id, {"actor": self.actor, "token": name}))
+        return True
+
+    async def _refuse(self, conn: Any, req_id: Any, why: str, message: str) -> None:
+        log.warning("admin channel: refused %s over TCP (%s)", self.actor, why)
+        await self._audit(f"forbidden: {why}")
+        err = Forbidden(message)
+        with contextlib.suppress(Exception):
+            conn.writer.write(protocol.error(req_id, err.code, err.message))
+            await conn.writer.drain()
+
+    async def _audit(self, outcome: str) -> None:
+        await self.ctx.run(self.ctx.admin.audit, self.actor, "connect", "tcp", "", outcome)
+
+
+class AdminTcpListener:
+    """Starts, stops and re-binds the TCP admin listener as its settings say."""
+
+    def __init__(self, ctx: ServiceContext, serve: Callable[[Any], Awaitable[None]]) -> None:
+        self.ctx = ctx
+        self._serve = serve
+        self.tokens = AdminTokens(ctx.db)
+        self._server: asyncio.AbstractServer | None = None
+        self.state = "off"
+        self.error = ""
+        self.bound: tuple[str, int] | None = None
+        self._lock = asyncio.Lock()
+        self._unsubscribe = ctx.events.subscribe(self._on_event)
+
+    def describe(self) -> dict[str, Any]:
+        host, port = self.bound or (_setting(self.ctx, "admin_tcp_bind"), int(_setting(self.ctx, "admin_tcp_port")))
+        return {"state": self.state, "address": host, "port": port, "error": self.error}
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._start()
+
+    async def _start(self) -> None:
+        port = int(_setting(self.ctx, "admin_tcp_port"))
+        host = str(_setting(self.ctx, "admin_tcp_bind"))
+        self.error = ""
+        if port == 0:
+            self.state = "off"
+            return
+        if self.ctx.tls is None:
+            self.state, self.error = "stopped", "TLS is not available, and remote administration never runs without it"
+            log.error("the remote administration listener is off: %s", self.error)
+            return
+        from service.ipc.server import AdminConnection
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            gate = TokenGate(self.ctx, writer, self.tokens)
+            await self._serve(AdminConnection(self.ctx, reader, writer, gate))
+
+        try:
+            self._server = await asyncio.start_server(
+                on_connect, host=host, port=port, ssl=self.ctx.tls.context(),
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT, limit=protocol.MAX_LINE + 1, reuse_address=True)
+        except OSError as exc:
+            self.state, self.error = "stopped", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            log.error("remote administration: %s", self.error)
+            return
+        sock = self._server.sockets[0].getsockname()
+        self.bound = (str(sock[0]), int(sock[1]))
+        self.state = "running"
+        log.warning("remote administration listens on %s:%d (TLS, token required)", *self.bound)
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        self.bound = None
+        self.state = "off"
+
+    async def restart(self) -> None:
+        async with self._lock:
+            await self._stop()
+            await self._start()
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def _on_event(self, name: str, data: Any) -> None:
+        if name == "settings.changed" and isinstance(data, dict) and data.get("name") in TCP_SETTINGS:
+            self.ctx.loop.create_task(self._follow_settings())
+
+    async def _follow_settings(self) -> None:
+        # The event can arrive before the context's settings cache is refreshed: read afresh.
+        await self.ctx.run(self.ctx.reload_settings)
+        await self.restart()
