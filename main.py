@@ -9,6 +9,9 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["service"] and args[1:2] in (["install"], ["uninstall"]):
+        from service.install import main as install_main
+        return install_main(args[2:] + (["--uninstall"] if args[1] == "uninstall" else []))
     if args and args[0] == "service":
         from service.daemon import main as service_main
         return service_main(args[1:])

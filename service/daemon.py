@@ -53,6 +53,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
         parser.add_argument(f"--{flag}-port", type=int, default=None,
                             help=f"{flag} port for this run (0 disables the listener)")
+    parser.add_argument("--user", default=None,
+                        help="started as root: bind the ports, then run as this unprivileged user (e.g. pop3svc)")
 
 
 def setup_logging(data_dir: Path, level: int) -> None:
@@ -134,6 +136,8 @@ class MailService:
         self._stopping = asyncio.Event()
         self._changed: set[int] = set()
         self._flush_scheduled = False
+        self.restart_requested = False
+        self.dropped_privileges = False
 
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -141,6 +145,14 @@ class MailService:
         for sig in (signal.SIGTERM, signal.SIGINT):  # first: a stop during start-up is honoured after it
             loop.add_signal_handler(sig, self._stopping.set)
         os.umask(0o077)  # the database, mail and keys are the service's alone
+        run_as = None
+        if getattr(self.args, "user", None) and os.geteuid() == 0:
+            from service.privileges import RunAs
+            try:
+                run_as = RunAs.lookup(self.args.user)
+            except MailError as exc:
+                print(f"python main.py service: {exc.message}", file=sys.stderr)
+                return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
         url = self.args.db_url or sqlite_url(self.data_dir / "pop3svc.db")
@@ -168,6 +180,7 @@ class MailService:
         ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish)
         ctx.on_settings_changed = self._apply_settings
         ctx.controller = self.control
+        ctx.request_shutdown = self.request_shutdown
         store.on_change.append(self._store_changed)
         try:
             store.check_root(create=not store.has_domains())
@@ -184,6 +197,12 @@ class MailService:
             log.critical("cannot open the admin channel at %s: %s", socket_path(self.data_dir), exc)
             return 2
         self._make_listeners(ctx)
+        for listener in ctx.listeners.values():   # bind while privileged; start() reports failures
+            with contextlib.suppress(OSError):
+                listener.bind()
+        if run_as is not None:
+            self._drop_privileges(run_as)
+        self._write_pid()
         for listener in ctx.listeners.values():
             try:
                 await listener.start()
@@ -193,9 +212,54 @@ class MailService:
             await ctx.smtp.start()
         self._announce(ctx)
         ctx.events.publish("service.state", self._status())
+        watch = loop.create_task(self._watch_tls(), name="tls-watch")
         await self._stopping.wait()
+        watch.cancel()
         await self.shutdown()
         return 0
+
+    # -- privileges, pid file, whole-process control (issue 6) -------------------------------
+    def _drop_privileges(self, run_as: Any) -> None:
+        """Hand the data directory and the mail root to ``run_as``, then stop being root."""
+        from service.privileges import drop_to, hand_over, preload
+        preload()
+        changed = hand_over([self.data_dir, self.ctx.store.root], run_as)
+        if changed:
+            log.warning("gave %d files of %s to %s", changed, self.data_dir, run_as.name)
+        drop_to(run_as)
+        self.dropped_privileges = True
+
+    def _pid_path(self) -> Path:
+        return self.data_dir / "service.pid"
+
+    def _write_pid(self) -> None:
+        with contextlib.suppress(OSError):
+            self._pid_path().write_text(f"{os.getpid()}\n")
+
+    def _remove_pid(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if int(self._pid_path().read_text().strip()) == os.getpid():
+                self._pid_path().unlink()
+
+    def request_shutdown(self, restart: bool = False) -> None:
+        """service.shutdown: stop the process; with ``restart``, start it again with the same options."""
+        log.warning("%s requested through the admin channel", "a restart" if restart else "a shutdown")
+        self.restart_requested = restart
+        self._stopping.set()
+
+    async def _watch_tls(self) -> None:
+        """Pick up a renewed certificate within a minute, and repeat the expiry warning daily."""
+        ticks = 0
+        while True:
+            await asyncio.sleep(60)
+            ticks += 1
+            tls = self.ctx.tls
+            if tls is None:
+                continue
+            with contextlib.suppress(Exception):
+                tls.refresh()
+                if ticks % (24 * 60) == 0:
+                    tls.warn_if_expiring(tls.cert_path)
 
     def _make_provider(self, ctx: ServiceContext, values: dict[str, Any]) -> Any:
         from core.auth.keystore import ServerKey
@@ -362,6 +426,7 @@ class MailService:
             await self.admin_server.stop()
         ctx.executor.shutdown(wait=True, cancel_futures=True)
         ctx.db.dispose()
+        self._remove_pid()
         log.warning("service stopped")
 
 
@@ -379,7 +444,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python main.py service", description="Run the mail service in the foreground.")
     add_service_arguments(parser)
     args = parser.parse_args(argv)
+    service = MailService(args)
     try:
-        return asyncio.run(MailService(args).run())
+        code = asyncio.run(service.run())
     except KeyboardInterrupt:
         return 0
+    if service.restart_requested and code == 0:
+        if service.dropped_privileges:
+            # Root is gone: the ports below 1024 cannot be bound again by this process. Exit with
+            # the code the systemd unit restarts on (RestartForceExitStatus=75).
+            log.warning("restart requested: exiting with 75 for the service manager to start us again")
+            return 75
+        log.warning("restarting the service process")
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    return code

@@ -52,53 +52,110 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str, *, days
 
 
 def certificate_info(cert_path: Path) -> dict:
-    """Subject, names and expiry of a PEM certificate, for the console and ``winpop``."""
-    from cryptography import x509
+    """Subject, names, expiry (and whether it is within the 30-day warning) of a PEM certificate."""
+    from core.certificates import summarize
 
-    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    try:
-        names = [str(n.value) for n in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value]
-    except x509.ExtensionNotFound:
-        names = []
-    return {"subject": cert.subject.rfc4514_string(), "names": names,
-            "not_after": cert.not_valid_after_utc.isoformat(),
-            "self_signed": cert.issuer == cert.subject}
+    return summarize(Path(cert_path).read_bytes()).as_dict()
+
+
+def _server_context() -> ssl.SSLContext:
+    """TLS 1.2 minimum and forward-secret AEAD ciphers only, for every listener (POP3, SMTP, admin)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS")
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    return ctx
+
+
+def write_pair(tls_dir: Path, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
+    """Store a certificate and its key as ``tls_dir/server.crt`` and ``server.key`` (key 0600),
+    each replaced atomically, the key first so a reload never pairs a new certificate with an old key
+    for longer than the two renames."""
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert_path, key_path = tls_dir / "server.crt", tls_dir / "server.key"
+    for path, data, mode in ((key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)):
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    return cert_path, key_path
 
 
 class TlsMaterial:
-    """Holds the server SSLContext; rebuilds it when the certificate files change."""
+    """Holds the server SSLContext; reloads it in place when the certificate files change.
+
+    Reloading in place matters: SMTP keeps the context it was given for STARTTLS, so a new
+    context object would never reach it; the same object with a new chain reaches everyone.
+    """
 
     def __init__(self, data_dir: Path, hostname: str, cert: str = "", key: str = "") -> None:
         self.data_dir = Path(data_dir)
         self.hostname = hostname
+        self._context: ssl.SSLContext | None = None
         self.configure(cert, key)
 
     def configure(self, cert: str, key: str) -> None:
         if cert and key:
-            self.cert_path, self.key_path = Path(cert), Path(key)
+            cert_path, key_path = Path(cert), Path(key)
         else:
             tls_dir = self.data_dir / "tls"
             tls_dir.mkdir(mode=0o700, exist_ok=True)
-            self.cert_path, self.key_path = tls_dir / "server.crt", tls_dir / "server.key"
-            if not (self.cert_path.exists() and self.key_path.exists()):
-                generate_self_signed(self.cert_path, self.key_path, self.hostname)
-        self._context: ssl.SSLContext | None = None
-        self._stamp: tuple[float, float] | None = None
-        self.context()  # fail now, clearly, if the files are unusable
+            cert_path, key_path = tls_dir / "server.crt", tls_dir / "server.key"
+            if not (cert_path.exists() and key_path.exists()):
+                generate_self_signed(cert_path, key_path, self.hostname)
+        self._load(cert_path, key_path)  # fail now, clearly, if the files are unusable
+        self.cert_path, self.key_path = cert_path, key_path
 
     def _mtimes(self) -> tuple[float, float]:
-        return (self.cert_path.stat().st_mtime, self.key_path.stat().st_mtime)
+        return (self.cert_path.stat().st_mtime_ns, self.key_path.stat().st_mtime_ns)
+
+    def _load(self, cert_path: Path, key_path: Path) -> None:
+        _server_context().load_cert_chain(cert_path, key_path)   # a trial: a bad pair leaves the live one alone
+        if self._context is None:
+            self._context = _server_context()
+        self._context.load_cert_chain(cert_path, key_path)
+        self._stamp = (cert_path.stat().st_mtime_ns, key_path.stat().st_mtime_ns)
+        self.warn_if_expiring(cert_path)
 
     def context(self) -> ssl.SSLContext:
-        """The current server context (reloaded if a renewed certificate was written)."""
-        stamp = self._mtimes()
-        if self._context is None or stamp != self._stamp:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS")
-            ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-            ctx.load_cert_chain(self.cert_path, self.key_path)
-            if self._context is not None:
-                log.warning("reloaded the TLS certificate from %s", self.cert_path)
-            self._context, self._stamp = ctx, stamp
+        """The server context; a renewed certificate on disk is loaded into it first."""
+        self.refresh()
+        assert self._context is not None
         return self._context
+
+    def refresh(self) -> bool:
+        """Reload if the files changed since the last load; True when a new certificate was loaded."""
+        try:
+            stamp = self._mtimes()
+        except OSError as exc:
+            log.error("TLS certificate %s: %s (keeping the loaded one)", self.cert_path, exc)
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            self._load(self.cert_path, self.key_path)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.error("the renewed TLS certificate %s cannot be used: %s (keeping the loaded one)",
+                      self.cert_path, exc)
+            self._stamp = stamp   # say it once per change, not on every connection
+            return False
+        log.warning("reloaded the TLS certificate from %s", self.cert_path)
+        return True
+
+    @staticmethod
+    def warn_if_expiring(cert_path: Path) -> None:
+        from core.certificates import EXPIRY_WARNING_DAYS, summarize
+        try:
+            summary = summarize(Path(cert_path).read_bytes())
+        except Exception:  # noqa: BLE001 - reported by whoever reads the certificate next
+            return
+        days = summary.days_left()
+        if days < 0:
+            log.error("the TLS certificate %s expired on %s; renew it", cert_path, f"{summary.not_after:%Y-%m-%d}")
+        elif days <= EXPIRY_WARNING_DAYS:
+            log.warning("the TLS certificate %s expires in %d days (%s); renew it", cert_path, days,
+                        f"{summary.not_after:%Y-%m-%d}")

@@ -56,6 +56,17 @@ OPS: dict[str, OpSpec] = {
         _op("service.control", "Start, stop, pause or resume listeners (all, or one by name)",
             "service.status result", mutates=True,
             action=Param(str), listener=Param(str, required=False, default="")),
+        _op("service.shutdown", "End the service process (restart: start it again with the same options, "
+            "e.g. after a port change)", "{stopping: true, restart}", mutates=True,
+            restart=Param(bool, required=False, default=False)),
+        # -- TLS certificate -----------------------------------------------------------------
+        _op("tls.generate", "Make a new self-signed certificate for the host name; reloaded without a restart",
+            "{subject, names, not_after, days_left, expires_soon, self_signed, path}", mutates=True,
+            hostname=Param(str, required=False, default="")),
+        _op("tls.import", "Install a PEM certificate and its key (checked: matching, not expired); key kept 0600",
+            "{subject, names, not_after, days_left, expires_soon, self_signed, path}", mutates=True,
+            cert=Param(str, required=False, default=""), key=Param(str, required=False, default="", secret=True),
+            cert_path=Param(str, required=False, default=""), key_path=Param(str, required=False, default="")),
         # -- settings ------------------------------------------------------------------------
         _op("settings.get", "All settings, or one by name", "{name: value, ...}", name=_OPT_STR),
         _op("settings.describe", "Every setting the service knows: label, default, help, restart need",

@@ -212,3 +212,90 @@ async def token_revoke(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 async def subscribe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     # The connection object does the subscribing (see server.AdminConnection); this answers.
     return {"subscribed": True}
+
+
+# -- process and TLS certificate (setup wizard, issue 6) ------------------------------------------
+@handles("service.shutdown")
+async def shutdown(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    request = getattr(ctx, "request_shutdown", None)
+    if request is None:
+        raise Unavailable("This service cannot be stopped through the admin channel.")
+    restart = bool(params.get("restart"))
+    # After this answer is on its way: the connection closes with the service.
+    ctx.loop.call_soon(request, restart)
+    return {"stopping": True, "restart": restart}
+
+
+def _install_certificate(ctx: ServiceContext, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
+    """Check a pair, store it as DATA_DIR/tls/server.{crt,key} (key 0600), point the settings at
+    it and load it into the running listeners (no restart)."""
+    from core.certificates import check_pair
+    from core.settings import Settings
+    from service.tls import TlsMaterial, write_pair
+
+    summary = check_pair(cert_pem, key_pem)
+    cert_path, _key_path = write_pair(ctx.data_dir / "tls", cert_pem, key_pem)
+    with ctx.db.write() as session:   # the default location: no path settings needed
+        for name in ("tls_cert", "tls_key"):
+            Settings.put(session, name, "")
+    ctx.reload_settings()
+    if ctx.tls is None:
+        ctx.tls = TlsMaterial(ctx.data_dir, ctx.hostname)
+    else:
+        ctx.tls.configure("", "")
+    ctx.tls.refresh()
+    return {**summary.as_dict(), "path": str(cert_path)}
+
+
+@handles("tls.generate")
+async def tls_generate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    import tempfile
+    from pathlib import Path
+
+    import re
+
+    from core.errors import Invalid
+    from service.tls import generate_self_signed
+
+    hostname = (params.get("hostname") or ctx.hostname).strip().rstrip(".").lower()
+    if not re.fullmatch(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", hostname) or len(hostname) > 253:
+        raise Invalid(f"'{hostname}' is not a host name: use letters, digits and hyphens, with dots between "
+                      "the parts (mail.example.com).")
+
+    def make() -> dict[str, Any]:
+        tls_dir = ctx.data_dir / "tls"
+        tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=tls_dir) as tmp:
+            cert, key = Path(tmp) / "new.crt", Path(tmp) / "new.key"
+            generate_self_signed(cert, key, hostname)
+            return _install_certificate(ctx, cert.read_bytes(), key.read_bytes())
+
+    result = await ctx.run(make)
+    ctx.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
+    return result
+
+
+@handles("tls.import")
+async def tls_import(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    from pathlib import Path
+
+    from core.errors import Invalid
+
+    def read(text: str, path: str, what: str) -> bytes:
+        if text:
+            return text.encode("utf-8")
+        if not path:
+            raise Invalid(f"Give the {what} as PEM text or as the path of a PEM file.")
+        try:
+            return Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise Invalid(f"The service cannot read the {what} {path}: {exc.strerror}.") from None
+
+    def install() -> dict[str, Any]:
+        cert = read(params.get("cert") or "", params.get("cert_path") or "", "certificate")
+        key = read(params.get("key") or "", params.get("key_path") or "", "private key")
+        return _install_certificate(ctx, cert, key)
+
+    result = await ctx.run(install)
+    ctx.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
+    return result
