@@ -4,6 +4,12 @@
 or a ``MailError``. After every (re)connection it subscribes to change events and emits
 ``connected``; losing the service fails the pending requests, emits ``disconnected`` and retries
 on a timer until the service is back.
+
+The same client also reaches another computer's remote administration listener
+(``point_at_remote``): a ``QSslSocket`` (TLS 1.2+), then ``auth.login`` with a token. The
+server's certificate must verify, or match the fingerprint the user accepted on first use
+(``certificate_unknown`` asks; ``trust`` answers). A refused token stops the retries and emits
+``auth_failed`` so the window can ask for another.
 """
 from __future__ import annotations
 
@@ -15,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtNetwork import QLocalSocket
+from PySide6.QtNetwork import QAbstractSocket, QLocalSocket, QSsl, QSslSocket
 
 from core.errors import MailError, Unavailable, from_dict
 from core.ipc import protocol
+from core.ipc.client import certificate_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +42,17 @@ class IpcClient(QObject):
     event_received = Signal(str, object)
     connected = Signal()
     disconnected = Signal()
+    certificate_unknown = Signal(str, str)   # fingerprint, what is wrong with it (remote only)
+    auth_failed = Signal(str)                # the service refused the token (remote only)
 
     def __init__(self, data_dir: str | Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.data_dir = Path(data_dir)
         self.location = str(protocol.socket_path(self.data_dir))
+        self.remote: tuple[str, int] | None = None    # (host, port) when pointed at another computer
+        self._token = ""
+        self.fingerprint = ""                          # the pinned certificate fingerprint (remote)
+        self.seen_fingerprint = ""                     # the certificate the server showed last
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[OnOk | None, OnErr | None]] = {}
         self._buffer = b""
@@ -47,11 +60,7 @@ class IpcClient(QObject):
         self._announced_down = False   # ``disconnected`` is emitted once per outage
         self._stopped = False
         self.last_error = ""
-        self._socket = QLocalSocket(self)
-        self._socket.connected.connect(self._on_connected)
-        self._socket.disconnected.connect(self._on_disconnected)
-        self._socket.errorOccurred.connect(self._on_error)
-        self._socket.readyRead.connect(self._on_ready_read)
+        self._socket: QLocalSocket | QSslSocket = self._make_socket()
         self._retry = QTimer(self)
         self._retry.setSingleShot(True)
         self._retry.timeout.connect(self._try_connect)
@@ -65,7 +74,59 @@ class IpcClient(QObject):
     @property
     def target(self) -> str:
         """Where this client points, for people (title bar, banner)."""
-        return str(self.data_dir)
+        return self.location if self.remote else str(self.data_dir)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.remote is not None
+
+    def point_at_local(self, data_dir: str | Path) -> None:
+        """Manage the service of ``data_dir`` on this computer (reconnects)."""
+        self._repoint(None)
+        self.data_dir = Path(data_dir)
+        self.location = str(protocol.socket_path(self.data_dir))
+        self.start()
+
+    def point_at_remote(self, host: str, port: int, token: str, fingerprint: str = "") -> None:
+        """Manage the service on another computer through its TLS admin listener (reconnects)."""
+        self._repoint((host, int(port)))
+        self._token = token
+        self.fingerprint = fingerprint
+        self.location = f"{host}:{int(port)}"
+        self.start()
+
+    def trust(self, fingerprint: str) -> None:
+        """The user accepted this certificate (trust on first use): connect again with it pinned."""
+        self.fingerprint = fingerprint
+        self.start()
+
+    def _repoint(self, remote: tuple[str, int] | None) -> None:
+        self.stop()
+        old = self._socket
+        self.remote = remote
+        self._token = ""
+        self.fingerprint = self.seen_fingerprint = ""
+        self.last_error = ""
+        self._socket = self._make_socket()
+        old.deleteLater()
+
+    def _make_socket(self) -> QLocalSocket | QSslSocket:
+        sock: QLocalSocket | QSslSocket
+        if self.remote is None:
+            sock = QLocalSocket(self)
+            sock.connected.connect(self._on_connected)
+        else:
+            sock = QSslSocket(self)
+            config = sock.sslConfiguration()
+            config.setProtocol(QSsl.SslProtocol.TlsV1_2OrLater)
+            config.setPeerVerifyMode(QSslSocket.PeerVerifyMode.VerifyPeer)
+            sock.setSslConfiguration(config)
+            sock.encrypted.connect(self._on_encrypted)
+            sock.sslErrors.connect(self._on_ssl_errors)
+        sock.disconnected.connect(self._on_disconnected)
+        sock.errorOccurred.connect(self._on_error)
+        sock.readyRead.connect(self._on_ready_read)
+        return sock
 
     def start(self) -> None:
         """Connect now, and keep reconnecting whenever the service goes away."""
@@ -102,13 +163,63 @@ class IpcClient(QObject):
         reason = f" ({self.last_error})" if self.last_error else ""
         return f"The POP3 Service is not reachable at {self.location}{reason}."
 
-    def _try_connect(self) -> None:
+    def _socket_up(self) -> bool:
         state = self._socket.state()
-        if self._stopped or state == QLocalSocket.LocalSocketState.ConnectedState:
+        if isinstance(self._socket, QSslSocket):
+            return state == QAbstractSocket.SocketState.ConnectedState
+        return state == QLocalSocket.LocalSocketState.ConnectedState
+
+    def _socket_idle(self) -> bool:
+        state = self._socket.state()
+        if isinstance(self._socket, QSslSocket):
+            return state == QAbstractSocket.SocketState.UnconnectedState
+        return state == QLocalSocket.LocalSocketState.UnconnectedState
+
+    def _try_connect(self) -> None:
+        if self._stopped or self._socket_up():
             return
-        if state != QLocalSocket.LocalSocketState.UnconnectedState:
+        if not self._socket_idle():
             self._socket.abort()     # a connect or close still hanging: start afresh
-        self._socket.connectToServer(self.location)
+        if isinstance(self._socket, QSslSocket):
+            host, port = self.remote  # type: ignore[misc]
+            self._buffer = b""
+            self._socket.connectToHostEncrypted(host, port)
+        else:
+            self._socket.connectToServer(self.location)
+
+    # -- remote: TLS and the token ---------------------------------------------------------------
+    def _on_ssl_errors(self, errors: list) -> None:
+        sock = self._socket
+        if not isinstance(sock, QSslSocket):
+            return
+        self.seen_fingerprint = certificate_fingerprint(bytes(sock.peerCertificate().toDer().data()))
+        if self.fingerprint and self.seen_fingerprint == self.fingerprint:
+            sock.ignoreSslErrors()      # the certificate the user accepted (self-signed, other name)
+            return
+        details = "; ".join(e.errorString() for e in errors) or "not trusted"
+        # Hold: no retry loop until the user has decided (``trust``) or gone elsewhere.
+        self._stopped = True
+        self._retry.stop()
+        self.last_error = f"the server's certificate is not trusted ({details})"
+        sock.abort()
+        self.certificate_unknown.emit(self.seen_fingerprint, details)
+
+    def _on_encrypted(self) -> None:
+        sock = self._socket
+        if isinstance(sock, QSslSocket) and not self.seen_fingerprint:
+            self.seen_fingerprint = certificate_fingerprint(bytes(sock.peerCertificate().toDer().data()))
+        req_id = next(self._ids)
+        self._pending[req_id] = (lambda _r: self._on_connected(), self._on_login_refused)
+        self._socket.write(protocol.request(req_id, "auth.login", {"token": self._token}))
+
+    def _on_login_refused(self, error: MailError) -> None:
+        if error.code != "forbidden":
+            return   # the connection dropped meanwhile; the retry loop goes on
+        self._stopped = True
+        self._retry.stop()
+        self.last_error = error.message
+        self._socket.abort()
+        self.auth_failed.emit(error.message)
 
     def _on_connected(self) -> None:
         self._buffer = b""
@@ -125,7 +236,7 @@ class IpcClient(QObject):
         self.last_error = self._socket.errorString()
         # A failed connect reports the error while still "connecting"; a lost connection also
         # sends ``disconnected``. Either way the connection is gone: dropping twice is harmless.
-        if self._socket.state() != QLocalSocket.LocalSocketState.ConnectedState or not self._is_connected:
+        if not self._socket_up() or not self._is_connected:
             self._drop_connection(self._unavailable_text())
             self._schedule_retry()
 

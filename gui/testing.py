@@ -344,6 +344,8 @@ class FakeServiceClient(QObject):
     event_received = Signal(str, object)
     connected = Signal()
     disconnected = Signal()
+    certificate_unknown = Signal(str, str)
+    auth_failed = Signal(str)
 
     def __init__(self, service: FakeService | None = None, *, latency_ms: int = 0,
                  parent: QObject | None = None) -> None:
@@ -357,14 +359,44 @@ class FakeServiceClient(QObject):
         self._reachable = True
         self._subscribed = False
         self.last_error = ""
+        # Other computers: "host:port" -> (their service, token, certificate fingerprint).
+        self.remote_services: dict[str, tuple[FakeService, str, str]] = {}
+        self.remote: tuple[str, int] | None = None
+        self.fingerprint = self.seen_fingerprint = ""
+        self._token = ""
+        self._local_service = self.service
 
     @property
     def is_connected(self) -> bool:
         return self._is_connected
 
     @property
+    def is_remote(self) -> bool:
+        return self.remote is not None
+
+    @property
     def target(self) -> str:
-        return str(self.data_dir)
+        return self.location if self.remote else str(self.data_dir)
+
+    # -- pointing elsewhere (the real client's point_at_local / point_at_remote / trust) ---------
+    def point_at_local(self, data_dir: str | Path) -> None:
+        self.stop()
+        self.remote = None
+        self.service = self._local_service
+        self.data_dir = Path(data_dir)
+        self.location = str(self.data_dir / "admin.sock")
+        self.start()
+
+    def point_at_remote(self, host: str, port: int, token: str, fingerprint: str = "") -> None:
+        self.stop()
+        self.remote = (host, int(port))
+        self.location = f"{host}:{int(port)}"
+        self._token, self.fingerprint, self.seen_fingerprint = token, fingerprint, ""
+        self.start()
+
+    def trust(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.start()
 
     def start(self) -> None:
         QTimer.singleShot(0, self, self._try_connect)
@@ -383,6 +415,22 @@ class FakeServiceClient(QObject):
         if not self._reachable:
             self.disconnected.emit()
             return
+        if self.remote is not None:
+            entry = self.remote_services.get(self.location)
+            if entry is None:
+                self.last_error = "Connection refused"
+                self.disconnected.emit()
+                return
+            service, token, fingerprint = entry
+            self.seen_fingerprint = fingerprint
+            if fingerprint != self.fingerprint:
+                self.certificate_unknown.emit(fingerprint, "The certificate is self-signed, and untrusted")
+                return
+            if token != self._token:
+                self.last_error = "The token is not valid (revoked, mistyped, or made for another server)."
+                self.auth_failed.emit(self.last_error)
+                return
+            self.service = service
         self._is_connected = True
         self._subscribed = True
         self.connected.emit()

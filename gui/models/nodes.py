@@ -17,6 +17,7 @@ class NodeKind(Enum):
     SERVER = "server"
     DOMAIN = "domain"
     MAILBOX = "mailbox"
+    REMOTE = "remote"        # a remembered server under the root; selecting it connects to it
 
     def can_delete(self) -> bool:
         return self in (NodeKind.DOMAIN, NodeKind.MAILBOX)
@@ -39,11 +40,11 @@ class NodeKind(Enum):
 
     def help_topic(self) -> str:
         return {NodeKind.ROOT: "index", NodeKind.SERVER: "server", NodeKind.DOMAIN: "domain",
-                NodeKind.MAILBOX: "mailbox"}[self]
+                NodeKind.MAILBOX: "mailbox", NodeKind.REMOTE: "connect"}[self]
 
     def noun(self, count: int = 1) -> str:
         word = {NodeKind.ROOT: "console root", NodeKind.SERVER: "server", NodeKind.DOMAIN: "domain",
-                NodeKind.MAILBOX: "mailbox"}[self]
+                NodeKind.MAILBOX: "mailbox", NodeKind.REMOTE: "remembered server"}[self]
         if count == 1:
             return word
         return "mailboxes" if self is NodeKind.MAILBOX else word + "s"

@@ -1,4 +1,5 @@
-"""The scope pane: POP3 Service → the server (state badge) → one node per domain (lock badge).
+"""The scope pane: POP3 Service → the server (state badge) → one node per domain (lock badge);
+remembered servers (other computers, or this one when managing another) follow the server.
 
 Domains load lazily in pages (``canFetchMore``/``fetchMore``) and then follow the service's
 change events; the model never re-reads the list after one of our own requests.
@@ -42,6 +43,8 @@ class Node:
             return "POP3 Service"
         if self.kind is NodeKind.SERVER:
             return str(self.data.get("hostname") or "(this computer)")
+        if self.kind is NodeKind.REMOTE:
+            return str(self.data.get("label") or self.key)
         return str(self.data.get("display_name") or self.key)
 
     def target(self) -> Target:
@@ -130,11 +133,15 @@ class ScopeTreeModel(QAbstractItemModel):
                 return icons.icon("console")
             if node.kind is NodeKind.SERVER:
                 return icons.server_icon(node.data.get("state", "unknown"))
+            if node.kind is NodeKind.REMOTE:
+                return icons.icon("server")
             return icons.item_icon("domain", locked=bool(node.data.get("locked")))
         if role == Qt.ItemDataRole.ToolTipRole:
             if node.kind is NodeKind.SERVER:
                 state = node.data.get("state", "unknown")
                 return f"{node.label}: the POP3 Service is {STATE_TEXT.get(state, 'in an unknown state').lower()}"
+            if node.kind is NodeKind.REMOTE:
+                return f"Select to manage the POP3 Service on {node.label}"
             if node.kind is NodeKind.DOMAIN:
                 d = node.data
                 return (f"{node.label}: {d.get('mailbox_count', 0):,} mailboxes, "
@@ -185,6 +192,29 @@ class ScopeTreeModel(QAbstractItemModel):
         self.server.data.update(hostname=info.get("hostname") or "", auth=info.get("auth"))
         idx = self.index_of(self.server)
         self.dataChanged.emit(idx, idx)
+
+    def set_remembered(self, entries: list[tuple[str, str]]) -> None:
+        """The remembered servers shown after the server node: (key, label) pairs."""
+        old = self.root.children[1:]
+        if [(n.key, n.label) for n in old] == entries:
+            return
+        parent = self.index_of(self.root)
+        if old:
+            self.beginRemoveRows(parent, 1, len(old))
+            del self.root.children[1:]
+            for n in old:
+                n.parent = None
+            self.endRemoveRows()
+        if entries:
+            self.beginInsertRows(parent, 1, len(entries))
+            for key, label in entries:
+                node = Node(NodeKind.REMOTE, key, {"label": label}, self.root)
+                node.row = len(self.root.children)
+                self.root.children.append(node)
+            self.endInsertRows()
+
+    def remote_nodes(self) -> list[Node]:
+        return list(self.root.children[1:])
 
     def set_service_state(self, state: str) -> None:
         if self.server.data.get("state") != state:

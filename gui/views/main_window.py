@@ -19,7 +19,6 @@ from gui import icons, ops
 from gui.dialogs import error_box
 from gui.dialogs.change_password import ChangePasswordDialog
 from gui.dialogs.confirm_delete import ConfirmDeleteDialog
-from gui.dialogs.connect_computer import ConnectComputerDialog, remember
 from gui.dialogs.item_properties import DomainPropertiesDialog, MailboxPropertiesDialog
 from gui.dialogs.mailbox_created import MailboxCreatedDialog, client_settings
 from gui.dialogs.new_domain import NewDomainDialog
@@ -32,6 +31,7 @@ from gui.models.tree_model import Node, ScopeTreeModel
 from gui.views.banner import ConnectionBanner
 from gui.views.help_window import HelpWindow
 from gui.views.list_pane import ListPane
+from gui.views.server_switch import ServerSwitch
 from gui.views.status_view import StatusView
 
 APP_TITLE = "POP3 Service"
@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         self._update_timer.timeout.connect(self.update_actions)
         self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
         self._maybe_restore_selection()
+        self.server_switch = ServerSwitch(self)     # this computer or another; remembered servers
         self.update_actions()
         if client.is_connected:
             self._on_connected()
@@ -400,6 +401,9 @@ class MainWindow(QMainWindow):
 
     def _on_node_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         node = self.current_node()
+        if node.kind is NodeKind.REMOTE:
+            self.server_switch.node_selected(node.key)   # selects the server node when it switches
+            return
         if node.kind is NodeKind.ROOT:
             self.stack.setCurrentWidget(self.root_page)
         elif node.kind is NodeKind.SERVER:
@@ -735,35 +739,13 @@ class MainWindow(QMainWindow):
         self.help_window.show_topic(topic)
 
     def do_connect(self) -> None:
-        remembered = stored_list(self.settings, "connect/remembered")
-        dialog = ConnectComputerDialog(self, data_dir=str(getattr(self.client, "data_dir", "")),
-                                       remembered=remembered)
-
-        def chosen() -> None:
-            choice = dialog.choice()
-            if choice.local:
-                self.switch_data_dir(Path(choice.data_dir))
-                return
-            self.settings.setValue("connect/remembered", remember(remembered, choice.computer))
-            error_box.show_error(self, f"Remote administration of {choice.computer} needs the POP3 Service's "
-                                 "network admin listener, which this version does not have yet. Run the console "
-                                 "on that computer, or use winpop there.", doing=f"connect to {choice.computer}")
-
-        dialog.accepted.connect(chosen)
-        self._open(dialog, "connect")
+        self.server_switch.open_dialog()
 
     def switch_data_dir(self, data_dir: Path) -> None:
         """Manage the service of another data directory on this computer."""
-        if data_dir == getattr(self.client, "data_dir", None):
+        if data_dir == getattr(self.client, "data_dir", None) and not getattr(self.client, "is_remote", False):
             return
-        from gui.ipc_client import IpcClient   # the fake client has no socket to re-point
-        if not isinstance(self.client, IpcClient):
-            return
-        self.client.stop()
-        self.client.data_dir = data_dir
-        self.client.location = str(data_dir / "admin.sock")
-        self.settings.setValue("connect/data_dir", str(data_dir))
-        self.client.start()
+        self.server_switch.connect_local(data_dir)
 
     def do_about(self) -> None:
         box = QMessageBox(QMessageBox.Icon.Information, "About POP3 Service",

@@ -4,7 +4,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from gui.dialogs.change_password import ChangePasswordDialog
-from gui.dialogs.connect_computer import ConnectComputerDialog, remember
 from gui.dialogs.item_properties import MailboxPropertiesDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
@@ -176,23 +175,6 @@ def test_mailbox_quota_from_its_properties(qtbot, window, fake):
     qtbot.waitUntil(lambda: window.mailbox_model.item("bob@contoso.com")["quota_bytes"] == 10 * 1024 * 1024)
     row = window.mailbox_model.row_of("bob@contoso.com")
     assert window.mailbox_model.data(window.mailbox_model.index(row, 4)) == "10,240"
-
-
-def test_connect_dialog_remembers_other_computers(qtbot, window, errors, qsettings):
-    window.do_connect()
-    dialog = window.dialog
-    assert isinstance(dialog, ConnectComputerDialog)
-    assert dialog.ok_button.isEnabled()               # the local computer is a complete choice
-    dialog.remote.setChecked(True)
-    assert not dialog.ok_button.isEnabled()
-    dialog.computer.setCurrentText("mail2.contoso.com")
-    with qtbot.waitSignal(dialog.accepted):
-        qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
-    assert "remote" in errors[0].lower() or "admin listener" in errors[0]
-    assert qsettings.value("connect/remembered") in ("mail2.contoso.com", ["mail2.contoso.com"])
-    window.do_connect()
-    assert window.dialog.computer.itemText(0) == "mail2.contoso.com"
-    assert remember(["a", "B", "c"], "b") == ["b", "a", "c"]
 
 
 def test_fake_service_checks_params_like_the_real_one():

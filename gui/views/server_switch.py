@@ -1,0 +1,162 @@
+"""Which server the console manages: this computer, or another one over its remote
+administration listener (File > Connect to Another Computer, and the remembered servers under
+the root of the tree).
+
+It asks for the certificate on first use (and warns loudly if a pinned one changes), keeps the
+token in the system keyring only when that keyring is secure, and asks again for a refused token.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QMessageBox
+
+from gui.dialogs.connect_computer import ConnectComputerDialog
+from gui.remote_servers import (RemoteServer, TokenVault, pin_fingerprint, pinned_fingerprint, remember,
+                                remembered)
+
+LOCAL_KEY = "local"
+
+
+class ServerSwitch(QObject):
+    """Points the window's client at a server and keeps the remembered list in the tree."""
+
+    def __init__(self, window: Any, vault: TokenVault | None = None) -> None:
+        super().__init__(window)
+        self.window = window
+        self.vault = vault if vault is not None else TokenVault()
+        self.server: RemoteServer | None = None        # the remote server being managed, if any
+        self._token_to_save = ""
+        self._local_dir = Path(getattr(window.client, "data_dir", ""))
+        client = window.client
+        client.connected.connect(self._on_connected)
+        if hasattr(client, "certificate_unknown"):
+            client.certificate_unknown.connect(self._certificate_unknown)
+            client.auth_failed.connect(self._auth_failed)
+        self.refresh_tree()
+
+    # -- what the window calls -------------------------------------------------------------------
+    def open_dialog(self, *, preset: RemoteServer | None = None, message: str = "") -> ConnectComputerDialog:
+        names = [s.key for s in remembered(self.window.settings)]
+        dialog = ConnectComputerDialog(self.window, data_dir=str(self._local_dir), remembered=names,
+                                       vault=self.vault, preset=preset, message=message)
+
+        def chosen() -> None:
+            choice = dialog.choice()
+            if choice.local:
+                self.connect_local(Path(choice.data_dir))
+                return
+            server = choice.server
+            if server is None:
+                return
+            token = choice.token or self.vault.load(server)
+            self.connect_remote(server, token, save=choice.remember_token and bool(choice.token))
+
+        dialog.accepted.connect(chosen)
+        self.window._open(dialog, "connect")
+        return dialog
+
+    def node_selected(self, key: str) -> None:
+        """A remembered server was selected in the tree: connect to it."""
+        self._select_server()   # first: the remembered nodes are rebuilt below
+        if key == LOCAL_KEY:
+            self.connect_local(self._local_dir)
+            return
+        server = RemoteServer.parse(key)
+        if server is None:
+            return
+        token = self.vault.load(server)
+        if token:
+            self.connect_remote(server, token, save=False)
+        else:
+            reason = "" if self.vault.available else " (it is not kept: " + self.vault.reason + ")"
+            self.open_dialog(preset=server, message=f"Give the admin token for {server.label}{reason}.")
+
+    def connect_local(self, data_dir: Path) -> None:
+        client = self.window.client
+        self._select_server()
+        self.server = None
+        self._token_to_save = ""
+        self._local_dir = Path(data_dir)
+        if hasattr(client, "point_at_local"):
+            client.point_at_local(self._local_dir)
+        self.window.settings.setValue("connect/data_dir", str(self._local_dir))
+        self.refresh_tree()
+
+    def connect_remote(self, server: RemoteServer, token: str, *, save: bool) -> None:
+        self._select_server()
+        self.server = server
+        self._token_to_save = token if save else ""
+        remember(self.window.settings, server)
+        self.window.client.point_at_remote(server.host, server.port, token,
+                                           pinned_fingerprint(self.window.settings, server))
+        self.refresh_tree()
+
+    def refresh_tree(self) -> None:
+        entries = [(s.key, s.label) for s in remembered(self.window.settings) if s != self.server]
+        if self.server is not None:
+            entries.insert(0, (LOCAL_KEY, "This computer"))
+        self.window.tree_model.set_remembered(entries)
+
+    # -- answers from the client -------------------------------------------------------------------
+    def _select_server(self) -> None:
+        tree = self.window.tree
+        tree.setCurrentIndex(self.window.tree_model.index_of(self.window.tree_model.server))
+
+    def _on_connected(self) -> None:
+        if self.server is None:
+            return
+        client = self.window.client
+        seen = getattr(client, "seen_fingerprint", "")
+        if seen:
+            pin_fingerprint(self.window.settings, self.server, seen)
+        if self._token_to_save:
+            token, self._token_to_save = self._token_to_save, ""
+            if not self.vault.save(self.server, token):
+                self.window.statusBar().showMessage(f"The token was not stored: {self.vault.reason}.", 8000)
+
+    def _certificate_unknown(self, fingerprint: str, details: str) -> None:
+        server = self.server
+        if server is None:
+            return
+        pinned = pinned_fingerprint(self.window.settings, server)
+        if pinned and pinned != fingerprint:
+            icon = QMessageBox.Icon.Warning
+            text = (f"<b>The certificate of {server.label} has changed.</b><br><br>"
+                    f"Remembered: <tt>{pinned}</tt><br>Now: <tt>{fingerprint}</tt><br><br>"
+                    "If the server's certificate was renewed, this is expected. Otherwise someone may be "
+                    "between you and the server. Trust the new certificate only if you can confirm it on the "
+                    "server (its Service Status page shows the fingerprint).")
+        else:
+            icon = QMessageBox.Icon.Question
+            text = (f"<b>First connection to {server.label}.</b><br><br>"
+                    f"Its certificate is not vouched for by an authority ({details}). This is normal for the "
+                    "service's own self-signed certificate. Check that its SHA-256 fingerprint is the one the "
+                    "server shows on its Service Status page:<br><br>"
+                    f"<tt>{fingerprint}</tt><br><br>Trust this certificate and connect?")
+        box = QMessageBox(icon, "Server certificate", text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self.window)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setTextFormat(box.textFormat().RichText)
+
+        def decided(result: int) -> None:
+            if result == QMessageBox.StandardButton.Yes and self.server == server:
+                pin_fingerprint(self.window.settings, server, fingerprint)
+                self.window.client.trust(fingerprint)
+            elif self.server == server:
+                self.window.statusBar().showMessage(f"Not connected to {server.label}: certificate not trusted.",
+                                                    8000)
+
+        box.finished.connect(decided)
+        self.window.dialog = box
+        box.open()
+
+    def _auth_failed(self, message: str) -> None:
+        server = self.server
+        if server is None:
+            return
+        self._token_to_save = ""
+        self.vault.forget(server)   # a stored token that no longer works is of no use
+        self.open_dialog(preset=server, message=f"{server.label} refused the token: {message}")
