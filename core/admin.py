@@ -19,6 +19,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import settings as settings_mod
+from core.auth.settings import SEALED_PREFIX, SECRET_SETTINGS, SECRET_SHOWN
+from core.auth.settings import shown as shown_setting
 from core.db import Database
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.model import DomainInfo, MailboxInfo, to_json
@@ -228,10 +230,12 @@ class Admin:
                               message_count=0, total_bytes=0, has_user=bool(create_user))
                 session.add(box)
                 session.flush()
-                if password is not None:
-                    self.auth.set_password(session, box.id, password)
+                # The associated user first: with local accounts or a directory the password is
+                # set on the account, so it must exist (the password file has no create_user).
                 if create_user and hasattr(self.auth, "create_user"):
                     self.auth.create_user(session, box.id, name, drow.name, password)
+                elif password is not None:
+                    self.auth.set_password(session, box.id, password)
                 session.execute(update(Domain).where(Domain.id == drow.id)
                                 .values(mailbox_count=Domain.mailbox_count + 1))
                 box_id = box.id
@@ -314,14 +318,19 @@ class Admin:
         with self.db.read() as session:
             if name:
                 spec = settings_mod.resolve(name)
-                return {spec.name: Settings.get(session, spec.name)}
-            return Settings.get_all(session)
+                return {spec.name: shown_setting(spec.name, Settings.get(session, spec.name))}
+            return {k: shown_setting(k, v) for k, v in Settings.get_all(session).items()}
 
     def settings_set(self, name: str, value: Any) -> dict:
         spec = settings_mod.resolve(name)
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' is chosen when the service is set up and cannot be changed.")
+        if spec.name in SECRET_SETTINGS and value == SECRET_SHOWN:
+            return {"name": spec.name, "value": SECRET_SHOWN, "restart": spec.restart}   # unchanged
         checked = spec.check(value)
+        if spec.name in SECRET_SETTINGS and checked and not str(checked).startswith(SEALED_PREFIX):
+            raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
+                              "through the running service (winpop set or the console).")
         with self.db.write() as session:
             if spec.name == "auth":
                 domains = session.scalar(select(func.count(Domain.id)))
@@ -336,8 +345,8 @@ class Admin:
             if spec.name == "mailroot":
                 checked = self._check_mailroot(session, checked)
             Settings.put(session, spec.name, checked)
-        self.publish("settings.changed", {"name": spec.name, "value": checked})
-        return {"name": spec.name, "value": checked, "restart": spec.restart}
+        self.publish("settings.changed", {"name": spec.name, "value": shown_setting(spec.name, checked)})
+        return {"name": spec.name, "value": shown_setting(spec.name, checked), "restart": spec.restart}
 
     def _check_mailroot(self, session: Session, value: str) -> str:
         if not value:

@@ -18,8 +18,11 @@ _FORBIDDEN_BY_METHOD = {
     "directory": _FORBIDDEN_COMMON | {"+"},
     "local": _FORBIDDEN_COMMON | {"+"},
 }
-# The original: 1-20 characters for local accounts, up to 64 for the password file and AD.
-MAILBOX_MAX_LEN = {"passwordfile": 64, "directory": 64, "local": 20}
+# The original: 1-20 characters for local accounts (the SAM's limit), up to 64 for the password
+# file and AD. On Linux a local account name may be as long as useradd allows: 32.
+MAILBOX_MAX_LEN = {"passwordfile": 64, "directory": 64, "local": 32}
+# What useradd accepts as an account name (shadow's is_valid_user_name, without --badname).
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
 _MAILBOX_ALLOWED = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -120,6 +123,12 @@ def normalize_mailbox(name: str, method: str = "passwordfile") -> str:
         raise Invalid(f"The mailbox name is {len(lowered)} characters long; the limit is {limit}.")
     if method == "local" and lowered[0] == "-":
         raise Invalid("With local accounts a mailbox name may not start with '-'.")
+    if method == "local" and not _ACCOUNT_NAME.match(lowered):
+        bad = " ".join(sorted(set(lowered) - set("abcdefghijklmnopqrstuvwxyz0123456789_.-")))
+        raise Invalid(f"With local accounts the mailbox name is a system account name: letters, digits and "
+                      f". _ - only (not {bad}).")
+    if method == "local" and lowered.isdigit():
+        raise Invalid("With local accounts a mailbox name may not be all digits (it would read as a user id).")
     return lowered
 
 

@@ -81,6 +81,10 @@ class ServiceContext:
         self.events = EventBus(loop)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="store")
         self.auth: Any = None          # the auth provider (core.auth), set by the daemon
+        self.auth_methods: Any = None  # service.auth_methods.AuthMethods: builds and switches ``auth``
+        # Logons get threads of their own: PAM takes ~2 s to refuse a password, and a burst of
+        # wrong passwords must not starve deliveries and mailbox reads of the store's threads.
+        self.auth_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="auth")
         self.tls: Any = None           # service.tls.TlsMaterial
         self.throttle: Any = None      # service.throttle.LoginThrottle (POP3 issue)
         self.admin: Any = None         # core.admin.Admin
@@ -118,6 +122,10 @@ class ServiceContext:
     def limits(self) -> Limits:
         return Limits(total=int(self._settings["max_connections"]),
                       per_address=int(self._settings["max_connections_per_ip"]))
+
+    async def run_auth(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a password check (provider or SASL step: PAM, LDAP, PBKDF2) on the logon threads."""
+        return await self.loop.run_in_executor(self.auth_executor, functools.partial(fn, *args, **kwargs))
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking work (database, fsync, PAM, LDAP) off the event loop."""

@@ -177,7 +177,8 @@ class MailService:
         except MailError as exc:
             log.critical("%s", exc.message)
             return 2
-        ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish)
+        from service.auth_methods import AVAILABLE_METHODS
+        ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish, available_methods=AVAILABLE_METHODS)
         ctx.on_settings_changed = self._apply_settings
         ctx.controller = self.control
         ctx.request_shutdown = self.request_shutdown
@@ -262,15 +263,11 @@ class MailService:
                     tls.warn_if_expiring(tls.cert_path)
 
     def _make_provider(self, ctx: ServiceContext, values: dict[str, Any]) -> Any:
-        from core.auth.keystore import ServerKey
-        from core.auth.provider import PasswordFileProvider
+        """The provider the ``auth`` setting names (service/auth_methods.py switches it later)."""
+        from service.auth_methods import AuthMethods
 
-        method = values["auth"]
-        key = ServerKey.load(self.data_dir, values["keystore"], create=True)
-        if method != "passwordfile":
-            log.error("the %r authentication method is not available in this version; using the password file",
-                      method)
-        return PasswordFileProvider(ctx.db, key, mailroot=ctx.store.root)
+        ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"])
+        return ctx.auth_methods.build(values)
 
     def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
         from service.tls import TlsMaterial
@@ -374,6 +371,8 @@ class MailService:
     def _apply_settings(self) -> None:
         level = int(self.ctx.setting("logging"))
         logging.getLogger().setLevel(LOG_LEVELS.get(level, logging.INFO))
+        if getattr(self.ctx, "auth_methods", None) is not None:
+            self.ctx.auth_methods.apply()   # `winpop set auth ...`: switch the provider now
         if self.admin_server is not None:
             self.admin_server.apply_group()
         if self.ctx.tls is not None:
@@ -425,6 +424,9 @@ class MailService:
         if self.admin_server is not None:
             await self.admin_server.stop()
         ctx.executor.shutdown(wait=True, cancel_futures=True)
+        ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
+        if hasattr(ctx.auth, "close"):
+            ctx.auth.close()
         ctx.db.dispose()
         self._remove_pid()
         log.warning("service stopped")

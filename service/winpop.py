@@ -39,6 +39,8 @@ HELP = {
     "set": "winpop set SETTING VALUE\n  Change a setting (e.g. winpop set logging 2, winpop set auth passwordfile).",
     "import": "winpop import DIR\n  Import a Windows POP3 Service mail root (DIR\\<domain>\\P3_<name>.mbx\\*.eml); "
               "UIDLs are kept.",
+    "migrate": "winpop migrate NAME@DOMAIN\n  Move a password-file mailbox to a directory entry, keeping its password "
+               "(the original's migrateToAD); after the last one the server uses the directory method.",
     "start": "winpop start [LISTENER]\n  Start the listeners (pop3, pop3s, smtp, submission, smtps), or one.",
     "stop": "winpop stop [LISTENER]\n  Stop listeners and end their sessions.",
     "pause": "winpop pause [LISTENER]\n  Refuse new connections, keep the sessions.",
@@ -280,6 +282,16 @@ class Winpop:
                 f"messages ({result['skipped']} already there).")
         for warning in result.get("warnings", []):
             text += f"\nNote: {warning}"
+        self.out(result, text)
+
+    def do_migrate(self) -> None:
+        target = self._need_target()
+        result = self.client.call("mailbox.migrate", address=target)
+        text = (f"Migrated {result['address']} to the directory entry {result['entry']}"
+                f"{' (created' if result['created'] else ' (existing'}"
+                f"{', password carried over)' if result['password_carried'] else ')'}.")
+        text += (" No password-file mailbox is left: the server now uses the directory method." if result["switched"]
+                 else f" {result['remaining']} password-file mailboxes are left to migrate.")
         self.out(result, text)
 
     def _control(self, action: str) -> None:

@@ -108,6 +108,8 @@ OPS: dict[str, OpSpec] = {
             "{level, items: [{at, level, source, message}]}", limit=Param(int, required=False, default=100)),
         _op("audit.list", "The newest audit entries", "{items: [{at, actor, op, target, detail, outcome}]}",
             limit=Param(int, required=False, default=50)),
+        _op("mailbox.migrate", "Move a password-file mailbox to a directory entry (the original's migrateToAD)",
+            "{address, entry, created, password_carried, remaining, switched}", mutates=True, address=Param(str)),
         _op("import.windows", "Import a Windows POP3 Service mail root (DIR/<domain>/P3_<name>.mbx/*.eml)",
             "{domains, mailboxes, messages, skipped, warnings: [...]}", mutates=True, path=Param(str)),
         # -- logon throttling (POP3 and SMTP AUTH) -------------------------------------------
@@ -191,4 +193,10 @@ def redact(op: str, params: dict[str, Any]) -> dict[str, Any]:
     spec = OPS.get(op)
     if spec is None:
         return {}
-    return {k: ("***" if spec.params.get(k, Param(str)).secret else v) for k, v in params.items()}
+    shown = {k: ("***" if spec.params.get(k, Param(str)).secret else v) for k, v in params.items()}
+    if op == "settings.set" and str(params.get("name", "")).strip().lower() in _SECRET_SETTINGS and "value" in shown:
+        shown["value"] = "***"   # the directory bind password (core.auth.settings)
+    return shown
+
+
+_SECRET_SETTINGS = frozenset({"ldap_bind_password", "smarthost_password"})

@@ -118,6 +118,26 @@ async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
             "tls": tls, "admin_tcp": admin_tcp, **service_status(ctx)}
 
 
+@handles("mailbox.migrate")
+async def mailbox_migrate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    """winpop migrate: a password-file mailbox to a directory entry (core/auth/migration.py)."""
+    from core.auth.migration import migrate_to_directory
+    methods = ctx.auth_methods
+    if methods is None:
+        raise Unavailable("The authentication methods are not set up in this service.")
+    directory = methods.directory()
+    try:
+        result = await ctx.run(migrate_to_directory, ctx.db, methods.key, directory, params["address"])
+    finally:
+        directory.close()
+    ctx.events.publish("mailbox.changed", await ctx.run(ctx.admin.mailbox_get, result["address"]))
+    if result["switched"]:
+        await ctx.run(ctx.reload_settings)
+        ctx.apply_settings()
+        ctx.events.publish("settings.changed", {"name": "auth", "value": "directory"})
+    return result
+
+
 @handles("service.control")
 async def control(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     await ctx.control(params["action"], params.get("listener") or "")

@@ -190,7 +190,7 @@ async def cmd_pass(session: Pop3Session, arg: str) -> None:
         return
     ctx = session.ctx
     try:
-        ref = await ctx.run(ctx.auth.verify_password, login, arg)
+        ref = await ctx.run_auth(ctx.auth.verify_password, login, arg)
     except MailError as exc:
         outcome: MailboxRef | Failure = Failure(exc.message, login, temporary=True)
     except Exception as exc:
@@ -215,7 +215,7 @@ async def cmd_apop(session: Pop3Session, arg: str) -> None:
         return
     ctx = session.ctx
     try:
-        result = await ctx.run(check_apop, ctx.auth, login, session.timestamp, digest)
+        result = await ctx.run_auth(check_apop, ctx.auth, login, session.timestamp, digest)
     except Exception as exc:
         log.exception("POP3 session %s: APOP check failed", session.id)
         result = Failure(str(exc), login, temporary=True)
@@ -247,7 +247,7 @@ async def cmd_auth(session: Pop3Session, arg: str) -> None:
             return
     try:
         mechanism = create_mechanism(name, ctx.auth, hostname=ctx.hostname)
-        result = await ctx.run(mechanism.start, initial)
+        result = await ctx.run_auth(mechanism.start, initial)
     except MailError as exc:
         session.write(wire.err(exc.message))
         return
@@ -256,7 +256,7 @@ async def cmd_auth(session: Pop3Session, arg: str) -> None:
         data = await _client_response(session)
         if data is None:
             return
-        result = await ctx.run(mechanism.step, data)
+        result = await ctx.run_auth(mechanism.step, data)
     if isinstance(result, Success):
         if result.final:
             # RFC 5034 §4: additional data with success goes in a last challenge, answered empty.

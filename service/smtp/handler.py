@@ -192,12 +192,12 @@ class SmtpHandler:
                 except (binascii.Error, ValueError):
                     await server.push("501 5.5.2 Cannot decode the base64 data")
                     return AuthResult(success=False, handled=True)
-        step = await ctx.run(mechanism.start, initial)
+        step = await ctx.run_auth(mechanism.start, initial)
         while isinstance(step, Challenge):
             answer = await server.challenge_auth(step.data, encode_to_b64=True)
             if answer is MISSING:   # '*' or bad base64: aiosmtpd has replied already
                 return AuthResult(success=False, handled=True)
-            step = await ctx.run(mechanism.step, answer)
+            step = await ctx.run_auth(mechanism.step, answer)
         throttle = ctx.throttle
         if isinstance(step, Success):
             who = step.principal

@@ -87,8 +87,10 @@ def test_bad_domains_say_why(name, message):
     ("passwordfile", "a+b", True),        # the password file allowed '+'
     ("local", "a+b", False),
     ("directory", "a+b", False),
-    ("local", "x" * 20, True),            # 1-20 characters for local accounts
-    ("local", "x" * 21, False),
+    ("local", "x" * 32, True),            # local accounts: as long as useradd allows (32)
+    ("local", "x" * 33, False),
+    ("local", "a&b", False),              # useradd refuses what the original allowed
+    ("local", "1234", False),
     ("passwordfile", "x" * 64, True),
     ("passwordfile", "john.someone", True),
     ("passwordfile", "a=b", False),

@@ -1,0 +1,85 @@
+"""The running service's auth provider: built from the ``auth`` setting, switched when it changes.
+
+``passwordfile``, ``local`` (PAM) and ``directory`` (LDAP) share one interface (core.auth);
+this module chooses one, seals the directory bind password given to ``settings.set`` with the
+server key, and swaps the provider of the protocol servers and the admin operations after
+``winpop set auth ...`` (or a changed ``ldap_*`` / ``pam_service`` setting) without a restart.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from core.auth import settings as method_settings
+from core.auth.directory import DirectoryConfig, DirectoryProvider, seal_bind_password
+from core.auth.keystore import ServerKey
+from core.auth.local import LocalAccountProvider, install_pam_file
+from core.auth.provider import PasswordFileProvider
+from core.names import AUTH_METHODS
+
+log = logging.getLogger("pop3svc.auth")
+
+AVAILABLE_METHODS = AUTH_METHODS   # passwordfile, local, directory
+
+
+class AuthMethods:
+    """Builds the provider the settings name and keeps ``ctx.auth`` / ``ctx.admin.auth`` current."""
+
+    def __init__(self, ctx: Any, data_dir: Path, keystore: str) -> None:
+        self.ctx = ctx
+        self.key = ServerKey.load(data_dir, keystore, create=True)
+        self._fingerprint: tuple | None = None
+        method_settings.install_sealer(lambda text: seal_bind_password(self.key, text))
+
+    def _fingerprint_of(self, values: dict[str, Any]) -> tuple:
+        method = values["auth"]
+        if method == "local":
+            return (method, values.get("pam_service"))
+        if method == "directory":
+            return (method,) + tuple(values.get(n) for n in method_settings.NAMES if n.startswith("ldap_"))
+        return (method,)
+
+    def build(self, values: dict[str, Any]) -> Any:
+        """The provider for ``values['auth']``."""
+        method = values["auth"]
+        self._fingerprint = self._fingerprint_of(values)
+        root = self.ctx.store.root
+        if method == "local":
+            try:
+                if install_pam_file():
+                    log.warning("installed the PAM service file /etc/pam.d/%s", method_settings.PAM_SERVICE_DEFAULT)
+            except OSError as exc:   # not root: PAM falls back to /etc/pam.d/other
+                log.warning("could not install /etc/pam.d/%s (%s); PAM uses 'other'",
+                            method_settings.PAM_SERVICE_DEFAULT, exc.strerror)
+            return LocalAccountProvider(self.ctx.db, mailroot=root, pam_service=str(values.get("pam_service") or ""))
+        if method == "directory":
+            return self.directory(values)
+        return PasswordFileProvider(self.ctx.db, self.key, mailroot=root)
+
+    def directory(self, values: dict[str, Any] | None = None) -> DirectoryProvider:
+        """A directory provider over the current ``ldap_*`` settings (also used by mailbox.migrate)."""
+        values = values if values is not None else self._values()
+        return DirectoryProvider(self.ctx.db, DirectoryConfig.from_settings(values, self.key), mailroot=self.ctx.store.root)
+
+    def _values(self) -> dict[str, Any]:
+        return {name: self.ctx.setting(name) for name in ("auth", *method_settings.NAMES)}
+
+    def apply(self) -> None:
+        """After a settings change: rebuild the provider if the method or its settings changed."""
+        values = self._values()
+        if self._fingerprint_of(values) == self._fingerprint:
+            return
+        old = self.ctx.auth
+        try:
+            provider = self.build(values)
+        except Exception as exc:   # a bad setting must not take logons down: keep the old provider
+            log.error("could not switch to the %r authentication method: %s", values["auth"],
+                      getattr(exc, "message", exc))
+            return
+        self.ctx.auth = provider
+        if self.ctx.admin is not None:
+            self.ctx.admin.auth = provider
+        if old is not provider and hasattr(old, "close"):
+            old.close()
+        log.warning("authentication method: %s", provider.method)
