@@ -78,6 +78,28 @@ def bench_delivery(rounds: int, batch: int) -> dict:
     return {"raw": raws, "store": stores, "ratio": ratios}
 
 
+def bench_overhead(batch: int) -> tuple[float, float]:
+    """The store's own cost per message: both loops with fsync replaced by a no-op (ms, ms)."""
+    real_fsync = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+            base = Path(tmp)
+            db = Database(sqlite_url(base / "b.db"))
+            db.upgrade()
+            store = MailStore(db, base / "root", hostname="bench")
+            mid = make_mailbox(db, store, "alice@example.com")
+            raw_dir = base / "raw"
+            for sub in ("tmp", "new", "cur"):
+                (raw_dir / sub).mkdir(parents=True)
+            raw_ms = [1e3 / raw_loop(raw_dir, batch) for _ in range(3)]
+            store_ms = [1e3 / store_loop(store, mid, batch) for _ in range(3)]
+            db.dispose()
+    finally:
+        os.fsync = real_fsync
+    return statistics.median(raw_ms), statistics.median(store_ms)
+
+
 def populate(data_dir: Path, domains: int = 1000, mailboxes: int = 100_000, big: int = 20_000) -> None:
     """1,000 domains and 100,000 mailboxes (one domain holds 20,000), rows and folders."""
     data_dir.mkdir(parents=True)
@@ -167,6 +189,9 @@ def main() -> None:
     print(f"MailStore.deliver: {med['store']:.0f} msg/s  [{min(result['store']):.0f}-{max(result['store']):.0f}]")
     print(f"ratio store/raw (median of paired ratios): {med['ratio']:.2f}  "
           f"[{min(result['ratio']):.2f}-{max(result['ratio']):.2f}]")
+    raw_ms, store_ms = bench_overhead(args.batch)
+    print(f"without fsync: raw {raw_ms:.3f} ms, store {store_ms:.3f} ms per message "
+          f"(the store's own cost: {store_ms - raw_ms:.3f} ms)")
     if not args.skip_admin:
         print("\n## Admin with 1,000 domains and 100,000 mailboxes (median of 7, seconds)")
         for name, value in bench_admin().items():
