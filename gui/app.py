@@ -20,15 +20,51 @@ def console_settings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
+def needs_setup(data_dir: Path) -> bool:
+    """First use: no service answers at ``data_dir/admin.sock`` and there is no data directory yet."""
+    import socket
+    data_dir = Path(data_dir)
+    if data_dir.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(data_dir / "admin.sock"))
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
+
+
+def open_console(client: IpcClient, settings: QSettings | None = None) -> MainWindow:
+    """The main window on ``client`` (connected or not: the banner offers to start the service)."""
+    window = MainWindow(client, settings=settings or console_settings())
+    window.show()
+    client.start()
+    return window
+
+
 def run_console(data_dir: Path) -> int:
-    """Open the console for the service whose admin socket is ``data_dir/admin.sock``."""
+    """Open the console for the service whose admin socket is ``data_dir/admin.sock``; on first use,
+    the setup wizard comes first and the console opens on what it made."""
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("POP3 Service")
     app.setOrganizationName(ORGANIZATION)
     app.setWindowIcon(icons.icon("console"))
-    settings = console_settings()
-    client = IpcClient(Path(data_dir))
-    window = MainWindow(client, settings=settings)
-    window.show()
-    client.start()
+    if needs_setup(Path(data_dir)):
+        from gui.wizard.setup_wizard import SetupWizard
+        wizard = SetupWizard(Path(data_dir))
+        windows: list[MainWindow] = []
+
+        def after_wizard(_result: int) -> None:
+            client = wizard.client_after_setup if wizard.result_info else None
+            window = open_console(client or IpcClient(Path(data_dir)))
+            windows.append(window)
+            if wizard.result_info:
+                window.show_first_mailbox(wizard.plan().domain, wizard.result_info)
+
+        wizard.finished.connect(after_wizard)
+        wizard.show()
+        return app.exec()
+    window = open_console(IpcClient(Path(data_dir)))  # noqa: F841 - kept alive by this frame
     return app.exec()

@@ -199,6 +199,10 @@ class MainWindow(QMainWindow):
     def _build_menus_and_toolbar(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
+        self.setup_action = QAction("Set &Up the Server (Wizard)…", self)
+        self.setup_action.setStatusTip("Change the ports, the TLS certificate or the mail folder with the setup wizard")
+        self.setup_action.triggered.connect(self.do_setup_wizard)
+        file_menu.addAction(self.setup_action)
         file_menu.addAction(self.connect_action)
         file_menu.addSeparator()
         file_menu.addAction(self.exit_action)
@@ -284,6 +288,8 @@ class MainWindow(QMainWindow):
     def _apply_server_info(self, info: dict[str, Any]) -> None:
         self.server_info = dict(info)
         self.tree_model.set_server_info(info)
+        if hasattr(self.status_view, "set_certificate"):
+            self.status_view.set_certificate(info.get("tls") or {})
         self.setWindowTitle(f"{APP_TITLE} - [{info.get('hostname') or 'this computer'}]")
         self.domain_pane.title.setText(f"Domains on {self.tree_model.server.label}")
         self._update_counts()
@@ -321,17 +327,19 @@ class MainWindow(QMainWindow):
             self.status_view.refresh()
 
     def start_service_process(self) -> None:
-        """Offer of the banner: start ``python main.py service`` for this data directory."""
-        data_dir = str(getattr(self.client, "data_dir", ""))
-        if not MAIN_PY.exists():
-            error_box.show_error(self, f"{MAIN_PY} was not found.", doing="start the POP3 Service")
-            return
-        ok, _pid = QProcess.startDetached(sys.executable, [str(MAIN_PY), "service", "--data-dir", data_dir])
-        if not ok:
-            error_box.show_error(self, "The service process could not be started.", doing="start the POP3 Service")
-        else:
-            self.statusBar().showMessage("Starting the POP3 Service…", 5000)
-            QTimer.singleShot(1000, self.client.retry_now)
+        """Offer of the banner: start this user's own service for this data directory (background mode)."""
+        from gui.wizard.console import start_background_service
+        start_background_service(self)
+
+    def do_setup_wizard(self) -> None:
+        """File → Set Up the Server: the setup wizard for ports, certificate and storage."""
+        from gui.wizard.console import open_setup_wizard
+        open_setup_wizard(self)
+
+    def show_first_mailbox(self, domain: str, mailbox: dict[str, Any]) -> None:
+        """After the first setup: the new domain, and the client settings of its first mailbox."""
+        from gui.wizard.console import show_first_mailbox
+        show_first_mailbox(self, domain, mailbox)
 
     # -- events ------------------------------------------------------------------------------------
     def _on_event(self, name: str, data: Any) -> None:

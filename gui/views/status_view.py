@@ -49,6 +49,9 @@ class StatusView(QWidget):
         head = QHBoxLayout()
         head.addWidget(self.state_icon)
         head.addWidget(self.state_label, 1)
+        self.certificate_label = QLabel()      # subject and expiry; red 30 days ahead (set_certificate)
+        self.certificate_label.setWordWrap(True)
+        self.certificate_label.setVisible(False)
         self.listeners = _table(["Listener", "Protocol", "State", "Address", "Port", "TLS", "Sessions"])
         self.counters_box = QGroupBox("Counters")
         self.counters_grid = QGridLayout(self.counters_box)
@@ -60,6 +63,7 @@ class StatusView(QWidget):
         QVBoxLayout(listeners_box).addWidget(self.listeners)
         layout = QVBoxLayout(self)
         layout.addLayout(head)
+        layout.addWidget(self.certificate_label)
         layout.addWidget(listeners_box, 3)
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 2)
@@ -116,6 +120,29 @@ class StatusView(QWidget):
                 self.counters_grid.addWidget(shown, n // 2, (n % 2) * 2 + 1)
                 self._counter_labels[key] = shown
             self._counter_labels[key].setText(f"{value:,}" if isinstance(value, int) else str(value))
+
+    def set_certificate(self, tls: dict[str, Any]) -> None:
+        """The TLS certificate line: subject and expiry, a warning within 30 days of it."""
+        if not tls:
+            self.certificate_label.setVisible(False)
+            return
+        if tls.get("error"):
+            text, warn = f"TLS certificate: cannot be read ({tls['error']})", True
+        else:
+            days = tls.get("days_left")
+            expiry = str(tls.get("not_after", ""))[:10]
+            subject = tls.get("subject", "")
+            if isinstance(days, int) and days < 0:
+                text, warn = f"TLS certificate {subject} expired on {expiry}: renew it now.", True
+            elif tls.get("expires_soon"):
+                text, warn = (f"TLS certificate {subject} expires on {expiry}, in {days} days: renew it "
+                              "(File → Set Up the Server) before mail clients refuse it.", True)
+            else:
+                kind = " (self-signed)" if tls.get("self_signed") else ""
+                text, warn = f"TLS certificate {subject}{kind}, valid until {expiry}.", False
+        self.certificate_label.setText(text)
+        self.certificate_label.setStyleSheet("color: #a4262c; font-weight: bold;" if warn else "")
+        self.certificate_label.setVisible(True)
 
     def counter_text(self, key: str) -> str:
         label = self._counter_labels.get(key)

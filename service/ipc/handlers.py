@@ -242,7 +242,7 @@ async def shutdown(ctx: ServiceContext, params: dict[str, Any]) -> Any:
         raise Unavailable("This service cannot be stopped through the admin channel.")
     restart = bool(params.get("restart"))
     # After this answer is on its way: the connection closes with the service.
-    ctx.loop.call_soon(request, restart)
+    ctx.loop.call_later(0.05, request, restart)
     return {"stopping": True, "restart": restart}
 
 
