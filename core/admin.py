@@ -392,6 +392,8 @@ class Admin:
         """Write one audit entry in its own transaction (refusals too)."""
         try:
             with self.db.write() as session:
+                # PostgreSQL text cannot hold NUL; a refused name may contain one: keep it visible.
+                actor, op, target, detail = (str(v).replace("\x00", "\\x00") for v in (actor, op, target, detail))
                 session.add(AuditEntry(actor=actor[:128], op=op[:64], target=target[:320], detail=detail,
                                        outcome=outcome[:32], at=datetime.now(timezone.utc)))
         except Exception:

@@ -47,15 +47,29 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-class Database:
-    """Owns the engine; hands out read and write sessions as context managers."""
+# Session-level advisory lock keys (PostgreSQL): one node at a time runs the start-up repairs.
+RECONCILE_LOCK = 0x504F5033_0001
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+
+class Database:
+    """Owns the engine; hands out read and write sessions as context managers.
+
+    On PostgreSQL (``postgresql+psycopg://``, psycopg 3) the pool is sized for one service node:
+    ``pool_size`` connections kept open (the service's worker threads each hold at most one at a
+    time) and as many again in overflow for bursts; connections are checked before use, so a
+    restarted database server costs one failed ping, not a failed delivery.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 16, application_name: str = "pop3svc") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
         kwargs: dict = {"future": True}
         if not self.is_sqlite:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=30,
+                          pool_recycle=3600)
+        if self.is_postgres:
+            kwargs["connect_args"] = {"application_name": application_name[:63], "connect_timeout": 10}
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _install_sqlite_pragmas(self.engine)
@@ -105,6 +119,22 @@ class Database:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def exclusive(self, key: int) -> Iterator[None]:
+        """Hold a cluster-wide lock around a body (PostgreSQL advisory lock on one connection);
+        a no-op on SQLite, where only one service uses the database."""
+        if not self.is_postgres:
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from sqlalchemy.engine import Connection
 
-from core.db import Database
+from core.db import RECONCILE_LOCK, Database
 from core.errors import Invalid, NotFound, QuotaExceeded, Unavailable
 from core.model import DeliveryResult, MessageInfo, ReconcileReport
 from core.tables import Domain, Mailbox, Message
@@ -328,22 +328,24 @@ class MailStore:
                vsize: int, arrived_at: datetime | None, check_quota: bool) -> list[DeliveryResult]:
         """Index rows and counters in one write transaction (Core statements: this is the hot path)."""
         when = arrived_at or datetime.now(timezone.utc)
-        results = []
+        results: dict[int, DeliveryResult] = {}
         with self.db.write_conn() as conn:
-            for mid in ids:
+            # Row locks in one global order (mailboxes by id, then domains by id), so concurrent
+            # deliveries on PostgreSQL wait for each other instead of deadlocking.
+            for mid in sorted(ids):
                 bump = _BUMP_MAILBOX_QUOTA if check_quota else _BUMP_MAILBOX
                 if conn.execute(bump, {"mid": mid, "n": 1, "sz": vsize}).rowcount != 1:
                     self._refuse(conn, mid, targets[mid][1], vsize)
                 row = conn.execute(_INSERT_MESSAGE, {"mailbox_id": mid, "uidl": uidl, "filename": f"new/{name}",
                                                      "size": vsize, "arrived_at": when, "deleted": False})
-                results.append(DeliveryResult(mailbox_id=mid, message_id=row.inserted_primary_key[0], uidl=uidl,
-                                              size=vsize))
+                results[mid] = DeliveryResult(mailbox_id=mid, message_id=row.inserted_primary_key[0], uidl=uidl,
+                                              size=vsize)
             by_domain: dict[int, int] = {}
             for mid in ids:
                 by_domain[targets[mid][0]] = by_domain.get(targets[mid][0], 0) + 1
-            for did, n in by_domain.items():
+            for did, n in sorted(by_domain.items()):
                 conn.execute(_BUMP_DOMAIN, {"did": did, "n": n, "sz": n * vsize})
-        return results
+        return [results[mid] for mid in ids]
 
     def _refuse(self, conn: Connection, mailbox_id: int, address: str, vsize: int) -> None:
         """The counter update matched no row: the mailbox is gone or the message does not fit."""
@@ -424,7 +426,12 @@ class MailStore:
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(self, *, orphan_min_age: float = 0.0) -> ReconcileReport:
         """Repair the index after a crash: finish folder removals, tombstones and tmp files, index
-        orphan files, drop rows whose file is gone, and recompute the counters."""
+        orphan files, drop rows whose file is gone, and recompute the counters. On PostgreSQL one
+        node at a time (an advisory lock); the others keep delivering meanwhile."""
+        with self.db.exclusive(RECONCILE_LOCK):
+            return self._reconcile(orphan_min_age=orphan_min_age)
+
+    def _reconcile(self, *, orphan_min_age: float) -> ReconcileReport:
         counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
         with self.db.read() as session:
             domains = {d.name: d.id for d in session.scalars(select(Domain))}
@@ -558,10 +565,14 @@ class MailStore:
     def recount(self, mailbox_ids: Iterable[int] | None = None) -> None:
         """Set counters from the index (after a repair); all mailboxes when ``mailbox_ids`` is None."""
         with self.db.write() as session:
-            query = select(Mailbox.id, Mailbox.domain_id)
+            # Lock the rows first (mailboxes, then domains, as delivery does): on PostgreSQL other
+            # nodes deliver meanwhile, and a count must not be overwritten by a stale one.
+            query = select(Mailbox.id, Mailbox.domain_id).order_by(Mailbox.id).with_for_update()
             if mailbox_ids is not None:
                 query = query.where(Mailbox.id.in_(list(mailbox_ids)))
             pairs = session.execute(query).all()
+            session.execute(select(Domain.id).where(Domain.id.in_({d for _m, d in pairs}))
+                            .order_by(Domain.id).with_for_update()).all()
             for mid, _did in pairs:
                 count, total = session.execute(
                     select(func.count(Message.id), func.coalesce(func.sum(Message.size), 0))

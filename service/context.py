@@ -89,6 +89,7 @@ class ServiceContext:
         self.throttle: Any = None      # service.throttle.LoginThrottle (POP3 issue)
         self.admin: Any = None         # core.admin.Admin
         self.smtp: Any = None          # service.smtp.server.SmtpServer (SMTP issue)
+        self.cluster: Any = None       # service.cluster.EventRelay on PostgreSQL (issue 8)
         self.version = VERSION
         self.listeners: dict[str, Any] = {}
         # Set by the daemon: what to do when settings change, and how to act on listeners.

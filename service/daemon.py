@@ -183,9 +183,13 @@ class MailService:
         ctx.controller = self.control
         ctx.request_shutdown = self.request_shutdown
         store.on_change.append(self._store_changed)
+        if db.is_postgres:   # several nodes may share this database: relay change events (issue 8)
+            from service.cluster import attach
+            ctx.cluster = await loop.run_in_executor(None, attach, ctx)
         try:
             store.check_root(create=not store.has_domains())
-            report = await ctx.run(store.reconcile)
+            # On a shared database a young unindexed file may be another node's delivery in flight.
+            report = await ctx.run(store.reconcile, orphan_min_age=0.0 if db.is_sqlite else 600.0)
             log.info("reconciled %d mailboxes", report.mailboxes_checked)
         except (MailError, OSError) as exc:
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
@@ -423,6 +427,8 @@ class MailService:
                 await pop3.close()
         if self.admin_server is not None:
             await self.admin_server.stop()
+        if getattr(ctx, "cluster", None) is not None:
+            await asyncio.get_running_loop().run_in_executor(None, ctx.cluster.stop)
         ctx.executor.shutdown(wait=True, cancel_futures=True)
         ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
         if hasattr(ctx.auth, "close"):
@@ -445,6 +451,10 @@ def _safe_url(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python main.py service", description="Run the mail service in the foreground.")
     add_service_arguments(parser)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "migrate-db":   # copy an installation's SQLite database to PostgreSQL
+        from service.migrate_db import main as migrate_main
+        return migrate_main(argv[1:])
     args = parser.parse_args(argv)
     service = MailService(args)
     try:

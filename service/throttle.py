@@ -172,6 +172,9 @@ class LoginThrottle:
         now = time.time()
         limit = int(setting(self.ctx, "throttle_failures"))
         made = None
+        cluster = getattr(self.ctx, "cluster", None)
+        if cluster is not None:   # other nodes count it too: the limit holds across the cluster
+            cluster.send("node.logon_failed", {"address": address, "login": login or ""})
         if self._bump(self._by_address, address, now) >= limit:
             self._by_address.pop(address, None)
             await self._ban("address", address, limit)
@@ -230,6 +233,35 @@ class LoginThrottle:
             else:
                 row.reason, row.failures, row.expires_at = reason, row.failures + failures, expires
                 row.created_at = datetime.now(timezone.utc)
+
+    # -- other nodes (service.cluster relays these; issue 8) --------------------------------
+    def remote_failure(self, data: dict) -> None:
+        """A failed logon on another node counts here too (no ban from here: the next local
+        failure past the limit bans, and the node that reached it has banned already)."""
+        now = time.time()
+        address, login = str(data.get("address") or ""), str(data.get("login") or "")
+        if address and not self.allowed(address):
+            self._bump(self._by_address, address, now)
+            if login:
+                self._bump(self._by_login, _norm(login), now)
+
+    def remote_ban(self, data: dict) -> None:
+        """Another node banned an address or login: honour it now, not at the next refresh."""
+        try:
+            expiry = datetime.fromisoformat(str(data["expires_at"])).timestamp()
+            self._banned[(str(data["kind"]), str(data["value"]))] = expiry
+        except (KeyError, ValueError):
+            pass
+
+    def remote_lift(self, data: dict) -> None:
+        """Another node lifted a ban."""
+        value = str(data.get("value") or "")
+        for kind in ("address", "login"):
+            for key in {value, _norm(value)}:
+                self._banned.pop((kind, key), None)
+                self._local.pop((kind, key), None)
+        self._by_address.pop(value, None)
+        self._by_login.pop(_norm(value), None)
 
     # -- the ban list (admin channel) -----------------------------------------------------
     def list_bans(self) -> list[dict]:

@@ -1,6 +1,8 @@
 """Helpers for tests that run the real service: free ports, the process, winpop."""
 from __future__ import annotations
 
+import atexit
+import itertools
 import os
 import signal
 import socket
@@ -15,6 +17,93 @@ from core.ipc.client import AdminClient
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENERS = ("pop3", "pop3s", "smtp", "submission", "smtps")
+
+# --- the database under test (issue 8) ----------------------------------------------------------
+# Unset: every test uses SQLite in its own temporary directory. Set to a PostgreSQL URL (.ci/run
+# does, README "Tests on PostgreSQL"): every test gets a fresh database on that server, cloned
+# from a template that already holds the current schema.
+TEST_DB_ENV = "POP3SVC_TEST_DB_URL"
+_DB_FOR_PATH: dict[Path, str] = {}
+_CREATED: list[str] = []
+_SEQ = itertools.count(1)
+_TEMPLATE: list[str] = []
+
+
+def pg_url() -> str | None:
+    """The PostgreSQL server the suite runs against, or None (SQLite)."""
+    return os.environ.get(TEST_DB_ENV) or None
+
+
+def _pg_admin(url: str):  # noqa: ANN202 - psycopg connection
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                           dbname=u.database, autocommit=True)
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def _template(base: str) -> str:
+    if not _TEMPLATE:
+        from core.db import Database
+
+        name = f"pop3svc_tpl_{os.getpid()}"
+        with _pg_admin(base) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        _CREATED.append(name)
+        db = Database(_with_database(base, name))
+        db.upgrade()
+        db.dispose()
+        _TEMPLATE.append(name)
+    return _TEMPLATE[0]
+
+
+def db_url_for(sqlite_path: Path) -> str:
+    """The database URL a test should use where it would use SQLite at ``sqlite_path``: that
+    SQLite file, or (PostgreSQL run) a fresh database of its own, the same one for the same path."""
+    base = pg_url()
+    if base is None:
+        return f"sqlite:///{sqlite_path}"
+    key = Path(sqlite_path).resolve()
+    if key not in _DB_FOR_PATH:
+        template = _template(base)
+        name = f"pop3svc_t{os.getpid()}_{next(_SEQ)}"
+        with _pg_admin(base) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        _CREATED.append(name)
+        _DB_FOR_PATH[key] = _with_database(base, name)
+    return _DB_FOR_PATH[key]
+
+
+def fresh_db_url(tmp: Path) -> str:
+    """A new empty database (PostgreSQL run) or a new SQLite file under ``tmp``."""
+    base = pg_url()
+    if base is None:
+        return f"sqlite:///{tmp / f'fresh{next(_SEQ)}.db'}"
+    name = f"pop3svc_e{os.getpid()}_{next(_SEQ)}"
+    with _pg_admin(base) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _CREATED.append(name)
+    return _with_database(base, name)
+
+
+@atexit.register
+def _drop_databases() -> None:
+    base = pg_url()
+    if base is None or not _CREATED:
+        return
+    try:
+        with _pg_admin(base) as conn:
+            for name in reversed(_CREATED):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception:  # the server may already be gone (CI stops it): nothing to tidy then
+        pass
 
 
 def free_port() -> int:
@@ -40,8 +129,12 @@ class ServiceProcess:
     """``python main.py service`` in a subprocess, on 127.0.0.1 with free ports."""
 
     def __init__(self, data_dir: Path, *, ports: dict[str, int] | None = None, extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, db_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
+        # The database follows the test run (SQLite in the data dir, or POP3SVC_TEST_DB_URL).
+        if db_url is None and pg_url() is not None and "--db-url" not in extra_args:
+            db_url = db_url_for(self.data_dir / "pop3svc.db")
+        self.db_url = db_url
         self.ports = {name: free_port() for name in LISTENERS}
         self.ports.update(ports or {})
         self.extra_args = extra_args
@@ -52,6 +145,8 @@ class ServiceProcess:
         cmd = [sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(self.data_dir), "--bind", "127.0.0.1"]
         for name, port in self.ports.items():
             cmd += [f"--{name}-port", str(port)]
+        if self.db_url is not None:
+            cmd += ["--db-url", self.db_url]
         return cmd + list(self.extra_args)
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
@@ -79,6 +174,10 @@ class ServiceProcess:
             return self.log_path.read_text(errors="replace")[-5000:]
         except OSError:
             return ""
+
+    def database_url(self) -> str:
+        """The URL of this service's database (for tests that look at it directly)."""
+        return self.db_url or f"sqlite:///{self.data_dir / 'pop3svc.db'}"
 
     def client(self) -> AdminClient:
         return AdminClient(self.data_dir)

@@ -260,9 +260,17 @@ class Pop3Session(asyncio.Protocol):
             # RFC 1939 §3: an autologout timer closes the connection without entering UPDATE.
             self.log(LOG_MEDIUM, "idle for %.0f s, closing", idle)
             self.ctx.stats.incr("pop3.timeouts")
-            self.abort()
+            # Give the mailbox back before the client sees the close, so a reconnect right after
+            # it is not refused [IN-USE] (the lock is a database row, on another server maybe).
+            self.server.loop.create_task(self._close_after_release())
             return
         self._timer = loop.call_later(timeout - idle, self._check_idle)
+
+    async def _close_after_release(self) -> None:
+        try:
+            await self.release_lock()
+        finally:
+            self.abort()
 
     # -- the command loop -----------------------------------------------------------------
     async def _run(self) -> None:

@@ -8,6 +8,11 @@ the runner claims due recipients with a lease (several nodes may share the datab
 them per (message, domain), backs off on temporary failures, sends a delay notice after
 ``queue_warn_after`` and a non-delivery report (RFC 3464) when it gives up.
 
+Several nodes (issue 8): on PostgreSQL the spool lives on the shared mail root, under
+``<mail root>/.queue/``, so whichever node claims a message can read it; claims are row leases
+taken with ``FOR UPDATE SKIP LOCKED``, renewed while the attempt runs, and a node that dies
+leaves its claims to expire after ``queue_lease`` seconds, when another node takes them.
+
 Delivery is at least once: a crash between the remote server's 250 and our commit makes the
 message go again after the restart (RFC 5321 §6.1 accepts duplicates over losses).
 """
@@ -18,6 +23,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -36,7 +42,8 @@ from service.smtp.dsn import RecipientStatus, build_report
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=15)
+LEASE = timedelta(minutes=15)   # when the queue_lease setting is not registered
+SHARED_GRACE = 600               # a younger unindexed spool file may be another node's enqueue in flight
 MAX_BACKOFF = 3600
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 PREVIEW_BYTES = 1024
@@ -76,13 +83,24 @@ class OutboundQueue:
     def __init__(self, ctx: Any, *, resolver: Callable[[], delivery.MxResolver],
                  sender: Callable[..., dict[str, delivery.Outcome]] = delivery.send) -> None:
         self.ctx = ctx
-        self.dir = Path(ctx.data_dir) / "queue"
+        self.shared = not getattr(ctx.db, "is_sqlite", True)
+        self.legacy_dir = Path(ctx.data_dir) / "queue"
+        # One node: the data directory. Several (PostgreSQL): the mail root they share.
+        self.dir = Path(ctx.store.root) / ".queue" if self.shared else self.legacy_dir
         self.resolver = resolver          # a fresh MxResolver per attempt follows setting changes
         self.send = sender
         self.node = f"{socket.gethostname()}:{Path(ctx.data_dir).resolve()}"[:128]
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
+        self._heartbeat: asyncio.Task | None = None
+
+    def lease(self) -> timedelta:
+        """How long a claim lasts without renewal (the queue_lease setting)."""
+        try:
+            return timedelta(seconds=int(self.ctx.setting("queue_lease")))
+        except KeyError:
+            return LEASE
 
     # -- spool ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -151,24 +169,35 @@ class OutboundQueue:
         """After a crash: drop unacknowledged spool files, forget rows whose file is gone, and
         release the leases this node held."""
         self.prepare()
-        report = {"tmp_removed": 0, "unindexed_removed": 0, "missing_dropped": 0, "leases_released": 0}
+        report = {"tmp_removed": 0, "unindexed_removed": 0, "missing_dropped": 0, "leases_released": 0,
+                  "adopted": 0}
+        # Other nodes may be enqueueing right now into a shared spool: only old leftovers are ours
+        # to remove, and the index is read before the folder (a row is committed after its file).
+        settled = self._settled if self.shared else (lambda _path: True)
         for entry in os.scandir(self.dir / "tmp"):
             with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                report["tmp_removed"] += 1
+                if settled(entry.path):
+                    os.unlink(entry.path)
+                    report["tmp_removed"] += 1
+        with self.ctx.db.read() as session:
+            known = set(session.scalars(select(QueuedMessage.queue_id)))
+        if self.shared:
+            report["adopted"] = self._adopt_legacy(known)
         on_disk = {e.name for e in os.scandir(self.dir / "msg") if e.is_file()}
         with self.ctx.db.write() as session:
-            known = set(session.scalars(select(QueuedMessage.queue_id)))
             missing = sorted(known - on_disk)
             if missing:
-                log.error("queue: %d message(s) lost their spool file and are dropped: %s",
-                          len(missing), ", ".join(missing[:10]))
-                session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id.in_(missing)))
-                report["missing_dropped"] = len(missing)
+                dropped = session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id.in_(missing))).rowcount
+                if dropped:
+                    log.error("queue: %d message(s) lost their spool file and are dropped: %s",
+                              dropped, ", ".join(missing[:10]))
+                report["missing_dropped"] = dropped
             report["leases_released"] = session.execute(
                 update(QueuedRecipient).where(QueuedRecipient.claimed_by == self.node)
                 .values(claimed_by="", claimed_until=None)).rowcount
         for name in on_disk - known:   # written, never committed, never acknowledged
+            if not settled(self.spool_path(name)):
+                continue
             with contextlib.suppress(OSError):
                 os.unlink(self.spool_path(name))
                 report["unindexed_removed"] += 1
@@ -176,13 +205,66 @@ class OutboundQueue:
             log.warning("queue reconcile: %s", report)
         return report
 
+    @staticmethod
+    def _settled(path: str | Path) -> bool:
+        try:
+            return time.time() - os.stat(path).st_mtime > SHARED_GRACE
+        except OSError:
+            return False
+
+    def _adopt_legacy(self, known: set[str]) -> int:
+        """Move queued messages of an installation moved onto PostgreSQL from ``<data dir>/queue``
+        to the shared spool, so every node can deliver them."""
+        legacy = self.legacy_dir / "msg"
+        if not legacy.is_dir() or legacy.resolve() == (self.dir / "msg").resolve():
+            return 0
+        moved = 0
+        for entry in os.scandir(legacy):
+            target = self.spool_path(entry.name)
+            if entry.name not in known or target.exists():
+                continue
+            tmp = self.dir / "tmp" / entry.name
+            shutil.copyfile(entry.path, tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.rename(tmp, target)
+            fsync_dir(target.parent)
+            os.unlink(entry.path)
+            moved += 1
+        if moved:
+            log.warning("queue: moved %d queued message(s) from %s to the shared spool %s", moved, legacy, self.dir)
+        return moved
+
     # -- the runner -----------------------------------------------------------------------
     async def start(self) -> None:
         await self.ctx.run(self.reconcile)
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="smtp-queue")
+        self._heartbeat = asyncio.get_running_loop().create_task(self._renew_claims(), name="smtp-queue-lease")
+
+    async def _renew_claims(self) -> None:
+        """Keep the claims of running attempts alive (at a third of the lease), so only a node
+        that stopped (crashed, lost its database) loses them to another node."""
+        while True:
+            await asyncio.sleep(max(1.0, self.lease().total_seconds() / 3))
+            if not self._running:
+                continue
+            try:
+                await self.ctx.run(self._renew)
+            except Exception:
+                log.exception("queue: cannot renew the claims of running deliveries")
+
+    def _renew(self) -> int:
+        with self.ctx.db.write() as session:
+            return session.execute(
+                update(QueuedRecipient).where(QueuedRecipient.claimed_by == self.node,
+                                              QueuedRecipient.status == PENDING)
+                .values(claimed_until=utcnow() + self.lease())).rowcount or 0
 
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -242,6 +324,8 @@ class OutboundQueue:
                 .where(QueuedRecipient.status == PENDING, QueuedRecipient.next_attempt_at <= now, free)
                 .order_by(QueuedRecipient.next_attempt_at, QueuedRecipient.id)
                 .limit(room * 50)
+                # PostgreSQL: rows another node is claiming right now are skipped, not waited for.
+                .with_for_update(skip_locked=True, of=QueuedRecipient)
             ).all()
             groups: dict[tuple[int, str], list] = {}
             for row in rows:
@@ -252,7 +336,7 @@ class OutboundQueue:
                 ids = [m.id for m in members]
                 claimed = session.execute(
                     update(QueuedRecipient).where(QueuedRecipient.id.in_(ids), free)
-                    .values(claimed_by=self.node, claimed_until=now + LEASE)).rowcount
+                    .values(claimed_by=self.node, claimed_until=now + self.lease())).rowcount
                 if claimed != len(ids):   # another node took part of it: leave the group to it
                     session.execute(update(QueuedRecipient)
                                     .where(QueuedRecipient.id.in_(ids), QueuedRecipient.claimed_by == self.node)

@@ -158,6 +158,9 @@ SPECS = (
     SettingSpec("queue_warn_after", 4 * 3600, _int_range(1, 30 * 86400), "Delay notice after (s)"),
     SettingSpec("queue_lifetime", 5 * 86400, _int_range(1, 60 * 86400), "Give up and bounce after (s)"),
     SettingSpec("queue_concurrency", 4, _int_range(1, 100), "Simultaneous outgoing deliveries"),
+    SettingSpec("queue_lease", 900, _int_range(5, 86400), "Outgoing delivery lease (s)",
+                help="how long a message being delivered stays with a service node that stopped answering "
+                     "before another node takes it (several nodes); renewed while the delivery runs"),
 )
 NAMES = tuple(spec.name for spec in SPECS)
 for _spec in SPECS:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from core.db import Database, sqlite_url
+from tests.support import db_url_for
+from core.db import Database
 from core.store import MailStore
 from core.tables import Domain, Mailbox
 
 
 @pytest.fixture
 def db(tmp_path):
-    database = Database(sqlite_url(tmp_path / "t.db"))
+    database = Database(db_url_for(tmp_path / "t.db"))
     database.upgrade()
     yield database
     database.dispose()

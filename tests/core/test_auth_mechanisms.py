@@ -2,6 +2,8 @@
 plus the guarantee that no client input makes a mechanism raise."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import base64
 import hashlib
 import hmac
@@ -25,6 +27,7 @@ from core.auth.mechanisms import MAX_TOKEN, CramMd5Mechanism, ScramSha256Mechani
 from core.db import Database
 from core.errors import Invalid
 from core.tables import Domain, Mailbox
+from tests.support import db_url_for
 
 TEST_ITERATIONS = 32
 HOST = "mail.example.com"
@@ -38,7 +41,7 @@ ALL_MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "NTLM"]
 def provider(tmp_path_factory):
     """One database for the module (the mechanisms never write): alice, bob, locked carol, nopw."""
     tmp = tmp_path_factory.mktemp("auth")
-    db = Database(f"sqlite:///{tmp}/t.db")
+    db = Database(db_url_for(Path(tmp) / "t.db"))
     db.upgrade()
     prov = PasswordFileProvider(db, ServerKey.generate(), mailroot=tmp / "mailroot", scram_iterations=TEST_ITERATIONS)
     with db.write() as session:

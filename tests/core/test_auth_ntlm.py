@@ -1,6 +1,8 @@
 """NTLM end to end against pyspnego's client, the message layout, MD4, and mangled tokens."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import struct
 
 import pytest
@@ -26,6 +28,7 @@ from core.auth.ntlm import (
 )
 from core.db import Database
 from core.tables import Domain, Mailbox
+from tests.support import db_url_for
 
 TEST_ITERATIONS = 32
 HOST = "mail.example.com"
@@ -35,7 +38,7 @@ ALICE, ALICE_PW = "alice@example.com", "Secret-1"
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ntlm")
-    db = Database(f"sqlite:///{tmp}/t.db")
+    db = Database(db_url_for(Path(tmp) / "t.db"))
     db.upgrade()
     prov = PasswordFileProvider(db, ServerKey.generate(), scram_iterations=TEST_ITERATIONS)
     with db.write() as session:

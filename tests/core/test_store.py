@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from core.db import Database, sqlite_url
+from core.db import Database
 from core.errors import QuotaExceeded, Unavailable
 from core.store import MailStore, pop3_size, to_maildir, uidl_for
 from core.tables import Domain, Mailbox, Message
 from tests.core.conftest import make_mailbox
+from tests.support import db_url_for
 
 MSG = b"From: a@b.c\r\nSubject: hi\r\n\r\nline one\r\n.dot line\r\n"
 
@@ -165,7 +166,7 @@ class StoreMachine(RuleBasedStateMachine):
         import tempfile
         from pathlib import Path
         self.tmp = Path(tempfile.mkdtemp(prefix="storemachine-"))
-        self.db = Database(sqlite_url(self.tmp / "t.db"))
+        self.db = Database(db_url_for(self.tmp / "t.db"))
         self.db.upgrade()
         self.store = MailStore(self.db, self.tmp / "root", hostname="h")
         self.boxes = [make_mailbox(self.db, self.store, f"u{i}@d{i % 2}.com") for i in range(3)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.db import Database, sqlite_url
+from core.db import Database
 from core.settings import Settings
 from core.store import MailStore
 from core.tables import Domain, Mailbox
@@ -35,7 +35,7 @@ class Service:
     def __init__(self, proc: ServiceProcess) -> None:
         self.proc = proc
         self.data_dir = proc.data_dir
-        self.db = Database(sqlite_url(self.data_dir / "pop3svc.db"))
+        self.db = Database(proc.database_url())
         with self.db.read() as session:
             root = Settings.get(session, "mailroot")
         self.store = MailStore(self.db, Path(root), hostname="e2e")

@@ -66,7 +66,8 @@ def test_socket_is_private_to_the_service_user(service):
     mode = os.stat(service.data_dir / "admin.sock").st_mode & 0o777
     assert mode == 0o600
     assert os.stat(service.data_dir).st_mode & 0o077 == 0
-    assert os.stat(service.data_dir / "pop3svc.db").st_mode & 0o077 == 0
+    if service.db_url is None:   # SQLite in the data directory (not the PostgreSQL run)
+        assert os.stat(service.data_dir / "pop3svc.db").st_mode & 0o077 == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
@@ -144,7 +145,7 @@ def test_changes_are_pushed_to_subscribers(service):
 
 def test_counters_move_live_after_delivery(service):
     """A delivery's counters reach subscribers (the console's size and message columns)."""
-    from core.db import Database, sqlite_url
+    from core.db import Database
     from core.store import MailStore
 
     service.add_mailbox("alice@example.com", "pw-alice-1")
@@ -160,7 +161,7 @@ def test_counters_move_live_after_delivery(service):
         while not (event["event"] == "mailbox.changed" and event["data"]["message_count"] == 1):
             event = watcher.next_event()
         assert event["data"]["total_bytes"] == len(b"Subject: x\r\n\r\nhello\r\n")
-    db = Database(sqlite_url(service.data_dir / "pop3svc.db"))
+    db = Database(service.database_url())
     assert MailStore(db, service.data_dir / "mailroot").list_messages(1)[0].uidl == "P3000001.eml"
     db.dispose()
 

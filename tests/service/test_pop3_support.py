@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from core.auth import PasswordFileProvider, ServerKey
-from core.db import Database, sqlite_url
+from core.db import Database
+from tests.support import db_url_for
 from core.settings import Settings
 from core.store import MailStore
 from core.tables import Domain, Mailbox
@@ -35,7 +36,7 @@ class Pop3Harness:
                  limits: Limits = Limits(500, 100)) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(db_url or sqlite_url(data_dir / "service.db"))
+        self.db = Database(db_url or db_url_for(data_dir / "service.db"))
         self.db.upgrade()
         defaults = {"sparequired": False, "throttle_delay_ms": 0, "hostname": "pop.test"}
         with self.db.write() as session:

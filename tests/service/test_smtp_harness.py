@@ -16,7 +16,8 @@ import pytest
 from core.admin import Admin
 from core.auth.keystore import ServerKey
 from core.auth.provider import PasswordFileProvider
-from core.db import Database, sqlite_url
+from core.db import Database
+from tests.support import db_url_for
 from core.settings import Settings
 from core.store import MailStore
 from service.context import ServiceContext
@@ -59,7 +60,7 @@ class SmtpHarness:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.db = Database(sqlite_url(self.root / "service.db"))
+        self.db = Database(db_url_for(self.root / "service.db"))
         self.db.upgrade()
         with self.db.write() as session:
             for name, value in {**FAST, **(settings or {})}.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_delivered_to_the_other_server(pair) -> None:
     wait_for(lambda: a.queue() == [], what="empty queue")
     assert a.counters()["smtp_relayed"] == 1 and a.counters()["smtp_queued"] == 1
     assert b.counters()["smtp_delivered"] == 1
-    assert not os.listdir(a.root / "queue" / "msg")
+    assert not os.listdir(a.server.queue.dir / "msg")
 
 
 def test_retried_while_down_then_delivered(pair) -> None:
@@ -124,7 +125,7 @@ def test_admin_list_show_retry_delete(pair) -> None:
     assert "Subject: held" in shown["headers"] and shown["body_preview"].startswith("Hi there.")
     assert shown["recipients"] == ["bob@elsewhere.org"] and shown["attempts"] >= 1
     assert a.call(a.server.queue_retry(qid)) == 1
-    spool = a.root / "queue" / "msg" / shown["queue_id"]
+    spool = a.server.queue.dir / "msg" / shown["queue_id"]
     assert spool.exists()
     assert a.call(a.server.queue_delete(qid)) == 1
     assert a.queue() == [] and not spool.exists()
@@ -144,8 +145,11 @@ def test_queue_survives_restart_and_delivers_once(tmp_path: Path) -> None:
     wait_for(lambda: all(r["attempts"] >= 1 for r in a.queue()) and len(a.queue()) == 5,
              what="five messages tried once")
     # Leftovers a crash could leave: a half-written spool file and an unacknowledged one.
-    (a.root / "queue" / "tmp" / "HALF").write_bytes(b"partial")
-    (a.root / "queue" / "msg" / "UNACKED").write_bytes(b"never committed")
+    (a.server.queue.dir / "tmp" / "HALF").write_bytes(b"partial")
+    (a.server.queue.dir / "msg" / "UNACKED").write_bytes(b"never committed")
+    # Old enough: with a shared spool (PostgreSQL) young files may be another node's enqueue.
+    for leftover in (a.server.queue.dir / "tmp" / "HALF", a.server.queue.dir / "msg" / "UNACKED"):
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
     a.close()
     b = SmtpHarness(tmp_path / "b", ports={"smtp": b_port})
     b.add_domain("elsewhere.org")
@@ -158,7 +162,7 @@ def test_queue_survives_restart_and_delivers_once(tmp_path: Path) -> None:
             wait_for(lambda: a2.queue() == [], what="empty queue")
             subjects = sorted(m.split(b"Subject: ")[1].split(b"\n")[0] for m in b.messages("bob@elsewhere.org"))
             assert subjects == [b"m0", b"m1", b"m2", b"m3", b"m4"]
-            assert os.listdir(a2.root / "queue" / "msg") == [] and os.listdir(a2.root / "queue" / "tmp") == []
+            assert os.listdir(a2.server.queue.dir / "msg") == [] and os.listdir(a2.server.queue.dir / "tmp") == []
         finally:
             a2.close()
     finally:
@@ -170,7 +174,7 @@ def test_reconcile_drops_rows_without_file(pair) -> None:
     a.set("queue_retry_interval", 3600)
     submit(a, ["bob@elsewhere.org"])
     qid = wait_for(lambda: a.queue() and a.queue()[0]["attempts"] >= 1 and a.queue(), what="one attempt")[0]["queue_id"]
-    os.unlink(a.root / "queue" / "msg" / qid)
+    os.unlink(a.server.queue.dir / "msg" / qid)
     report = a.server.queue.reconcile()
     assert report["missing_dropped"] == 1
     with a.db.read() as session:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
 import pytest
+import sqlalchemy
 
 from tests.support import wait_for
 
@@ -213,10 +213,11 @@ def test_import_of_a_windows_mail_root_keeps_uidls_and_can_be_rerun(service, tmp
     assert "skipped mailbox bad;name@example.com" in result.stdout
     assert service.call("mailbox.get", address="alice@example.com")["message_count"] == 3
     assert service.call("mailbox.get", address="bob@example.net")["message_count"] == 1
-    db = sqlite3.connect(service.data_dir / "pop3svc.db")
-    uidls = sorted(r[0] for r in db.execute(
-        "SELECT uidl FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id WHERE mailboxes.name='alice'"))
-    db.close()
+    engine = sqlalchemy.create_engine(service.database_url())
+    with engine.connect() as db:
+        uidls = sorted(r[0] for r in db.execute(sqlalchemy.text(
+            "SELECT uidl FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id WHERE mailboxes.name='alice'")))
+    engine.dispose()
     assert uidls == ["P347865.eml", "P347866.eml", "P347867.eml"]
     again = service.winpop("import", str(store), check=True)
     assert "4 already there" in again.stdout and "and 0 messages" in again.stdout
