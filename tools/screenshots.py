@@ -93,7 +93,79 @@ def main(argv: list[str] | None = None) -> int:
     settle(100)
     window.close()
     (out / ".screenshots.ini").unlink(missing_ok=True)
+    wizard_screenshots(out)
     return 0
+
+
+def wizard_screenshots(out: Path) -> None:
+    """Every page of the setup wizard as a user without administrator rights sees it."""
+    from gui.wizard import checks
+    from gui.wizard.setup_wizard import Page, SetupWizard
+
+    from gui.wizard import pages
+    checks.can_bind_privileged = lambda: False      # the common case: a user, not root
+    pages._user_name = lambda: "alice"
+    home = Path("/home/alice/.local/share/pop3-service")
+    wizard = SetupWizard(home, current={"hostname": "mail.example.com"})
+    SetupWizard.system_service_unavailable = lambda self: (
+        "installing a system service needs administrator rights: start the console with 'sudo python3 main.py'.")
+    wizard.resize(720, 560)
+    wizard.show()
+    settle(200)
+    save(wizard, out / "wizard-1-welcome.png")
+    wizard.next()
+    save(wizard, out / "wizard-2-service.png")
+    wizard.next()
+    wizard.page_of(Page.AUTH).buttons["directory"].setChecked(True)
+    save(wizard, out / "wizard-3-authentication.png")
+    wizard.next()
+    directory = wizard.page_of(Page.DIRECTORY)
+    directory.tester = lambda *v: (True, "Connected to ldaps://dc1.example.com over TLS, bound as "
+                                         "cn=pop3svc,ou=Services,dc=example,dc=com, and found dc=example,dc=com.")
+    directory.server.setText("ldaps://dc1.example.com")
+    directory.base_dn.setText("dc=example,dc=com")
+    directory.bind_dn.setText("cn=pop3svc,ou=Services,dc=example,dc=com")
+    directory.password.setText("secret-bind-password")
+    save(wizard, out / "wizard-4-directory-untested.png")
+    directory.test_connection()
+    for _ in range(50):
+        if not directory.testing:
+            break
+        settle(20)
+    save(wizard, out / "wizard-4-directory.png")
+    wizard.back()
+    wizard.page_of(Page.AUTH).buttons["passwordfile"].setChecked(True)
+    wizard.next()
+    save(wizard, out / "wizard-5-storage.png")
+    wizard.next()
+    ports = wizard.page_of(Page.PORTS)
+    ports.spins["port"].setValue(110)
+    ports.spins["smtp_port"].setValue(25)
+    save(wizard, out / "wizard-6-ports-invalid.png")
+    ports.use_all.click()
+    save(wizard, out / "wizard-6-ports.png")
+    wizard.next()
+    save(wizard, out / "wizard-7-security.png")
+    wizard.next()
+    first = wizard.page_of(Page.FIRST_MAILBOX)
+    first.domain.setText("example.com")
+    first.mailbox.setText("alice")
+    first.password.setText("correct horse")
+    first.confirm.setText("correct hors")
+    save(wizard, out / "wizard-8-first-mailbox-invalid.png")
+    first.confirm.setText("correct horse")
+    save(wizard, out / "wizard-8-first-mailbox.png")
+    wizard.next()
+    save(wizard, out / "wizard-9-summary.png")
+    wizard.page_of(Page.SUMMARY).progress.setText(
+        "✔ start the service<br>✔ connect to the service<br>✔ store the settings<br>"
+        "✔ install the TLS certificate<br>… restart the service with the new settings")
+    save(wizard, out / "wizard-9-summary-applying.png")
+    wizard._apply_failed("check the listeners", "these listeners are not running: pop3: cannot listen on "
+                         "0.0.0.0:1110: Address already in use. Choose other ports (Back), or stop the program "
+                         "that uses them.")
+    save(wizard, out / "wizard-9-summary-failed.png")
+    wizard.close()
 
 
 if __name__ == "__main__":
