@@ -136,3 +136,27 @@ def for_each(items: Sequence[str], send: Callable[..., None], *, parent: QWidget
             failures.append(f"{item}: {error.message}")
             finish()
         send(item, on_done=lambda _r: finish(), on_fail=failed)
+
+
+# -- outgoing queue, bans, relay test (the server's Queue and Bans panes) ------------------------
+def retry_queued(client: Any, *, parent: QWidget | None, ident: int | None, on_done: Done = None) -> None:
+    _send(client, "queue.retry", {"id": ident} if ident is not None else {}, parent=parent,
+          doing="retry the queued mail" if ident is None else f"retry the queued message {ident}", on_done=on_done)
+
+
+def delete_queued(client: Any, *, parent: QWidget | None, ident: int, on_done: Done = None) -> None:
+    _send(client, "queue.delete", {"id": ident}, parent=parent, doing=f"delete the queued message {ident}",
+          on_done=on_done)
+
+
+def show_queued(client: Any, *, parent: QWidget | None, ident: int, on_done: Done = None) -> None:
+    _send(client, "queue.show", {"id": ident}, parent=parent, doing=f"read the queued message {ident}",
+          on_done=on_done)
+
+
+def lift_ban(client: Any, *, parent: QWidget | None, value: str, on_done: Done = None) -> None:
+    _send(client, "ban.lift", {"value": value}, parent=parent, doing=f"lift the ban on {value}", on_done=on_done)
+
+
+def relay_test(client: Any, *, parent: QWidget | None, on_done: Done = None, on_fail: Fail = None) -> None:
+    _send(client, "relay.test", {}, parent=parent, doing="test for an open relay", on_done=on_done, on_fail=on_fail)

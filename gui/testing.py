@@ -51,6 +51,26 @@ class _Domain:
         return self._sorted
 
 
+# Settings the real service's modules register (SMTP, throttle, remote administration): the fake
+# describes them as the service would, so the console's Server Properties can be tested on them.
+SERVICE_SETTINGS: list[dict[str, Any]] = [
+    {"name": "relay_networks", "label": "Networks allowed to relay", "default": "", "restart": None,
+     "help": "addresses or CIDR ranges that may relay without logging on"},
+    {"name": "smarthost", "label": "Smart host", "default": "", "restart": None,
+     "help": "send all outgoing mail through this host (host:port); empty: MX lookup"},
+    {"name": "smarthost_user", "label": "Smart host user name", "default": "", "restart": None, "help": ""},
+    {"name": "smarthost_password", "label": "Smart host password", "default": "", "restart": None, "help": ""},
+    {"name": "queue_lifetime", "label": "Give up and bounce after (s)", "default": 432000, "restart": None,
+     "help": ""},
+    {"name": "send_rate_limit", "label": "Sending limit per user", "default": "200/hour", "restart": None,
+     "help": "messages per hour or minute; 0: none"},
+    {"name": "throttle_failures", "label": "Failed logons before a ban", "default": 10, "restart": None,
+     "help": ""},
+    {"name": "ban_duration", "label": "Ban duration (s)", "default": 900, "restart": None, "help": ""},
+    {"name": "admin_tcp_port", "label": "Remote administration port (TLS)", "default": 0, "restart": "admin_tcp",
+     "help": "0 = off"},
+]
+
 LISTENERS = (
     ("pop3", "pop3", 110, "starttls"),
     ("pop3s", "pop3", 995, "implicit"),
@@ -66,6 +86,7 @@ class FakeService:
     def __init__(self, *, hostname: str = "mail.example.com") -> None:
         self.hostname = hostname
         self.settings: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}
+        self.settings.update({d["name"]: d["default"] for d in SERVICE_SETTINGS})
         self.settings["mailroot"] = "/var/lib/pop3-service/mailroot"
         self.domains: dict[str, _Domain] = {}
         self._domain_names: list[str] | None = None
@@ -74,6 +95,16 @@ class FakeService:
         self.counters = {"pop3_sessions": 0, "smtp_sessions": 0, "messages_received": 0,
                          "messages_retrieved": 0, "logon_failures": 0, "queue": 0}
         self.audit: list[dict[str, Any]] = []
+        self.log: list[dict[str, Any]] = []            # log.recent, newest first
+        self.bans: list[dict[str, Any]] = []
+        self.queue: list[dict[str, Any]] = []
+        self.relay_results: list[dict[str, Any]] = [
+            {"trick": name, "mail_from": "<test@example.org>", "recipient": rcpt, "reply": "554 5.7.1 Relay denied",
+             "verdict": "refused", "relayed": False}
+            for name, rcpt in (("plain", "relaytest@example.org"), ("percent hack", "relaytest%example.org@{host}"),
+                               ("bang path", "example.org!relaytest@{host}"),
+                               ("quoted", '"relaytest@example.org"@{host}'),
+                               ("source route", "@{host}:relaytest@example.org"))]
 
     # -- helpers ---------------------------------------------------------------------------------
     def domain_names(self) -> list[str]:
@@ -197,7 +228,27 @@ class FakeService:
             return {spec.name: self.settings[spec.name]}
         return dict(self.settings)
 
+    def op_settings_describe(self, p: dict, ev: list) -> Any:
+        items = [{"name": s.name, "label": s.label, "default": s.default, "help": s.help, "restart": s.restart,
+                  "writable": s.writable} for s in SPECS.values()]
+        known = {i["name"] for i in items}
+        items += [dict(d, writable=True) for d in SERVICE_SETTINGS if d["name"] not in known]
+        return {"items": items}
+
     def op_settings_set(self, p: dict, ev: list) -> Any:
+        extra = {d["name"]: d for d in SERVICE_SETTINGS}
+        if p["name"] in extra and p["name"] not in SPECS:
+            value = p["value"]
+            if p["name"].endswith("password") and value and not str(value).startswith("sealed:"):
+                value = "sealed:" + "x" * len(str(value))     # the service encrypts it
+            elif isinstance(extra[p["name"]]["default"], int):
+                try:
+                    value = int(str(value))
+                except ValueError:
+                    raise Invalid(f"'{value}' is not a whole number.") from None
+            self.settings[p["name"]] = value
+            ev.append(("settings.changed", {"name": p["name"], "value": value}))
+            return {"name": p["name"], "value": value, "restart": extra[p["name"]]["restart"]}
         spec = resolve(p["name"])
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' cannot be changed here.")
@@ -321,6 +372,49 @@ class FakeService:
 
     def op_audit_list(self, p: dict, ev: list) -> Any:
         return {"items": self.audit[: p["limit"]]}
+
+    def op_log_recent(self, p: dict, ev: list) -> Any:
+        return {"level": self.settings["logging"], "items": self.log[: p["limit"]]}
+
+    def op_ban_list(self, p: dict, ev: list) -> Any:
+        return {"items": list(self.bans)}
+
+    def op_ban_lift(self, p: dict, ev: list) -> Any:
+        before = len(self.bans)
+        self.bans = [b for b in self.bans if b["value"] != p["value"]]
+        lifted = before - len(self.bans)
+        if lifted:
+            ev.append(("ban.lifted", {"value": p["value"]}))
+        return {"lifted": lifted}
+
+    def op_queue_list(self, p: dict, ev: list) -> Any:
+        return {"items": [{k: v for k, v in q.items() if k not in ("headers", "body_preview")} for q in self.queue]}
+
+    def _queued(self, ident: int) -> dict[str, Any]:
+        for q in self.queue:
+            if q["id"] == ident:
+                return q
+        raise NotFound(f"The queued message {ident} was just delivered or deleted.")
+
+    def op_queue_show(self, p: dict, ev: list) -> Any:
+        return dict(self._queued(p["id"]), body_truncated=False)
+
+    def op_queue_retry(self, p: dict, ev: list) -> Any:
+        targets = [self._queued(p["id"])] if p["id"] is not None else list(self.queue)
+        for q in targets:
+            q["next_attempt"] = "2026-03-02T09:20:00+00:00"
+        return {"retried": len(targets)}
+
+    def op_queue_delete(self, p: dict, ev: list) -> Any:
+        q = self._queued(p["id"])
+        self.queue.remove(q)
+        return {"deleted": 1}
+
+    def op_relay_test(self, p: dict, ev: list) -> Any:
+        return {"items": [dict(t) for t in self.relay_results]}
+
+    def op_admin_token_list(self, p: dict, ev: list) -> Any:
+        return {"items": []}
 
     def op_import_windows(self, p: dict, ev: list) -> Any:
         raise Unavailable("Import is not available in the fake service.")
@@ -519,4 +613,35 @@ def demo_service() -> FakeService:
     ]
     svc.counters.update(pop3_sessions=3, smtp_sessions=1, messages_received=1284, messages_retrieved=1190,
                         logon_failures=7)
+    svc.log = [
+        {"at": "2026-03-02T09:14:05+00:00", "level": "INFO", "source": "service.pop3.session",
+         "message": "bob@contoso.com logged on from 192.168.1.23 (APOP), 3 messages"},
+        {"at": "2026-03-02T09:14:02+00:00", "level": "INFO", "source": "service.ipc.server",
+         "message": "admin mailbox.add bob@contoso.com by root (pid 4121)"},
+        {"at": "2026-03-02T09:13:40+00:00", "level": "WARNING", "source": "service.throttle",
+         "message": "banned address 203.0.113.77 for 900 s after 10 failed logons"},
+        {"at": "2026-03-02T09:12:40+00:00", "level": "INFO", "source": "service.ipc.server",
+         "message": "admin domain.lock northwind.local by root (pid 4121)"},
+        {"at": "2026-03-02T09:03:11+00:00", "level": "INFO", "source": "service.smtp.queue",
+         "message": "delivered 1A2B3C4D to partner.example (250 2.0.0 Ok)"},
+    ]
+    svc.bans = [
+        {"kind": "address", "value": "203.0.113.77", "reason": "10 failed logons", "failures": 10,
+         "created_at": "2026-03-02T09:13:40+00:00", "expires_at": "2026-03-02T09:28:40+00:00"},
+        {"kind": "login", "value": "admin@contoso.com", "reason": "10 failed logons", "failures": 12,
+         "created_at": "2026-03-02T08:55:02+00:00", "expires_at": "2026-03-02T09:10:02+00:00"},
+    ]
+    svc.queue = [
+        {"id": 17, "queue_id": "5F3A9C21", "sender": "alice@contoso.com", "size": 48213, "submitted_by":
+         "alice@contoso.com", "client": "192.168.1.40", "is_report": False, "created_at": "2026-03-02T08:40:00+00:00",
+         "recipients": ["orders@partner.example"], "attempts": 3, "next_attempt": "2026-03-02T09:40:00+00:00",
+         "last_error": "451 4.3.0 Mailbox temporarily unavailable",
+         "headers": "From: Alice <alice@contoso.com>\r\nTo: orders@partner.example\r\nSubject: Order 4471",
+         "body_preview": "Please find the order attached."},
+        {"id": 18, "queue_id": "5F3A9C77", "sender": "<>", "size": 3120, "submitted_by": "", "client": "",
+         "is_report": True, "created_at": "2026-03-02T09:01:00+00:00", "recipients": ["bounce@spam.example"],
+         "attempts": 1, "next_attempt": "2026-03-02T09:16:00+00:00",
+         "last_error": "connect to mx.spam.example: Connection timed out", "headers": "From: MAILER-DAEMON",
+         "body_preview": ""},
+    ]
     return svc

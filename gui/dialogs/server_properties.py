@@ -1,7 +1,11 @@
-"""Server Properties: a tabbed sheet over the settings registry (core/settings.py SPECS).
+"""Server Properties: a tabbed sheet over the service's own settings (``settings.describe``).
 
-General holds the original's six properties; the other tabs hold what the POP3 and SMTP work
-adds. A setting the registry gains later appears on its tab (or "Other") without code here.
+General holds the original's six properties; the other tabs hold what the POP3, SMTP, throttle,
+directory and remote-administration work adds, placed by name. The service describes every
+setting it knows (label, default, help, restart need), so settings registered by its modules are
+editable here without code; the console checks locally what it knows (core/settings.py) and the
+service checks the rest when they are applied. Passwords show as "(set)" and are sent only
+when typed.
 OK / Cancel / Apply: Apply sends one ``settings.set`` per changed value; Cancel also puts back
 any value this dialog applied, so the server is left as it was found.
 """
@@ -12,11 +16,11 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
-                               QWidget)
+                               QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QScrollArea, QSpinBox,
+                               QTabWidget, QVBoxLayout, QWidget)
 
-from core.errors import MailError
-from core.settings import SPECS, SettingSpec
+from core.errors import Invalid, MailError
+from core.settings import SPECS, SettingSpec, _bool
 from gui import ops
 from gui.dialogs import error_box
 from gui.dialogs.form import Reason
@@ -36,19 +40,64 @@ TABS: list[tuple[str, list[str], str]] = [
     ("SMTP", ["smtp_port", "submission_port", "smtps_port", "max_message_size"],
      "Port 25 receives mail for the local domains; users send through submission (587) or SMTPS (465) "
      "with authentication. Relay is allowed only for authenticated users."),
-    ("Security", ["tls_cert", "tls_key", "keystore", "admin_group"],
-     "The TLS certificate serves STLS, STARTTLS and the implicit-TLS ports."),
-    ("Limits", ["max_connections", "max_connections_per_ip", "default_quota"],
+    ("Security", ["tls_cert", "tls_key", "keystore", "admin_group", "admin_tcp_port", "admin_tcp_bind"],
+     "The TLS certificate serves STLS, STARTTLS, the implicit-TLS ports and remote administration. "
+     "Failed logons are slowed down and, past a limit, banned for a while."),
+    ("Limits", ["max_connections", "max_connections_per_ip", "default_quota", "send_rate_limit"],
      "Limits protect the server from overload; a quota of 0 means none."),
+    ("Authentication", [], "Local accounts (PAM) and the directory (LDAP / Active Directory)."),
 ]
-SMTP_PREFIXES = ("smtp", "relay", "smarthost", "queue", "submission", "smtps")
+# Settings the registry gains are placed by their names' beginnings (first match wins).
+PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
+    (("throttle_", "ban_", "admin_tcp", "tls_"), "Security"),
+    (("smtp", "relay", "smarthost", "queue", "submission", "smtps", "sender_", "quota_full", "max_recipients",
+      "dsn"), "SMTP"),
+    (("pop3", "idle_"), "POP3"),
+    (("send_rate", "max_"), "Limits"),
+    (("pam_", "ldap_", "directory_"), "Authentication"),
+]
+SMTP_PREFIXES = PREFIX_TABS[1][0]
 
 
 def tab_of(name: str) -> str:
     for title, names, _intro in TABS:
         if name in names:
             return title
-    return "SMTP" if name.startswith(SMTP_PREFIXES) else "Other"
+    for prefixes, title in PREFIX_TABS:
+        if name.startswith(prefixes):
+            return title
+    return "Other"
+
+
+def is_secret(name: str) -> bool:
+    """Settings whose value is a password: shown as "(set)", sent only when typed."""
+    return name.endswith(("password", "_secret"))
+
+
+def _whole_number(value: Any) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        raise Invalid(f"'{value}' is not a whole number.") from None
+
+
+def _as_text(value: Any) -> Any:
+    text = "" if value is None else str(value)
+    if "\n" in text or "\x00" in text:
+        raise Invalid("The value may not contain NUL or line breaks.")
+    return text.strip()
+
+
+def spec_from_description(item: dict[str, Any]) -> SettingSpec:
+    """A setting the service described: the console's own spec when it has one (with its exact
+    check), else one whose check only knows the type; the service checks the rest on Apply."""
+    name = str(item["name"])
+    if name in SPECS:
+        return SPECS[name]
+    default = item.get("default")
+    check = _bool if isinstance(default, bool) else _whole_number if isinstance(default, int) else _as_text
+    return SettingSpec(name, default, check, str(item.get("label") or name), restart=item.get("restart") or None,
+                       writable=bool(item.get("writable", True)), help=str(item.get("help") or ""))
 
 
 def size_text(value: Any) -> str:
@@ -91,6 +140,11 @@ class SettingField(QWidget):
             box = QCheckBox(spec.label)
             box.toggled.connect(self.changed)
             self.editor = box
+        elif is_secret(name):
+            edit = QLineEdit()
+            edit.setEchoMode(QLineEdit.EchoMode.Password)
+            edit.textChanged.connect(self.changed)
+            self.editor = edit
         elif name == "port" or name.endswith("_port"):
             spin = QSpinBox()
             spin.setRange(0, 65535)
@@ -121,6 +175,13 @@ class SettingField(QWidget):
         self.changed.connect(self.validate)
 
     def set_value(self, value: Any) -> None:
+        if is_secret(self.spec.name):
+            # The stored value is sealed by the service; an empty field keeps it.
+            self.stored_secret = value
+            self.editor.setPlaceholderText("(set; type to replace)" if value else "(none)")  # type: ignore[attr-defined]
+            self.editor.clear()  # type: ignore[attr-defined]
+            self.validate()
+            return
         e = self.editor
         e.blockSignals(True)
         try:
@@ -149,6 +210,9 @@ class SettingField(QWidget):
 
     def value(self) -> Any:
         """The checked value; raises MailError (Invalid) with a reason when it is not acceptable."""
+        if is_secret(self.spec.name):
+            typed = self.raw()
+            return typed if typed else getattr(self, "stored_secret", "")   # the service seals it
         return self.spec.check(self.raw())
 
     def validate(self) -> bool:
@@ -176,7 +240,8 @@ class ServerPropertiesDialog(QDialog):
     applied = Signal(list)     # the listeners whose restart the applied changes need
 
     def __init__(self, parent: QWidget | None, *, client: Any, settings: dict[str, Any], domain_count: int,
-                 hostname: str = "", restart_listeners: Callable[[list[str]], None] | None = None) -> None:
+                 hostname: str = "", restart_listeners: Callable[[list[str]], None] | None = None,
+                 described: list[dict[str, Any]] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{hostname or 'Server'} Properties")
         self._client = client
@@ -184,6 +249,11 @@ class ServerPropertiesDialog(QDialog):
         self.original = dict(settings)        # as found when the dialog opened
         self.current = dict(settings)         # as the server has them now (after Apply)
         self.fields: dict[str, SettingField] = {}
+        # What the service knows (settings.describe); without it, what this console knows.
+        if described:
+            self.specs = {str(d["name"]): spec_from_description(d) for d in described if d.get("name")}
+        else:
+            self.specs = dict(SPECS)
         self.tabs = QTabWidget()
         pages: dict[str, QFormLayout] = {}
         for title, _names, intro in TABS + [("Other", [], "Further settings of the service.")]:
@@ -193,11 +263,15 @@ class ServerPropertiesDialog(QDialog):
             label.setWordWrap(True)
             form.addRow(label)
             pages[title] = form
-            self.tabs.addTab(page, title)
-        ordered = [n for _t, names, _i in TABS for n in names if n in SPECS]
-        ordered += [n for n in SPECS if n not in ordered]
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(page)
+            self.tabs.addTab(scroll, title)
+        ordered = [n for _t, names, _i in TABS for n in names if n in self.specs]
+        ordered += [n for n in self.specs if n not in ordered]
         for name in ordered:
-            spec = SPECS[name]
+            spec = self.specs[name]
             field = SettingField(spec)
             field.set_value(settings.get(name, spec.default))
             field.changed.connect(self._update_buttons)
@@ -207,13 +281,15 @@ class ServerPropertiesDialog(QDialog):
             if spec.restart:
                 field.editor.setToolTip((spec.help + "\n" if spec.help else "") +
                                         f"Changing this restarts the {spec.restart} listener.")
-        for name, value in settings.items():   # settings the service has and this console does not know
-            if name not in SPECS:
-                shown = QLineEdit(str(value))
+        for name, value in settings.items():   # settings the service has and did not describe
+            if name not in self.specs:
+                shown = QLineEdit("(set)" if is_secret(name) and value else str(value))
                 shown.setReadOnly(True)
                 pages["Other"].addRow(f"{name}:", shown)
-        if pages["Other"].rowCount() <= 1:
-            self.tabs.removeTab(self.tabs.count() - 1)
+        for index in reversed(range(self.tabs.count())):   # no empty tabs
+            title = self.tabs.tabText(index)
+            if title != "General" and pages[title].rowCount() <= 1:
+                self.tabs.removeTab(index)
 
         auth = self.fields.get("auth")
         if auth is not None and domain_count > 0:
@@ -256,7 +332,7 @@ class ServerPropertiesDialog(QDialog):
         self._pending_restart: list[str] = []
         self._sent: set[str] = set()          # settings this dialog has asked the server to change
         self._busy = False
-        self.resize(520, 460)
+        self.resize(560, 500)
         self._update_buttons()
 
     # -- state ---------------------------------------------------------------------------------
@@ -322,11 +398,11 @@ class ServerPropertiesDialog(QDialog):
                 self.current[name] = (result or {}).get("value", value) if isinstance(result, dict) else value
                 need = result.get("restart") if isinstance(result, dict) else None
                 if need:
-                    restart.append(need if isinstance(need, str) else (SPECS[name].restart or name))
+                    restart.append(need if isinstance(need, str) else (self.specs[name].restart or name))
                 finish()
 
             def failed(error: MailError, name: str = name) -> None:
-                failures.append(f"{SPECS[name].label}: {error.message}")
+                failures.append(f"{self.specs[name].label}: {error.message}")
                 finish()
 
             ops.set_setting(self._client, parent=self, name=name, value=value, on_done=done, on_fail=failed)

@@ -32,6 +32,9 @@ from gui.views.banner import ConnectionBanner
 from gui.views.help_window import HelpWindow
 from gui.views.list_pane import ListPane
 from gui.views.server_switch import ServerSwitch
+from gui.views.bans_view import BansView
+from gui.views.queue_view import QueueView
+from gui.dialogs.relay_test import RelayTestDialog
 from gui.views.status_view import StatusView
 
 APP_TITLE = "POP3 Service"
@@ -110,6 +113,7 @@ class MainWindow(QMainWindow):
         self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
         self._maybe_restore_selection()
         self.server_switch = ServerSwitch(self)     # this computer or another; remembered servers
+        self._build_service_panes()
         self.update_actions()
         if client.is_connected:
             self._on_connected()
@@ -503,6 +507,9 @@ class MainWindow(QMainWindow):
             tasks.setToolTipsVisible(True)
             for name in SERVICE_ACTIONS:
                 tasks.addAction(self.actions[name])
+            if hasattr(self, "relay_action"):
+                tasks.addSeparator()
+                tasks.addAction(self.relay_action)
         menu.addSeparator()
         if kind is not None and kind.can_delete():
             menu.addAction(self.actions["delete"])
@@ -693,11 +700,17 @@ class MainWindow(QMainWindow):
 
     def _open_server_properties(self, values: dict[str, Any]) -> None:
         self.server_settings = dict(values)
-        dialog = ServerPropertiesDialog(self, client=self.client, settings=values,
-                                        domain_count=self.tree_model.domain_total,
-                                        hostname=str(self.server_info.get("hostname") or ""),
-                                        restart_listeners=self.restart_listeners)
-        self._open(dialog, "server-properties")
+
+        def open_with(described: list[dict[str, Any]] | None) -> None:
+            dialog = ServerPropertiesDialog(self, client=self.client, settings=values,
+                                            domain_count=self.tree_model.domain_total,
+                                            hostname=str(self.server_info.get("hostname") or ""),
+                                            restart_listeners=self.restart_listeners, described=described)
+            self._open(dialog, "server-properties")
+
+        # The service's own descriptions: the settings its modules register are editable too.
+        self.client.request("settings.describe", {}, lambda r: open_with((r or {}).get("items")),
+                            lambda _e: open_with(None))
 
     def restart_listeners(self, names: list[str]) -> None:
         for name in names:
@@ -754,6 +767,30 @@ class MainWindow(QMainWindow):
         if data_dir == getattr(self.client, "data_dir", None) and not getattr(self.client, "is_remote", False):
             return
         self.server_switch.connect_local(data_dir)
+
+    # -- the outgoing queue, bans and the relay test (what the POP3 and SMTP work added) ----------
+    def _build_service_panes(self) -> None:
+        self.queue_view = QueueView(self.client)
+        self.bans_view = BansView(self.client)
+        self.server_tabs.addTab(self.queue_view, "Queue")
+        self.server_tabs.addTab(self.bans_view, "Bans")
+        self.relay_action = QAction("Test for Open &Relay…", self)
+        self.relay_action.setStatusTip("Try the classic open-relay tricks against this server's SMTP port")
+        self.relay_action.triggered.connect(self.do_relay_test)
+        self.client.event_received.connect(self._service_pane_event)
+
+    def _service_pane_event(self, name: str, _data: Any) -> None:
+        if name.startswith("ban.") and self.bans_view.isVisible():
+            self.bans_view.refresh()
+
+    def do_relay_test(self) -> None:
+        if not self.client.is_connected:
+            self.statusBar().showMessage("The console is not connected to the POP3 Service.", 5000)
+            return
+        dialog = RelayTestDialog(self)
+        self._open(dialog, "server")
+        ops.relay_test(self.client, parent=dialog, on_done=dialog.show_results,
+                       on_fail=lambda e: dialog.show_error(getattr(e, "message", str(e))))
 
     def do_about(self) -> None:
         box = QMessageBox(QMessageBox.Icon.Information, "About POP3 Service",

@@ -1,4 +1,5 @@
-"""The server node's "Service Status" tab: listener states, live counters, recent events.
+"""The server node's "Service Status" tab: listener states, live counters, the newest lines of the
+service log (``log.recent``: what the logging level lets through), remote administration.
 
 It refreshes on the service's ``service.state`` events and, while visible, every two seconds
 (counters move without an event for each session). Nothing here blocks: every read is a request.
@@ -37,7 +38,7 @@ def _table(headers: list[str]) -> QTableWidget:
 
 
 class StatusView(QWidget):
-    """Service state per listener, counters and the newest audit entries."""
+    """Service state per listener, counters and the newest service log lines."""
 
     def __init__(self, client: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,9 +57,16 @@ class StatusView(QWidget):
         self.counters_box = QGroupBox("Counters")
         self.counters_grid = QGridLayout(self.counters_box)
         self._counter_labels: dict[str, QLabel] = {}
-        self.events_box = QGroupBox("Recent events")
-        self.events = _table(["Time", "By", "Operation", "Target", "Outcome"])
+        self.events_box = QGroupBox("Service log")
+        self.events = _table(["Time", "Level", "Source", "Message"])
+        self.events.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.events.setWordWrap(False)
         QVBoxLayout(self.events_box).addWidget(self.events)
+        self.remote_label = QLabel()          # remote administration: port and certificate fingerprint
+        self.remote_label.setWordWrap(True)
+        self.remote_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.remote_label.setStyleSheet("color: #555;")
+        self._use_audit = False               # an older service without log.recent
         listeners_box = QGroupBox("Listeners")
         QVBoxLayout(listeners_box).addWidget(self.listeners)
         layout = QVBoxLayout(self)
@@ -67,12 +75,15 @@ class StatusView(QWidget):
         layout.addWidget(listeners_box, 3)
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 2)
+        layout.addWidget(self.remote_label)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.refresh)
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
+        if self._client.is_connected:
+            self._client.request("server.info", {}, self.set_remote_admin, lambda _e: None)
         self.refresh()
         self._timer.start()
 
@@ -84,7 +95,10 @@ class StatusView(QWidget):
         if not self._client.is_connected:
             return
         self._client.request("service.status", {}, self.apply_status, lambda _e: None)
-        self._client.request("audit.list", {"limit": 50}, self._apply_audit, lambda _e: None)
+        if self._use_audit:
+            self._client.request("audit.list", {"limit": 50}, self._apply_audit, lambda _e: None)
+        else:
+            self._client.request("log.recent", {"limit": 200}, self._apply_log, self._log_failed)
 
     def set_logging_level(self, level: Any) -> None:
         try:
@@ -92,7 +106,8 @@ class StatusView(QWidget):
         except (TypeError, ValueError):
             return
         name = LOGGING_LABELS[self.logging_level] if 0 <= self.logging_level < 4 else str(level)
-        self.events_box.setTitle(f"Recent events (logging level: {name})")
+        self.events_box.setTitle(f"Service log (logging level: {name})" if not self._use_audit
+                                 else f"Recent changes (logging level: {name})")
 
     def apply_status(self, status: dict[str, Any]) -> None:
         state = str(status.get("state", "unknown"))
@@ -148,11 +163,48 @@ class StatusView(QWidget):
         label = self._counter_labels.get(key)
         return label.text() if label else ""
 
+    def set_remote_admin(self, info: dict[str, Any]) -> None:
+        """Remote administration's port and the certificate fingerprint remote consoles must see."""
+        remote = info.get("admin_tcp") or {}
+        fingerprint = (info.get("tls") or {}).get("fingerprint", "")
+        if remote.get("state") == "running":
+            text = f"Remote administration: on, port {remote.get('port')} (TLS, token)."
+        elif remote.get("error"):
+            text = f"Remote administration: not running ({remote['error']})."
+        else:
+            text = "Remote administration: off (Server Properties → Security)."
+        if fingerprint:
+            text += f" Certificate SHA-256 fingerprint: {fingerprint}"
+        self.remote_label.setText(text)
+
+    def _log_failed(self, error: Any) -> None:
+        if getattr(error, "code", "") == "invalid":   # a service that does not know log.recent
+            self._use_audit = True
+            self.set_logging_level(self.logging_level)
+
+    def _apply_log(self, result: dict[str, Any]) -> None:
+        rows = result.get("items") or []    # newest first
+        self.events.setRowCount(len(rows))
+        for r, item in enumerate(rows):
+            when = str(item.get("at", "")).replace("T", " ")[:19]
+            level = str(item.get("level", ""))
+            values = [when, level, item.get("source", ""), item.get("message", "")]
+            for c, value in enumerate(values):
+                cell = QTableWidgetItem(str(value))
+                if c == 1 and level in ("ERROR", "CRITICAL"):
+                    cell.setForeground(Qt.GlobalColor.darkRed)
+                elif c == 1 and level == "WARNING":
+                    cell.setForeground(Qt.GlobalColor.darkYellow)
+                self.events.setItem(r, c, cell)
+        if rows:
+            self.events.resizeColumnsToContents()
+
     def _apply_audit(self, result: dict[str, Any]) -> None:
         rows = result.get("items") or []
         self.events.setRowCount(len(rows))
         for r, item in enumerate(rows):
             when = str(item.get("at", "")).replace("T", " ")[:19]
-            values = [when, item.get("actor", ""), item.get("op", ""), item.get("target", ""), item.get("outcome", "")]
+            values = [when, item.get("outcome", ""), item.get("actor", ""),
+                      f"{item.get('op', '')} {item.get('target', '')}".strip()]
             for c, value in enumerate(values):
                 self.events.setItem(r, c, QTableWidgetItem(str(value)))

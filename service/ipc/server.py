@@ -272,6 +272,8 @@ class AdminConnection:
 
     async def _audit(self, op: str, params: dict[str, Any], outcome: str, message: str) -> None:
         shown = redact(op, params)
+        if op == "settings.set" and str(params.get("name", "")).lower().endswith("password"):
+            shown["value"] = "***"   # a secret setting (the service seals it; the audit log never sees it)
         detail = json.dumps({k: v for k, v in shown.items() if v not in (None, "")}, ensure_ascii=False)
         if message:
             detail = f"{detail} {message}"

@@ -332,11 +332,14 @@ def test_service_control_and_the_server_badge(qtbot, window, fake):
 def test_status_view_shows_listeners_counters_and_events(qtbot, window, fake):
     window.server_tabs.setCurrentWidget(window.status_view)
     view = window.status_view
-    qtbot.waitUntil(lambda: view.listeners.rowCount() == 5 and view.events.rowCount() == 3)
+    qtbot.waitUntil(lambda: view.listeners.rowCount() == 5 and view.events.rowCount() == 5)
     assert view.state_label.text() == "The POP3 Service is running."
     assert view.counter_text("messages_received") == "1,284"
-    assert view.events.rowCount() == 3 and view.events.item(0, 3).text() == "bob@contoso.com"
-    assert view.events_box.title() == "Recent events (logging level: Medium)"
+    # The newest lines of the service log (log.recent), not the audit log.
+    assert view.events.item(0, 1).text() == "INFO" and "bob@contoso.com logged on" in view.events.item(0, 3).text()
+    assert view.events.item(2, 1).text() == "WARNING"
+    assert view.events_box.title() == "Service log (logging level: Medium)"
+    assert ("log.recent", {"limit": 200}) in fake.requests and not fake.ops_sent("audit.list")
     fake.service.counters["messages_received"] += 1
     qtbot.waitUntil(lambda: view.counter_text("messages_received") == "1,285", timeout=3000)
 
