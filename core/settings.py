@@ -121,7 +121,9 @@ for _spec in (
     SettingSpec("mailroot", "", _text, "Root mail directory", ("mailroot_dir",),
                 help="changing it does not move existing mail"),
     SettingSpec("sparequired", True, _bool, "Require secure password authentication",
-                help="no password in clear: plaintext logons only inside TLS"),
+                help="no password in clear: plaintext logons only inside TLS. With local accounts or a "
+                     "directory only plaintext logons exist (PAM and LDAP keep no reusable secret), so "
+                     "this means TLS is required"),
     SettingSpec("createuser", False, _bool, "Always create an associated user for new mailboxes"),
     SettingSpec("keystore", "keyfile", _keystore, "Server key store", writable=False,
                 help="where the key that encrypts password equivalents lives"),

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
+from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
 from core.auth.provider import LOGIN, PLAIN, check_password
@@ -383,7 +384,7 @@ class DirectoryProvider:
         if created:
             def undo(_session: Session) -> None:
                 self._delete_entry(dn)
-            event.listen(session, "after_rollback", undo, once=True)
+            on_session_event(session, "after_rollback", undo, once=True)
         if password:
             self._set_entry_password(dn, password)
 
@@ -477,7 +478,7 @@ class DirectoryProvider:
         dn = self.find_entry(name, domain)
         self.forget(f"{name}@{domain}")
         if dn is not None:
-            event.listen(session, "after_commit", lambda _s: self._delete_entry(dn), once=True)
+            on_session_event(session, "after_commit", lambda _s: self._delete_entry(dn), once=True)
 
     def delete_users(self, session: Session, domain_id: int) -> None:
         """With the domain: delete the entries of its mailboxes that have an associated user."""
@@ -486,7 +487,7 @@ class DirectoryProvider:
         dns = [dn for dn in (self.find_entry(n, d) for n, d in rows) if dn is not None]
         self.forget()
         if dns:
-            event.listen(session, "after_commit", lambda _s: [self._delete_entry(dn) for dn in dns], once=True)
+            on_session_event(session, "after_commit", lambda _s: [self._delete_entry(dn) for dn in dns], once=True)
 
     def _delete_entry(self, dn: str) -> None:
         try:

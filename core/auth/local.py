@@ -19,7 +19,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy import event, select
+from sqlalchemy import select
+from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
 from core.auth.provider import LOGIN, PLAIN, check_password
@@ -207,7 +208,7 @@ class LocalAccountProvider:
 
         def undo(_session: Session) -> None:
             self._userdel(name)
-        event.listen(session, "after_rollback", undo, once=True)
+        on_session_event(session, "after_rollback", undo, once=True)
         if password:
             self.set_password(session, mailbox_id, password)
 
@@ -256,7 +257,7 @@ class LocalAccountProvider:
         def remove(_session: Session) -> None:
             for n in names:
                 self._userdel(n)
-        event.listen(session, "after_commit", remove, once=True)
+        on_session_event(session, "after_commit", remove, once=True)
 
     def _userdel(self, name: str) -> None:
         try:

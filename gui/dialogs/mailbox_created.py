@@ -20,12 +20,18 @@ def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_re
                     ports: dict[str, int]) -> list[tuple[str, str]]:
     """The lines a user types into a mail client, as (label, value) pairs."""
     address = str(mailbox.get("address") or f"{mailbox['name']}@{mailbox['domain']}")
-    # With the password file the service knows users by their full address; system and
-    # directory accounts log on with SPA (NTLM) under the bare account name.
-    spa_name = address if auth == "passwordfile" else str(mailbox.get("name") or address.partition("@")[0])
-    rows = [("E-mail address", address),
-            ("Account name (plaintext authentication)", address),
-            ("Account name (Secure Password Authentication)", spa_name)]
+    if auth == "passwordfile":
+        rows = [("E-mail address", address),
+                ("Account name (plaintext authentication)", address),
+                ("Account name (Secure Password Authentication)", address)]
+    else:
+        # PAM and a directory check only a password sent as it is (no reusable secret exists for
+        # APOP, CRAM-MD5 or NTLM): the client uses plaintext authentication, inside TLS.
+        name = str(mailbox.get("name") or address.partition("@")[0])
+        rows = [("E-mail address", address),
+                ("Account name", f"{address} (or {name})" if auth == "local" else address),
+                ("Secure Password Authentication (SPA)", "off: not available with "
+                 + ("local system accounts" if auth == "local" else "a directory") + "; the connection is encrypted instead")]
     pop3 = [f"{_port(ports, n)} with {tls}" for n, tls in (("pop3", "STARTTLS"), ("pop3s", "SSL/TLS"))
             if _port(ports, n)]
     rows.append(("Incoming mail server (POP3)", hostname))
@@ -35,7 +41,11 @@ def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_re
     rows.append(("Outgoing mail server (SMTP)", hostname))
     rows.append(("SMTP port", ", or ".join(smtp) if smtp
                  else "no submission listener is enabled"))
-    if spa_required:
+    if spa_required and auth != "passwordfile":
+        rows.append(("Note", "This server requires secure password authentication. With this authentication "
+                             "method that means TLS is required: the password is accepted only over an "
+                             "encrypted connection (STARTTLS or SSL/TLS)."))
+    elif spa_required:
         rows.append(("Note", "This server requires secure password authentication: a plaintext password is "
                              "accepted only over an encrypted (TLS) connection."))
     return rows
