@@ -53,6 +53,14 @@ def make_wizard(qtbot, data_dir: Path, **kwargs) -> SetupWizard:
     return wizard
 
 
+@pytest.fixture(autouse=True)
+def earlier_tests_settled(qtbot):
+    """Let callbacks that earlier tests left queued (a fake client answering a window that is gone)
+    run now, outside this test: these tests spin the event loop for seconds while the service starts."""
+    with qtbot.capture_exceptions():
+        qtbot.wait(20)
+
+
 @pytest.fixture
 def started_services():
     """Service processes a test's wizard started: stopped at the end, whatever happened."""
