@@ -20,16 +20,23 @@ if TYPE_CHECKING:  # the console imports the specs without the database layer
     from sqlalchemy.orm import Session
 
 
-def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+def _int_range(lo: int, hi: int, unit: str = "") -> Callable[[Any], int]:
+    """A check for a whole number from ``lo`` to ``hi`` (of ``unit``, named in the refusal)."""
+    of_unit = f" of {unit}" if unit else ""
+    wanted = f"{lo} to {hi} {unit}".rstrip() if unit else f"a number from {lo} to {hi}"
+
     def check(value: Any) -> int:
         try:
             number = int(str(value).strip())
         except (TypeError, ValueError):
-            raise Invalid(f"'{value}' is not a whole number; give a number from {lo} to {hi}.") from None
+            raise Invalid(f"'{value}' is not a whole number{of_unit}; give {wanted}.") from None
         if not lo <= number <= hi:
-            raise Invalid(f"{number} is out of range; give a number from {lo} to {hi}.")
+            raise Invalid(f"{number} is out of range; give {wanted}.")
         return number
     return check
+
+
+whole_number = _int_range
 
 
 def _port(value: Any) -> int:

@@ -22,7 +22,7 @@ from core.db import Database, sqlite_url
 from core.errors import Invalid, MailError, NotFound, Unavailable
 from core.ipc.protocol import socket_path
 from core.model import to_json
-from core.paths import default_data_dir
+from core.paths import can_bind_privileged, default_data_dir
 from core.settings import Settings, default_hostname
 from core.store import MailStore
 from core.tables import Domain, Mailbox, Setting
@@ -104,25 +104,6 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
 
 UNPRIVILEGED_PORTS = {"port": 1110, "pop3s_port": 1995, "smtp_port": 2525, "submission_port": 1587,
                       "smtps_port": 1465}
-
-
-def can_bind_privileged() -> bool:
-    """Root, CAP_NET_BIND_SERVICE or a lowered ip_unprivileged_port_start lets us bind 110 and 25."""
-    if os.geteuid() == 0:
-        return True
-    try:
-        start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
-        if start <= 25:
-            return True
-    except (OSError, ValueError):
-        pass
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) & (1 << 10))  # CAP_NET_BIND_SERVICE
-    except (OSError, ValueError):
-        pass
-    return False
 
 
 class MailService:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from core.errors import Invalid
-from core.settings import SPECS, SettingSpec, register
+from core.settings import SPECS, SettingSpec, register, whole_number
 from core.tables import Ban
 
 log = logging.getLogger(__name__)
@@ -40,28 +40,16 @@ def _networks(value: Any) -> str:
     return ", ".join(items)
 
 
-def _whole(lo: int, hi: int, unit: str) -> Any:
-    def check(value: Any) -> int:
-        try:
-            number = int(str(value).strip())
-        except (TypeError, ValueError):
-            raise Invalid(f"'{value}' is not a whole number of {unit}; give {lo} to {hi}.") from None
-        if not lo <= number <= hi:
-            raise Invalid(f"{number} is out of range; give {lo} to {hi} {unit}.")
-        return number
-    return check
-
-
 for _spec in (
     SettingSpec("throttle_allow", "", _networks, "Logon throttling allow-list",
                 help="addresses or networks never delayed or banned (e.g. 192.168.1.0/24), comma-separated"),
-    SettingSpec("throttle_failures", 10, _whole(1, 10000, "failures"), "Failed logons before a ban",
+    SettingSpec("throttle_failures", 10, whole_number(1, 10000, "failures"), "Failed logons before a ban",
                 help="per address and per login name, within the throttle window"),
-    SettingSpec("throttle_window", 900, _whole(10, 86400, "seconds"), "Failed logon window (s)",
+    SettingSpec("throttle_window", 900, whole_number(10, 86400, "seconds"), "Failed logon window (s)",
                 help="failures older than this are forgotten"),
-    SettingSpec("throttle_delay_ms", 500, _whole(0, 60000, "milliseconds"), "First failed logon delay (ms)",
+    SettingSpec("throttle_delay_ms", 500, whole_number(0, 60000, "milliseconds"), "First failed logon delay (ms)",
                 help="doubles with every further failure, up to 15 s"),
-    SettingSpec("ban_duration", 900, _whole(10, 30 * 86400, "seconds"), "Ban duration (s)",
+    SettingSpec("ban_duration", 900, whole_number(10, 30 * 86400, "seconds"), "Ban duration (s)",
                 help="how long an address or login name stays banned"),
 ):
     register(_spec)

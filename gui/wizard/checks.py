@@ -10,26 +10,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.paths import can_bind_privileged  # noqa: F401 - one check, shared with the service
+
 # What a user without root gets instead (the service's own first-start choice, service/daemon.py).
 UNPRIVILEGED = {110: 1110, 995: 1995, 25: 2525, 587: 1587, 465: 1465}
-
-
-def can_bind_privileged() -> bool:
-    """Root, CAP_NET_BIND_SERVICE or a lowered ip_unprivileged_port_start lets us bind 110 and 25."""
-    if os.geteuid() == 0:
-        return True
-    try:
-        if int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()) <= 25:
-            return True
-    except (OSError, ValueError):
-        pass
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) & (1 << 10))   # CAP_NET_BIND_SERVICE
-    except (OSError, ValueError):
-        pass
-    return False
 
 
 def systemd_running() -> bool:
