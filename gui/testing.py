@@ -259,8 +259,25 @@ class FakeService:
         ev.append(("settings.changed", {"name": spec.name, "value": value}))
         return {"name": spec.name, "value": value, "restart": spec.restart}
 
+    # The service's list order: the column, then the name (core/admin.py _order).
+    _MAILBOX_SORT = {"size": lambda m: m.total_bytes, "messages": lambda m: m.message_count,
+                     "state": lambda m: m.locked, "quota": lambda m: -1 if m.quota_bytes is None else m.quota_bytes}
+
+    def _sorted(self, names: list[str], key: Callable[[str], Any] | None, descending: bool) -> list[str]:
+        if key is None:
+            return list(reversed(names)) if descending else names
+        return sorted(names, key=lambda n: (key(n), n), reverse=descending)
+
     def op_domain_list(self, p: dict, ev: list) -> Any:
-        total, names = self._page(self.domain_names(), p)
+        sort = p["sort"]
+        keys = {"count": lambda d: len(d.mailboxes), "mailboxes": lambda d: len(d.mailboxes),
+                "messages": lambda d: sum(m.message_count for m in d.mailboxes.values()),
+                "size": lambda d: sum(m.total_bytes for m in d.mailboxes.values()), "state": lambda d: d.locked}
+        if sort not in keys and sort != "name":
+            raise Invalid(f"Cannot sort by '{sort}'.")
+        key = keys.get(sort)
+        names = self._sorted(self.domain_names(), (lambda n: key(self.domains[n])) if key else None, p["descending"])
+        total, names = self._page(names, p)
         return {"total": total, "items": [self.domain_info(self.domains[n]) for n in names]}
 
     def op_domain_get(self, p: dict, ev: list) -> Any:
@@ -298,7 +315,12 @@ class FakeService:
 
     def op_mailbox_list(self, p: dict, ev: list) -> Any:
         d = self._domain(p["domain"])
-        total, names = self._page(d.sorted_names(), p)
+        sort = p["sort"]
+        if sort not in self._MAILBOX_SORT and sort != "name":
+            raise Invalid(f"Cannot sort by '{sort}'.")
+        key = self._MAILBOX_SORT.get(sort)
+        names = self._sorted(d.sorted_names(), (lambda n: key(d.mailboxes[n])) if key else None, p["descending"])
+        total, names = self._page(names, p)
         return {"total": total, "items": [self.mailbox_info(d.mailboxes[n]) for n in names]}
 
     def op_mailbox_get(self, p: dict, ev: list) -> Any:

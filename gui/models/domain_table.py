@@ -18,16 +18,17 @@ class DomainTableModel(PagedTableModel):
     op = "domain.list"
     kind = NodeKind.DOMAIN
     columns = [
-        Column("Domain Name", lambda d: str(d.get("display_name") or d["name"]), lambda d: d["name"]),
+        Column("Domain Name", lambda d: str(d.get("display_name") or d["name"]), lambda d: d["name"],
+               service_sort="name"),
         Column("Mailboxes", lambda d: f"{d.get('mailbox_count', 0):,}", lambda d: d.get("mailbox_count", 0),
-               numeric=True),
+               numeric=True, service_sort="count"),
         Column("Domain Size (KB)", lambda d: kilobytes(d.get("total_bytes", 0)), lambda d: d.get("total_bytes", 0),
-               numeric=True),
+               numeric=True, service_sort="size"),
         Column("Messages", lambda d: f"{d.get('message_count', 0):,}", lambda d: d.get("message_count", 0),
-               numeric=True),
+               numeric=True, service_sort="messages"),
         Column("State", _domain_state, lambda d: bool(d.get("locked")),
                tooltip=lambda d: "Locked: no mailbox of this domain can log on; mail is still delivered."
-               if d.get("locked") else ""),
+               if d.get("locked") else "", service_sort="state"),
     ]
 
     def icon_for(self, item: dict[str, Any]) -> Any:

@@ -33,15 +33,15 @@ class MailboxTableModel(PagedTableModel):
     op = "mailbox.list"
     kind = NodeKind.MAILBOX
     columns = [
-        Column("Mailbox Name", lambda m: str(m["name"]), lambda m: m["name"]),
+        Column("Mailbox Name", lambda m: str(m["name"]), lambda m: m["name"], service_sort="name"),
         Column("Mailbox Size (KB)", lambda m: kilobytes(m.get("total_bytes", 0)), lambda m: m.get("total_bytes", 0),
-               numeric=True),
+               numeric=True, service_sort="size"),
         Column("Messages", lambda m: f"{m.get('message_count', 0):,}", lambda m: m.get("message_count", 0),
-               numeric=True),
+               numeric=True, service_sort="messages"),
         Column("State", _mailbox_state, lambda m: (bool(m.get("locked")), bool(m.get("domain_locked"))),
-               tooltip=_state_tip),
+               tooltip=_state_tip, service_sort="state"),
         Column("Quota (KB)", lambda m: kilobytes(m.get("quota_bytes")),
-               lambda m: -1 if m.get("quota_bytes") is None else m["quota_bytes"], numeric=True),
+               lambda m: -1 if m.get("quota_bytes") is None else m["quota_bytes"], numeric=True, service_sort="quota"),
     ]
 
     domain_gone = Signal(str)

@@ -1,14 +1,15 @@
 """A result-pane list that loads itself in pages and then follows the service's change events.
 
-The service lists in name order with ``offset``/``limit``/``filter``; the model keeps a loaded
-prefix of that order and asks for the next page when the view scrolls near the end
-(``canFetchMore``/``fetchMore``). Sorting by name is the service's order; sorting by any other
-column first loads the remaining pages (in the background, one request after another) and then
-sorts in memory. Filtering asks the service again with ``filter``.
+The service lists with ``offset``/``limit``/``filter`` and ``sort``/``descending`` (any column,
+then the name, in the database); the model keeps a loaded prefix of that order and asks for the
+next page when the view scrolls near the end (``canFetchMore``/``fetchMore``). Sorting by another
+column asks the service for the first page in that order, unless every row is already here (then
+it sorts in memory, without a request). Filtering asks the service again with ``filter``.
 
-Invariant while sorted by name and not fully loaded: the rows are exactly the first
-``len(rows)`` names of the service's list, so the next page's offset is ``len(rows)``. Events
-keep it: an added name inside the prefix is inserted, one beyond it only raises ``total``.
+Invariant while not fully loaded: the rows are exactly the first ``len(rows)`` items of the
+service's list in the current order, so the next page's offset is ``len(rows)``. Events keep it:
+an added item inside the prefix is inserted at its place, one beyond it only raises ``total``.
+A column without a service sort (``service_sort`` empty) loads everything and sorts in memory.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from functools import total_ordering
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from shiboken6 import isValid
 
 from gui.models.nodes import NodeKind, Target
 
@@ -38,6 +40,7 @@ class Column:
     sort_key: Callable[[dict[str, Any]], Any]
     numeric: bool = False
     tooltip: Callable[[dict[str, Any]], str] | None = None
+    service_sort: str = ""      # the list op's ``sort`` value for this column ('' = sort here)
 
 
 def kilobytes(size: int | None) -> str:
@@ -87,6 +90,7 @@ class PagedTableModel(QAbstractTableModel):
         self._loading = False
         self._active = False      # has a load been asked for (a list with no source stays empty)
         self._want_all = False
+        self.fetch_gate: Callable[[], bool] | None = None   # set by the view (ListPane)
 
     # -- subclass hooks -------------------------------------------------------------------------
     def key_of(self, item: dict[str, Any]) -> str:
@@ -144,21 +148,23 @@ class PagedTableModel(QAbstractTableModel):
         return not parent.isValid() and self._active and not self._loading and len(self._rows) < self._total
 
     def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
+        if self.fetch_gate is not None and not self.fetch_gate():
+            return   # the view asked while laying out, not because its end is in sight
         if self.canFetchMore(parent):
             self._request(len(self._rows), PAGE)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(self.columns):
             return
+        descending = order == Qt.SortOrder.DescendingOrder
+        if (column, descending) == (self._sort_column, self._descending):
+            return
         self._sort_column = column
-        self._descending = order == Qt.SortOrder.DescendingOrder
+        self._descending = descending
         if self.fully_loaded:
-            self._sort_in_memory()
-        elif not self._in_server_order():
-            self._want_all = True
-            if not self._loading and self._active:
-                self._request(len(self._rows), BULK_PAGE)
-        # else: the loaded prefix already is in name order
+            self._sort_in_memory()          # every row is here: no request needed
+        elif self._active:
+            self.reload()                   # the first page in the new order, from the service
 
     # -- own API --------------------------------------------------------------------------------
     @property
@@ -224,7 +230,14 @@ class PagedTableModel(QAbstractTableModel):
 
     # -- loading ----------------------------------------------------------------------------------
     def _in_server_order(self) -> bool:
-        return self._sort_column == 0 and not self._descending
+        """Can the service give the rows in the current order (so paging works)?"""
+        return bool(self.columns[self._sort_column].service_sort) if self.columns else True
+
+    def _sort_params(self) -> dict[str, Any]:
+        sort = self.columns[self._sort_column].service_sort if self.columns else ""
+        if not sort or (sort == "name" and not self._descending):
+            return {}
+        return {"sort": sort, "descending": self._descending}
 
     def _set_loading(self, loading: bool) -> None:
         if loading != self._loading:
@@ -234,17 +247,18 @@ class PagedTableModel(QAbstractTableModel):
     def _request(self, offset: int, limit: int) -> None:
         generation = self._generation
         params = dict(self.params(), offset=offset, limit=limit)
+        params.update(self._sort_params())
         if self._filter:
             params["filter"] = self._filter
         self._set_loading(True)
 
         def ok(result: dict[str, Any]) -> None:
-            if generation == self._generation:
+            if isValid(self) and generation == self._generation:
                 self._set_loading(False)
                 self._add_page(int(result.get("total", 0)), result.get("items") or [])
 
         def err(error: Any) -> None:
-            if generation == self._generation:
+            if isValid(self) and generation == self._generation:
                 self._set_loading(False)
                 self.load_failed.emit(error)
 

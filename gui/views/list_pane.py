@@ -39,6 +39,9 @@ class ListPane(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.setModel(model)
+        # QTreeView lays out its root after every insert and asks for more each time, which would
+        # pull the whole list page after page; the model fetches only when the view is near its end.
+        model.fetch_gate = self._near_the_end
         self.view.header().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.view.setSortingEnabled(True)
         self.view.header().setStretchLastSection(False)
@@ -76,6 +79,10 @@ class ListPane(QWidget):
         self.empty.setText("Loading…" if self.model.loading and empty else EMPTY_TEXT)
         self.empty.setVisible(empty)
         self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
+
+    def _near_the_end(self) -> bool:
+        bar = self.view.verticalScrollBar()
+        return bar.maximum() == 0 or bar.maximum() - bar.value() <= max(bar.pageStep(), 1)
 
     def selected_rows(self) -> list[int]:
         return sorted({i.row() for i in self.view.selectionModel().selectedRows()})
