@@ -208,6 +208,12 @@ class MailService:
     def _drop_privileges(self, run_as: Any) -> None:
         """Hand the data directory and the mail root to ``run_as``, then stop being root."""
         from service.privileges import drop_to, hand_over, preload
+        if self.ctx.setting("auth") == "local":
+            # PAM must read /etc/shadow and mailboxes create and change system accounts (useradd,
+            # chpasswd): only root may. Say so rather than fail at the first logon.
+            log.warning("the 'local' authentication method manages system accounts: the service keeps root "
+                        "instead of running as %s. Use passwordfile or directory to run unprivileged.", run_as.name)
+            return
         preload()
         changed = hand_over([self.data_dir, self.ctx.store.root], run_as)
         if changed:
