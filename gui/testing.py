@@ -96,6 +96,10 @@ class FakeService:
                          "messages_retrieved": 0, "logon_failures": 0, "queue": 0}
         self.audit: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []            # log.recent, newest first
+        self.tls: dict[str, Any] = {
+            "subject": f"CN={hostname}", "names": [hostname, "localhost"], "not_after": "2028-03-01T09:00:00+00:00",
+            "days_left": 730, "expires_soon": False, "self_signed": True,
+            "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
         self.bans: list[dict[str, Any]] = []
         self.queue: list[dict[str, Any]] = []
         self.relay_results: list[dict[str, Any]] = [
@@ -199,7 +203,10 @@ class FakeService:
         return {"hostname": self.settings.get("hostname") or self.hostname, "version": "0.1.0",
                 "auth": self.settings["auth"], "keystore": self.settings["keystore"],
                 "data_dir": "/var/lib/pop3-service", "mailroot": self.settings["mailroot"],
-                "listeners": self.status()["listeners"]}
+                "listeners": self.status()["listeners"], "tls": dict(self.tls),
+                "admin_tcp": {"state": "running" if self.settings.get("admin_tcp_port") else "off",
+                              "address": "0.0.0.0", "port": int(self.settings.get("admin_tcp_port") or 0),
+                              "error": ""}}
 
     def op_service_status(self, p: dict, ev: list) -> Any:
         return self.status()
@@ -237,7 +244,7 @@ class FakeService:
 
     def op_settings_set(self, p: dict, ev: list) -> Any:
         extra = {d["name"]: d for d in SERVICE_SETTINGS}
-        if p["name"] in extra and p["name"] not in SPECS:
+        if p["name"] in extra:   # (also when the real module registered it: no sealer in the fake)
             value = p["value"]
             if p["name"].endswith("password") and value and not str(value).startswith("sealed:"):
                 value = "sealed:" + "x" * len(str(value))     # the service encrypts it
@@ -625,6 +632,7 @@ def demo_service() -> FakeService:
     }, locked=("northwind.local", "sales@contoso.com"))
     svc.domains["contoso.com"].mailboxes["helpdesk"].quota_bytes = 50 * 1024 * 1024
     svc.settings["createuser"] = True
+    svc.settings["admin_tcp_port"] = 9110
     svc.audit = [
         {"at": "2026-03-02T09:14:02", "actor": "root", "op": "mailbox.add", "target": "bob@contoso.com",
          "detail": "", "outcome": "ok"},

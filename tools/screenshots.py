@@ -89,8 +89,47 @@ def main(argv: list[str] | None = None) -> int:
     save(props, out / "server-properties.png")
     props.tabs.setCurrentIndex(2)
     save(props, out / "server-properties-smtp.png")
+    props.tabs.setCurrentIndex([props.tabs.tabText(i) for i in range(props.tabs.count())].index("Security"))
+    save(props, out / "server-properties-security.png")
     props.reject()
     settle(100)
+
+    # Issue 5: the outgoing queue, the bans, the open-relay test, remote administration.
+    window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
+    window.server_tabs.setCurrentWidget(window.queue_view)
+    settle(300)
+    window.queue_view.table.selectRow(0)
+    save(window, out / "main-window-queue.png")
+    window.server_tabs.setCurrentWidget(window.bans_view)
+    settle(300)
+    save(window, out / "main-window-bans.png")
+    window.server_tabs.setCurrentWidget(window.domain_pane)
+    window.do_relay_test()
+    settle(300)
+    save(window.dialog, out / "relay-test.png")
+    window.dialog.close()
+
+    from gui.remote_servers import TokenVault
+    from gui.testing import FakeService
+    other = FakeService(hostname="mail.fabrikam.com")
+    other.seed({"fabrikam.com": ["jane", "john"], "fabrikam.net": ["orders"]})
+    fingerprint = "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"
+    client.remote_services["mail.fabrikam.com:9110"] = (other, "p3t_demo", fingerprint)
+    vault = TokenVault(backend=None)
+    vault.reason = "this computer has no secure system keyring (such as GNOME Keyring or KWallet)"
+    window.server_switch.vault = vault
+    window.do_connect()
+    dialog = window.dialog
+    dialog.remote.setChecked(True)
+    dialog.computer.setCurrentText("mail.fabrikam.com")
+    dialog.token.setText("p3t_demo")
+    save(dialog, out / "connect-computer.png")
+    dialog.accept()
+    settle(200)
+    save(window.dialog, out / "certificate-first-use.png")
+    window.dialog.done(window.dialog.StandardButton.Yes)
+    settle(400)
+    save(window, out / "main-window-remote.png")
     window.close()
     (out / ".screenshots.ini").unlink(missing_ok=True)
     wizard_screenshots(out)

@@ -91,7 +91,6 @@ class ConnectComputerDialog(QDialog):
         form.addRow("      Computer name:", remote_row)
         form.addRow("      Admin token:", self.token)
         form.addRow("", self.remember_token)
-        form.addRow("", self.keyring_note)
         note = QLabel("The other computer's POP3 Service must accept remote administration "
                       "(winpop set admin_tcp_port 9110). The connection is encrypted (TLS); the first time, "
                       "the console shows the server certificate's fingerprint for you to check.")
@@ -109,13 +108,14 @@ class ConnectComputerDialog(QDialog):
         layout.addWidget(QLabel("Select the computer you want this console to manage."))
         layout.addWidget(self.message)
         layout.addLayout(form)
+        layout.addWidget(self.keyring_note)
         layout.addWidget(note)
         layout.addWidget(buttons)
         for signal in (self.local.toggled, self.data_dir.textChanged, self.computer.currentTextChanged,
                        self.token.textChanged):
             signal.connect(self._update)
         self.computer.currentTextChanged.connect(self._computer_chosen)
-        self.resize(540, 10)
+        self.resize(560, self.sizeHint().height() + 20)
         if preset is not None:
             self.remote.setChecked(True)
             self.computer.setCurrentText(preset.host)

@@ -74,7 +74,7 @@ class StatusView(QWidget):
         layout.addWidget(self.certificate_label)
         layout.addWidget(listeners_box, 3)
         layout.addWidget(self.counters_box, 0)
-        layout.addWidget(self.events_box, 2)
+        layout.addWidget(self.events_box, 3)
         layout.addWidget(self.remote_label)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
