@@ -45,10 +45,12 @@ class EventRelay:
     """Sends this node's change events to the other nodes and publishes theirs here."""
 
     def __init__(self, url: str, *, publish: Callable[[str, Any], None], loop: Any,
-                 subscribe: Callable[[Callable[[str, Any], None]], Any], node: str | None = None) -> None:
+                 subscribe: Callable[[Callable[[str, Any], None]], Any], node: str | None = None,
+                 on_receive: Callable[[str], None] | None = None) -> None:
         self.conninfo = psycopg_conninfo(url)
         self.node = node or f"{socket.gethostname()[:40]}:{secrets.token_hex(4)}"
         self._publish = publish
+        self._on_receive = on_receive
         self._subscribe = subscribe
         self._loop = loop
         self._outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -160,6 +162,8 @@ class EventRelay:
 
     def _deliver(self, name: str, data: Any) -> None:
         """On the loop: side effects first, then the admin-channel subscribers of this node."""
+        if self._on_receive is not None:
+            self._on_receive(name)
         for callback in self.handlers.get(name, []):
             try:
                 callback(data)
@@ -179,7 +183,8 @@ def attach(ctx: Any) -> EventRelay | None:
     and wire what a remote change means for this node. Blocking: call it off the loop."""
     if not getattr(ctx.db, "is_postgres", False):
         return None
-    relay = EventRelay(ctx.db.url, publish=ctx.events.publish, loop=ctx.loop, subscribe=ctx.events.subscribe)
+    relay = EventRelay(ctx.db.url, publish=ctx.events.publish, loop=ctx.loop, subscribe=ctx.events.subscribe,
+                       on_receive=lambda _name: ctx.stats.incr("cluster.events_received"))
 
     def settings_changed(_data: Any) -> None:
         async def reload() -> None:

@@ -106,6 +106,22 @@ def _drop_databases() -> None:
         pass
 
 
+def database_contents(url: str) -> bytes:
+    """Everything a database holds, as bytes: the SQLite file(s), or every row of every table."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars().all()
+            return b"".join(str(tuple(row)).encode() + b"".join(v for v in row if isinstance(v, bytes))
+                            for t in tables for row in conn.execute(text(f'SELECT * FROM "{t}"')))
+    finally:
+        engine.dispose()
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 right now (the service binds it a moment later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

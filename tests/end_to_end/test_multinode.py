@@ -232,6 +232,10 @@ def _can_log_in(node: ServiceProcess) -> bool:
         return False
 
 
+def _relayed(node: ServiceProcess) -> int:
+    return node.call("service.status")["counters"].get("cluster.events_received", 0)
+
+
 def test_bans_made_on_one_node_hold_on_the_other(nodes):
     a, b = nodes
     a.add_mailbox(ALICE, PASSWORD)
@@ -240,12 +244,15 @@ def test_bans_made_on_one_node_hold_on_the_other(nodes):
     wait_for(lambda: b.call("settings.get", name="throttle_failures") == {"throttle_failures": 3}, timeout=5,
              what="the setting on node B")
     # Failures counted across nodes: two on A and one on B make three.
-    for node in (a, b, a):
+    for node, other in ((a, b), (b, a), (a, None)):
+        seen = _relayed(other) if other is not None else 0
         client = poplib.POP3("127.0.0.1", node.ports["pop3"], timeout=10)
         client.user("mallory@example.com")
         with pytest.raises(poplib.error_proto):
             client.pass_("wrong")
         client.close()
+        if other is not None:   # the other node has heard of it (bounded wait, not a sleep)
+            wait_for(lambda: _relayed(other) > seen, timeout=10, what="the failure relayed")
     wait_for(lambda: {x["value"] for x in b.call("ban.list")["items"]} >= {"mallory@example.com", "127.0.0.1"},
              timeout=5, what="the bans listed on node B")
     # The address is banned on B too: B turns the connection away at once.

@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import Forbidden, Unavailable
 from core.ipc.client import AdminClient
-from tests.support import ROOT, ServiceProcess, free_port, wait_for
+from tests.support import ROOT, ServiceProcess, database_contents, free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_tokens_are_stored_only_as_hashes_and_revocation_takes_effect(service):
     listed = service.call("admin.token_list")["items"]
     assert "short lived" in [t["name"] for t in listed]
     assert all("token" not in t for t in listed)
-    db = (service.data_dir / "pop3svc.db").read_bytes()
+    db = database_contents(service.database_url())
     assert made["token"].encode() not in db
     AdminClient.over_tcp("127.0.0.1", service.tcp_port, made["token"], fingerprint=service.fingerprint).close()
     assert service.call("admin.token_revoke", name="short lived") == {"revoked": 1}
