@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import itertools
@@ -28,10 +29,8 @@ from pathlib import Path
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from sqlalchemy.engine import Connection
-
 from core.db import RECONCILE_LOCK, Database
-from core.errors import Invalid, NotFound, QuotaExceeded, Unavailable
+from core.errors import Invalid, MailError, NotFound, QuotaExceeded, Unavailable
 from core.model import DeliveryResult, MessageInfo, ReconcileReport
 from core.tables import Domain, Mailbox, Message
 
@@ -45,20 +44,36 @@ _SEQ_LOCK = threading.Lock()
 
 _IndexRow = collections.namedtuple("_IndexRow", "id filename deleted")
 
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    """One delivery waiting for the group commit: its files are in place, fsynced; its folders
+    and index rows are not yet."""
+
+    ids: list[int]
+    targets: dict[int, tuple[int, str, Path]]
+    name: str
+    uidl: str
+    vsize: int
+    when: datetime
+    check_quota: bool
+    dirs: set[Path]
+    done: bool = False
+    error: BaseException | None = None
+    results: list[DeliveryResult] | None = None
+    pending_results: list[DeliveryResult] | None = None
+
 # Delivery's statements, built once (SQLAlchemy caches their compiled form).
 _SELECT_TARGETS = (
     select(Mailbox.id, Mailbox.domain_id, Mailbox.name, Domain.name)
     .join(Domain, Domain.id == Mailbox.domain_id)
     .where(Mailbox.id.in_(bindparam("ids", expanding=True)))
 )
-_SELECT_QUOTAS = select(Mailbox.id, Mailbox.quota_bytes, Mailbox.total_bytes).where(
-    Mailbox.id.in_(bindparam("ids", expanding=True)))
+_LOCK_MAILBOXES = (select(Mailbox.id, Mailbox.quota_bytes, Mailbox.total_bytes)
+                   .where(Mailbox.id.in_(bindparam("ids", expanding=True))).order_by(Mailbox.id).with_for_update())
 _INSERT_MESSAGE = insert(Message)
 _BUMP_MAILBOX = update(Mailbox).where(Mailbox.id == bindparam("mid")).values(
     message_count=Mailbox.message_count + bindparam("n"), total_bytes=Mailbox.total_bytes + bindparam("sz"))
-# The same, only while the message fits the quota (no row updated = refuse; see _refuse).
-_BUMP_MAILBOX_QUOTA = _BUMP_MAILBOX.where(
-    (Mailbox.quota_bytes.is_(None)) | (Mailbox.total_bytes + bindparam("sz") <= Mailbox.quota_bytes))
 _BUMP_DOMAIN = update(Domain).where(Domain.id == bindparam("did")).values(
     message_count=Domain.message_count + bindparam("n"), total_bytes=Domain.total_bytes + bindparam("sz"))
 
@@ -144,6 +159,10 @@ class MailStore:
         # mailbox id → (domain id, address, Maildir): delivery's look-up, forgotten on deletion.
         self._target_cache: dict[int, tuple[int, str, Path]] = {}
         self._cache_lock = threading.Lock()
+        # Group commit of deliveries (see _group_commit).
+        self._gc_cond = threading.Condition()
+        self._gc_queue: list[_Pending] = []
+        self._gc_busy = False
         self.root = Path(root)
         self.hostname = (hostname or socket.gethostname() or "localhost").replace("/", "\\057").replace(":", "\\072")
 
@@ -273,15 +292,16 @@ class MailStore:
                         raise
                     _write_durably(new_path, body)  # another filesystem: a copy
                 placed.append(new_path)
-            for directory in {p.parent for p in placed}:
-                fsync_dir(directory)
         except OSError as exc:
             for path in placed + [tmp_path]:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             raise _disk_error(exc) from None
+        entry = _Pending(ids=ids, targets=targets, name=name, uidl=uidl, vsize=vsize,
+                         when=arrived_at or datetime.now(timezone.utc), check_quota=check_quota,
+                         dirs={p.parent for p in placed})
         try:
-            results = self._index(ids, targets, name, uidl, vsize, arrived_at, check_quota)
+            results = self._group_commit(entry)
         except BaseException:
             for path in placed:
                 with contextlib.suppress(OSError):
@@ -289,6 +309,88 @@ class MailStore:
             raise
         self._changed(set(ids))
         return results
+
+    # -- group commit ---------------------------------------------------------------------
+    def _group_commit(self, entry: _Pending) -> list[DeliveryResult]:
+        """Make ``entry`` durable and indexed. Deliveries that arrive while another thread commits
+        wait and are committed together by the next one: one fsync per folder and one index
+        transaction for the whole batch (a single delivery is a batch of one)."""
+        with self._gc_cond:
+            self._gc_queue.append(entry)
+            while not entry.done and self._gc_busy:
+                self._gc_cond.wait()
+            if entry.done:
+                batch = None
+            else:
+                self._gc_busy = True
+                batch, self._gc_queue = self._gc_queue, []
+        if batch is not None:
+            try:
+                self._commit_batch(batch)
+            except BaseException as exc:  # the whole batch failed: every delivery in it says so
+                for item in batch:
+                    if item.error is None and item.results is None:
+                        item.error = exc if not isinstance(exc, OSError) else _disk_error(exc)
+            finally:
+                with self._gc_cond:
+                    for item in batch:
+                        item.done = True
+                    self._gc_busy = False
+                    self._gc_cond.notify_all()
+        if entry.error is not None:
+            raise entry.error
+        assert entry.results is not None
+        return entry.results
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        for directory in set().union(*(item.dirs for item in batch)):
+            fsync_dir(directory)
+        all_ids = sorted({mid for item in batch for mid in item.ids})
+        with self.db.write_conn() as conn:
+            # Row locks in one global order (mailboxes by id, then domains by id), so concurrent
+            # deliveries from several nodes on PostgreSQL wait for each other, never deadlock.
+            state = {mid: [quota, total] for mid, quota, total in conn.execute(_LOCK_MAILBOXES, {"ids": all_ids})}
+            accepted: list[_Pending] = []
+            for item in batch:
+                try:
+                    for mid in item.ids:
+                        if mid not in state:
+                            self.forget([mid])
+                            raise NotFound(f"The mailbox {item.targets[mid][1]} was deleted.")
+                        quota, total = state[mid]
+                        if item.check_quota and quota is not None and total + item.vsize > quota:
+                            address = item.targets[mid][1]
+                            if item.vsize > quota:
+                                raise QuotaExceeded(f"The message ({item.vsize} bytes) is larger than the quota "
+                                                    f"of {address} ({quota} bytes).", permanent=True)
+                            raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
+                except MailError as exc:
+                    item.error = exc
+                    continue
+                for mid in item.ids:
+                    state[mid][1] += item.vsize
+                accepted.append(item)
+            by_mailbox: dict[int, list[int]] = {}
+            by_domain: dict[int, list[int]] = {}
+            for item in accepted:
+                results = {}
+                for mid in item.ids:
+                    row = conn.execute(_INSERT_MESSAGE, {"mailbox_id": mid, "uidl": item.uidl,
+                                                         "filename": f"new/{item.name}", "size": item.vsize,
+                                                         "arrived_at": item.when, "deleted": False})
+                    results[mid] = DeliveryResult(mailbox_id=mid, message_id=row.inserted_primary_key[0],
+                                                  uidl=item.uidl, size=item.vsize)
+                    for key, table in ((mid, by_mailbox), (item.targets[mid][0], by_domain)):
+                        counts = table.setdefault(key, [0, 0])
+                        counts[0] += 1
+                        counts[1] += item.vsize
+                item.pending_results = [results[mid] for mid in item.ids]
+            for mid, (n, size) in sorted(by_mailbox.items()):
+                conn.execute(_BUMP_MAILBOX, {"mid": mid, "n": n, "sz": size})
+            for did, (n, size) in sorted(by_domain.items()):
+                conn.execute(_BUMP_DOMAIN, {"did": did, "n": n, "sz": size})
+        for item in accepted:  # only once the transaction committed
+            item.results = item.pending_results
 
     def _changed(self, mailbox_ids: set[int]) -> None:
         for callback in self.on_change:
@@ -323,41 +425,6 @@ class MailStore:
         if missing:
             raise NotFound(f"No mailbox with id {missing[0]} (it was deleted).")
         return found
-
-    def _index(self, ids: list[int], targets: dict[int, tuple[int, str, Path]], name: str, uidl: str,
-               vsize: int, arrived_at: datetime | None, check_quota: bool) -> list[DeliveryResult]:
-        """Index rows and counters in one write transaction (Core statements: this is the hot path)."""
-        when = arrived_at or datetime.now(timezone.utc)
-        results: dict[int, DeliveryResult] = {}
-        with self.db.write_conn() as conn:
-            # Row locks in one global order (mailboxes by id, then domains by id), so concurrent
-            # deliveries on PostgreSQL wait for each other instead of deadlocking.
-            for mid in sorted(ids):
-                bump = _BUMP_MAILBOX_QUOTA if check_quota else _BUMP_MAILBOX
-                if conn.execute(bump, {"mid": mid, "n": 1, "sz": vsize}).rowcount != 1:
-                    self._refuse(conn, mid, targets[mid][1], vsize)
-                row = conn.execute(_INSERT_MESSAGE, {"mailbox_id": mid, "uidl": uidl, "filename": f"new/{name}",
-                                                     "size": vsize, "arrived_at": when, "deleted": False})
-                results[mid] = DeliveryResult(mailbox_id=mid, message_id=row.inserted_primary_key[0], uidl=uidl,
-                                              size=vsize)
-            by_domain: dict[int, int] = {}
-            for mid in ids:
-                by_domain[targets[mid][0]] = by_domain.get(targets[mid][0], 0) + 1
-            for did, n in sorted(by_domain.items()):
-                conn.execute(_BUMP_DOMAIN, {"did": did, "n": n, "sz": n * vsize})
-        return [results[mid] for mid in ids]
-
-    def _refuse(self, conn: Connection, mailbox_id: int, address: str, vsize: int) -> None:
-        """The counter update matched no row: the mailbox is gone or the message does not fit."""
-        row = conn.execute(_SELECT_QUOTAS, {"ids": [mailbox_id]}).first()
-        if row is None:
-            self.forget([mailbox_id])
-            raise NotFound(f"The mailbox {address} was deleted.")
-        _mid, quota, total = row
-        if vsize > quota:
-            raise QuotaExceeded(f"The message ({vsize} bytes) is larger than the quota of {address} "
-                                f"({quota} bytes).", permanent=True)
-        raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
 
     @staticmethod
     def _bump(session: Session, mailbox_id: int, domain_id: int, *, messages: int, size: int) -> None:

@@ -267,8 +267,7 @@ class OutboundQueue:
             self._heartbeat = None
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait({self._task}, timeout=10)   # bounded, whatever the task does
             self._task = None
         # Attempts in worker threads cannot be interrupted; wait for them, bounded.
         if self._running:
@@ -297,8 +296,13 @@ class OutboundQueue:
             except Exception:  # the runner must survive a database hiccup
                 log.exception("queue runner: cannot read the queue; trying again shortly")
                 wait = 5.0
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.02, min(wait, 30.0)))
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the cancellation that
+            # stop() sends when it races with the wake-up, and the runner would never end.
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=max(0.02, min(wait, 30.0)))
+            finally:
+                waiter.cancel()
 
     def _attempt_done(self, task: asyncio.Task) -> None:
         self._running.discard(task)

@@ -215,3 +215,45 @@ class StoreMachine(RuleBasedStateMachine):
 StoreMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow])
 test_store_counters_always_equal_disk = StoreMachine.TestCase
+
+
+def test_concurrent_deliveries_are_exact_and_quota_refusals_stay_their_own(db, store):
+    """Many threads at once (their index writes are committed in groups): every acknowledged
+    message is indexed once, a full mailbox refuses only the deliveries that do not fit, and the
+    counters equal what is on disk."""
+    import threading
+
+    roomy = make_mailbox(db, store, "roomy@example.com")
+    tight = make_mailbox(db, store, "tight@example.com", quota=5 * len(MSG))
+    acked: list[str] = []
+    refused: list[Exception] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(10):
+            body = MSG + f"{n}-{i}\r\n".encode()
+            try:
+                result = store.deliver_many([roomy, tight] if i % 2 else [roomy], body)
+            except QuotaExceeded as exc:
+                with lock:
+                    refused.append(exc)
+                continue
+            with lock:
+                acked.append(result[0].uidl)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    tight_msgs = store.list_messages(tight)
+    assert len(tight_msgs) <= 5 and len(refused) == 60 - len(tight_msgs)
+    assert len(acked) == 120 - len(refused)
+    assert sorted(m.uidl for m in store.list_messages(roomy)) == sorted(acked)
+    for mid in (roomy, tight):
+        messages = store.list_messages(mid)
+        with db.read() as session:
+            box = session.get(Mailbox, mid)
+            assert (box.message_count, box.total_bytes) == (len(messages), sum(m.size for m in messages))
+        on_disk = os.listdir(os.path.dirname(messages[0].path))
+        assert sorted(on_disk) == sorted(os.path.basename(m.path) for m in messages)
