@@ -77,6 +77,13 @@ def setup_logging(data_dir: Path, level: int) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def set_level(level: int) -> None:
+    """The service's logging level (0-3). aiosmtpd's own per-connection chatter ("mail.log") is
+    kept for Maximum: at Medium our own session lines say what an administrator needs."""
+    logging.getLogger().setLevel(LOG_LEVELS.get(level, logging.INFO))
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if level >= 3 else logging.WARNING)
+
+
 def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
     """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
     from core.auth.keystore import choose_keystore
@@ -148,7 +155,7 @@ class MailService:
         except MailError as exc:
             log.critical("%s", exc.message)
             return 2
-        logging.getLogger().setLevel(LOG_LEVELS.get(int(values["logging"]), logging.INFO))
+        set_level(int(values["logging"]))
         hostname = values["hostname"] or default_hostname()
         store = MailStore(db, Path(values["mailroot"]), hostname=hostname)
         ctx = ServiceContext(data_dir=self.data_dir, db=db, store=store, loop=loop, hostname=hostname)
@@ -361,7 +368,7 @@ class MailService:
 
     def _apply_settings(self) -> None:
         level = int(self.ctx.setting("logging"))
-        logging.getLogger().setLevel(LOG_LEVELS.get(level, logging.INFO))
+        set_level(level)
         if getattr(self.ctx, "auth_methods", None) is not None:
             self.ctx.auth_methods.apply()   # `winpop set auth ...`: switch the provider now
         if self.admin_server is not None:
