@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from core.ipc.protocol import DEFAULT_TCP_PORT
+from core.ipc.protocol import DEFAULT_TCP_PORT, split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +43,10 @@ class RemoteServer:
     @classmethod
     def parse(cls, text: str, default_port: int = DEFAULT_TCP_PORT) -> RemoteServer | None:
         """'mail.example.com', 'mail.example.com:9110', '[::1]:9110' → a server; None if not."""
-        text = text.strip()
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            port = rest.lstrip(":")
-        elif text.count(":") == 1:
-            host, _, port = text.partition(":")
-        else:
-            host, port = text, ""
-        if not host or any(ch.isspace() or ch in "/\\@" for ch in host):
+        parsed = split_host_port(text, default_port)
+        if parsed is None:
             return None
-        if port and (not port.isdigit() or not 0 < int(port) < 65536):
-            return None
-        return cls(host.lower(), int(port) if port else default_port)
+        return cls(parsed[0].lower(), parsed[1])
 
 
 # -- the list and the fingerprints (QSettings) -------------------------------------------------------

@@ -399,18 +399,11 @@ class Winpop:
 
 def parse_host(text: str) -> tuple[str, int]:
     """'mail.example.com', 'mail.example.com:9110', '[::1]:9110' → (host, port)."""
-    from core.ipc.protocol import DEFAULT_TCP_PORT as DEFAULT_PORT
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    if not host or (port and not port.isdigit()):
+    from core.ipc.protocol import split_host_port
+    parsed = split_host_port(text)
+    if parsed is None:
         raise Usage(f"'{text}' is not HOST[:PORT]")
-    return host, int(port or DEFAULT_PORT)
+    return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import LOGIN, PLAIN, check_password
+from core.auth.provider import PlaintextOnly, check_password
 from core.auth.settings import BIND_PASSWORD_AAD, SEALED_PREFIX, parse_urls, unseal_b64
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -138,11 +138,10 @@ def _close(conn: Any) -> None:
         pass
 
 
-class DirectoryProvider:
+class DirectoryProvider(PlaintextOnly):
     """The ``directory`` method over ldap3."""
 
     method = "directory"
-    supports_challenge_response = False
 
     def __init__(self, db: Database, config: DirectoryConfig, *, mailroot: Path | None = None) -> None:
         self._db = db
@@ -321,16 +320,6 @@ class DirectoryProvider:
         self._remember(ref.address, password)
         return ref
 
-    def secret_for(self, login: str) -> None:
-        """A directory never gives out a reusable secret: no APOP, CRAM-MD5 or NTLM."""
-        return None
-
-    def scram_for(self, login: str) -> None:
-        return None
-
-    def mechanisms(self, *, tls: bool, spa_required: bool) -> list[str]:
-        """Only a bind can check a password: PLAIN and LOGIN, inside TLS when SPA is required."""
-        return [PLAIN, LOGIN] if tls or not spa_required else []
 
     # --- the bind cache -----------------------------------------------------------------------
 
@@ -372,8 +361,8 @@ class DirectoryProvider:
         if create_user:
             return
         if password:
-            raise Invalid(f"Without 'create associated user' the mailbox uses the password of its existing "
-                          f"directory entry; give no password here (winpop changepwd changes it).")
+            raise Invalid("Without 'create associated user' the mailbox uses the password of its existing "
+                          "directory entry; give no password here (winpop changepwd changes it).")
         if self.find_entry(name, domain) is None:
             raise NotFound(f"No directory entry matches {name}@{domain} ({self.user_filter(name, domain)} under "
                            f"{self.config.base_dn}). Choose 'create associated user' or create the entry first.")

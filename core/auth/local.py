@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import LOGIN, PLAIN, check_password
+from core.auth.provider import PlaintextOnly, check_password
 from core.auth.settings import PAM_SERVICE_DEFAULT
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -91,11 +91,10 @@ def account_in_group(name: str) -> bool:
         return False
 
 
-class LocalAccountProvider:
+class LocalAccountProvider(PlaintextOnly):
     """The ``local`` method over PAM and the system's account tools."""
 
     method = "local"
-    supports_challenge_response = False
 
     def __init__(self, db: Database, *, mailroot: Path | None = None, pam_service: str = PAM_SERVICE_DEFAULT,
                  runner: Runner = _run) -> None:
@@ -161,16 +160,6 @@ class LocalAccountProvider:
             raise Unavailable(f"PAM could not check the password: {_PAM_UNAVAILABLE[code]}.")
         return False
 
-    def secret_for(self, login: str) -> None:
-        """No reusable secret exists for a system account: no APOP, CRAM-MD5 or NTLM."""
-        return None
-
-    def scram_for(self, login: str) -> None:
-        return None
-
-    def mechanisms(self, *, tls: bool, spa_required: bool) -> list[str]:
-        """PAM checks only plaintext passwords: PLAIN and LOGIN, inside TLS when SPA is required."""
-        return [PLAIN, LOGIN] if tls or not spa_required else []
 
     # --- admin hooks --------------------------------------------------------------------------
 

@@ -198,3 +198,20 @@ class PasswordFileProvider:
         credential.changed_at = utcnow()
         session.flush()
 
+
+
+class PlaintextOnly:
+    """For providers that can only check a password they are given (PAM, an LDAP bind): no
+    reusable secret, so no APOP, CRAM-MD5, SCRAM or NTLM; PLAIN and LOGIN, inside TLS when SPA
+    is required."""
+
+    supports_challenge_response = False
+
+    def secret_for(self, login: str) -> None:
+        return None
+
+    def scram_for(self, login: str) -> None:
+        return None
+
+    def mechanisms(self, *, tls: bool, spa_required: bool) -> list[str]:
+        return [PLAIN, LOGIN] if tls or not spa_required else []

@@ -52,3 +52,20 @@ def decode(line: bytes, *, limit: int = MAX_LINE) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise Invalid("The request must be a JSON object with 'id', 'op' and 'params'.")
     return obj
+
+
+def split_host_port(text: str, default_port: int = DEFAULT_TCP_PORT) -> tuple[str, int] | None:
+    """'mail.example.com', 'mail.example.com:9110', '[::1]:9110' → (host, port); None if not one."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if not host or any(ch.isspace() or ch in "/\\@" for ch in host):
+        return None
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        return None
+    return host, int(port) if port else default_port

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import wait_for as support_wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e password 7"
 NAMES = ("pop3", "pop3s", "smtp", "submission", "smtps")
@@ -37,14 +39,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return support_wait_for(predicate, timeout=timeout, interval=0.05, what=what)
 
 
 def tls() -> ssl.SSLContext:
