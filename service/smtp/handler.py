@@ -54,7 +54,6 @@ MAIL_LOOP = "554 5.4.6 Too many hops: the message is looping"
 MAX_HOPS = 50   # RFC 5321 §6.3: a Received count this high means a loop
 STORE_FULL = "452 4.3.1 Insufficient system storage; try again later"
 
-_BARE = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 _SIZE = re.compile(r"^SIZE=(\d+)$", re.IGNORECASE)
 SASL_HOOKS = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "NTLM"}
 
@@ -109,7 +108,8 @@ def principal(session: Session) -> MailboxRef | None:
 def has_bare_line_end(data: bytes) -> bool:
     """True if ``data`` holds a LF without CR or a CR without LF: the SMTP smuggling vector
     (CVE-2024-27305 class), refused rather than repaired."""
-    return _BARE.search(data) is not None
+    crlf = data.count(b"\r\n")   # counting runs at C speed; the regex is the slow way to say it
+    return data.count(b"\n") != crlf or data.count(b"\r") != crlf
 
 
 def received_header(*, helo: str, ip: str, hostname: str, protocol: str, queue_id: str,
