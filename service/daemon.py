@@ -69,19 +69,26 @@ def setup_logging(data_dir: Path, level: int) -> None:
     file_handler.setFormatter(fmt)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(fmt)
+    stream.set_name("stderr")
     root.addHandler(file_handler)
     root.addHandler(stream)
     from service.logbook import RecentHandler
     root.addHandler(RecentHandler())
-    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
+    set_level(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def set_level(level: int) -> None:
     """The service's logging level (0-3). aiosmtpd's own per-connection chatter ("mail.log") is
     kept for Maximum: at Medium our own session lines say what an administrator needs."""
-    logging.getLogger().setLevel(LOG_LEVELS.get(level, logging.INFO))
+    root = logging.getLogger()
+    root.setLevel(LOG_LEVELS.get(level, logging.INFO))
     logging.getLogger("mail.log").setLevel(logging.DEBUG if level >= 3 else logging.WARNING)
+    # The log file gets everything the level lets through; the terminal (or the journal) gets
+    # warnings and errors, and everything at Maximum: one write per mail line, not two.
+    for handler in root.handlers:
+        if handler.get_name() == "stderr":
+            handler.setLevel(logging.NOTSET if level >= 3 else logging.WARNING)
 
 
 def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
