@@ -171,3 +171,32 @@ def test_repeated_failures_ban_the_address(smtp_service: SmtpHarness) -> None:
     with pytest.raises(smtplib.SMTPConnectError) as info:
         smtp_service.client("submission")
     assert info.value.smtp_code == 421
+
+
+@pytest.mark.parametrize("initial", [True, False], ids=["initial-response", "challenge-first"])
+def test_ntlm_as_outlooks_secure_password_authentication(smtp_service: SmtpHarness, initial: bool) -> None:
+    """Outlook's "Secure Password Authentication" is NTLM; checked against pyspnego's client."""
+    import spnego
+
+    def ntlm_login(client: smtplib.SMTP, password: str) -> tuple[int, bytes]:
+        ntlm = spnego.client("alice@example.com", password, protocol="ntlm")
+        first = base64.b64encode(ntlm.step()).decode()
+        if initial:
+            code, resp = client.docmd("AUTH", f"NTLM {first}")
+        else:
+            code, resp = client.docmd("AUTH", "NTLM")
+            assert code == 334
+            code, resp = client.docmd(first)
+        assert code == 334, resp
+        return client.docmd(base64.b64encode(ntlm.step(base64.b64decode(resp))).decode())
+
+    with smtp_service.client("submission") as client:   # no TLS: NTLM sends no password
+        client.ehlo("outlook")
+        assert "NTLM" in auth_mechs(client)
+        code, resp = ntlm_login(client, PASSWORD)
+        assert code == 235, resp
+        assert client.mail("alice@example.com")[0] == 250
+    with smtp_service.client("submission") as client:
+        client.ehlo("outlook")
+        code, _ = ntlm_login(client, "not the password")
+        assert code == 535
