@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import PlaintextOnly, check_password
+from core.auth.provider import PlaintextOnly, check_password, mailbox_ref
 from core.auth.settings import BIND_PASSWORD_AAD, SEALED_PREFIX, parse_urls, unseal_b64
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -285,10 +285,7 @@ class DirectoryProvider(PlaintextOnly):
         return dns[0] if dns else None
 
     def _ref(self, mailbox: Mailbox, domain: Domain) -> MailboxRef:
-        path = str(self._mailroot / domain.name / mailbox.name) if self._mailroot is not None else ""
-        return MailboxRef(id=mailbox.id, name=mailbox.name, domain=domain.name,
-                          address=f"{mailbox.name}@{domain.name}", locked=bool(mailbox.locked),
-                          domain_locked=bool(domain.locked), path=path)
+        return mailbox_ref(mailbox, domain, self._mailroot)
 
     def resolve(self, login: str) -> MailboxRef | None:
         """The mailbox ``name@domain`` names (the same name may exist in several domains), or None."""

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import PlaintextOnly, check_password
+from core.auth.provider import PlaintextOnly, check_password, mailbox_ref
 from core.auth.settings import PAM_SERVICE_DEFAULT
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -109,10 +109,7 @@ class LocalAccountProvider(PlaintextOnly):
     # --- lookups ------------------------------------------------------------------------------
 
     def _ref(self, mailbox: Mailbox, domain: Domain) -> MailboxRef:
-        path = str(self._mailroot / domain.name / mailbox.name) if self._mailroot is not None else ""
-        return MailboxRef(id=mailbox.id, name=mailbox.name, domain=domain.name,
-                          address=f"{mailbox.name}@{domain.name}", locked=bool(mailbox.locked),
-                          domain_locked=bool(domain.locked), path=path)
+        return mailbox_ref(mailbox, domain, self._mailroot)
 
     def resolve(self, login: str) -> MailboxRef | None:
         """The mailbox of ``alice@example.com`` or of the account name ``alice``, or None."""

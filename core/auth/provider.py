@@ -46,6 +46,14 @@ def check_password(password: str) -> str:
     return password
 
 
+def mailbox_ref(mailbox: Mailbox, domain: Domain, mailroot: Path | None) -> MailboxRef:
+    """The principal every provider hands out after a logon (its Maildir when the root is known)."""
+    path = str(mailroot / domain.name / mailbox.name) if mailroot is not None else ""
+    return MailboxRef(id=mailbox.id, name=mailbox.name, domain=domain.name,
+                      address=f"{mailbox.name}@{domain.name}", locked=bool(mailbox.locked),
+                      domain_locked=bool(domain.locked), path=path)
+
+
 def secret_aad(mailbox_id: int) -> bytes:
     """The associated data that ties an encrypted secret to its mailbox row (no swapping rows)."""
     return f"pop3-service/credential/mailbox:{int(mailbox_id)}".encode("ascii")
@@ -109,16 +117,7 @@ class PasswordFileProvider:
     # --- lookups ------------------------------------------------------------------------------
 
     def _ref(self, mailbox: Mailbox, domain: Domain) -> MailboxRef:
-        path = str(self._mailroot / domain.name / mailbox.name) if self._mailroot is not None else ""
-        return MailboxRef(
-            id=mailbox.id,
-            name=mailbox.name,
-            domain=domain.name,
-            address=f"{mailbox.name}@{domain.name}",
-            locked=bool(mailbox.locked),
-            domain_locked=bool(domain.locked),
-            path=path,
-        )
+        return mailbox_ref(mailbox, domain, self._mailroot)
 
     def _lookup(self, login: str) -> _Found | None:
         try:

@@ -12,17 +12,8 @@ from core.auth.scram import verify_plain
 from core.db import Database
 from core.errors import Invalid, NotFound, Unavailable
 from core.tables import Credential, Domain, Mailbox
-from tests.support import db_url_for
 
 TEST_ITERATIONS = 32   # production default is 4096; tests stay fast
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = Database(db_url_for(tmp_path / "t.db"))
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
