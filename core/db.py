@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,20 +26,24 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (pysqlite's recipe)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives a crash of the process; a power cut may roll back
+    # the last commits, and the start-up reconcile re-indexes any message file in new/.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
 def _install_sqlite_pragmas(engine: Engine) -> None:
     """WAL, foreign keys, a busy timeout, and explicit BEGIN so we choose IMMEDIATE for writers."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DBAPI types
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (pysqlite's recipe)
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a crash of the process; a power cut may roll back
-        # the last commits, and the start-up reconcile re-indexes any message file in new/.
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
+        _sqlite_pragmas(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
@@ -77,6 +83,10 @@ class Database:
         else:
             writer_engine = self.engine
         self._writer_engine = writer_engine
+        # A file database (not :memory:, which is per connection) gets the delivery connection.
+        self.has_sqlite_writer = self.is_sqlite and self.engine.url.database not in (None, "", ":memory:")
+        self._fast: sqlite3.Connection | None = None   # see sqlite_write
+        self._fast_lock = threading.Lock()
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer_engine, expire_on_commit=False)
 
@@ -85,6 +95,27 @@ class Database:
         """A Core connection in one write transaction, for hot paths (delivery) that skip the ORM."""
         with self._writer_engine.begin() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def sqlite_write(self) -> Iterator[sqlite3.Cursor]:
+        """SQLite only: one write transaction (BEGIN IMMEDIATE) on a connection kept for the
+        delivery path, with the same pragmas as the pool's. It skips the pool checkout and
+        SQLAlchemy's per-statement work, which cost 0.22 of the 0.27 ms of a delivery's index
+        transaction; callers run SQL compiled once from Core statements (core.store)."""
+        with self._fast_lock:
+            conn = self._fast
+            if conn is None:
+                conn = sqlite3.connect(self.engine.url.database, check_same_thread=False, timeout=30)
+                _sqlite_pragmas(conn)
+                self._fast = conn
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                conn.rollback()
+                raise
+            cur.execute("COMMIT")
 
     @contextlib.contextmanager
     def read_conn(self) -> Iterator[Connection]:
@@ -141,4 +172,8 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
+        with self._fast_lock:
+            if self._fast is not None:
+                self._fast.close()
+                self._fast = None
         self.engine.dispose()

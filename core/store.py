@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -26,7 +27,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Update, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from core.db import RECONCILE_LOCK, Database
@@ -51,13 +54,13 @@ class _Pending:
     and index rows are not yet."""
 
     ids: list[int]
-    targets: dict[int, tuple[int, str, Path]]
+    targets: dict[int, tuple[int, str, str]]
     name: str
     uidl: str
     vsize: int
     when: datetime
     check_quota: bool
-    dirs: set[Path]
+    dirs: set[str]
     done: bool = False
     error: BaseException | None = None
     results: list[DeliveryResult] | None = None
@@ -76,6 +79,60 @@ _BUMP_MAILBOX = update(Mailbox).where(Mailbox.id == bindparam("mid")).values(
     message_count=Mailbox.message_count + bindparam("n"), total_bytes=Mailbox.total_bytes + bindparam("sz"))
 _BUMP_DOMAIN = update(Domain).where(Domain.id == bindparam("did")).values(
     message_count=Domain.message_count + bindparam("n"), total_bytes=Domain.total_bytes + bindparam("sz"))
+
+
+class _CoreIndex:
+    """Delivery's index statements on a SQLAlchemy connection (PostgreSQL, or SQLite in memory)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def lock_mailboxes(self, ids: list[int]) -> dict[int, list]:
+        return {mid: [quota, total] for mid, quota, total in self.conn.execute(_LOCK_MAILBOXES, {"ids": ids})}
+
+    def insert_message(self, mid: int, uidl: str, filename: str, size: int, when: datetime) -> int:
+        row = self.conn.execute(_INSERT_MESSAGE, {"mailbox_id": mid, "uidl": uidl, "filename": filename,
+                                                  "size": size, "arrived_at": when, "deleted": False})
+        return row.inserted_primary_key[0]
+
+    def bump(self, statement: Update, params: dict) -> None:
+        self.conn.execute(statement, params)
+
+
+_SQLITE = sqlite_dialect.dialect(paramstyle="named")
+_MESSAGE_COLUMNS = ["mailbox_id", "uidl", "filename", "size", "arrived_at", "deleted"]
+# The same statements as SQL text for the raw SQLite cursor (one mailbox per SELECT: SQLite's
+# BEGIN IMMEDIATE already holds the whole database, so there are no row locks to order).
+_SQLITE_SQL = {
+    "lock": str(select(Mailbox.id, Mailbox.quota_bytes, Mailbox.total_bytes)
+                .where(Mailbox.id == bindparam("mid")).compile(dialect=_SQLITE)),
+    "insert": str(_INSERT_MESSAGE.compile(dialect=_SQLITE, column_keys=_MESSAGE_COLUMNS)),
+    _BUMP_MAILBOX: str(_BUMP_MAILBOX.compile(dialect=_SQLITE)),
+    _BUMP_DOMAIN: str(_BUMP_DOMAIN.compile(dialect=_SQLITE)),
+}
+_SQLITE_WHEN = Message.__table__.c.arrived_at.type.dialect_impl(_SQLITE).bind_processor(_SQLITE)
+
+
+class _SqliteIndex:
+    """Delivery's index statements on the database's raw SQLite delivery cursor (Database.sqlite_write)."""
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self.cur = cur
+
+    def lock_mailboxes(self, ids: list[int]) -> dict[int, list]:
+        state = {}
+        for mid in ids:
+            for _, quota, total in self.cur.execute(_SQLITE_SQL["lock"], {"mid": mid}):
+                state[mid] = [quota, total]
+        return state
+
+    def insert_message(self, mid: int, uidl: str, filename: str, size: int, when: datetime) -> int:
+        self.cur.execute(_SQLITE_SQL["insert"], {"mailbox_id": mid, "uidl": uidl, "filename": filename, "size": size,
+                                                 "arrived_at": _SQLITE_WHEN(when), "deleted": False})
+        return self.cur.lastrowid
+
+    def bump(self, statement: Update, params: dict) -> None:
+        self.cur.execute(_SQLITE_SQL[statement], params)
 
 
 def pop3_size(data: bytes) -> int:
@@ -115,7 +172,7 @@ def _size_from_name(filename: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -123,7 +180,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write_durably(path: str | Path, data: bytes) -> None:
     """Create ``path`` exclusively, write ``data``, fsync. On any failure the file is gone."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -157,7 +214,7 @@ class MailStore:
         # Called (from the writing thread) with the ids of mailboxes whose counters moved.
         self.on_change: list[Callable[[set[int]], None]] = []
         # mailbox id → (domain id, address, Maildir): delivery's look-up, forgotten on deletion.
-        self._target_cache: dict[int, tuple[int, str, Path]] = {}
+        self._target_cache: dict[int, tuple[int, str, str]] = {}
         self._cache_lock = threading.Lock()
         # Group commit of deliveries (see _group_commit).
         self._gc_cond = threading.Condition()
@@ -275,16 +332,17 @@ class MailStore:
         elif not _UIDL_OK.match(uidl):
             raise Invalid(f"'{uidl}' cannot be a UIDL: 1-70 printable ASCII characters without spaces.")
         targets = self._targets(ids)
+        # Plain strings on this path: pathlib's joins cost more than the file system calls.
         first_dir = targets[ids[0]][2]
-        tmp_path = first_dir / "tmp" / name
-        placed: list[Path] = []
+        tmp_path = f"{first_dir}/tmp/{name}"
+        placed: list[str] = []
         try:
             _write_durably(tmp_path, body)
-            first = first_dir / "new" / name
+            first = f"{first_dir}/new/{name}"
             os.rename(tmp_path, first)
             placed.append(first)
             for mid in ids[1:]:
-                new_path = targets[mid][2] / "new" / name
+                new_path = f"{targets[mid][2]}/new/{name}"
                 try:
                     os.link(first, new_path)
                 except OSError as exc:
@@ -299,7 +357,7 @@ class MailStore:
             raise _disk_error(exc) from None
         entry = _Pending(ids=ids, targets=targets, name=name, uidl=uidl, vsize=vsize,
                          when=arrived_at or datetime.now(timezone.utc), check_quota=check_quota,
-                         dirs={p.parent for p in placed})
+                         dirs={f"{targets[mid][2]}/new" for mid in ids})
         try:
             results = self._group_commit(entry)
         except BaseException:
@@ -346,51 +404,62 @@ class MailStore:
         for directory in set().union(*(item.dirs for item in batch)):
             fsync_dir(directory)
         all_ids = sorted({mid for item in batch for mid in item.ids})
-        with self.db.write_conn() as conn:
-            # Row locks in one global order (mailboxes by id, then domains by id), so concurrent
-            # deliveries from several nodes on PostgreSQL wait for each other, never deadlock.
-            state = {mid: [quota, total] for mid, quota, total in conn.execute(_LOCK_MAILBOXES, {"ids": all_ids})}
-            accepted: list[_Pending] = []
-            for item in batch:
-                try:
-                    for mid in item.ids:
-                        if mid not in state:
-                            self.forget([mid])
-                            raise NotFound(f"The mailbox {item.targets[mid][1]} was deleted.")
-                        quota, total = state[mid]
-                        if item.check_quota and quota is not None and total + item.vsize > quota:
-                            address = item.targets[mid][1]
-                            if item.vsize > quota:
-                                raise QuotaExceeded(f"The message ({item.vsize} bytes) is larger than the quota "
-                                                    f"of {address} ({quota} bytes).", permanent=True)
-                            raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
-                except MailError as exc:
-                    item.error = exc
-                    continue
-                for mid in item.ids:
-                    state[mid][1] += item.vsize
-                accepted.append(item)
-            by_mailbox: dict[int, list[int]] = {}
-            by_domain: dict[int, list[int]] = {}
-            for item in accepted:
-                results = {}
-                for mid in item.ids:
-                    row = conn.execute(_INSERT_MESSAGE, {"mailbox_id": mid, "uidl": item.uidl,
-                                                         "filename": f"new/{item.name}", "size": item.vsize,
-                                                         "arrived_at": item.when, "deleted": False})
-                    results[mid] = DeliveryResult(mailbox_id=mid, message_id=row.inserted_primary_key[0],
-                                                  uidl=item.uidl, size=item.vsize)
-                    for key, table in ((mid, by_mailbox), (item.targets[mid][0], by_domain)):
-                        counts = table.setdefault(key, [0, 0])
-                        counts[0] += 1
-                        counts[1] += item.vsize
-                item.pending_results = [results[mid] for mid in item.ids]
-            for mid, (n, size) in sorted(by_mailbox.items()):
-                conn.execute(_BUMP_MAILBOX, {"mid": mid, "n": n, "sz": size})
-            for did, (n, size) in sorted(by_domain.items()):
-                conn.execute(_BUMP_DOMAIN, {"did": did, "n": n, "sz": size})
+        if self.db.has_sqlite_writer:
+            try:
+                with self.db.sqlite_write() as cur:
+                    accepted = self._index_batch(_SqliteIndex(cur), batch, all_ids)
+            except sqlite3.Error as exc:
+                raise Unavailable(f"The message index could not be written: {exc}.") from exc
+        else:
+            with self.db.write_conn() as conn:
+                accepted = self._index_batch(_CoreIndex(conn), batch, all_ids)
         for item in accepted:  # only once the transaction committed
             item.results = item.pending_results
+
+    def _index_batch(self, index: _CoreIndex | _SqliteIndex, batch: list[_Pending],
+                     all_ids: list[int]) -> list[_Pending]:
+        """Inside one write transaction: check quotas, insert the index rows, move the counters.
+        Returns the deliveries accepted; the others carry their error."""
+        # Row locks in one global order (mailboxes by id, then domains by id), so concurrent
+        # deliveries from several nodes on PostgreSQL wait for each other, never deadlock.
+        state = index.lock_mailboxes(all_ids)
+        accepted: list[_Pending] = []
+        for item in batch:
+            try:
+                for mid in item.ids:
+                    if mid not in state:
+                        self.forget([mid])
+                        raise NotFound(f"The mailbox {item.targets[mid][1]} was deleted.")
+                    quota, total = state[mid]
+                    if item.check_quota and quota is not None and total + item.vsize > quota:
+                        address = item.targets[mid][1]
+                        if item.vsize > quota:
+                            raise QuotaExceeded(f"The message ({item.vsize} bytes) is larger than the quota "
+                                                f"of {address} ({quota} bytes).", permanent=True)
+                        raise QuotaExceeded(f"The mailbox {address} is full ({total} of {quota} bytes).")
+            except MailError as exc:
+                item.error = exc
+                continue
+            for mid in item.ids:
+                state[mid][1] += item.vsize
+            accepted.append(item)
+        by_mailbox: dict[int, list[int]] = {}
+        by_domain: dict[int, list[int]] = {}
+        for item in accepted:
+            results = []
+            for mid in item.ids:
+                message_id = index.insert_message(mid, item.uidl, f"new/{item.name}", item.vsize, item.when)
+                results.append(DeliveryResult(mailbox_id=mid, message_id=message_id, uidl=item.uidl, size=item.vsize))
+                for key, table in ((mid, by_mailbox), (item.targets[mid][0], by_domain)):
+                    counts = table.setdefault(key, [0, 0])
+                    counts[0] += 1
+                    counts[1] += item.vsize
+            item.pending_results = results
+        for mid, (n, size) in sorted(by_mailbox.items()):
+            index.bump(_BUMP_MAILBOX, {"mid": mid, "n": n, "sz": size})
+        for did, (n, size) in sorted(by_domain.items()):
+            index.bump(_BUMP_DOMAIN, {"did": did, "n": n, "sz": size})
+        return accepted
 
     def _changed(self, mailbox_ids: set[int]) -> None:
         for callback in self.on_change:
@@ -408,14 +477,15 @@ class MailStore:
                 for mid in mailbox_ids:
                     self._target_cache.pop(mid, None)
 
-    def _targets(self, ids: list[int]) -> dict[int, tuple[int, str, Path]]:
-        """mailbox id → (domain id, address, Maildir) for delivery."""
+    def _targets(self, ids: list[int]) -> dict[int, tuple[int, str, str]]:
+        """mailbox id → (domain id, address, Maildir path as a string) for delivery."""
         with self._cache_lock:
             found = {mid: self._target_cache[mid] for mid in ids if mid in self._target_cache}
         if len(found) < len(ids):
             with self.db.read_conn() as conn:
                 rows = conn.execute(_SELECT_TARGETS, {"ids": [m for m in ids if m not in found]}).all()
-            fresh = {mid: (did, f"{mname}@{dname}", self.mailbox_dir(dname, mname)) for mid, did, mname, dname in rows}
+            fresh = {mid: (did, f"{mname}@{dname}", os.fspath(self.mailbox_dir(dname, mname)))
+                     for mid, did, mname, dname in rows}
             with self._cache_lock:
                 if len(self._target_cache) > 50_000:
                     self._target_cache.clear()
