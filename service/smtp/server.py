@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,34 @@ if not any(isinstance(f, _RedactAuth) for f in _mail_log.filters):
     _mail_log.addFilter(_RedactAuth())
 
 
+# A plain <local@domain> path: a dot-atom local part and a dotted domain of letters, digits and
+# hyphens (RFC 5321 §4.1.2), then the parameters. That is nearly every MAIL and RCPT.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"[ \t]*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)", re.DOTALL)
+
+
+class SmtpProtocol(SMTP):
+    """aiosmtpd's protocol with a fast path for plain addresses.
+
+    aiosmtpd parses every MAIL and RCPT path with the ``email`` package's header parser and
+    defines a ``typing.Protocol`` class on each call; that was 8 % of the event loop's time under
+    load. A plain path gets the same answer from one regular expression; anything else (quoted
+    local parts, source routes, address literals, non-ASCII) still goes to aiosmtpd's parser.
+    """
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        match = _PLAIN_PATH.fullmatch(arg) if arg else None
+        if match is None or "(" in match.group(2):   # a comment after the path: the parser's job
+            try:
+                return super()._getaddr(arg)
+            except Exception:   # the email parser crashes on some junk ("<", "a@["): malformed
+                return None, None
+        address = match.group(1)
+        if self.local_part_limit and address.rindex("@") > self.local_part_limit:
+            return None, None
+        return address, match.group(2).lstrip(" \t")
+
+
 class SmtpServer:
     """Everything SMTP in one running service: handlers, relay policy, queue, admin operations."""
 
@@ -75,10 +104,11 @@ class SmtpServer:
         self.queue = OutboundQueue(ctx, resolver=self.resolver)
         self._handlers: dict[str, SmtpHandler] = {}
         self._key: Any = None
-        # One delivery into the store at a time on SQLite: it takes one writer anyway, and
-        # writers queued on its lock sleep in its busy handler (1, 2, 5 ... 100 ms) instead of
-        # waiting in order here. PostgreSQL takes writers in parallel.
-        self._store_gate = asyncio.Semaphore(1 if getattr(ctx.db, "is_sqlite", True) else 8)
+        # At most 8 deliveries in the store's threads at once, leaving the others for POP3 and
+        # the admin channel. They write and fsync their files in parallel; the store's group
+        # commit then gives them one fsync per folder and one index transaction (on SQLite one
+        # writer commits for all, so none of them waits in SQLite's busy handler).
+        self._store_gate = asyncio.Semaphore(8)
         smtp_settings.install_sealer(self._seal)
 
     @property
@@ -95,7 +125,7 @@ class SmtpServer:
             level = int(ctx.setting("logging"))
             _mail_log.setLevel(logging.INFO if level >= 3 else logging.WARNING if level >= 1 else logging.CRITICAL)
             starttls = ctx.tls.context() if (ctx.tls is not None and name != "smtps") else None
-            return SMTP(
+            return SmtpProtocol(
                 handler,
                 data_size_limit=int(ctx.setting("max_message_size")),
                 enable_SMTPUTF8=True,

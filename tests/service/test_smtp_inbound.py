@@ -164,6 +164,16 @@ def test_unknown_commands_budget_and_long_lines(smtp_service: SmtpHarness) -> No
     assert replies[-1].startswith("502 5.5.1")
 
 
+def test_malformed_paths_get_553_not_a_local_error(smtp_service: SmtpHarness) -> None:
+    """A lone "<" crashes the email parser aiosmtpd uses; the client must hear "malformed" (not
+    451), while plain and quoted paths, with parameters, still work."""
+    replies = raw_session(smtp_service.ports["smtp"], [
+        b"EHLO x.test\r\n", b"MAIL FROM:<\r\n", b'MAIL FROM:<"carol x"@remote.test> SIZE=100\r\n',
+        b"RCPT TO:<\r\n", b"RCPT TO: <alice@example.com>\r\n"])
+    assert replies[2].startswith("553 5.1.3"), replies
+    assert replies[3].startswith("250") and replies[4].startswith("553 5.1.3") and replies[5].startswith("250")
+
+
 def test_smtputf8_and_8bitmime(smtp_service: SmtpHarness) -> None:
     body = "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode()
     with smtp_service.client() as client:

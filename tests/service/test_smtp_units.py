@@ -113,3 +113,45 @@ def test_delay_report() -> None:
                         arrival=datetime(2026, 1, 2, tzinfo=timezone.utc),
                         retry_until=datetime(2026, 1, 7, tzinfo=timezone.utc))
     assert b"Action: delayed" in data and b"Will-Retry-Until: " in data and b"Delayed Mail" in data
+
+
+# -- the protocol's fast path for plain MAIL/RCPT paths answers exactly as aiosmtpd's parser ------
+_PATHS = ["<a@b.c>", " <a@b.c> SIZE=10", "<a.b@c-d.e>  BODY=8BITMIME", "<>", "a@b.c", '<"q x"@b.c>',
+          "<@r.s:a@b.c>", "<a..b@c.d>", "<.a@b.c>", "<a@[1.2.3.4]>", "<a@b.c>x", "<a@b.c> ", "<ä@b.c>",
+          "<a@b..c>", "<a@-b.c>", "<a@b.c.>", "<a%b@c.d>", "<a!b@c.d>", "<a@b.c>>", "<a@b.c> (comment) X=1",
+          "\t<a@b.c>\tSIZE=1", "<", "a@[", "<" + "l" * 65 + "@b.c>", "<" + "l" * 64 + "@b.c>", "<a@b", "<a b@c.d>"]
+
+
+def _protocols():
+    from aiosmtpd.smtp import SMTP
+
+    from service.smtp.server import SmtpProtocol
+    return SmtpProtocol(object()), SMTP(object())
+
+
+@pytest.mark.parametrize("arg", _PATHS)
+def test_fast_address_path_matches_aiosmtpd(arg: str) -> None:
+    fast, reference = _protocols()
+    assert fast._getaddr(arg) == _reference(reference, arg)
+
+
+def _reference(protocol, arg: str):
+    try:
+        return protocol._getaddr(arg)
+    except Exception:   # aiosmtpd's parser crashes on "<" or "a@["; ours calls those malformed
+        return None, None
+
+
+def test_fast_address_path_matches_aiosmtpd_on_generated_paths() -> None:
+    from hypothesis import given, settings, strategies as st
+
+    fast, reference = _protocols()
+    pieces = st.sampled_from(["a", "Z", "0", ".", "@", "<", ">", " ", "\t", "-", "+", '"', "(", ")", "[", "]",
+                              ":", ",", "=", "%", "!", "é", "\\", "SIZE=1"])
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.lists(pieces, max_size=14).map("".join))
+    def check(arg: str) -> None:
+        assert fast._getaddr(arg) == _reference(reference, arg)
+
+    check()
