@@ -12,6 +12,7 @@ import logging.handlers
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +130,9 @@ class MailService:
         self.ctx: ServiceContext | None = None
         self.admin_server: AdminServer | None = None
         self._stopping = asyncio.Event()
-        self._changed: set[int] = set()
+        self._changed: set[int] = set()    # mailboxes whose counters moved, for the next change events
         self._flush_scheduled = False
+        self._changed_lock = threading.Lock()
         self.restart_requested = False
         self.dropped_privileges = False
 
@@ -385,18 +387,20 @@ class MailService:
                 self.ctx.tls.configure(self.ctx.setting("tls_cert"), self.ctx.setting("tls_key"))
 
     def _store_changed(self, mailbox_ids: set[int]) -> None:
-        """Called from a store thread after counters moved: coalesce into change events."""
-        self.ctx.loop.call_soon_threadsafe(self._queue_changes, set(mailbox_ids))
-
-    def _queue_changes(self, ids: set[int]) -> None:
-        self._changed |= ids
-        if not self._flush_scheduled:
+        """Called from a store thread after counters moved: coalesce into change events. Only
+        the first change of a quarter second wakes the event loop, not every delivery."""
+        with self._changed_lock:
+            self._changed |= mailbox_ids
+            if self._flush_scheduled:
+                return
             self._flush_scheduled = True
-            self.ctx.loop.call_later(0.25, lambda: self.ctx.loop.create_task(self._flush_changes()))
+        self.ctx.loop.call_soon_threadsafe(
+            self.ctx.loop.call_later, 0.25, lambda: self.ctx.loop.create_task(self._flush_changes()))
 
     async def _flush_changes(self) -> None:
-        ids, self._changed = self._changed, set()
-        self._flush_scheduled = False
+        with self._changed_lock:
+            ids, self._changed = self._changed, set()
+            self._flush_scheduled = False
 
         def load() -> tuple[list[dict], list[dict]]:
             with self.ctx.db.read() as session:

@@ -14,6 +14,7 @@ import binascii
 import email.utils
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +113,21 @@ def has_bare_line_end(data: bytes) -> bool:
     return data.count(b"\n") != crlf or data.count(b"\r") != crlf
 
 
+_DATE_CACHE: list = [0, ""]
+
+
+def _trace_date() -> str:
+    """The RFC 5322 date for trace headers, formatted once per second (formatdate is slow)."""
+    now = int(time.time())
+    if _DATE_CACHE[0] != now:
+        _DATE_CACHE[:] = [now, email.utils.formatdate(now, localtime=True)]
+    return _DATE_CACHE[1]
+
+
 def received_header(*, helo: str, ip: str, hostname: str, protocol: str, queue_id: str,
                     recipients: list[str]) -> bytes:
     """RFC 5321 §4.4 trace header; ``for`` only with a single recipient (no list disclosed)."""
-    date = email.utils.formatdate(localtime=True)
+    date = _trace_date()
     helo = "".join(ch for ch in helo if ch.isprintable() and ch not in "()\\")[:255] or "unknown"
     target = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
     return (f"Received: from {helo} ([{ip}])\r\n\tby {hostname} (POP3 Service) with {protocol} id {queue_id}"

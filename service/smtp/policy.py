@@ -94,7 +94,15 @@ class Directory:
         if getattr(ctx, "events", None) is not None:
             ctx.events.subscribe(self._on_event)
 
-    def _on_event(self, name: str, _data: Any) -> None:
+    def _on_event(self, name: str, data: Any) -> None:
+        if name == "domain.changed":
+            return   # a lock or new counters: neither changes where mail goes
+        if name == "mailbox.changed" and isinstance(data, dict) and "address" in data:
+            # A lock, a quota, or (four times a second while mail arrives) new counters: only
+            # this mailbox's cached quota can be stale.
+            local, _, domain = str(data["address"]).rpartition("@")
+            self._boxes.pop((domain, local.lower()), None)
+            return
         if name.startswith(("domain.", "mailbox.")):
             self.invalidate()
 

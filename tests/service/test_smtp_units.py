@@ -155,3 +155,23 @@ def test_fast_address_path_matches_aiosmtpd_on_generated_paths() -> None:
         assert fast._getaddr(arg) == _reference(reference, arg)
 
     check()
+
+
+def test_directory_cache_survives_counter_events() -> None:
+    """While mail arrives the service publishes new counters four times a second; that must not
+    throw away the recipient cache, but a quota change must drop the mailbox's entry."""
+    from service.smtp.policy import Directory, LocalMailbox
+
+    class Ctx:
+        events = None
+
+    directory = Directory(Ctx())
+    directory._domains = frozenset({"example.com"})
+    alice, bob = LocalMailbox(1, "alice@example.com", None), LocalMailbox(2, "bob@example.com", 100)
+    directory._boxes = {("example.com", "alice"): (1e12, alice), ("example.com", "bob"): (1e12, bob)}
+    directory._on_event("domain.changed", {"name": "example.com", "message_count": 9})
+    directory._on_event("mailbox.changed", {"address": "Bob@example.com", "quota_bytes": 200})
+    assert directory._domains == {"example.com"}
+    assert set(directory._boxes) == {("example.com", "alice")}
+    directory._on_event("mailbox.deleted", {"address": "alice@example.com"})
+    assert directory._boxes == {} and directory._domains is None
