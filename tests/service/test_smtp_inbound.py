@@ -174,6 +174,45 @@ def test_malformed_paths_get_553_not_a_local_error(smtp_service: SmtpHarness) ->
     assert replies[3].startswith("250") and replies[4].startswith("553 5.1.3") and replies[5].startswith("250")
 
 
+def test_a_slow_disk_never_keeps_a_second_client_waiting(smtp_service: SmtpHarness) -> None:
+    """A lone session's delivery runs on the event loop (no other client to serve). Once one
+    delivery is slow (a struggling disk, simulated by a store that takes 0.8 s), the next ones go
+    to worker threads, so a client connecting meanwhile is greeted at once."""
+    import threading
+    import time
+
+    store = smtp_service.ctx.store
+    real = store.deliver_many
+    entered = threading.Event()
+
+    def slow_deliver(*args, **kwargs):
+        entered.set()
+        time.sleep(0.8)        # the simulated slow disk, not a synchronisation
+        return real(*args, **kwargs)
+
+    store.deliver_many = slow_deliver
+    try:
+        with smtp_service.client() as client:   # alone: on the loop, slow, so threads from now on
+            client.sendmail("carol@remote.test", ["alice@example.com"], message())
+        entered.clear()
+        def send_second() -> None:
+            with smtp_service.client() as second:
+                second.sendmail("carol@remote.test", ["alice@example.com"], message())
+
+        sender = threading.Thread(target=send_second)
+        sender.start()
+        assert entered.wait(10)
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", smtp_service.ports["smtp"]), timeout=10) as other:
+            greeting = other.makefile("rb").readline()
+        waited = time.monotonic() - started
+        sender.join(10)
+    finally:
+        store.deliver_many = real
+    assert greeting.startswith(b"220") and waited < 0.5, waited
+    assert len(smtp_service.messages("alice@example.com")) == 2
+
+
 def test_smtputf8_and_8bitmime(smtp_service: SmtpHarness) -> None:
     body = "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode()
     with smtp_service.client() as client:
