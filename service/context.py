@@ -79,7 +79,8 @@ class ServiceContext:
         self.hostname = hostname
         self.stats = Counters()
         self.events = EventBus(loop)
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="store")
+        # Blocking work: database, fsync, file reads. SMTP deliveries take at most half of it.
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="store")
         self.auth: Any = None          # the auth provider (core.auth), set by the daemon
         self.auth_methods: Any = None  # service.auth_methods.AuthMethods: builds and switches ``auth``
         # Logons get threads of their own: PAM takes ~2 s to refuse a password, and a burst of

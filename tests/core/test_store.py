@@ -150,6 +150,45 @@ def test_a_failed_write_leaves_no_file_and_no_row(db, store):
     assert store.list_messages(mid) == []
 
 
+def test_an_index_that_cannot_be_written_leaves_no_file_and_no_count(db, store):
+    """The index transaction fails (here a trigger standing in for a full or broken database):
+    delivery says so in words, and the message file and the counters are as before."""
+    from datetime import datetime, timezone
+    from sqlalchemy import text
+
+    mid = make_mailbox(db, store, "alice@example.com")
+    when = datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=timezone.utc)
+    store.deliver(mid, MSG, arrived_at=when)
+    with db.read() as session:   # the row written by delivery reads back as the ORM wrote it
+        row = session.query(Message).filter_by(mailbox_id=mid).one()
+        assert row.arrived_at.replace(tzinfo=timezone.utc) == when and row.deleted is False
+    with db.engine.begin() as conn:
+        if db.is_postgres:
+            conn.execute(text("CREATE FUNCTION no_more() RETURNS trigger LANGUAGE plpgsql AS "
+                              "$$ BEGIN RAISE EXCEPTION 'database or disk is full'; END $$"))
+            conn.execute(text("CREATE TRIGGER no_more BEFORE INSERT ON messages "
+                              "FOR EACH ROW EXECUTE FUNCTION no_more()"))
+        else:
+            conn.execute(text("CREATE TRIGGER no_more BEFORE INSERT ON messages "
+                              "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+    try:
+        with pytest.raises(Exception, match="disk is full") as info:
+            store.deliver(mid, MSG)
+        if db.has_sqlite_writer:
+            assert isinstance(info.value, Unavailable) and "index could not be written" in str(info.value)
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER no_more ON messages" if db.is_postgres else "DROP TRIGGER no_more"))
+            if db.is_postgres:
+                conn.execute(text("DROP FUNCTION no_more()"))
+    folder = store.mailbox_dir("example.com", "alice")
+    assert len(os.listdir(folder / "new")) == 1 and os.listdir(folder / "tmp") == []
+    with db.read() as session:
+        assert session.get(Mailbox, mid).message_count == 1
+    store.deliver(mid, MSG)            # and the next delivery works
+    assert len(store.list_messages(mid)) == 2
+
+
 def test_uidl_of_a_file_name_is_stable_and_valid():
     assert uidl_for("1700.M5P9Q1.host,S=10,W=12") == "1700.M5P9Q1.host"
     assert uidl_for("P347865.eml,S=1,W=1") == "P347865.eml"
