@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from core.errors import MailError, Unavailable
 from service.listeners import Refusal
@@ -71,14 +71,29 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(rf"[ \t]*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)", re.DOTALL)
 
 
-class SmtpProtocol(SMTP):
-    """aiosmtpd's protocol with a fast path for plain addresses.
+_END_OF_DATA = b"\r\n.\r\n"   # RFC 5321 §4.1.1.4: only CRLF "." CRLF ends the data (no bare LF)
+DATA_LINE_LIMIT = 1001           # octets with CRLF: RFC 5321 §4.5.3.1.6 (1000) as aiosmtpd counts it
+_READ_ALL = 1 << 20               # more than the stream reader holds (2 x its limit, plus one 256 KB recv)
 
-    aiosmtpd parses every MAIL and RCPT path with the ``email`` package's header parser and
-    defines a ``typing.Protocol`` class on each call; that was 8 % of the event loop's time under
-    load. A plain path gets the same answer from one regular expression; anything else (quoted
-    local parts, source routes, address literals, non-ASCII) still goes to aiosmtpd's parser.
+
+class SmtpProtocol(SMTP):
+    """aiosmtpd's protocol with two fast paths, each answering exactly as aiosmtpd does.
+
+    - Addresses: aiosmtpd parses every MAIL and RCPT path with the ``email`` package's header
+      parser and defines a ``typing.Protocol`` class on each call; that was 8 % of the event
+      loop's time under load. A plain path gets the same answer from one regular expression;
+      anything else (quoted local parts, source routes, address literals, non-ASCII) still goes
+      to aiosmtpd's parser.
+    - DATA: aiosmtpd reads the message a line at a time (60 reads, lists and joins for 4 KB).
+      Here it is read in whole chunks and the end is found with one search for CRLF "." CRLF;
+      line lengths, the size limit and dot-unstuffing are then checked on the whole. Bytes a
+      client sent after the end (pipelined commands) go back to the reader, in order.
     """
+
+    # aiosmtpd makes this the stream reader's limit as well, so a 4 KB message paused and resumed
+    # the socket every 2 KB; DATA lines are held to DATA_LINE_LIMIT below, command lines to
+    # aiosmtpd's command_size_limit, as before.
+    line_length_limit = 64 * 1024
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.fullmatch(arg) if arg else None
@@ -91,6 +106,72 @@ class SmtpProtocol(SMTP):
         if self.local_part_limit and address.rindex("@") > self.local_part_limit:
             return None, None
         return address, match.group(2).lstrip(" \t")
+
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, refusal = await self._read_data()
+        except asyncio.CancelledError:   # the connection went away during DATA (as aiosmtpd)
+            log.info("smtp: connection lost during DATA")
+            self._writer.close()
+            raise
+        if refusal is not None:
+            await self.push(refusal)
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytes, str | None]:
+        """The message up to CRLF "." CRLF, un-stuffed, or a refusal (aiosmtpd's replies: a line
+        over ``line_length_limit`` octets, or more than ``data_size_limit`` octets). An over-size
+        message is read to its end but not kept."""
+        reader = self._reader
+        limit = self.data_size_limit
+        buf = bytearray(b"\r\n")   # the DATA command's line end: the message may end at once
+        searched = 0                # the end mark cannot start before this offset
+        dropped = 0                 # octets of an over-size message read and thrown away
+        while True:
+            end = buf.find(_END_OF_DATA, searched)
+            if end >= 0:
+                break
+            searched = max(0, len(buf) - len(_END_OF_DATA) + 1)   # an end mark may start in the last 4
+            if limit and dropped + searched - 2 > limit:
+                # Over the limit already: forget what is searched, so memory stays bounded.
+                dropped += searched
+                del buf[:searched]
+                searched = 0
+            chunk = await reader.read(_READ_ALL)
+            if not chunk:            # end of stream: the protocol cancels us on EOF anyway
+                raise asyncio.CancelledError
+            buf += chunk
+        rest = bytes(buf[end + len(_END_OF_DATA):])
+        if rest:   # pipelined commands: the reader is empty now, so this puts them back in order
+            reader.feed_data(rest)
+        size = dropped + end   # octets of the lines, CRLFs included, before un-stuffing (as aiosmtpd)
+        data = bytes(buf[2:end + 2]) if not dropped else b""
+        if limit and size > limit:
+            return b"", "552 Error: Too much mail data"
+        if data and max(map(len, data.split(b"\r\n"))) + 2 > DATA_LINE_LIMIT:
+            return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
+        if data.startswith(b"."):
+            data = data[1:]
+        return data.replace(b"\r\n.", b"\r\n"), None
 
 
 class SmtpServer:
