@@ -213,6 +213,17 @@ def test_a_slow_disk_never_keeps_a_second_client_waiting(smtp_service: SmtpHarne
     assert len(smtp_service.messages("alice@example.com")) == 2
 
 
+def test_huge_lines_are_refused_and_the_session_goes_on(smtp_service: SmtpHarness) -> None:
+    """A 200 KB command line (past the reader's 64 KB buffer) and a 2,000-octet message line."""
+    replies = raw_session(smtp_service.ports["smtp"], [
+        b"EHLO x.test\r\n", b"NOOP " + b"x" * 200_000 + b"\r\n", b"MAIL FROM:<a@b.test>\r\n",
+        b"RCPT TO:<alice@example.com>\r\n", b"DATA\r\n", b"Subject: x\r\n\r\n" + b"y" * 2000 + b"\r\n.\r\n",
+        b"NOOP\r\n"])
+    assert replies[2].startswith("500") and replies[3].startswith("250") and replies[5].startswith("354")
+    assert replies[6].startswith("500 Line too long") and replies[7].startswith("250")
+    assert smtp_service.messages("alice@example.com") == []
+
+
 def test_smtputf8_and_8bitmime(smtp_service: SmtpHarness) -> None:
     body = "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode()
     with smtp_service.client() as client:
