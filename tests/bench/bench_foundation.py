@@ -2,6 +2,8 @@
 
 1. Durable store delivery of 4 KB messages against the same machine's raw Maildir loop
    (create in tmp/ + write + fsync + rename into new/ + fsync new/), alternating A B A B.
+   Also: the index transaction alone on both of the store's paths, and the store's own cost
+   with fsync made a no-op.
 2. `winpop stat` and `winpop list DOMAIN` with 1,000 domains and 100,000 mailboxes, timed as whole
    commands and as admin-channel calls.
 
@@ -100,6 +102,47 @@ def bench_overhead(batch: int) -> tuple[float, float]:
     return statistics.median(raw_ms), statistics.median(store_ms)
 
 
+def bench_index_paths(count: int = 2000) -> tuple[float, float]:
+    """The delivery's index transaction alone (lock, insert, two counter updates, commit), ms
+    each: through SQLAlchemy Core on a pooled connection, and on the store's kept SQLite
+    connection with the same statements compiled once (what MailStore uses on SQLite)."""
+    from datetime import datetime, timezone
+
+    from core.store import _BUMP_DOMAIN, _BUMP_MAILBOX, _CoreIndex, _SqliteIndex
+
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        base = Path(tmp)
+        db = Database(sqlite_url(base / "b.db"))
+        db.upgrade()
+        store = MailStore(db, base / "root", hostname="bench")
+        mid = make_mailbox(db, store, "alice@example.com")
+        now = datetime.now(timezone.utc)
+
+        def one(index, i: int) -> None:
+            index.lock_mailboxes([mid])
+            index.insert_message(mid, f"u{i}", f"new/m{i}", 4096, now)
+            index.bump(_BUMP_MAILBOX, {"mid": mid, "n": 1, "sz": 4096})
+            index.bump(_BUMP_DOMAIN, {"did": 1, "n": 1, "sz": 4096})
+
+        def core(offset: int) -> float:
+            start = time.perf_counter()
+            for i in range(offset, offset + count):
+                with db.write_conn() as conn:
+                    one(_CoreIndex(conn), i)
+            return (time.perf_counter() - start) / count * 1e3
+
+        def raw(offset: int) -> float:
+            start = time.perf_counter()
+            for i in range(offset, offset + count):
+                with db.sqlite_write() as cur:
+                    one(_SqliteIndex(cur), i)
+            return (time.perf_counter() - start) / count * 1e3
+
+        samples = [(core(2 * r * count), raw((2 * r + 1) * count)) for r in range(3)]
+        db.dispose()
+    return statistics.median(c for c, _ in samples), statistics.median(r for _, r in samples)
+
+
 def populate(data_dir: Path, domains: int = 1000, mailboxes: int = 100_000, big: int = 20_000) -> None:
     """1,000 domains and 100,000 mailboxes (one domain holds 20,000), rows and folders."""
     data_dir.mkdir(parents=True)
@@ -189,6 +232,8 @@ def main() -> None:
     print(f"MailStore.deliver: {med['store']:.0f} msg/s  [{min(result['store']):.0f}-{max(result['store']):.0f}]")
     print(f"ratio store/raw (median of paired ratios): {med['ratio']:.2f}  "
           f"[{min(result['ratio']):.2f}-{max(result['ratio']):.2f}]")
+    core_ms, sqlite_ms = bench_index_paths()
+    print(f"index transaction alone: SQLAlchemy Core {core_ms:.3f} ms, kept SQLite connection {sqlite_ms:.3f} ms")
     raw_ms, store_ms = bench_overhead(args.batch)
     print(f"without fsync: raw {raw_ms:.3f} ms, store {store_ms:.3f} ms per message "
           f"(the store's own cost: {store_ms - raw_ms:.3f} ms)")
