@@ -77,7 +77,7 @@ _READ_ALL = 1 << 20               # more than the stream reader holds (2 x its l
 
 
 class SmtpProtocol(SMTP):
-    """aiosmtpd's protocol with two fast paths, each answering exactly as aiosmtpd does.
+    """aiosmtpd's protocol with two fast paths, each answering as aiosmtpd does (tests compare).
 
     - Addresses: aiosmtpd parses every MAIL and RCPT path with the ``email`` package's header
       parser and defines a ``typing.Protocol`` class on each call; that was 8 % of the event
@@ -106,7 +106,6 @@ class SmtpProtocol(SMTP):
         if self.local_part_limit and address.rindex("@") > self.local_part_limit:
             return None, None
         return address, match.group(2).lstrip(" \t")
-
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -138,9 +137,10 @@ class SmtpProtocol(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
     async def _read_data(self) -> tuple[bytes, str | None]:
-        """The message up to CRLF "." CRLF, un-stuffed, or a refusal (aiosmtpd's replies: a line
-        over ``line_length_limit`` octets, or more than ``data_size_limit`` octets). An over-size
-        message is read to its end but not kept."""
+        """The message up to CRLF "." CRLF, un-stuffed, or a refusal with aiosmtpd's replies (a
+        line over DATA_LINE_LIMIT octets, or more than ``data_size_limit`` octets; where both,
+        aiosmtpd names the one it met first, this the size). An over-size message is read to its
+        end but not kept."""
         reader = self._reader
         limit = self.data_size_limit
         buf = bytearray(b"\r\n")   # the DATA command's line end: the message may end at once
@@ -288,11 +288,20 @@ class SmtpServer:
         back (about 10 % of a message's time on one connection). A delivery slower than
         INLINE_SLOW sends the next ones to the threads for INLINE_PAUSE seconds, so a struggling
         disk stalls the loop at most once a minute."""
-        if not getattr(self.ctx.db, "has_sqlite_writer", False) or self._store_gate.locked():
-            return False
-        if time.monotonic() < self._threads_until:
+        if not getattr(self.ctx.db, "has_sqlite_writer", False) or time.monotonic() < self._threads_until:
             return False
         return sum(listener.sessions for listener in self.ctx.listeners.values()) == 1
+
+    def _deliver_on_loop(self, ids: list[int], data: bytes) -> None:
+        started = time.monotonic()
+        try:
+            self.ctx.store.deliver_many(ids, data)
+        finally:
+            took = time.monotonic() - started
+            if took > INLINE_SLOW:   # a slow disk: back to the threads for a while
+                self._threads_until = time.monotonic() + INLINE_PAUSE
+                log.warning("smtp: the mail store's disk is slow (a delivery took %.0f ms); "
+                            "deliveries run in worker threads for the next %d s", took * 1000, INLINE_PAUSE)
 
     async def _deliver_local(self, data: bytes, sender: str, boxes: list[LocalMailbox]) -> None:
         """One file hard-linked into every mailbox. If the quota moved since RCPT, deliver to those
@@ -303,15 +312,7 @@ class SmtpServer:
         ids = [b.id for b in boxes]
         try:
             if self._alone():
-                started = time.monotonic()
-                try:
-                    store.deliver_many(ids, data)
-                finally:
-                    took = time.monotonic() - started
-                    if took > INLINE_SLOW:   # a slow disk: back to the threads for a while
-                        self._threads_until = time.monotonic() + INLINE_PAUSE
-                        log.warning("smtp: the mail store's disk is slow (a delivery took %.0f ms); "
-                                    "deliveries run in worker threads for the next %d s", took * 1000, INLINE_PAUSE)
+                self._deliver_on_loop(ids, data)
             else:
                 async with self._store_gate:
                     await self.ctx.run(store.deliver_many, ids, data)
