@@ -12,12 +12,14 @@ Run: python tests/bench/bench_foundation.py [--rounds 5] [--batch 400]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,9 @@ def store_loop(store: MailStore, mailbox_id: int, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def bench_delivery(rounds: int, batch: int) -> dict:
+@contextlib.contextmanager
+def bench_store() -> Iterator[tuple[Database, MailStore, int, Path]]:
+    """A store with one mailbox and a bare Maildir for the raw loop, under /var/tmp, removed after."""
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         base = Path(tmp)
         db = Database(sqlite_url(base / "b.db"))
@@ -67,6 +71,14 @@ def bench_delivery(rounds: int, batch: int) -> dict:
         raw_dir = base / "raw"
         for sub in ("tmp", "new", "cur"):
             (raw_dir / sub).mkdir(parents=True)
+        try:
+            yield db, store, mid, raw_dir
+        finally:
+            db.dispose()
+
+
+def bench_delivery(rounds: int, batch: int) -> dict:
+    with bench_store() as (_db, store, mid, raw_dir):
         raw_loop(raw_dir, 50)
         store_loop(store, mid, 50)          # warm-up, not counted
         raws, stores, ratios = [], [], []
@@ -76,7 +88,6 @@ def bench_delivery(rounds: int, batch: int) -> dict:
             raws.append(r)
             stores.append(s)
             ratios.append(s / r)
-        db.dispose()
     return {"raw": raws, "store": stores, "ratio": ratios}
 
 
@@ -85,18 +96,9 @@ def bench_overhead(batch: int) -> tuple[float, float]:
     real_fsync = os.fsync
     os.fsync = lambda fd: None
     try:
-        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-            base = Path(tmp)
-            db = Database(sqlite_url(base / "b.db"))
-            db.upgrade()
-            store = MailStore(db, base / "root", hostname="bench")
-            mid = make_mailbox(db, store, "alice@example.com")
-            raw_dir = base / "raw"
-            for sub in ("tmp", "new", "cur"):
-                (raw_dir / sub).mkdir(parents=True)
+        with bench_store() as (_db, store, mid, raw_dir):
             raw_ms = [1e3 / raw_loop(raw_dir, batch) for _ in range(3)]
             store_ms = [1e3 / store_loop(store, mid, batch) for _ in range(3)]
-            db.dispose()
     finally:
         os.fsync = real_fsync
     return statistics.median(raw_ms), statistics.median(store_ms)
@@ -110,12 +112,7 @@ def bench_index_paths(count: int = 2000) -> tuple[float, float]:
 
     from core.store import _BUMP_DOMAIN, _BUMP_MAILBOX, _CoreIndex, _SqliteIndex
 
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-        base = Path(tmp)
-        db = Database(sqlite_url(base / "b.db"))
-        db.upgrade()
-        store = MailStore(db, base / "root", hostname="bench")
-        mid = make_mailbox(db, store, "alice@example.com")
+    with bench_store() as (db, _store, mid, _raw_dir):
         now = datetime.now(timezone.utc)
 
         def one(index, i: int) -> None:
@@ -139,7 +136,6 @@ def bench_index_paths(count: int = 2000) -> tuple[float, float]:
             return (time.perf_counter() - start) / count * 1e3
 
         samples = [(core(2 * r * count), raw((2 * r + 1) * count)) for r in range(3)]
-        db.dispose()
     return statistics.median(c for c, _ in samples), statistics.median(r for _, r in samples)
 
 
