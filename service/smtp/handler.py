@@ -165,7 +165,7 @@ class SmtpHandler:
         offered = self.ctx.auth.mechanisms(tls=uses_tls(server), spa_required=bool(self.ctx.setting("sparequired")))
         return [m for m in offered if m in SASL_HOOKS]
 
-    # -- EHLO: advertise AUTH ourselves (aiosmtpd hides it on port 465, its issue #281) ---
+    # -- EHLO: AUTH ourselves (aiosmtpd hides it on port 465, its issue #281), PIPELINING --
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
@@ -174,6 +174,9 @@ class SmtpHandler:
         if mechs:
             lines.insert(-1, "250-AUTH " + " ".join(mechs))
         lines.insert(-1, "250-ENHANCEDSTATUSCODES")
+        # RFC 2920: commands are read one line at a time from a buffer and answered in order, and
+        # the DATA reader hands back whatever follows the end of the message.
+        lines.insert(-1, "250-PIPELINING")
         return lines
 
     # -- AUTH -----------------------------------------------------------------------------

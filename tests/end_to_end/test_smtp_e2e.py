@@ -148,6 +148,14 @@ def test_swaks_inbound_submission_and_refusals(services) -> None:
     smtp, sub, smtps = (f"127.0.0.1:{a.ports[n]}" for n in ("smtp", "submission", "smtps"))
     auth = ["--auth", "PLAIN", "--auth-user", "alice@example.com", "--auth-password", PASSWORD]
     assert swaks("--server", smtp, "--from", "carol@remote.test", "--to", "bob@example.com").returncode == 0
+    # PIPELINING offered and used: MAIL, RCPT and DATA go out before the first reply comes back.
+    pipelined = subprocess.run(["swaks", "--timeout", "20", "--server", smtp, "--pipeline", "--from",
+                                "carol@remote.test", "--to", "bob@example.com"], capture_output=True, text=True,
+                               timeout=60)
+    assert pipelined.returncode == 0, pipelined.stdout + pipelined.stderr
+    talk = [line for line in pipelined.stdout.splitlines() if line.startswith((" -> ", "<-  "))]
+    mail = next(i for i, line in enumerate(talk) if line.startswith(" -> MAIL FROM"))
+    assert talk[mail + 1].startswith(" -> RCPT TO") and talk[mail + 2] == " -> DATA", pipelined.stdout
     assert swaks("--server", sub, "-tls", *auth, "--from", "alice@example.com", "--to", "bob@example.com").returncode == 0
     assert swaks("--server", smtps, "--tls-on-connect", *auth, "--from", "alice@example.com",
                  "--to", "bob@example.com").returncode == 0
@@ -166,10 +174,10 @@ def test_swaks_inbound_submission_and_refusals(services) -> None:
     assert swaks("--server", smtps, "--tls-on-connect", *auth, "--from", "alice@example.com",
                  "--to", "bob@elsewhere.org").returncode == 0
     assert [q["recipients"] for q in a.queue()] == [["bob@elsewhere.org"]]
-    assert len(a.fetch("bob")) == 3
+    assert len(a.fetch("bob")) == 4
     stat = json.loads(a.winpop("--json", "stat").stdout)
     counters = stat["counters"]
-    assert counters["smtp_accepted"] == 4 and counters["smtp_queued"] == 1 and counters["smtp_refused"] >= 2
+    assert counters["smtp_accepted"] == 5 and counters["smtp_queued"] == 1 and counters["smtp_refused"] >= 2
     relay_test = json.loads(a.winpop("--json", "relaytest").stdout)["items"]
     assert relay_test and not any(r["relayed"] for r in relay_test)
 

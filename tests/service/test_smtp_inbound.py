@@ -224,6 +224,31 @@ def test_huge_lines_are_refused_and_the_session_goes_on(smtp_service: SmtpHarnes
     assert smtp_service.messages("alice@example.com") == []
 
 
+def test_pipelining_replies_in_order(smtp_service: SmtpHarness) -> None:
+    """RFC 2920: MAIL, RCPTs and DATA in one write; then the message, QUIT in the same write."""
+    with socket.create_connection(("127.0.0.1", smtp_service.ports["smtp"]), timeout=10) as sock:
+        reader = sock.makefile("rb")
+
+        def replies(count: int) -> list[bytes]:
+            out = []
+            while len(out) < count:
+                line = reader.readline()
+                assert line, out
+                if line[3:4] != b"-":
+                    out.append(line[:3])
+            return out
+
+        replies(1)
+        sock.sendall(b"EHLO x.test\r\n")
+        assert replies(1) == [b"250"]
+        sock.sendall(b"MAIL FROM:<carol@remote.test>\r\nRCPT TO:<alice@example.com>\r\n"
+                     b"RCPT TO:<nobody@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        assert replies(5) == [b"250", b"250", b"550", b"250", b"354"]
+        sock.sendall(message() + b".\r\nNOOP\r\nQUIT\r\n")
+        assert replies(3) == [b"250", b"250", b"221"]
+    assert len(smtp_service.messages("alice@example.com")) == len(smtp_service.messages("bob@example.com")) == 1
+
+
 def test_smtputf8_and_8bitmime(smtp_service: SmtpHarness) -> None:
     body = "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode()
     with smtp_service.client() as client:

@@ -54,6 +54,33 @@ def test_starttls_then_auth_plain_and_send(smtp_service: SmtpHarness) -> None:
     assert b"with ESMTPSA" in stored
 
 
+def test_commands_sent_with_starttls_in_the_clear_are_dropped(smtp_service: SmtpHarness) -> None:
+    """STARTTLS command injection (CVE-2011-0411 class): plaintext that rides along with STARTTLS
+    must not be executed inside the TLS session."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", smtp_service.ports["submission"]), timeout=10) as raw:
+        reader = raw.makefile("rb")
+
+        def reply(stream) -> bytes:
+            while True:
+                line = stream.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        reply(reader)
+        raw.sendall(b"EHLO laptop\r\n")
+        reply(reader)
+        raw.sendall(b"STARTTLS\r\nEHLO evil\r\nMAIL FROM:<evil@remote.test>\r\n")
+        assert reply(reader).startswith(b"220")
+        tls = client_tls().wrap_socket(raw, server_hostname="localhost")
+        secure = tls.makefile("rb")
+        tls.sendall(b"RCPT TO:<alice@example.com>\r\n")
+        answer = reply(secure)
+        tls.sendall(b"QUIT\r\n")
+    assert answer.startswith(b"503"), answer   # no EHLO, no MAIL: the injected lines were dropped
+
+
 def test_implicit_tls_advertises_auth(smtp_service: SmtpHarness) -> None:
     # aiosmtpd's issue #281: AUTH was not advertised on 465.
     with smtp_service.client("smtps") as client:
