@@ -19,6 +19,23 @@ from gui.testing import FakeService, FakeServiceClient, demo_service  # noqa: E4
 from gui.views.main_window import MainWindow  # noqa: E402
 
 
+WAIT_AT_LEAST_MS = 15_000
+
+
+@pytest.fixture
+def qtbot(qtbot):
+    """pytest-qt's qtbot, whose waitUntil gives up after 15 s at the earliest (it returns as soon as
+    the condition holds): on a loaded 2-core CI machine 3-5 s was twice not enough for the
+    console to hear back from the fake service."""
+    original = qtbot.waitUntil
+
+    def wait_until(callback, *, timeout: int = 5000):
+        return original(callback, timeout=max(timeout, WAIT_AT_LEAST_MS))
+
+    qtbot.waitUntil = wait_until
+    return qtbot
+
+
 @pytest.fixture
 def errors(monkeypatch) -> list[str]:
     """Messages that would have popped up (error_box is the only place popups come from)."""
