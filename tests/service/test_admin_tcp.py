@@ -156,3 +156,22 @@ def test_the_listener_follows_its_settings(service, token):
     service.call("settings.set", name="admin_tcp_port", value=service.tcp_port)
     wait_for(lambda: service.call("server.info")["admin_tcp"]["state"] == "running", 10, what="the listener")
     AdminClient.over_tcp("127.0.0.1", service.tcp_port, token, fingerprint=service.fingerprint).close()
+
+
+def test_a_new_certificate_reaches_the_admin_listener_without_a_restart(service, token):
+    """The listener shares the service's SSL context, which a new certificate is loaded into in place."""
+    import hashlib
+
+    from tests.service.test_tls_certificates import make_pair
+
+    cert, key = make_pair("renewed-admin.example.com")
+    try:
+        service.call("tls.import", cert=cert, key=key)
+        new = service.call("server.info")["tls"]["fingerprint"]
+        with _tls_socket(service.tcp_port) as tls:
+            served = hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+        assert new.replace(":", "").lower() == served != service.fingerprint.replace(":", "").lower()
+        with AdminClient.over_tcp("127.0.0.1", service.tcp_port, token, fingerprint=new) as client:
+            assert client.call("server.info")["tls"]["fingerprint"] == new   # pinned to the new one: admitted
+    finally:
+        service.fingerprint = service.call("server.info")["tls"]["fingerprint"]
