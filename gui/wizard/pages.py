@@ -42,6 +42,14 @@ AUTH_CHOICES = (
 )
 
 
+def buddy_label(text: str, buddy: QWidget) -> QLabel:
+    """A form label whose &-mnemonic focuses ``buddy``: QFormLayout sets the buddy itself only when
+    the field is a widget, and shows a literal '&' beside a layout."""
+    label = QLabel(text)
+    label.setBuddy(buddy)
+    return label
+
+
 def reason_label() -> QLabel:
     label = QLabel()
     label.setObjectName("reason")
@@ -329,7 +337,7 @@ class StoragePage(ReasonPage):
         row.addWidget(self.root, 1)
         row.addWidget(browse)
         form = QFormLayout()
-        form.addRow("&Root mail directory:", row)
+        form.addRow(buddy_label("&Root mail directory:", self.root), row)
         form.addRow("", self.space)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -564,7 +572,7 @@ class FirstMailboxPage(ReasonPage):
         box_row.addWidget(self.at_domain)
         self.form = QFormLayout()
         self.form.addRow("&Domain name:", self.domain)
-        self.form.addRow("&Mailbox name:", box_row)
+        self.form.addRow(buddy_label("&Mailbox name:", self.mailbox), box_row)
         self.form.addRow("&Password:", self.password)
         self.form.addRow("&Confirm password:", self.confirm)
         layout = QVBoxLayout(self)

@@ -521,3 +521,18 @@ def test_rerun_from_the_console_changes_ports_and_certificate_and_keeps_the_mail
     pop.pass_(PASSWORD)
     pop.quit()
     client.stop()
+
+
+def test_every_mnemonic_label_has_a_field_to_focus(qtbot, tmp_path):
+    """An '&' in a form label works only with a buddy; without one Qt prints the '&' itself (the
+    storage and first-mailbox pages did, beside a field in a row layout)."""
+    from PySide6.QtWidgets import QLabel
+
+    wizard = make_wizard(qtbot, tmp_path / "data")
+    orphans = []
+    for page_id in wizard.pageIds():
+        for label in wizard.page(page_id).findChildren(QLabel):
+            text = label.text().replace("&&", "")
+            if "&" in text and not text.lstrip().startswith("<") and label.buddy() is None:
+                orphans.append(f"{type(wizard.page(page_id)).__name__}: {label.text()!r}")
+    assert orphans == []
