@@ -21,6 +21,14 @@ TOKEN_PREFIX = "p3t_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
 
+def check_token_name(name: str) -> str:
+    """The name without surrounding spaces, or Invalid saying what a token name may be."""
+    name = str(name).strip()
+    if not _NAME.fullmatch(name):
+        raise Invalid("A token name is 1-64 letters, digits, spaces or . _ @ - (e.g. 'laptop of alice').")
+    return name
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -39,9 +47,7 @@ class AdminTokens:
 
     def create(self, name: str, created_by: str = "") -> dict[str, Any]:
         """Make a token called ``name``; the result holds the token itself (shown only now)."""
-        name = str(name).strip()
-        if not _NAME.fullmatch(name):
-            raise Invalid("A token name is 1-64 letters, digits, spaces or . _ @ - (e.g. 'laptop of alice').")
+        name = check_token_name(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.write() as session:
             if session.scalars(select(AdminToken).where(AdminToken.name == name)).first() is not None:

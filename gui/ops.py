@@ -158,5 +158,16 @@ def lift_ban(client: Any, *, parent: QWidget | None, value: str, on_done: Done =
     _send(client, "ban.lift", {"value": value}, parent=parent, doing=f"lift the ban on {value}", on_done=on_done)
 
 
+def create_token(client: Any, *, parent: QWidget | None, name: str, on_done: Done = None,
+                 on_fail: Fail = None) -> None:
+    _send(client, "admin.token_create", {"name": name}, parent=parent, doing=f"create the token '{name}'",
+          on_done=on_done, on_fail=on_fail)
+
+
+def revoke_token(client: Any, *, parent: QWidget | None, name: str, on_done: Done = None) -> None:
+    _send(client, "admin.token_revoke", {"name": name}, parent=parent, doing=f"revoke the token '{name}'",
+          on_done=on_done)
+
+
 def relay_test(client: Any, *, parent: QWidget | None, on_done: Done = None, on_fail: Fail = None) -> None:
     _send(client, "relay.test", {}, parent=parent, doing="test for an open relay", on_done=on_done, on_fail=on_fail)

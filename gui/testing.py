@@ -9,6 +9,7 @@ another admin (``winpop``, a second console): the change happens and only the ev
 from __future__ import annotations
 
 import bisect
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,7 @@ class FakeService:
             "days_left": 730, "expires_soon": False, "self_signed": True,
             "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
         self.bans: list[dict[str, Any]] = []
+        self.tokens: list[dict[str, Any]] = []
         self.queue: list[dict[str, Any]] = []
         self.relay_results: list[dict[str, Any]] = [
             {"trick": name, "mail_from": "<test@example.org>", "recipient": rcpt, "reply": "554 5.7.1 Relay denied",
@@ -443,7 +445,24 @@ class FakeService:
         return {"items": [dict(t) for t in self.relay_results]}
 
     def op_admin_token_list(self, p: dict, ev: list) -> Any:
-        return {"items": []}
+        return {"items": [dict(t) for t in self.tokens]}
+
+    def op_admin_token_create(self, p: dict, ev: list) -> Any:
+        from core.tokens import check_token_name
+        name = check_token_name(p["name"])
+        if any(t["name"] == name for t in self.tokens):
+            raise Conflict(f"There is already a token called '{name}'; revoke it first or choose another name.")
+        info = {"id": len(self.tokens) + 1, "name": name, "created_by": "console", "last_used_from": None,
+                "created_at": "2026-03-02T09:00:00+00:00", "last_used_at": None}
+        self.tokens.append(info)
+        return dict(info, token="p3t_" + secrets.token_urlsafe(32))
+
+    def op_admin_token_revoke(self, p: dict, ev: list) -> Any:
+        before = len(self.tokens)
+        self.tokens = [t for t in self.tokens if t["name"] != p["name"]]
+        if len(self.tokens) == before:
+            raise NotFound(f"There is no token '{p['name']}'.")
+        return {"revoked": before - len(self.tokens)}
 
     def op_import_windows(self, p: dict, ev: list) -> Any:
         raise Unavailable("Import is not available in the fake service.")

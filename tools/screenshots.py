@@ -103,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     window.server_tabs.setCurrentWidget(window.bans_view)
     settle(300)
     save(window, out / "main-window-bans.png")
+    client.service.tokens.append({"id": 1, "name": "laptop of the office manager", "created_by": "root (uid 0)",
+                                  "created_at": "2026-02-20T08:15:00+00:00", "last_used_at": "2026-03-02T08:02:11+00:00",
+                                  "last_used_from": "192.0.2.44"})
+    window.server_tabs.setCurrentWidget(window.tokens_view)
+    settle(300)
+    save(window, out / "main-window-remote-admin.png")
+    window.tokens_view.new_token()
+    window.tokens_view.dialog.name_edit.setText("reception desk")
+    window.tokens_view.dialog._on_ok()
+    settle(300)
+    save(window.tokens_view.dialog, out / "new-token.png")
+    window.tokens_view.dialog.accept()
     window.server_tabs.setCurrentWidget(window.domain_pane)
     window.do_relay_test()
     settle(300)

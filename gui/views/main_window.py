@@ -34,6 +34,7 @@ from gui.views.list_pane import ListPane
 from gui.views.server_switch import ServerSwitch
 from gui.views.bans_view import BansView
 from gui.views.queue_view import QueueView
+from gui.views.tokens_view import TokensView
 from gui.dialogs.relay_test import RelayTestDialog
 from gui.views.status_view import StatusView
 
@@ -772,8 +773,10 @@ class MainWindow(QMainWindow):
     def _build_service_panes(self) -> None:
         self.queue_view = QueueView(self.client)
         self.bans_view = BansView(self.client)
+        self.tokens_view = TokensView(self.client, lambda: self.server_info)
         self.server_tabs.addTab(self.queue_view, "Queue")
         self.server_tabs.addTab(self.bans_view, "Bans")
+        self.server_tabs.addTab(self.tokens_view, "Remote Admin")
         self.relay_action = QAction("Test for Open &Relay…", self)
         self.relay_action.setStatusTip("Try the classic open-relay tricks against this server's SMTP port")
         self.relay_action.triggered.connect(self.do_relay_test)

@@ -54,6 +54,7 @@ class ServiceTable(QWidget):
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.refresh)
         self._selection_buttons: list[QPushButton] = []
+        self._sized = False
         self.setMinimumWidth(240)   # the button row may be cut rather than widen the window
 
     def add_button(self, text: str, slot: Callable[[], None], *, needs_selection: bool = True) -> QPushButton:
@@ -101,6 +102,11 @@ class ServiceTable(QWidget):
                 self.table.setItem(r, c, cell)
             if self.key_of(item) in keep:
                 self.table.selectRow(r)
+        if self.items and not self._sized:   # the first rows size the columns; the user's widths stay after
+            for column in range(self.table.columnCount() - 1):   # the last one takes what is left
+                self.table.resizeColumnToContents(column)
+                self.table.setColumnWidth(column, min(self.table.columnWidth(column), 260))
+            self._sized = True
         text = self.summary() if self.items else self.empty_text
         note = getattr(self, "_note", "")
         self.status.setText(f"{note} {text}" if note else text)

@@ -1,4 +1,4 @@
-"""What the POP3 and SMTP work added, in the console: the Queue and Bans tabs, the open-relay test,
+"""What the POP3 and SMTP work added, in the console: the Queue, Bans and Remote Admin tabs, the open-relay test,
 and Server Properties built from the service's own setting descriptions (settings.describe)."""
 from __future__ import annotations
 
@@ -49,6 +49,42 @@ def test_bans_tab_lifts_a_ban(qtbot, window, fake):
     qtbot.waitUntil(lambda: view.table.rowCount() == 1)
     assert view.status.text().startswith("Lifted the ban on 203.0.113.77.")
     assert view.table.item(0, 0).text() == "admin@contoso.com"
+
+
+def test_remote_admin_tab_makes_shows_once_copies_and_revokes_tokens(qtbot, window, fake):
+    from PySide6.QtGui import QGuiApplication
+
+    from gui.dialogs.new_token import NewTokenDialog
+
+    window.server_tabs.setCurrentWidget(window.tokens_view)
+    view = window.tokens_view
+    qtbot.waitUntil(lambda: view.status.text().startswith("No token"))
+    assert view.new_button.isEnabled() and not view.revoke_button.isEnabled()
+    qtbot.mouseClick(view.new_button, Qt.MouseButton.LeftButton)
+    dialog = view.dialog
+    assert isinstance(dialog, NewTokenDialog) and not dialog.ok_button.isEnabled()
+    qtbot.keyClicks(dialog.name_edit, "laptop/alice")             # a slash is not allowed
+    assert not dialog.ok_button.isEnabled() and "letters, digits" in dialog.reason.text()
+    dialog.name_edit.setText("laptop of alice")
+    assert dialog.ok_button.isEnabled()
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.token.startswith("p3t_"))
+    assert dialog.token_edit.text() == dialog.token and dialog.token_edit.isReadOnly()
+    assert not dialog.cancel_button.isVisible()
+    qtbot.mouseClick(dialog.copy_button, Qt.MouseButton.LeftButton)
+    assert QGuiApplication.clipboard().text() == dialog.token
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible()
+    qtbot.waitUntil(lambda: view.table.rowCount() == 1)
+    assert view.table.item(0, 0).text() == "laptop of alice" and view.table.item(0, 3).text() == "never"
+    assert dialog.token not in str(view.items)                      # the list never holds the token itself
+    select_rows(view, 0)
+    qtbot.mouseClick(view.revoke_button, Qt.MouseButton.LeftButton)
+    assert isinstance(view.dialog, QMessageBox) and "laptop of alice" in view.dialog.text()
+    view.dialog.done(QMessageBox.StandardButton.Yes)
+    qtbot.waitUntil(lambda: view.table.rowCount() == 0)
+    assert view.status.text().startswith("Revoked the token 'laptop of alice'.")
+    assert ("admin.token_revoke", {"name": "laptop of alice"}) in fake.requests
 
 
 def test_relay_test_shows_every_trick_and_the_verdict(qtbot, window, fake):

@@ -1,0 +1,81 @@
+"""The server's "Remote Admin" tab: the tokens that admit consoles on other computers
+(``admin.token_list``), with New Token (``admin.token_create``; the token is shown once) and Revoke
+(``admin.token_revoke``). Tokens are stored only as hashes, so the list shows names and last use."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from gui import ops
+from gui.dialogs.new_token import NewTokenDialog
+from gui.views.service_table import ServiceTable, when
+
+
+class TokensView(ServiceTable):
+    """Remote administration tokens."""
+
+    op = "admin.token_list"
+    headers = ["Name", "Created (UTC)", "Created by", "Last used (UTC)", "Last used from"]
+    empty_text = "No token: no console on another computer can manage this server."
+
+    def __init__(self, client: Any, server_info: Callable[[], dict[str, Any]] = dict,
+                 parent: QWidget | None = None) -> None:
+        self._server_info = server_info   # the window's last server.info (the admin port is in it)
+        super().__init__(client, "Remote administration tokens",
+                         "A console on another computer manages this server over TLS on the remote "
+                         "administration port (Server Properties), after it gives a token made here. "
+                         "Revoke a token when that computer is lost or no longer yours; its console is "
+                         "refused from its next request.", parent)
+        self.new_button = self.add_button("&New Token…", self.new_token, needs_selection=False)
+        self.revoke_button = self.add_button("Re&voke", self.revoke_selected)
+        self.dialog: Any = None
+        self.update_buttons()
+
+    def cells(self, item: dict[str, Any]) -> list[str]:
+        return [str(item.get("name", "")), when(item.get("created_at")), str(item.get("created_by") or ""),
+                when(item.get("last_used_at")) or "never", str(item.get("last_used_from") or "")]
+
+    def summary(self) -> str:
+        n = len(self.items)
+        return f"{n:,} token{'s' if n != 1 else ''}"
+
+    def update_buttons(self) -> None:
+        super().update_buttons()
+        if hasattr(self, "new_button"):
+            self.new_button.setEnabled(self._client.is_connected)
+
+    def new_token(self) -> None:
+        remote = self._server_info().get("admin_tcp") or {}
+        port = int(remote.get("port") or 0) if remote.get("state") == "running" else 0
+
+        def submit(name: str, done, fail) -> None:
+            ops.create_token(self._client, parent=self.dialog, name=name,
+                             on_done=lambda r: (done(r), self.refresh(note=f"Created the token '{name}'.")),
+                             on_fail=fail)
+
+        self.dialog = NewTokenDialog(self, submit=submit, port=port)
+        self.dialog.open()
+
+    def revoke_selected(self) -> None:
+        chosen = self.selected()
+        if not chosen:
+            return
+        names = [str(item["name"]) for item in chosen]
+        listed = ", ".join(f"'{n}'" for n in names)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Revoke tokens",
+                          f"Revoke {listed}? A console using {'it' if len(names) == 1 else 'them'} is refused "
+                          "from its next request and needs a new token.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+
+        def decided(result: int) -> None:
+            if result == QMessageBox.StandardButton.Yes:
+                for name in names:
+                    ops.revoke_token(self._client, parent=self, name=name,
+                                     on_done=lambda _r, n=name: self.refresh(note=f"Revoked the token '{n}'."))
+
+        box.finished.connect(decided)
+        self.dialog = box
+        box.open()
