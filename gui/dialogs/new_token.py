@@ -54,7 +54,7 @@ class NewTokenDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.token_edit, 1)
         row.addWidget(self.copy_button)
-        where = (f"port {port}" if port else "the remote administration port (Server Properties; it is off "
+        where = (f"port {port}" if port else "the remote administration port (Server Properties → Security; it is off "
                  "until you set one)")
         after = QLabel(f"On the other computer, choose <b>File → Connect to Another Computer</b>, give this "
                        f"server's name and {where}, and paste the token. <b>This is the only time the token is "

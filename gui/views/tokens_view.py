@@ -25,7 +25,7 @@ class TokensView(ServiceTable):
         self._server_info = server_info   # the window's last server.info (the admin port is in it)
         super().__init__(client, "Remote administration tokens",
                          "A console on another computer manages this server over TLS on the remote "
-                         "administration port (Server Properties), after it gives a token made here. "
+                         "administration port (Server Properties → Security), after it gives a token made here. "
                          "Revoke a token when that computer is lost or no longer yours; its console is "
                          "refused from its next request.", parent)
         self.new_button = self.add_button("&New Token…", self.new_token, needs_selection=False)
