@@ -25,6 +25,7 @@ MAILBOX_MAX_LEN = {"passwordfile": 64, "directory": 64, "local": 32}
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
 _MAILBOX_ALLOWED = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 
 
 def _has_control(text: str) -> bool:
@@ -149,3 +150,12 @@ def check_auth_method(method: str) -> str:
     if value not in AUTH_METHODS:
         raise Invalid(f"Unknown authentication method '{method}'; choose one of: {', '.join(AUTH_METHODS)}.")
     return value
+
+
+def check_token_name(name: str) -> str:
+    """A remote-administration token's name without surrounding spaces, or Invalid saying what a
+    token name may be (core.tokens and the console's New Token dialog both ask here)."""
+    name = str(name).strip()
+    if not _TOKEN_NAME.fullmatch(name):
+        raise Invalid("A token name is 1-64 letters, digits, spaces or . _ @ - (e.g. 'laptop of alice').")
+    return name

@@ -6,7 +6,6 @@ secrets scanner). Only its SHA-256 is stored; the token is returned once, by ``c
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from datetime import datetime, timezone
 from typing import Any
@@ -14,19 +13,11 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from core.db import Database
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import Conflict, NotFound
+from core.names import check_token_name
 from core.tables import AdminToken
 
 TOKEN_PREFIX = "p3t_"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
-
-
-def check_token_name(name: str) -> str:
-    """The name without surrounding spaces, or Invalid saying what a token name may be."""
-    name = str(name).strip()
-    if not _NAME.fullmatch(name):
-        raise Invalid("A token name is 1-64 letters, digits, spaces or . _ @ - (e.g. 'laptop of alice').")
-    return name
 
 
 def token_hash(token: str) -> str:

@@ -448,7 +448,7 @@ class FakeService:
         return {"items": [dict(t) for t in self.tokens]}
 
     def op_admin_token_create(self, p: dict, ev: list) -> Any:
-        from core.tokens import check_token_name
+        from core.names import check_token_name
         name = check_token_name(p["name"])
         if any(t["name"] == name for t in self.tokens):
             raise Conflict(f"There is already a token called '{name}'; revoke it first or choose another name.")

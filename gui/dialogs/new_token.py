@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, Q
                                QVBoxLayout, QWidget)
 
 from core.errors import Invalid, MailError
-from core.tokens import check_token_name
+from core.names import check_token_name
 from gui.dialogs import error_box
 from gui.dialogs.form import Reason
 
