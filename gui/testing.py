@@ -103,6 +103,7 @@ class FakeService:
             "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
         self.bans: list[dict[str, Any]] = []
         self.tokens: list[dict[str, Any]] = []
+        self.key_problem = ""
         self.queue: list[dict[str, Any]] = []
         self.relay_results: list[dict[str, Any]] = [
             {"trick": name, "mail_from": "<test@example.org>", "recipient": rcpt, "reply": "554 5.7.1 Relay denied",
@@ -204,7 +205,7 @@ class FakeService:
     def op_server_info(self, p: dict, ev: list) -> Any:
         return {"hostname": self.settings.get("hostname") or self.hostname, "version": "0.1.0",
                 "auth": self.settings["auth"], "keystore": self.settings["keystore"],
-                "data_dir": "/var/lib/pop3-service", "mailroot": self.settings["mailroot"],
+                "key_problem": self.key_problem, "data_dir": "/var/lib/pop3-service", "mailroot": self.settings["mailroot"],
                 "listeners": self.status()["listeners"], "tls": dict(self.tls),
                 "admin_tcp": {"state": "running" if self.settings.get("admin_tcp_port") else "off",
                               "address": "0.0.0.0", "port": int(self.settings.get("admin_tcp_port") or 0),

@@ -7,6 +7,8 @@ server key, and swaps the provider of the protocol servers and the admin operati
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,51 @@ log = logging.getLogger("pop3svc.auth")
 AVAILABLE_METHODS = AUTH_METHODS   # passwordfile, local, directory
 
 
+KEY_CHECK_ROW = "_server_key_check"   # a row of the settings table, not a setting: which key sealed the secrets
+_KEY_CHECK_TEXT = b"POP3 Service server key check"
+
+
+def check_server_key(db: Any, key: ServerKey) -> str:
+    """Whether ``key`` is the key this database's secrets are sealed with. The first start records a
+    value sealed with its key; every later start, on any node, must be able to open it. Returns ""
+    when it can (or it was just recorded), else what the administrator must do."""
+    from sqlalchemy.exc import IntegrityError
+
+    from core.errors import Unavailable
+    from core.tables import Setting
+
+    for _attempt in range(2):   # two nodes starting at once on a new database: one insert wins
+        try:
+            with db.write() as session:
+                row = session.get(Setting, KEY_CHECK_ROW)
+                if row is None:
+                    sealed = key.encrypt(_KEY_CHECK_TEXT, KEY_CHECK_ROW.encode())
+                    session.add(Setting(name=KEY_CHECK_ROW, value=json.dumps(base64.b64encode(sealed).decode())))
+                    return ""
+                stored = base64.b64decode(json.loads(row.value))
+        except IntegrityError:
+            continue
+        try:
+            key.decrypt(stored, KEY_CHECK_ROW.encode())
+            return ""
+        except Unavailable:
+            return (f"This service's server key ({key.location or key.store}) is not the key the database's "
+                    "stored secrets were sealed with, so APOP, CRAM-MD5 and NTLM logons and sealed settings "
+                    "(smart host, directory passwords) fail here, and secrets set here fail on the other "
+                    "nodes. Copy server.key from the first node into this data directory "
+                    "(docs/DEPLOYMENT.md) and restart.")
+    return ""
+
+
 class AuthMethods:
     """Builds the provider the settings name and keeps ``ctx.auth`` / ``ctx.admin.auth`` current."""
 
     def __init__(self, ctx: Any, data_dir: Path, keystore: str) -> None:
         self.ctx = ctx
         self.key = ServerKey.load(data_dir, keystore, create=True)
+        self.key_problem = check_server_key(ctx.db, self.key)
+        if self.key_problem:
+            log.error("%s", self.key_problem)
         self._fingerprint: tuple | None = None
         method_settings.install_sealer(lambda text: seal_bind_password(self.key, text))
 

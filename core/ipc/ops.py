@@ -50,7 +50,8 @@ OPS: dict[str, OpSpec] = {
     for spec in (
         # -- server and service --------------------------------------------------------------
         _op("server.info", "Host name, version, auth method, key store, listener states",
-            "{hostname, version, auth, keystore, data_dir, mailroot, listeners: [...]}"),
+            "{hostname, version, auth, keystore, key_problem ('' or what to do), data_dir, mailroot, "
+            "listeners: [...]}"),
         _op("service.status", "State of every listener and the service counters",
             "{state, listeners: [{name, kind, state, address, port, tls, sessions}], counters: {...}}"),
         _op("service.control", "Start, stop, pause or resume listeners (all, or one by name)",

@@ -295,6 +295,7 @@ class MainWindow(QMainWindow):
         self.tree_model.set_server_info(info)
         if hasattr(self.status_view, "set_certificate"):
             self.status_view.set_certificate(info.get("tls") or {})
+            self.status_view.set_key_problem(str(info.get("key_problem") or ""))
         self.setWindowTitle(f"{APP_TITLE} - [{info.get('hostname') or 'this computer'}]")
         self.domain_pane.title.setText(f"Domains on {self.tree_model.server.label}")
         self._update_counts()

@@ -53,6 +53,10 @@ class StatusView(QWidget):
         self.certificate_label = QLabel()      # subject and expiry; red 30 days ahead (set_certificate)
         self.certificate_label.setWordWrap(True)
         self.certificate_label.setVisible(False)
+        self.key_label = QLabel()              # a server key other than the database's (set_key_problem)
+        self.key_label.setWordWrap(True)
+        self.key_label.setStyleSheet("color: #a4262c; font-weight: bold;")
+        self.key_label.setVisible(False)
         self.listeners = _table(["Listener", "Protocol", "State", "Address", "Port", "TLS", "Sessions"])
         self.counters_box = QGroupBox("Counters")
         self.counters_grid = QGridLayout(self.counters_box)
@@ -72,6 +76,7 @@ class StatusView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(head)
         layout.addWidget(self.certificate_label)
+        layout.addWidget(self.key_label)
         layout.addWidget(listeners_box, 3)
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 3)
@@ -158,6 +163,11 @@ class StatusView(QWidget):
         self.certificate_label.setText(text)
         self.certificate_label.setStyleSheet("color: #a4262c; font-weight: bold;" if warn else "")
         self.certificate_label.setVisible(True)
+
+    def set_key_problem(self, text: str) -> None:
+        """Shown in red while the service's server key does not open the database's secrets."""
+        self.key_label.setText(f"Server key: {text}" if text else "")
+        self.key_label.setVisible(bool(text))
 
     def counter_text(self, key: str) -> str:
         label = self._counter_labels.get(key)

@@ -112,8 +112,10 @@ async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
         with ctx.db.read() as session:
             return session.query(Domain).count()
 
+    methods = getattr(ctx, "auth_methods", None)
     return {"hostname": ctx.hostname, "version": ctx.version, "auth": ctx.setting("auth"),
-            "keystore": ctx.setting("keystore"), "data_dir": str(ctx.data_dir),
+            "keystore": ctx.setting("keystore"), "key_problem": getattr(methods, "key_problem", ""),
+            "data_dir": str(ctx.data_dir),
             "mailroot": str(ctx.store.root), "domains": await ctx.run(count_domains),
             "tls": tls, "admin_tcp": admin_tcp, **service_status(ctx)}
 

@@ -50,6 +50,7 @@ def nodes(tmp_path):
         b = ServiceProcess(tmp_path / "b", db_url=url).start()
         started.append(b)
         assert b.call("server.info")["mailroot"] == str(shared)   # read from the database
+        assert b.call("server.info")["key_problem"] == ""           # the same key: nothing to report
         yield a, b
     finally:
         for node in started:

@@ -129,3 +129,14 @@ def test_the_status_view_warns_30_days_ahead(qtbot):
     view.set_certificate({"subject": "CN=mail", "not_after": "2025-01-01T00:00:00", "days_left": -3,
                           "expires_soon": True})
     assert "expired" in view.certificate_label.text()
+
+
+def test_the_status_view_shows_a_server_key_problem(qtbot):
+    from gui.testing import FakeServiceClient, demo_service
+    view = StatusView(FakeServiceClient(demo_service()))
+    qtbot.addWidget(view)
+    view.set_key_problem("")
+    assert not view.key_label.isVisibleTo(view)
+    view.set_key_problem("This service's server key is not the key ... Copy server.key from the first node.")
+    assert view.key_label.isVisibleTo(view) and view.key_label.text().startswith("Server key: This service's")
+    assert "#a4262c" in view.key_label.styleSheet()
