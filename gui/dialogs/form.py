@@ -1,8 +1,12 @@
-"""Small pieces the dialogs share: a reason label that sits beside a field, password checks."""
+"""Small pieces the dialogs share: a reason label that sits beside a field, a name check, password checks."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QAbstractButton, QLabel, QWidget
+
+from core.errors import Invalid
 
 
 class Reason(QLabel):
@@ -29,3 +33,18 @@ def password_problem(password: str, confirm: str) -> tuple[str, str]:
     if password != confirm:
         return "", "The passwords do not match." if confirm else "Type the password again to confirm it."
     return "", ""
+
+
+def check_field(text: str, rule: Callable[[str], object], reason: Reason, button: QAbstractButton) -> bool:
+    """Run ``rule`` (a core name check that raises Invalid) on a non-empty ``text``, show why it
+    fails beside the field, and enable ``button`` only when it passes."""
+    problem = ""
+    if text.strip():
+        try:
+            rule(text)
+        except Invalid as exc:
+            problem = exc.message
+    reason.show_reason(problem)
+    valid = bool(text.strip()) and not problem
+    button.setEnabled(valid)
+    return valid

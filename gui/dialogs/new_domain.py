@@ -5,10 +5,10 @@ from collections.abc import Callable
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from core.errors import Invalid, MailError
+from core.errors import MailError
 from core.names import normalize_domain
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason
+from gui.dialogs.form import Reason, check_field
 
 Submit = Callable[[str, Callable[[object], None], Callable[[MailError], None]], None]
 
@@ -43,17 +43,7 @@ class NewDomainDialog(QDialog):
         self._validate()
 
     def _validate(self) -> bool:
-        text = self.name_edit.text()
-        problem = ""
-        if text.strip():
-            try:
-                normalize_domain(text)
-            except Invalid as exc:
-                problem = exc.message
-        self.reason.show_reason(problem)
-        valid = bool(text.strip()) and not problem
-        self.ok_button.setEnabled(valid)
-        return valid
+        return check_field(self.name_edit.text(), normalize_domain, self.reason, self.ok_button)
 
     def _on_ok(self) -> None:
         if not self._validate():

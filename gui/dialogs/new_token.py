@@ -8,10 +8,10 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QStackedWidget,
                                QVBoxLayout, QWidget)
 
-from core.errors import Invalid, MailError
+from core.errors import MailError
 from core.names import check_token_name
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason
+from gui.dialogs.form import Reason, check_field
 
 Submit = Callable[[str, Callable[[Any], None], Callable[[MailError], None]], None]
 
@@ -83,17 +83,7 @@ class NewTokenDialog(QDialog):
         self._validate()
 
     def _validate(self) -> bool:
-        text = self.name_edit.text()
-        problem = ""
-        if text.strip():
-            try:
-                check_token_name(text)
-            except Invalid as exc:
-                problem = exc.message
-        self.reason.show_reason(problem)
-        valid = bool(text.strip()) and not problem
-        self.ok_button.setEnabled(valid)
-        return valid
+        return check_field(self.name_edit.text(), check_token_name, self.reason, self.ok_button)
 
     def _on_ok(self) -> None:
         if self.token:          # step 2: OK closes

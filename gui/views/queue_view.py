@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QWidget
 
 from gui import ops
 from gui.dialogs.queued_message import QueuedMessageDialog
@@ -55,21 +55,13 @@ class QueueView(ServiceTable):
         chosen = self.selected()
         if not chosen:
             return
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete queued mail",
-                          f"Delete {len(chosen)} queued message{'s' if len(chosen) != 1 else ''}? The sender is "
-                          "not told; the message is gone.",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setDefaultButton(QMessageBox.StandardButton.No)
+        def delete() -> None:
+            for item in chosen:
+                ops.delete_queued(self._client, parent=self, ident=int(item["id"]),
+                                  on_done=lambda r: self._done(r, "deleted"))
 
-        def decided(result: int) -> None:
-            if result == QMessageBox.StandardButton.Yes:
-                for item in chosen:
-                    ops.delete_queued(self._client, parent=self, ident=int(item["id"]),
-                                      on_done=lambda r: self._done(r, "deleted"))
-
-        box.finished.connect(decided)
-        self.dialog = box
-        box.open()
+        self.confirm("Delete queued mail", f"Delete {len(chosen)} queued message{'s' if len(chosen) != 1 else ''}? "
+                     "The sender is not told; the message is gone.", delete)
 
     def view_selected(self) -> None:
         chosen = self.selected()

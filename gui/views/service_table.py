@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 POLL_MS = 5000
 
@@ -126,6 +126,16 @@ class ServiceTable(QWidget):
         chosen = bool(self.selected())
         for button in self._selection_buttons:
             button.setEnabled(chosen and self._client.is_connected)
+
+
+    def confirm(self, title: str, text: str, on_yes: Callable[[], None]) -> None:
+        """Ask Yes / No (No is the default) without blocking; ``on_yes`` runs on Yes."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.finished.connect(lambda result: on_yes() if result == QMessageBox.StandardButton.Yes else None)
+        self.dialog = box
+        box.open()
 
 
 def when(text: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QWidget
 
 from gui import ops
 from gui.dialogs.new_token import NewTokenDialog
@@ -64,18 +64,10 @@ class TokensView(ServiceTable):
             return
         names = [str(item["name"]) for item in chosen]
         listed = ", ".join(f"'{n}'" for n in names)
-        box = QMessageBox(QMessageBox.Icon.Warning, "Revoke tokens",
-                          f"Revoke {listed}? A console using {'it' if len(names) == 1 else 'them'} is refused "
-                          "from its next request and needs a new token.",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setDefaultButton(QMessageBox.StandardButton.No)
+        def revoke() -> None:
+            for name in names:
+                ops.revoke_token(self._client, parent=self, name=name,
+                                 on_done=lambda _r, n=name: self.refresh(note=f"Revoked the token '{n}'."))
 
-        def decided(result: int) -> None:
-            if result == QMessageBox.StandardButton.Yes:
-                for name in names:
-                    ops.revoke_token(self._client, parent=self, name=name,
-                                     on_done=lambda _r, n=name: self.refresh(note=f"Revoked the token '{n}'."))
-
-        box.finished.connect(decided)
-        self.dialog = box
-        box.open()
+        self.confirm("Revoke tokens", f"Revoke {listed}? A console using {'it' if len(names) == 1 else 'them'} is "
+                     "refused from its next request and needs a new token.", revoke)
