@@ -153,7 +153,9 @@ def refused_login(session: Pop3Session, login: str) -> bool:
 # -- AUTHORIZATION --------------------------------------------------------------------------
 async def cmd_capa(session: Pop3Session, arg: str) -> None:
     """RFC 2449 §5: what is available in this state and on this connection."""
-    caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+    # EXPIRE NEVER (RFC 2449 §6.7): the server never deletes mail by itself, so a client that
+    # leaves mail on the server may rely on it staying there.
+    caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"]
     if session.state is State.AUTHORIZATION:
         if plaintext_allowed(session):
             caps.append("USER")

@@ -108,7 +108,7 @@ def test_capa_follows_state_tls_and_spa(pop3: Pop3Harness, alice: int) -> None: 
     c = RawClient(pop3.port)
     c.line()
     plain = capabilities(c)
-    assert plain == ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+    assert plain == ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER",
                      "SASL SCRAM-SHA-256 CRAM-MD5 NTLM", "STLS", "IMPLEMENTATION POP3-Service"]
     assert c.cmd("STLS") == b"+OK Begin TLS negotiation now\r\n"
     c.upgrade(pop3.client_tls())
@@ -117,7 +117,7 @@ def test_capa_follows_state_tls_and_spa(pop3: Pop3Harness, alice: int) -> None: 
     assert "SASL SCRAM-SHA-256 CRAM-MD5 NTLM PLAIN LOGIN" in secured
     assert c.cmd(f"USER {ALICE}").startswith(b"+OK")
     assert c.cmd(f"PASS {PASSWORD}").startswith(b"+OK")
-    assert capabilities(c) == ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+    assert capabilities(c) == ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER",
                                "IMPLEMENTATION POP3-Service"]
     c.cmd("QUIT")
 
