@@ -58,15 +58,44 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
                         help="started as root: bind the ports, then run as this unprivileged user (e.g. pop3svc)")
 
 
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The service log, rotated at its size limit like RotatingFileHandler, but counting its own
+    size: the standard handler stats the path twice, formats each record twice and seeks and tells
+    the stream for every line, which at Medium (a line per message) cost SMTP a tenth of its speed
+    on one connection."""
+
+    def _open(self):  # noqa: ANN202 - the base class's signature
+        stream = super()._open()
+        self.size = os.fstat(stream.fileno()).st_size
+        return stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + self.terminator
+            size = len(text.encode(self.encoding or "utf-8", "replace"))
+            if self.maxBytes > 0 and self.size + size > self.maxBytes and self.size > 0:
+                self.doRollover()   # closes the file and, through _open, starts the count again
+            self.stream.write(text)
+            self.stream.flush()
+            self.size += size
+        except Exception:  # noqa: BLE001 - logging must never take the service down
+            self.handleError(record)
+
+
 def setup_logging(data_dir: Path, level: int) -> None:
+    # The log lines name no source file, thread or process: skip collecting them for every record
+    # (the "Optimization" section of Python's logging HOWTO).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logs = data_dir / "logs"
     logs.mkdir(mode=0o700, exist_ok=True)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_handler = logging.handlers.RotatingFileHandler(logs / "service.log", maxBytes=10 * 1024 * 1024,
-                                                        backupCount=5, encoding="utf-8")
+    file_handler = LogFile(logs / "service.log", maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
     file_handler.setFormatter(fmt)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(fmt)

@@ -1,7 +1,7 @@
 """SMTP ingestion benchmark: this service against (a) a bare aiosmtpd handler writing a Maildir
 with fsync (the floor of this stack) and (b) Debian's Postfix delivering to a Maildir, on loopback.
 
-    python tests/bench/bench_smtp.py [--msgs 2000] [--rounds 3] [--conns 1 20] [--no-postfix]
+    python tests/bench/bench_smtp.py [--msgs 2000] [--rounds 3] [--conns 1 20] [--no-postfix] [--logging 2]
 
 Each round runs every server once per connection count, alternating (A B C A B C ...), so they
 share the machine's noise; the report gives medians and the median of the paired ratios.
@@ -194,7 +194,7 @@ class Bare(Server):
 class Project(Server):
     """The real service process (main.py service) with one domain and one mailbox."""
 
-    def __init__(self, max_seconds: int) -> None:
+    def __init__(self, max_seconds: int, logging_level: int = 2) -> None:
         self.name = "pop3-service"
         self.data = WORK / "project"
         shutil.rmtree(self.data, ignore_errors=True)
@@ -209,7 +209,8 @@ class Project(Server):
             stdout=subprocess.DEVNULL, stderr=open(WORK / "project.log", "w"), env=env, cwd=ROOT)
         wait_port(self.port)
         winpop = [sys.executable, "-m", "service.winpop", "--data-dir", str(self.data)]
-        subprocess.run(winpop + ["set", "logging", "1"], check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(winpop + ["set", "logging", str(logging_level)], check=True, cwd=ROOT, env=env,
+                       stdout=subprocess.DEVNULL)
         subprocess.run(winpop + ["add", "bench.test"], check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(winpop + ["add", "mbench@bench.test", "--password-stdin"], input=b"bench password 1\n",
                        check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -297,6 +298,9 @@ def main() -> None:
     parser.add_argument("--conns", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--no-postfix", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--logging", type=int, default=2, choices=range(4),
+                        help="the service's logging level: 2 Medium (the product's default: a line per "
+                             "message), 1 Minimum (warnings and errors only)")
     args = parser.parse_args()
     assert args.msgs <= 100_000 and all(c <= 200 for c in args.conns)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -304,7 +308,7 @@ def main() -> None:
     servers: list[Server] = []
     results = []
     try:
-        servers.append(Project(max_seconds))
+        servers.append(Project(max_seconds, args.logging))
         servers.append(Bare("file", max_seconds))
         servers.append(Bare("dir", max_seconds))
         if not args.no_postfix and shutil.which("postfix"):
