@@ -64,6 +64,7 @@ class TokensView(ServiceTable):
             return
         names = [str(item["name"]) for item in chosen]
         listed = ", ".join(f"'{n}'" for n in names)
+
         def revoke() -> None:
             for name in names:
                 ops.revoke_token(self._client, parent=self, name=name,
