@@ -61,8 +61,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
 class LogFile(logging.handlers.RotatingFileHandler):
     """The service log, rotated at its size limit like RotatingFileHandler, but counting its own
     size: the standard handler stats the path twice, formats each record twice and seeks and tells
-    the stream for every line, which at Medium (a line per message) cost SMTP a tenth of its speed
-    on one connection."""
+    the stream for every line (22 µs a record against 8-10 µs here; at Medium SMTP logs a line per
+    message)."""
 
     def _open(self):  # noqa: ANN202 - the base class's signature
         stream = super()._open()
