@@ -6,6 +6,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -127,6 +128,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unverified_tls(**attributes: Any) -> ssl.SSLContext:
+    """A client TLS context that accepts the service's self-signed certificate (tests look at the
+    certificate themselves where it matters); ``attributes`` are set on it (e.g. maximum_version)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for name, value in attributes.items():
+        setattr(context, name, value)
+    return context
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, what: str = "condition") -> Any:

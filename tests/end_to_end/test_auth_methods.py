@@ -7,7 +7,6 @@ import poplib
 import secrets
 import smtplib
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -16,18 +15,12 @@ import pytest
 
 from tests.slapd import SERVICE_PW, Slapd, missing_reason
 from tests.support import ServiceProcess, free_port
+from tests.support import unverified_tls as tls
 
 PASSWORD = "E2e-auth-pw-31"
 TEMP = b"[SYS/TEMP]"
 
 pytestmark = pytest.mark.slow
-
-
-def tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def pop3_logon(service: ServiceProcess, login: str, password: str) -> int:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import wait_for as support_wait_for
+from tests.support import unverified_tls as tls
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e password 7"
@@ -40,13 +40,6 @@ def free_ports(n: int) -> list[int]:
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     return support_wait_for(predicate, timeout=timeout, interval=0.05, what=what)
-
-
-def tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class Service:

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from gui.dialogs.queued_message import QueuedMessageDialog
 from gui.dialogs.relay_test import RelayTestDialog
-from gui.dialogs.server_properties import ServerPropertiesDialog
+from tests.gui.test_dialogs import open_properties
 
 
 def select_rows(view, *rows: int) -> None:
@@ -106,14 +106,6 @@ def test_relay_test_is_in_the_servers_all_tasks_menu(qtbot, window):
     menu = window.context_menu()
     tasks = next(a.menu() for a in menu.actions() if a.menu() is not None and "Tas" in a.text())
     assert window.relay_action in tasks.actions()
-
-
-def open_properties(qtbot, window) -> ServerPropertiesDialog:
-    window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
-    window.tree.setFocus()
-    window.do_properties()
-    qtbot.waitUntil(lambda: isinstance(window.dialog, ServerPropertiesDialog))
-    return window.dialog
 
 
 def tab_titles(dialog) -> list[str]:

@@ -10,7 +10,6 @@ import poplib
 import signal
 import smtplib
 import socket
-import ssl
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from gui import service_process
 from gui.wizard import checks
 from gui.wizard.setup_wizard import Page, SetupWizard
 from tests.support import ROOT, free_port
+from tests.support import unverified_tls as unverified
 
 PASSWORD = "Wizard-pass-1"
 WAIT_MS = 90_000
@@ -128,13 +128,6 @@ def free_ports() -> dict[str, int]:
 def finish(qtbot, wizard: SetupWizard) -> None:
     qtbot.mouseClick(wizard.button(QWizard.WizardButton.FinishButton), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: wizard.runner is not None and not wizard.runner.running, timeout=WAIT_MS)
-
-
-def unverified() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def mail_flows(ports: dict[str, int], address: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import Forbidden, Unavailable
 from core.ipc.client import AdminClient
-from tests.support import ROOT, ServiceProcess, database_contents, free_port, wait_for
+from tests.support import ROOT, ServiceProcess, database_contents, free_port, unverified_tls, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,7 @@ def token(service) -> str:
 
 
 def _tls_socket(port: int) -> ssl.SSLSocket:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+    return unverified_tls().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
 
 
 def test_a_token_admits_and_the_connection_serves_the_op_table(service, token):

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +14,6 @@ from core.admin import Admin
 from core.auth.keystore import ServerKey
 from core.auth.provider import PasswordFileProvider
 from core.db import Database
-from tests.support import db_url_for
 from core.settings import Settings
 from core.store import MailStore
 from service.context import ServiceContext
@@ -25,28 +21,12 @@ from service.listeners import Listener
 import service.throttle  # noqa: F401 - registers the throttle settings
 from service.smtp.server import SmtpServer
 from service.tls import TlsMaterial
+# The SMTP tests import client_tls and wait_for from here.
+from tests.support import db_url_for, wait_for  # noqa: F401
+from tests.support import unverified_tls as client_tls
 
 PASSWORD = "correct horse 9"
 FAST = {"throttle_delay_ms": 0, "queue_retry_interval": 1, "queue_warn_after": 3600, "queue_lifetime": 3600}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true, bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def client_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class SmtpHarness:

@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from core.errors import MailError
 from gui.views.status_view import StatusView
+from tests.support import unverified_tls as unverified
 
 
 def make_pair(cn: str, *, days: int = 90) -> tuple[str, str]:
@@ -31,15 +32,6 @@ def make_pair(cn: str, *, days: int = 90) -> tuple[str, str]:
     return (cert.public_bytes(serialization.Encoding.PEM).decode(),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()).decode())
-
-
-def unverified(**kw) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    for k, v in kw.items():
-        setattr(ctx, k, v)
-    return ctx
 
 
 def served_cn_pop3s(port: int) -> str:
