@@ -180,7 +180,7 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: str | Path, data: bytes) -> None:
+def write_durably(path: str | Path, data: bytes) -> None:
     """Create ``path`` exclusively, write ``data``, fsync. On any failure the file is gone."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -337,7 +337,7 @@ class MailStore:
         tmp_path = f"{first_dir}/tmp/{name}"
         placed: list[str] = []
         try:
-            _write_durably(tmp_path, body)
+            write_durably(tmp_path, body)
             first = f"{first_dir}/new/{name}"
             os.rename(tmp_path, first)
             placed.append(first)
@@ -348,7 +348,7 @@ class MailStore:
                 except OSError as exc:
                     if exc.errno != errno.EXDEV:
                         raise
-                    _write_durably(new_path, body)  # another filesystem: a copy
+                    write_durably(new_path, body)  # another filesystem: a copy
                 placed.append(new_path)
         except OSError as exc:
             for path in placed + [tmp_path]:

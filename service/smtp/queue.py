@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 
 from core.errors import MailError, NotFound, Unavailable
-from core.store import fsync_dir
+from core.store import fsync_dir, write_durably
 from core.tables import Domain, Mailbox, QueuedMessage, QueuedRecipient
 from service.smtp import delivery
 from service.smtp.dsn import RecipientStatus, build_report
@@ -124,14 +124,7 @@ class OutboundQueue:
         tmp = self.dir / "tmp" / queue_id
         final = self.spool_path(queue_id)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_durably(tmp, data)
             os.rename(tmp, final)
             fsync_dir(final.parent)
         except OSError as exc:
