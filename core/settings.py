@@ -6,7 +6,6 @@ read and write them through the admin channel. Issues that add settings add spec
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from core.errors import Invalid, NotFound
+from core.hostname import machine_name
 from core.names import check_auth_method
 
 if TYPE_CHECKING:  # the console imports the specs without the database layer
@@ -162,7 +162,8 @@ def resolve(name: str) -> SettingSpec:
 
 
 def default_hostname() -> str:
-    return socket.getfqdn() or "localhost"
+    """The host name a new installation starts with: the machine's own (see core.hostname)."""
+    return machine_name()
 
 
 class Settings:

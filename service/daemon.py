@@ -24,6 +24,7 @@ from core.errors import Invalid, MailError, NotFound, Unavailable
 from core.ipc.protocol import socket_path
 from core.model import to_json
 from core.paths import can_bind_privileged, default_data_dir
+from core.hostname import is_loopback_name
 from core.settings import Settings, default_hostname
 from core.store import MailStore
 from core.tables import Domain, Mailbox, Setting
@@ -136,6 +137,11 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
             log.warning("first start: the server key is kept in the %s (shown by 'winpop get keystore')",
                         "system keyring" if store == "keyring" else f"key file {data_dir / 'server.key'}")
         if not values["hostname"]:
+            Settings.put(session, "hostname", default_hostname())
+        elif is_loopback_name(values["hostname"]) and not is_loopback_name(default_hostname()):
+            # Earlier versions stored socket.getfqdn(), which is "localhost" on many Debian machines.
+            log.warning("the stored host name '%s' is a loopback name; using the machine's name '%s' "
+                        "(change with winpop set hostname)", values["hostname"], default_hostname())
             Settings.put(session, "hostname", default_hostname())
         if "port" not in stored and not can_bind_privileged():
             # A user without the right to bind ports below 1024 gets working ports, not failures.

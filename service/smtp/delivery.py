@@ -12,6 +12,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
+from core.hostname import machine_name
 from service.smtp.settings import parse_routes
 
 log = logging.getLogger(__name__)
@@ -206,4 +207,4 @@ def _transaction(client: smtplib.SMTP, hop: Hop, where: str, sender: str, recipi
 
 
 def local_helo(hostname: str) -> str:
-    return hostname or socket.getfqdn() or "localhost"
+    return hostname or machine_name()
