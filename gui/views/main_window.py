@@ -36,7 +36,7 @@ from gui.views.bans_view import BansView
 from gui.views.queue_view import QueueView
 from gui.views.tokens_view import TokensView
 from gui.dialogs.relay_test import RelayTestDialog
-from gui.views.status_view import StatusView
+from gui.views.status_view import StatusView, listener_failures
 
 APP_TITLE = "POP3 Service"
 MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
@@ -311,6 +311,9 @@ class MainWindow(QMainWindow):
         if isinstance(status.get("listeners"), list):
             self.server_info["listeners"] = status["listeners"]
         self.status_view.apply_status(status)
+        failures = listener_failures(status)
+        if failures:
+            self.statusBar().showMessage("Not running: " + "; ".join(failures), 15000)
         self.update_actions()
 
     def _load_failed(self, error: Any) -> None:
