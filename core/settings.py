@@ -161,6 +161,31 @@ def resolve(name: str) -> SettingSpec:
     raise NotFound(f"There is no setting '{name}'. Known settings: {known}.")
 
 
+def port_in_use_note(name: str, stored: Any, listeners: list[dict[str, Any]] | None) -> str:
+    """For a listener's port setting: what this run really uses when a command-line override
+    (``--pop3-port`` and friends) differs from the stored value; empty otherwise."""
+    spec = SPECS.get(name)
+    if spec is None or spec.restart is None or spec.check is not _port or listeners is None:
+        return ""
+    try:
+        stored_port = int(stored)
+    except (TypeError, ValueError):
+        return ""
+    for item in listeners:
+        if item.get("name") == spec.restart:
+            try:
+                used = int(item.get("port") or 0)
+            except (TypeError, ValueError):
+                return ""
+            if used != stored_port:
+                return (f"this run uses port {used} (set on the service's command line); the stored {stored_port} "
+                        "applies when the service starts without it")
+            return ""
+    if stored_port:
+        return "this run has no such listener (turned off on the service's command line)"
+    return ""
+
+
 def default_hostname() -> str:
     """The host name a new installation starts with: the machine's own (see core.hostname)."""
     return machine_name()

@@ -710,7 +710,8 @@ class MainWindow(QMainWindow):
             dialog = ServerPropertiesDialog(self, client=self.client, settings=values,
                                             domain_count=self.tree_model.domain_total,
                                             hostname=str(self.server_info.get("hostname") or ""),
-                                            restart_listeners=self.restart_listeners, described=described)
+                                            restart_listeners=self.restart_listeners, described=described,
+                                            listeners=self.server_info.get("listeners"))
             self._open(dialog, "server-properties")
 
         # The service's own descriptions: the settings its modules register are editable too.

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel
 
 from gui import ipc_client, service_process
 from gui.views.main_window import MainWindow
@@ -69,3 +70,22 @@ def test_listener_failures_name_only_listeners_that_failed():
         {"name": "smtps", "state": "stopped", "port": 465, "error": None},   # stopped by the administrator
     ]}
     assert listener_failures(status) == ["pop3 (port 110): cannot listen on 0.0.0.0:110: Permission denied"]
+
+
+def test_server_properties_show_the_port_this_run_uses(qtbot, service, qsettings, errors, monkeypatch):
+    """Against a real service run with port overrides: the POP3 port field says which port is in use."""
+    from tests.gui.conftest import open_window
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    client = ipc_client.IpcClient(service.data_dir)
+    window = open_window(qtbot, client, qsettings)
+    try:
+        qtbot.waitUntil(lambda: bool(window.server_info.get("listeners")))
+        dialogs = []
+        monkeypatch.setattr(window, "_open", lambda dialog, _key: dialogs.append(dialog))
+        window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
+        window.actions["properties"].trigger()
+        qtbot.waitUntil(lambda: bool(dialogs))
+        note = dialogs[0].findChild(QLabel, "in_use_port")
+        assert note is not None and f"uses port {service.ports['pop3']}" in note.text()
+    finally:
+        client.stop()
