@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -167,8 +168,8 @@ class MxResolver:
                 return Route(error=f"DNS lookup of {domain} failed: {trouble}.", status="4.4.3")
             return Route(error=f"The domain {domain} has no mail server (no MX, A or AAAA record).",
                          permanent=True, status="5.1.2")
-        records = [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in answer]
-        names = order_mx([(p, n) for p, n in records if n])
+        names = order_mx([(r.preference, r.exchange.to_text(omit_final_dot=True))
+                          for r in answer if r.exchange != dns.name.root])
         if not names:   # RFC 7505 §3: a null MX ("0 .") says the domain accepts no mail
             return Route(error=f"The domain {domain} accepts no mail (null MX).", permanent=True, status="5.1.10")
         found = await asyncio.gather(*(self._addresses(resolver, name) for name in names))
