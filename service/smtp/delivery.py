@@ -172,6 +172,7 @@ class MxResolver:
                           for r in answer if r.exchange != dns.name.root])
         if not names:   # RFC 7505 §3: a null MX ("0 .") says the domain accepts no mail
             return Route(error=f"The domain {domain} accepts no mail (null MX).", permanent=True, status="5.1.10")
+        names = names[:MAX_ADDRESSES]   # a hostile zone's thousand MX records are not a thousand lookups
         found = await asyncio.gather(*(self._addresses(resolver, name) for name in names))
         hops: list[Hop] = []
         troubles: list[str] = []

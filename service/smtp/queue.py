@@ -347,7 +347,9 @@ class OutboundQueue:
         Any failure, ours included, is a try: recorded with back-off and shown as the last error,
         never a release that makes the message due again at once (issue 13: 270 tries a second)."""
         try:
-            route = await self.resolver().route_async(batch.domain)
+            # Made in a thread: the smart host password is unsealed with the server key (disk, keyring).
+            resolver = await self.ctx.run(self.resolver)
+            route = await resolver.route_async(batch.domain)
             await self.ctx.run(self.attempt, batch, route)
         except asyncio.CancelledError:
             raise
