@@ -248,7 +248,8 @@ class SmtpServer:
         if user:
             auth = (user, self._unseal(str(self.ctx.setting("smarthost_password") or "")))
         return MxResolver(routes=str(self.ctx.setting("smtp_routes") or ""),
-                          smarthost=str(self.ctx.setting("smarthost") or ""), smarthost_auth=auth)
+                          smarthost=str(self.ctx.setting("smarthost") or ""), smarthost_auth=auth,
+                          dns_servers=str(self.ctx.setting("dns_servers") or ""))
 
     async def accept(self, data: bytes, *, sender: str, local: list[LocalMailbox], remote: list[Address],
                      queue_id: str, submitted_by: str, client: str) -> str:

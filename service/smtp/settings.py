@@ -86,6 +86,26 @@ def _routes(value: Any) -> str:
                      for d, t in parsed.items())
 
 
+def parse_dns_servers(value: Any) -> list[tuple[str, int]]:
+    """'192.0.2.53, 127.0.0.1:5353, [2001:db8::53]:53' → [(address, port)]; empty: the system's."""
+    servers = []
+    for item in re.split(r"[\s,;]+", str(value or "").strip()):
+        if not item:
+            continue
+        try:
+            host, port = (item, 53) if item.count(":") > 1 and not item.startswith("[") else parse_host_port(item, 53)
+            address = ipaddress.ip_address(host)
+        except (Invalid, ValueError):
+            raise Invalid(f"'{item}' is not a DNS server address; give an IP address, optionally with a port "
+                          "(192.0.2.53, 127.0.0.1:5353, [2001:db8::53]:53).") from None
+        servers.append((str(address), port))
+    return servers
+
+
+def _dns_servers(value: Any) -> str:
+    return ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parse_dns_servers(value))
+
+
 def _smarthost(value: Any) -> str:
     text = _text(value)
     if text:
@@ -145,6 +165,8 @@ SPECS = (
                 help="stored encrypted with the server key"),
     SettingSpec("smtp_routes", "", _routes, "Static mail routes",
                 help="domain=host:port entries used instead of DNS MX for those domains"),
+    SettingSpec("dns_servers", "", _dns_servers, "DNS servers for outgoing mail",
+                help="addresses (ip or ip:port) of the resolvers that look up MX records; empty: the system's"),
     SettingSpec("quota_full_tempfail", True, _bool, "Full mailbox is a temporary failure",
                 help="1: a full mailbox answers 452 4.2.2 (the sender retries); 0: 552 5.2.2 (bounce)"),
     SettingSpec("sender_must_match", True, _bool, "Authenticated senders use their own address",
