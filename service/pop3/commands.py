@@ -83,11 +83,16 @@ def message_number(session: Pop3Session, arg: str) -> tuple[int, object] | None:
 
 
 def redacted(verb: str, arg: str) -> str:
-    """A command as it may be logged: never a password, never an AUTH payload."""
+    """A command as it may be logged: never a password, never an AUTH payload, and nothing of a
+    line that is no command (the base64 a client sends after a refused AUTH, a stray password)."""
+    if verb not in KNOWN_VERBS:
+        return f"(not a command: {len(verb) + len(arg) + (1 if arg else 0)} characters, not logged)"
     if verb == "PASS":
         return "PASS ****"
     if verb == "AUTH":
         mech, _, initial = arg.strip().partition(" ")
+        if mech.upper() not in _MECHANISM_NAMES:   # a payload sent in the mechanism's place
+            return "AUTH ****"
         return f"AUTH {mech} ****" if initial else f"AUTH {mech}".rstrip()
     if verb == "APOP":
         return f"APOP {arg.strip().rpartition(' ')[0]} ****"
@@ -445,6 +450,7 @@ TRANSACTION: dict[str, Command] = {
 TABLES: dict[State, dict[str, Command]] = {State.AUTHORIZATION: AUTHORIZATION, State.TRANSACTION: TRANSACTION,
                                            State.UPDATE: {}}
 KNOWN_VERBS = frozenset(AUTHORIZATION) | frozenset(TRANSACTION)
+_MECHANISM_NAMES = frozenset({"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "NTLM"})
 
 
 async def dispatch(session: Pop3Session, line: object) -> None:
