@@ -81,7 +81,7 @@ def login_key(login: str | None) -> str:
         return canonical_address(text)
     except Invalid:
         pass
-    folded = "".join(ch for ch in _fold(text) if not unicodedata.category(ch).startswith("C"))
+    folded = "".join(ch for ch in _fold(text) if not unicodedata.category(ch).startswith("C")).strip()
     local, at, domain = folded.rpartition("@")
     if at:
         try:
