@@ -219,3 +219,71 @@ def test_the_redaction_helpers_keep_commands_and_cut_everything_else() -> None:
     assert redacted("AUTH", f"LOGIN {b64(ALICE)}") == "AUTH LOGIN ****"
 
 
+
+
+# -- the database password: off the command line, never in a log -----------------------------
+DB_SECRET = "Db-S3cret-pw"
+
+
+def test_the_database_password_file_must_be_private(tmp_path: Path) -> None:
+    from core.errors import Invalid
+    from service.db_password import read_password_file
+
+    path = tmp_path / "db.pw"
+    path.write_text(DB_SECRET + "\n")
+    path.chmod(0o644)
+    with pytest.raises(Invalid, match="chmod 600"):
+        read_password_file(path)
+    path.chmod(0o600)
+    assert read_password_file(path) == DB_SECRET
+    link = tmp_path / "link.pw"
+    link.symlink_to(path)
+    with pytest.raises(Invalid, match="cannot be read"):
+        read_password_file(link)
+    with pytest.raises(Invalid, match="cannot be read"):
+        read_password_file(tmp_path / "missing")
+
+
+def test_the_database_password_comes_from_a_file_or_the_environment(tmp_path: Path, caplog) -> None:
+    from service.db_password import PASSWORD_ENV, database_url, shown_url
+
+    base = "postgresql+psycopg://pop3svc@db.example.com/mail"
+    path = tmp_path / "db.pw"
+    path.write_text(DB_SECRET)
+    path.chmod(0o600)
+    assert database_url(base, environ={}) == base
+    from sqlalchemy.engine import make_url
+    assert make_url(database_url(base, environ={PASSWORD_ENV: "from-env"})).password == "from-env"
+    assert make_url(database_url(base, password_file=path, environ={PASSWORD_ENV: "x"})).password == DB_SECRET
+    with caplog.at_level("WARNING"):
+        database_url(f"postgresql+psycopg://pop3svc:{DB_SECRET}@db.example.com/mail", environ={})
+    assert "--db-password-file" in caplog.text and DB_SECRET not in caplog.text
+    assert DB_SECRET not in shown_url(f"postgresql+psycopg://u:{DB_SECRET}@h/d")
+    assert database_url("sqlite:////tmp/x.db", environ={PASSWORD_ENV: "ignored"}) == "sqlite:////tmp/x.db"
+
+
+def test_the_service_warns_of_a_password_in_the_url_and_never_logs_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, free_port
+    data = tmp_path / "data"
+    url = f"postgresql+psycopg://pop3svc:{DB_SECRET}@127.0.0.1:{free_port()}/mail?connect_timeout=3"
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(data),
+                             "--db-url", url, "--pop3-port", "0", "--pop3s-port", "0", "--smtp-port", "0",
+                             "--submission-port", "0", "--smtps-port", "0"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    logs = "".join(p.read_text(errors="replace") for p in data.rglob("*.log"))
+    everything = result.stdout + result.stderr + logs
+    assert "--db-password-file" in everything and "cannot open the database" in everything
+    assert DB_SECRET not in everything
+    # A password file others may read is refused before anything is opened
+    path = tmp_path / "db.pw"
+    path.write_text(DB_SECRET)
+    path.chmod(0o640)
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(data),
+                             "--db-url", "postgresql+psycopg://pop3svc@127.0.0.1/mail", "--db-password-file",
+                             str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "chmod 600" in result.stdout + result.stderr + "".join(p.read_text() for p in data.rglob("*.log"))
