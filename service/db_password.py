@@ -61,8 +61,8 @@ def database_url(url: str, *, password_file: Path | None = None, environ: dict[s
     try:
         parsed = make_url(url)
     except Exception:
-        raise Invalid("--db-url is not a database URL; write e.g. postgresql+psycopg://pop3svc@db.example.com/pop3svc") \
-            from None
+        raise Invalid("--db-url is not a database URL; write e.g. "
+                      "postgresql+psycopg://pop3svc@db.example.com/pop3svc") from None
     if parsed.password:
         log.warning("%s", URL_PASSWORD_WARNING)
     if parsed.drivername.startswith("sqlite"):
