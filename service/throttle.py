@@ -216,11 +216,14 @@ class LoginThrottle:
         """A correct logon forgets the failures of that login name and remembers its network,
         which its login ban then spares."""
         if login:
-            self._by_login.pop(_norm(login), None)
-            self._remember(_norm(login), address)
+            key = _norm(login)
+            self._by_login.pop(key, None)
+            seen = self._known.get(key, {}).get(network_key(address))
+            self._remember(key, address)
             cluster = getattr(self.ctx, "cluster", None)
-            if cluster is not None:
-                cluster.send("node.logon_ok", {"address": address, "login": _norm(login)})
+            # Tell the other nodes about a new network (or one not seen for a day), not every logon.
+            if cluster is not None and (seen is None or time.time() - seen > 86400):
+                cluster.send("node.logon_ok", {"address": address, "login": key})
 
     def _remember(self, key: str, address: str) -> None:
         if not address:

@@ -136,3 +136,24 @@ def test_loopback_is_never_banned_by_default(pop3: Pop3Harness, alice: int) -> N
     assert pop3.in_loop(pop3.ctx.throttle.list_bans) == []
     assert logon(pop3).startswith(b"+OK")
     assert pop3.in_loop(lambda: pop3.ctx.throttle.allowed("::1"))
+
+
+def test_known_networks_are_shared_with_the_other_nodes_once(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
+    sent: list[tuple[str, dict]] = []
+
+    class Cluster:
+        def send(self, name: str, data: dict) -> None:
+            sent.append((name, data))
+
+    throttle = pop3.ctx.throttle
+    pop3.ctx.cluster = Cluster()
+    try:
+        for spelling in SPELLINGS[:3]:
+            pop3.call(throttle.success("2001:db8:1:2::7", spelling))
+        pop3.call(throttle.success("2001:db8:1:2::8", ALICE))   # the same /64: nothing new
+    finally:
+        pop3.ctx.cluster = None
+    assert sent == [("node.logon_ok", {"address": "2001:db8:1:2::7", "login": ALICE})]
+    pop3.in_loop(lambda: throttle.remote_success({"address": "198.51.100.4", "login": "bob@example.com"}))
+    assert pop3.in_loop(lambda: throttle.known("BOB@example.com.", "198.51.100.4"))
+    assert not pop3.in_loop(lambda: throttle.known("bob@example.com", "198.51.100.5"))
