@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {v}" for k, v in report.sums.items()))
     if report.spool_files:
         print(f"Copied {report.spool_files} queued message file(s) to the shared spool.")
-    print(f"Done. The SQLite file is unchanged. Start each node with --db-url {_safe(args.to)}")
+    print(f"Done. The SQLite file is unchanged. Start each node with --db-url {_without_password(args.to)} "
+          "and the password in --db-password-file or $POP3SVC_DB_PASSWORD")
     return 0
 
 
@@ -304,6 +305,15 @@ def _password(url: str) -> str:
         return make_url(url).password or "\x00"
     except Exception:
         return "\x00"
+
+
+def _without_password(url: str) -> str:
+    """``url`` with no password at all (to be copied onto a command line)."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url)._replace(password=None).render_as_string(hide_password=False)
+    except Exception:
+        return _safe(url)
 
 
 def _safe(url: str) -> str:
