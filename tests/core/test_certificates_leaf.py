@@ -51,6 +51,39 @@ def test_the_generated_files_are_a_leaf_the_service_can_serve(tmp_path: Path) ->
     server.load_cert_chain(cert_path, key_path)   # the key matches, the listener can use it
 
 
+def test_a_strict_client_that_trusts_it_completes_a_handshake(tmp_path: Path) -> None:
+    """Python 3.13 clients verify with VERIFY_X509_STRICT by default: the leaf must pass it."""
+    import socket
+    import threading
+
+    cert_pem, key_pem = self_signed("localhost")
+    (tmp_path / "c.pem").write_bytes(cert_pem)
+    (tmp_path / "k.pem").write_bytes(key_pem)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    errors: list[Exception] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with server.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"ok")
+        except Exception as exc:   # reported below, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    client.verify_flags |= ssl.VERIFY_X509_STRICT
+    with client.wrap_socket(socket.create_connection(listener.getsockname(), timeout=10),
+                            server_hostname="localhost") as tls:
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
+    listener.close()
+    assert errors == []
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_openssl_agrees(pair, tmp_path: Path) -> None:
     cert_pem, _key, rsa = pair
