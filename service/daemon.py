@@ -50,7 +50,10 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (default: $POP3SVC_DATA_DIR, /var/lib/pop3-service as root, "
                              "else ~/.local/share/pop3-service)")
-    parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
+    parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir); "
+                        "give the password with --db-password-file or $POP3SVC_DB_PASSWORD, not here")
+    parser.add_argument("--db-password-file", type=Path, default=None,
+                        help="file holding the database password (mode 0600); else $POP3SVC_DB_PASSWORD")
     parser.add_argument("--bind", default="0.0.0.0", help="address the mail listeners bind (default 0.0.0.0)")
     for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
         parser.add_argument(f"--{flag}-port", type=int, default=None,
@@ -187,7 +190,18 @@ class MailService:
                 return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
-        url = self.args.db_url or sqlite_url(self.data_dir / "pop3svc.db")
+        from service.db_password import database_url
+        password_file = getattr(self.args, "db_password_file", None)
+        try:
+            if self.args.db_url:
+                url = database_url(self.args.db_url, password_file=password_file)
+            elif password_file is not None:
+                raise Invalid("--db-password-file needs --db-url (the default SQLite database has no password).")
+            else:
+                url = sqlite_url(self.data_dir / "pop3svc.db")
+        except Invalid as exc:
+            log.critical("%s", exc.message)
+            return 2
         db = Database(url)
         try:
             await loop.run_in_executor(None, db.upgrade)
@@ -480,12 +494,8 @@ class MailService:
 
 def _safe_url(url: str) -> str:
     """A database URL without its password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    from service.db_password import shown_url
+    return shown_url(url)
 
 
 def main(argv: list[str] | None = None) -> int:

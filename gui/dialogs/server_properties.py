@@ -49,7 +49,7 @@ TABS: list[tuple[str, list[str], str]] = [
 ]
 # Settings the registry gains are placed by their names' beginnings (first match wins).
 PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
-    (("throttle_", "ban_", "admin_tcp", "tls_"), "Security"),
+    (("throttle_", "ban_", "admin_tcp", "tls_", "require_tls_", "trusted_networks"), "Security"),
     (("smtp", "relay", "smarthost", "queue", "submission", "smtps", "sender_", "quota_full", "max_recipients",
       "dsn", "dns_"), "SMTP"),
     (("pop3", "idle_"), "POP3"),

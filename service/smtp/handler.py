@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, SMTP
 
 from core.auth.mechanisms import Challenge, Failure, Success, create_mechanism
+from core.auth.policy import LogonRules
 from core.errors import Invalid, MailError, NotFound, QuotaExceeded, Unavailable
 from core.model import MailboxRef
 from service.smtp.policy import Address, LocalMailbox, parse_address, same_address
+from service.throttle import setting as current_setting
 
 if TYPE_CHECKING:
     from service.smtp.server import SmtpServer
@@ -159,11 +161,17 @@ class SmtpHandler:
             return TOO_MANY_ERRORS
         return reply
 
+    def rules(self, server: SMTP) -> LogonRules:
+        """The logon rules on this connection (SPA, TLS for every logon, trusted networks)."""
+        return LogonRules.for_connection(self._setting, tls=uses_tls(server), address=client_ip(server.session))
+
+    def _setting(self, name: str) -> Any:
+        return current_setting(self.ctx, name)   # a default if registered after the cache filled
+
     def mechanisms(self, server: SMTP) -> list[str]:
         if self.ctx.auth is None:
             return []
-        offered = self.ctx.auth.mechanisms(tls=uses_tls(server), spa_required=bool(self.ctx.setting("sparequired")))
-        return [m for m in offered if m in SASL_HOOKS]
+        return [m for m in self.rules(server).mechanisms(self.ctx.auth) if m in SASL_HOOKS]
 
     # -- EHLO: AUTH ourselves (aiosmtpd hides it on port 465, its issue #281), PIPELINING --
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
@@ -185,8 +193,11 @@ class SmtpHandler:
         allowed = self.mechanisms(server)
         if mechanism in allowed:
             return MISSING
-        if mechanism in ("PLAIN", "LOGIN") and not uses_tls(server):
-            return AUTH_TLS
+        if mechanism in SASL_HOOKS and not uses_tls(server) and self.ctx.auth is not None:
+            # RFC 4954 §6: 538 when the mechanism would be accepted inside TLS.
+            rules = self.rules(server)
+            if not rules.any_logon or (mechanism in ("PLAIN", "LOGIN") and not rules.plaintext):
+                return AUTH_TLS
         return AUTH_UNKNOWN
 
     async def _sasl(self, server: SMTP, name: str, args: list[str]) -> AuthResult:

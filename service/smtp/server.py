@@ -44,8 +44,31 @@ _REFUSALS = {
 }
 
 
+_SMTP_VERBS = frozenset({b"HELO", b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"NOOP", b"QUIT", b"VRFY",
+                         b"EXPN", b"HELP", b"STARTTLS"})
+_SASL_NAMES = frozenset({b"PLAIN", b"LOGIN", b"CRAM-MD5", b"SCRAM-SHA-256", b"NTLM"})
+
+
+def loggable_line(line: bytes) -> bytes:
+    """A client's line as it may be logged: a command, with AUTH's payload cut; anything else (the
+    base64 lines of an AUTH exchange, also those a client sends after a refused AUTH, which
+    aiosmtpd then reads as commands) only by its length."""
+    words = bytes(line).strip().split()
+    verb = words[0].upper() if words else b""
+    if verb == b"AUTH":
+        mechanism = words[1].upper() if len(words) > 1 else b""
+        if mechanism and mechanism not in _SASL_NAMES:   # a payload in the mechanism's place
+            return b"AUTH ***"
+        return b" ".join([b"AUTH", mechanism] if mechanism else [b"AUTH"]) + (b" ***" if len(words) > 2 else b"")
+    if verb in _SMTP_VERBS:
+        return bytes(line)
+    return b"(not a command: %d octets, not logged)" % len(line)
+
+
 class _RedactAuth(logging.Filter):
-    """aiosmtpd logs every command line at INFO, AUTH PLAIN's password included: cut it."""
+    """aiosmtpd logs every line a client sends (INFO and DEBUG: AUTH PLAIN's password, the base64
+    a client sends after a refused AUTH, an undecodable AUTH response) and every unrecognised
+    command upper-cased (WARNING): only commands reach the log, AUTH without its payload."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Session.login_data is deprecated"):
@@ -53,9 +76,10 @@ class _RedactAuth(logging.Filter):
         if record.args and isinstance(record.args, tuple):
             args = list(record.args)
             for i, arg in enumerate(args):
-                if isinstance(arg, (bytes, bytearray)) and arg[:4].upper() == b"AUTH":
-                    words = bytes(arg).split(b" ")
-                    args[i] = b" ".join(words[:2]) + (b" ***" if len(words) > 2 else b"")
+                if isinstance(arg, (bytes, bytearray, memoryview)):
+                    args[i] = loggable_line(bytes(arg))
+                elif isinstance(arg, str) and "unrecognised" in str(record.msg):
+                    args[i] = f"(not a command: {len(arg)} characters, not logged)"
             record.args = tuple(args)
         return True
 
