@@ -60,9 +60,15 @@ async def _transcript(factory, pieces: list[bytes]) -> tuple[bytes, list[bytes]]
         await server.wait_closed()
 
 
+class Rfc5321Smtp(SMTP):
+    """aiosmtpd with RFC 5321 §4.5.3.1.6's 1000 octets (its default lets 1001 through)."""
+
+    line_length_limit = DATA_LINE_LIMIT
+
+
 def _both(pieces: list[bytes]):
     async def run():
-        return await _transcript(SMTP, pieces), await _transcript(SmtpProtocol, pieces)
+        return await _transcript(Rfc5321Smtp, pieces), await _transcript(SmtpProtocol, pieces)
     return asyncio.run(run())
 
 
