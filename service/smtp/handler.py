@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, SMTP
+from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, SMTP, TLSSetupException
 
 from core.auth.mechanisms import Challenge, Failure, Success, create_mechanism
 from core.errors import Invalid, MailError, NotFound, QuotaExceeded, Unavailable
@@ -110,7 +110,10 @@ def transaction(envelope: Envelope) -> Transaction:
 
 def uses_tls(server: SMTP) -> bool:
     transport = server.transport
-    return transport is not None and transport.get_extra_info("ssl_object") is not None
+    try:
+        return transport is not None and transport.get_extra_info("ssl_object") is not None
+    except AttributeError:   # a TLS transport already torn down (asyncio's sslproto): no TLS
+        return False
 
 
 def client_ip(session: Session) -> str:
@@ -504,6 +507,9 @@ class SmtpHandler:
                                          submitted_by=user.address if user else "", client=client_ip(session))
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):   # aiosmtpd then closes the connection itself
+            log.info("smtp %s: STARTTLS handshake failed: %r", self.listener, error.__cause__ or error)
+            return TEMP_ERROR
         log.exception("smtp %s: unexpected error", self.listener)
         return TEMP_ERROR
 

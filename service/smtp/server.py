@@ -21,7 +21,7 @@ from core.errors import MailError, Unavailable
 from service.listeners import Refusal
 from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
-from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply  # noqa: F401
+from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply, uses_tls  # noqa: F401
 from service.smtp.policy import Address, Directory, LocalMailbox, RelayPolicy, SendingLimit
 from service.smtp.queue import OutboundQueue
 from service.smtp.relaytest import run_relay_test
@@ -120,11 +120,10 @@ class SmtpProtocol(SMTP):
     @syntax("STARTTLS")
     async def smtp_STARTTLS(self, arg: str) -> None:
         # RFC 3207 §4.2: no second TLS layer, neither after STARTTLS nor on port 465.
-        transport = self.transport
-        if transport is not None and transport.get_extra_info("ssl_object") is not None:
+        if uses_tls(self):
             await self.push("503 5.5.1 TLS already active")
             return
-        await super().smtp_STARTTLS(arg)
+        await super().smtp_STARTTLS(arg)   # a failed handshake: see SmtpHandler.handle_exception
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.fullmatch(arg) if arg else None
