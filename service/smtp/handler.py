@@ -470,7 +470,10 @@ class SmtpHandler:
         # envelope lets go, so a big message is in memory about once (twice while copied).
         envelope.content = envelope.original_content = None
         user = principal(session)
-        want_from = user is not None and bool(self.ctx.setting("from_must_match"))
+        # The header rule rides on the envelope rule: an account allowed to send as anybody (a
+        # relay account of another server, sender_must_match off) may carry anybody's From: too.
+        want_from = (user is not None and bool(self.ctx.setting("sender_must_match"))
+                     and bool(self.ctx.setting("from_must_match")))
         if len(content) > INLINE_SCAN:
             facts = await self.ctx.run(inspect_message, content, want_from=want_from)
         else:

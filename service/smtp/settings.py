@@ -161,7 +161,8 @@ SPECS = (
     SettingSpec("sender_must_match", True, _bool, "Authenticated senders use their own address",
                 help="MAIL FROM of an authenticated user must be that user's address"),
     SettingSpec("from_must_match", True, _bool, "Authenticated senders' From: header is their own",
-                help="the From: header of mail from an authenticated user must be that user's address"),
+                help="the From: header of mail from an authenticated user must be that user's address "
+                     "(checked only while the MAIL FROM rule above is on)"),
     SettingSpec("reject_local_senders", True, _bool, "Refuse local senders on port 25 without AUTH",
                 help="1: port 25 refuses a local domain as envelope sender from outside the relay networks"),
     SettingSpec("postmaster_mailbox", "", _mailbox_address, "Postmaster mailbox",

@@ -178,6 +178,13 @@ def test_submission_own_from_header_passes_and_setting_relaxes(smtp_service: Smt
     assert len(smtp_service.messages("bob@example.com")) == 2
 
 
+def test_relay_account_free_to_use_any_envelope_sender_is_free_in_from_too(smtp_service: SmtpHarness) -> None:
+    """sender_must_match off (a relay account of another server): the From: rule is off with it."""
+    smtp_service.set("sender_must_match", False)
+    _submit(smtp_service, b"From: Someone <someone@elsewhere.test>\r\nSubject: x\r\n\r\nbody\r\n")
+    assert len(smtp_service.messages("bob@example.com")) == 1
+
+
 # -- issue 13: a full mailbox says 552 at the end of DATA when told to --------------------------
 def test_full_mailbox_is_permanent_at_end_of_data_without_size(smtp_service: SmtpHarness) -> None:
     """Room at RCPT (no SIZE declared), none once the message is in: 552 when quota_full_tempfail is
