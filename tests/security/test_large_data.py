@@ -112,3 +112,31 @@ def test_big_message_of_short_lines_costs_little_memory_and_no_stall(big_service
         check.quit()
     print(f"peak RSS growth {growth / 2**20:.1f} MB for {len(body) / 2**20:.1f} MB; "
           f"worst NOOP {worst * 1000:.1f} ms over {len(latencies)} NOOPs")
+
+
+@pytest.mark.parametrize("tail", [b"", b"no final line end"], ids=["crlf-end", "open-end"])
+def test_big_delivery_writes_what_the_small_path_would(tmp_path: Path, tail: bytes) -> None:
+    """The store converts a big message a MB at a time: same file, sizes and counters as the
+    one-piece conversion, also where a CR CR LF or a CRLF falls on a MB boundary."""
+    from core.db import Database
+    from core.store import BIG_MESSAGE, MailStore, pop3_size, to_maildir
+    from tests.core.conftest import make_mailbox
+    from tests.support import db_url_for
+
+    db = Database(db_url_for(tmp_path / "t.db"))
+    db.upgrade()
+    try:
+        store = MailStore(db, tmp_path / "mailroot", hostname="test.host")
+        ids = [make_mailbox(db, store, "a@example.com"), make_mailbox(db, store, "b@example.com")]
+        head = b"Subject: big\r\n\r\n" + b"x" * (BIG_MESSAGE - 17) + b"\r\r\n"   # CR CR LF across 1 MB
+        data = head + (b"line\r\n" * 400_000) + b"\r" * 3 + b"\r\n" + tail
+        results = store.deliver_many(ids, data)
+        body = to_maildir(data)
+        for mid, result in zip(ids, results):
+            (message,) = store.list_messages(mid)
+            assert Path(message.path).read_bytes() == body
+            assert f",S={len(body)},W={pop3_size(body)}" in message.path
+            assert message.size == pop3_size(body), (message, result)
+        assert not any((tmp_path / "mailroot").glob("*/*/tmp/*"))
+    finally:
+        db.dispose()
