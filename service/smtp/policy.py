@@ -91,6 +91,7 @@ class Directory:
         self._domains: frozenset[str] | None = None
         self._domains_at = 0.0
         self._boxes: dict[tuple[str, str], tuple[float, LocalMailbox | None]] = {}
+        self._postmaster_warned = ""
         if getattr(ctx, "events", None) is not None:
             ctx.events.subscribe(self._on_event)
 
@@ -158,7 +159,8 @@ class Directory:
             if chosen:
                 local, _, chosen_domain = chosen.rpartition("@")
                 row = session.execute(query.where(Domain.name == chosen_domain, Mailbox.name == local.lower())).first()
-                if row is None:
+                if row is None and self._postmaster_warned != chosen:   # once per value, not per message
+                    self._postmaster_warned = chosen
                     log.warning("postmaster_mailbox %s is not a mailbox here; postmaster mail goes to "
                                 "the domain's first mailbox", chosen)
             if row is None and domain is not None:

@@ -117,6 +117,14 @@ class SmtpProtocol(SMTP):
         if sessions is not None:   # the handler says 421 to its open sessions at shutdown
             sessions.add(self)
 
+    async def challenge_auth(self, challenge: str | bytes, encode_to_b64: bool = True,
+                             log_client_response: bool = False) -> Any:
+        try:
+            return await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+        except ValueError:   # an answer line over the reader's limit (asyncio's readline): a reply, not a crash
+            await self.push("500 5.5.6 Authentication exchange line too long")
+            return MISSING
+
     @syntax("STARTTLS")
     async def smtp_STARTTLS(self, arg: str) -> None:
         # RFC 3207 §4.2: no second TLS layer, neither after STARTTLS nor on port 465.
@@ -294,7 +302,10 @@ class SmtpServer:
     async def stop(self) -> None:
         """Say 421 to every open SMTP session (RFC 5321 §3.8), then stop the queue."""
         goodbye = f"421 4.3.2 {self.hostname} Service shutting down, closing transmission channel\r\n".encode()
-        for handler in self._handlers.values():
+        for name, handler in self._handlers.items():
+            listener = self.ctx.listeners.get(name)
+            if listener is not None:   # until the daemon closes it, a newcomer gets the paused 421
+                listener.pause()
             handler.goodbye(goodbye)
         await self.queue.stop()
 

@@ -59,6 +59,7 @@ SMTP_CORPUS = [
     [b"EHLO fuzz.test", b"MAIL FROM:<j\xc3\xbcrgen@remote.test> SMTPUTF8", b"RCPT TO:<alice@example.com>",
      b"BDAT 10 LAST", b"DATA", *MESSAGE],
     [b"EHLO fuzz.test", b"STARTTLS", b"EHLO again"],
+    [b"EHLO fuzz.test", b"AUTH LOGIN", b"A" * 70_000, b"AUTH PLAIN", b"=", b"NOOP"],
     [b"EHLO fuzz.test", b"MAIL FROM:<\"q u\"@[127.0.0.1]>", b"RCPT TO:<@a.test,@b.test:alice@example.com>",
      b"RCPT TO:<alice%remote.test@example.com>", b"DATA", b"."],
 ]

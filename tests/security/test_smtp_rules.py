@@ -78,6 +78,14 @@ def test_long_command_line_is_refused_and_changes_nothing(smtp_service: SmtpHarn
     assert replies[2].startswith(b"500") and replies[3].startswith(b"503") and replies[4].startswith(b"250")
 
 
+def test_overlong_auth_answer_is_refused_and_the_session_goes_on(smtp_service: SmtpHarness) -> None:
+    smtp_service.set("sparequired", False)
+    replies = raw(smtp_service.ports["smtp"], [b"EHLO x.test\r\n", b"AUTH LOGIN\r\n", b"A" * 100_000 + b"\r\n",
+                                               b"NOOP\r\n"])
+    assert replies[2].startswith(b"334") and replies[3].startswith(b"500 5.5.6"), replies
+    assert replies[4].startswith(b"250")
+
+
 # -- SMTPUTF8 (RFC 6531 §3.7.4.1) ------------------------------------------------------------------
 def test_non_ascii_sender_needs_smtputf8(smtp_service: SmtpHarness) -> None:
     replies = raw(smtp_service.ports["smtp"], [

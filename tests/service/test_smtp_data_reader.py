@@ -105,7 +105,7 @@ def test_known_messages_read_exactly_as_aiosmtpd_does(message: bytes, cuts: list
 
 
 _PIECES = st.sampled_from([b"a", b"word ", b".", b"..", b"\r", b"\n", b"\r\n", b"\r\n.", b".\r\n",
-                           b"\r\n.\r\n", b"x" * 500, b"NOOP\r\n", b"RSET\r\n"])
+                           b"\r\n.\r\n", b"x" * 500, b"x" * 998, b"y" * 3000, b"NOOP\r\n", b"RSET\r\n"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
