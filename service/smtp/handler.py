@@ -488,6 +488,8 @@ class SmtpHandler:
             strangers = [a for a in from_addresses(facts.from_fields) if not same_address(a, user.address)]
             if strangers or len(facts.from_fields) > MAX_FROM_FIELDS:
                 shown = ", ".join(f"<{a}>" if a else "unreadable" for a in strangers[:3]) or "too many fields"
+                # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; and nothing unprintable.
+                shown = "".join(ch if ch.isprintable() else "?" for ch in shown[:200])
                 log.warning("smtp %s: %s sent a message with From: %s", self.listener, user.address, shown)
                 return self._refuse(server, session, FROM_NOT_YOURS.format(shown, user.address))
         tx = transaction(envelope)
