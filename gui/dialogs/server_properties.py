@@ -51,7 +51,7 @@ TABS: list[tuple[str, list[str], str]] = [
 PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
     (("throttle_", "ban_", "admin_tcp", "tls_"), "Security"),
     (("smtp", "relay", "smarthost", "queue", "submission", "smtps", "sender_", "quota_full", "max_recipients",
-      "dsn"), "SMTP"),
+      "dsn", "postmaster", "from_must", "reject_local"), "SMTP"),
     (("pop3", "idle_"), "POP3"),
     (("send_rate", "max_"), "Limits"),
     (("pam_", "ldap_", "directory_"), "Authentication"),
