@@ -51,10 +51,11 @@ TABS: list[tuple[str, list[str], str]] = [
 PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
     (("throttle_", "ban_", "admin_tcp", "tls_"), "Security"),
     (("smtp", "relay", "smarthost", "queue", "submission", "smtps", "sender_", "quota_full", "max_recipients",
-      "dsn", "postmaster", "from_must", "reject_local"), "SMTP"),
+      "dsn"), "SMTP"),
     (("pop3", "idle_"), "POP3"),
     (("send_rate", "max_"), "Limits"),
     (("pam_", "ldap_", "directory_"), "Authentication"),
+    (("postmaster", "from_must", "reject_local"), "SMTP"),   # the SMTP rules for senders
 ]
 SMTP_PREFIXES = PREFIX_TABS[1][0]
 
