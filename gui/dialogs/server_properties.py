@@ -55,6 +55,7 @@ PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
     (("pop3", "idle_"), "POP3"),
     (("send_rate", "max_"), "Limits"),
     (("pam_", "ldap_", "directory_"), "Authentication"),
+    (("postmaster", "from_must", "reject_local"), "SMTP"),   # the SMTP rules for senders
 ]
 SMTP_PREFIXES = PREFIX_TABS[1][0]
 

@@ -255,7 +255,7 @@ class AdminConnection:
         except MailError as exc:
             # The audit entry is written before the answer, so whoever reads the audit log
             # after an answer finds it there.
-            if op in OPS and OPS[op].mutates:
+            if isinstance(op, str) and op in OPS and OPS[op].mutates:   # op may be any JSON value
                 await self._audit(op, params, f"refused: {exc.code}", exc.message)
             self._send(protocol.error(req_id, exc.code, exc.message))
             log.info("admin %s by %s refused: %s", op, self.actor, exc.message)

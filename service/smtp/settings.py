@@ -150,6 +150,17 @@ def parse_rate(text: str) -> tuple[int, int]:
     return count, window
 
 
+def _mailbox_address(value: Any) -> str:
+    """'' or name@domain (normalised); that the mailbox exists is checked when mail arrives."""
+    text = _text(value).strip()
+    if not text:
+        return ""
+    local, at, domain = text.rpartition("@")
+    if not at or not local or any(c in local for c in ' <>"\\@') or not local.isascii():
+        raise Invalid(f"'{text}' is not a mailbox address; write name@domain, such as admin@example.com.")
+    return f"{local.lower()}@{normalize_domain(domain)}"
+
+
 def unseal_b64(text: str) -> bytes:
     return base64.b64decode(text[len(SEALED_PREFIX):])
 
@@ -171,6 +182,14 @@ SPECS = (
                 help="1: a full mailbox answers 452 4.2.2 (the sender retries); 0: 552 5.2.2 (bounce)"),
     SettingSpec("sender_must_match", True, _bool, "Authenticated senders use their own address",
                 help="MAIL FROM of an authenticated user must be that user's address"),
+    SettingSpec("from_must_match", True, _bool, "Authenticated senders' From: header is their own",
+                help="the From: header of mail from an authenticated user must be that user's address "
+                     "(checked only while the MAIL FROM rule above is on)"),
+    SettingSpec("reject_local_senders", True, _bool, "Refuse local senders on port 25 without AUTH",
+                help="1: port 25 refuses a local domain as envelope sender from outside the relay networks"),
+    SettingSpec("postmaster_mailbox", "", _mailbox_address, "Postmaster mailbox",
+                help="local mailbox that receives postmaster@ every local domain (RFC 5321 §4.5.1); "
+                     "empty: each domain's first mailbox"),
     SettingSpec("send_rate_limit", "200/hour", _rate, "Sending limit per user",
                 help="recipients per time for each authenticated user, such as 200/hour; 0: none"),
     SettingSpec("max_recipients", 100, _int_range(1, 100000), "Maximum recipients per message"),
