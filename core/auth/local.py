@@ -133,11 +133,13 @@ def check_secret(password: object) -> str:
 
 
 def _root_only(path: Path) -> bool:
-    """True if ``path`` and every folder above it belong to root and only root may write them."""
+    """True if ``path`` and every folder above it belong to root and only root may write them (a
+    sticky folder such as /tmp counts: nobody else may rename or remove root's entries there)."""
     try:
         for item in (path, *path.parents):
             st = os.lstat(item)
-            if st.st_uid != 0 or st.st_mode & 0o022 or stat.S_ISLNK(st.st_mode):
+            sticky_dir = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX and item != path
+            if st.st_uid != 0 or stat.S_ISLNK(st.st_mode) or (st.st_mode & 0o022 and not sticky_dir):
                 return False
     except OSError:
         return False
