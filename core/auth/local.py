@@ -105,16 +105,18 @@ def account_in_group(name: str) -> bool:
         return False
 
 
-def uid_min(path: Path = LOGIN_DEFS) -> int:
-    """UID_MIN of /etc/login.defs (1000 when it is not set): below it are the system's accounts."""
+def uid_range(path: Path = LOGIN_DEFS) -> tuple[int, int]:
+    """UID_MIN and UID_MAX of /etc/login.defs (1000 and 60000 when not set): the range of ordinary
+    accounts; outside it are the system's (daemon, nobody at 65534)."""
+    found = {"UID_MIN": 1000, "UID_MAX": 60000}
     try:
         for line in Path(path).read_text(errors="replace").splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[0] == "UID_MIN" and parts[1].isdigit():
-                return int(parts[1])
+            if len(parts) >= 2 and parts[0] in found and parts[1].isdigit():
+                found[parts[0]] = int(parts[1])
     except OSError:
         pass
-    return 1000
+    return found["UID_MIN"], found["UID_MAX"]
 
 
 def check_account_name(name: object) -> str:
@@ -149,8 +151,9 @@ def _root_only(path: Path) -> bool:
 @dataclass(frozen=True)
 class AccountRules:
     """Which system accounts a mailbox may use: those the service made (primary group pop3users)
-    and those root lists in /etc/pop3-service/allowed-accounts; never uid 0 nor an account below
-    UID_MIN. The privileged helper applies it to every PAM check and account change."""
+    and those root lists in /etc/pop3-service/allowed-accounts; never uid 0 nor a system account
+    (uid outside UID_MIN..UID_MAX). The privileged helper applies it to every PAM check and
+    account change."""
 
     allowed_file: Path = ALLOWED_FILE
     login_defs: Path = LOGIN_DEFS
@@ -177,10 +180,10 @@ class AccountRules:
             return f"There is no system account named '{name}'."
         if entry.pw_uid == 0:
             return f"'{name}' is a superuser account (uid 0); a mailbox can never use it."
-        floor = uid_min(self.login_defs)
-        if entry.pw_uid < floor:
-            return (f"'{name}' is a system account (uid {entry.pw_uid}, below UID_MIN {floor} of "
-                    f"{self.login_defs}); a mailbox can never use it.")
+        floor, ceiling = uid_range(self.login_defs)
+        if not floor <= entry.pw_uid <= ceiling:
+            return (f"'{name}' is a system account (uid {entry.pw_uid}, outside UID_MIN {floor} - UID_MAX "
+                    f"{ceiling} of {self.login_defs}); a mailbox can never use it.")
         ours = account_in_group(name)
         if managed_only and not ours:
             return (f"'{name}' is an account the POP3 service did not create (its group is not {GROUP}); "
