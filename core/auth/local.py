@@ -221,7 +221,7 @@ class SystemAccounts:
         except Invalid:
             account = self._nobody
         if account != self._nobody and self.rules.refusal(account):
-            log.warning("refused a PAM check for %s: %s", account, self.rules.refusal(account))
+            log.info("refused a PAM check for %s: %s", account, self.rules.refusal(account))
             account = self._nobody
         return _pam_authenticate(account, password, service) and account != self._nobody
 

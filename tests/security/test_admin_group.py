@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import hashlib
 import io
 import os
+import poplib
 import pwd
 import secrets
 import subprocess
@@ -27,7 +27,7 @@ import pytest
 from core.db import Database
 from core.tables import Domain, Mailbox
 from service import winpop
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, unverified_tls
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates a real user and group "
                                 "(useradd, groupadd) and runs winpop as that user (CI runs as root)")
@@ -128,12 +128,25 @@ def guarded(base, member):
         proc.stop()
 
 
-def shadow_line(name: str) -> str:
-    """The account's line of /etc/shadow, hashed (to compare, not to show)."""
+def shadow_entry(name: str) -> str:
+    """The account's line of /etc/shadow (compared and, should a regression change it, restored)."""
     for line in Path("/etc/shadow").read_text().splitlines():
         if line.split(":", 1)[0] == name:
-            return hashlib.sha256(line.encode()).hexdigest()
+            return line
     return ""
+
+
+@contextlib.contextmanager
+def password_kept(name: str):
+    """Yield; afterwards put back the account's password hash if anything changed it, so a
+    regression fails this test without leaving root with a password the test chose."""
+    before = shadow_entry(name)
+    try:
+        yield before
+    finally:
+        after = shadow_entry(name)
+        if after != before:
+            subprocess.run(["usermod", "-p", before.split(":")[1], name], check=True)
 
 
 def refusals(service: ServiceProcess, member: Member, op: str) -> list[dict]:
@@ -197,26 +210,33 @@ def test_import_never_follows_a_link_to_a_root_only_file(guarded, member, base):
 @pytest.mark.parametrize("account", ["root", "daemon", "nobody", "outsider"])
 def test_no_mailbox_may_take_over_an_account_outside_the_service(guarded, member, outsider, account):
     name = outsider if account == "outsider" else account
-    before = shadow_line(name)
-    assert before
+    with password_kept(name) as before:
+        assert before
 
-    # Mapping a mailbox to the account: refused (the service asks the helper, which applies the rules).
-    result = member.winpop(guarded.data_dir, "add", f"{name}@{DOMAIN}")
-    assert result.code != 0 and ("may not use the account" in result.err or "may not contain" in result.err), result
-    assert name not in mailbox_names(guarded)
-    assert refusals(guarded, member, "mailbox.add")
+        # Mapping a mailbox to the account: refused (the service asks the helper, which applies the rules).
+        result = member.winpop(guarded.data_dir, "add", f"{name}@{DOMAIN}")
+        assert result.code != 0 and "may not use the account" in result.err, result
+        assert name not in mailbox_names(guarded)
+        assert refusals(guarded, member, "mailbox.add")
 
-    # A mailbox row for it that the rules never let in (old data, a tampered database): the
-    # privileged helper still refuses to set the account's password.
-    db = Database(guarded.database_url())
-    try:
-        with db.write() as session:
-            domain = session.query(Domain).filter_by(name=DOMAIN).one()
-            session.add(Mailbox(domain_id=domain.id, name=name, locked=False, quota_bytes=None, message_count=0,
-                                total_bytes=0, has_user=False))
-    finally:
-        db.dispose()
-    result = member.winpop(guarded.data_dir, "changepwd", f"{name}@{DOMAIN}", "Taken-over-pw-9")
-    assert result.code != 0 and "may not be changed by the POP3 service" in result.err, result
-    assert refusals(guarded, member, "mailbox.set_password")
-    assert shadow_line(name) == before                          # the account is untouched
+        # A mailbox row for it that the rules never let in (old data, a tampered database): the
+        # privileged helper still refuses to set the account's password.
+        db = Database(guarded.database_url())
+        try:
+            with db.write() as session:
+                domain = session.query(Domain).filter_by(name=DOMAIN).one()
+                session.add(Mailbox(domain_id=domain.id, name=name, locked=False, quota_bytes=None,
+                                    message_count=0, total_bytes=0, has_user=False))
+        finally:
+            db.dispose()
+        result = member.winpop(guarded.data_dir, "changepwd", f"{name}@{DOMAIN}", "Taken-over-pw-9")
+        assert result.code != 0 and "may not be changed by the POP3 service" in result.err, result
+        assert refusals(guarded, member, "mailbox.set_password")
+        assert shadow_entry(name) == before                      # the account is untouched
+
+        if account == "outsider":   # its real password does not open the mailbox: no PAM check for it
+            client = poplib.POP3_SSL("127.0.0.1", guarded.ports["pop3s"], context=unverified_tls(), timeout=30)
+            client.user(f"{name}@{DOMAIN}")
+            with pytest.raises(poplib.error_proto, match="AUTH"):
+                client.pass_("Outsider-pw-1")
+            client.quit()
