@@ -240,3 +240,12 @@ def test_no_mailbox_may_take_over_an_account_outside_the_service(guarded, member
             with pytest.raises(poplib.error_proto, match="AUTH"):
                 client.pass_("Outsider-pw-1")
             client.quit()
+
+
+@pytest.mark.parametrize(("host", "port"), [("192.0.2.1", 25), ("127.0.0.1", 5432)], ids=["other-host", "other-port"])
+def test_the_relay_test_probes_no_other_computer_or_service(guarded, host, port):
+    from core.errors import Forbidden
+    with pytest.raises(Forbidden, match="relay test"):
+        guarded.call("relay.test", host=host, port=port)
+    assert any(e["op"] == "relay.test" and e["target"] == host and e["outcome"] == "refused: forbidden"
+               for e in guarded.call("audit.list", limit=20)["items"])
