@@ -184,7 +184,11 @@ class MailService:
             # Before anything else and before root is dropped: the helper that keeps root for PAM
             # and the local accounts (DESIGN §1 "Privileges"; service/privhelper.py).
             from service.privhelper import start_helper
-            self.privhelper = start_helper()
+            try:
+                self.privhelper = start_helper()
+            except OSError as exc:
+                print(f"python main.py service: cannot start the privileged account helper: {exc}", file=sys.stderr)
+                return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
         url = self.args.db_url or sqlite_url(self.data_dir / "pop3svc.db")

@@ -80,7 +80,9 @@ def _dispatch(accounts: Any, op: Any, args: Any) -> Any:
     """Run one request against SystemAccounts; each field is checked there (types, names, rules)."""
     if not isinstance(args, dict) or not all(isinstance(v, str) for v in args.values()):
         raise Invalid("The request's arguments must be strings.")
-    a = lambda key: args.get(key, "")   # noqa: E731 - a missing field is an empty (invalid) string
+
+    def a(key: str) -> str:
+        return args.get(key, "")   # a missing field is an empty string, which every check refuses
     if op == "pam_check":
         return accounts.pam_check(a("name"), a("password"), a("service"))
     if op == "describe":
@@ -166,6 +168,7 @@ class HelperClient:
         self._waiting: dict[int, Future] = {}
         self._ids = count(1)
         self._closed = False
+        self._closing = False
         self._reader = threading.Thread(target=self._read, daemon=True, name="privhelper-reader")
         self._reader.start()
 
@@ -185,7 +188,7 @@ class HelperClient:
         except (OSError, ValueError):
             pass
         self._closed = True
-        if not getattr(self, "_closing", False):
+        if not self._closing:
             log.error("the privileged account helper has stopped: local-account logons and account changes "
                       "fail until the service is restarted")
         for future in list(self._waiting.values()):

@@ -63,7 +63,7 @@ async def import_windows(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 
 # Settings naming a file the service reads: the requester must be able to read it themselves.
-_PATH_SETTINGS = ("tls_cert", "tls_key")
+_PATH_SETTINGS = ("tls_cert", "tls_key", "ldap_ca_file")
 
 
 @handles("settings.set")
