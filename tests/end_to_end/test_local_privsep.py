@@ -135,3 +135,51 @@ def _state(pid: int) -> bytes:
         return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1][:3]
     except OSError:
         return b"Z"
+
+
+def _shadow(name: str) -> str:
+    return next((line for line in Path("/etc/shadow").read_text().splitlines() if line.startswith(name + ":")), "")
+
+
+def test_the_helper_checks_every_request_itself():
+    """The helper trusts nothing the service sends: bad names, ops, types, PAM services and
+    accounts outside the rules are refused; a malformed frame ends the channel."""
+    import json
+    import struct
+
+    from core.errors import Forbidden, Invalid, Unavailable
+    from service.privhelper import MAX_FRAME, start_helper
+
+    accounts = ("root", "daemon", "nobody")
+    before = {name: _shadow(name) for name in accounts}
+    helper = start_helper()
+    try:
+        with pytest.raises(Invalid, match="no operation"):
+            helper.call("exec", argv="/bin/sh")
+        for bad in ("../etc/passwd", "-rf", "a b", "x" * 33, "12345", ""):
+            with pytest.raises(Invalid, match="account name"):
+                helper.describe(bad)
+        with pytest.raises(Invalid, match="must start with 'pop3'"):
+            helper.pam_check("root", "whatever", "sshd")
+        with pytest.raises(Invalid, match="password"):
+            helper.set_password("nobody", "two\nlines")
+        for account in accounts:
+            with pytest.raises(Forbidden, match="can never use it"):
+                helper.set_password(account, "Taken-over-pw-9")
+            with pytest.raises(Forbidden):
+                helper.delete(account)
+        assert helper.describe("root") == {"exists": True, "refusal": "'root' is a superuser account (uid 0); "
+                                                                       "a mailbox can never use it."}
+        with pytest.raises(Invalid, match="must be strings"):
+            helper.call("describe", name=["root"])     # type: ignore[arg-type]
+        # A frame longer than any request: the helper stops talking rather than read it.
+        helper._sock.sendall(struct.pack(">I", MAX_FRAME + 1) + json.dumps({"id": 0}).encode())
+        wait_for(lambda: helper.process.poll() is not None, 10, what="the helper to end the channel")
+        with pytest.raises(Unavailable, match="stopped"):
+            helper.describe("root")
+    finally:
+        helper.close()
+        changed = [name for name in accounts if _shadow(name) != before[name]]
+        for name in changed:   # a regression must not leave a password the test chose
+            subprocess.run(["usermod", "-p", before[name].split(":")[1], name], check=True)
+    assert not changed
