@@ -34,7 +34,7 @@ log = logging.getLogger("pop3svc.privhelper")
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_FRAME = 64 * 1024          # a request is a name, a password and a few words
-MAX_IN_FLIGHT = 16             # concurrent requests served; more wait in the socket
+MAX_IN_FLIGHT = 32             # concurrent requests served (the auth pool's size); more wait in the socket
 TIMEOUTS = {"pam_check": 30.0, "describe": 10.0, "prepare": 90.0, "create": 90.0, "set_password": 90.0,
             "delete": 90.0}
 _ERRORS = {cls.code: cls for cls in (Invalid, NotFound, Conflict, Forbidden, Unavailable)}

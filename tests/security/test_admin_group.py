@@ -13,18 +13,23 @@ from __future__ import annotations
 import contextlib
 import grp
 import io
+import json
 import os
 import poplib
 import pwd
 import secrets
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from core.db import Database
+from core.errors import MailError
+from core.ipc.client import AdminClient
 from core.tables import Domain, Mailbox
 from service import winpop
 from tests.support import ServiceProcess, unverified_tls
@@ -49,11 +54,12 @@ class Member:
     gid: int
     admin_gid: int
 
-    def winpop(self, data_dir: Path, *args: str) -> Result:
-        """Run ``winpop --data-dir DATA_DIR ARGS`` as this member (a forked child that became them)."""
+    def run(self, task: Callable[[], int]) -> Result:
+        """Run ``task`` as this member: a forked child that becomes them for good (groups, gid,
+        uid) and reports its exit code, stdout and stderr back."""
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             pid = os.fork()
-            if pid == 0:   # the child: become the member for good, run winpop, report through files
+            if pid == 0:   # the child: never returns into pytest
                 code = 70
                 try:
                     os.setgroups([self.gid, self.admin_gid])
@@ -61,7 +67,7 @@ class Member:
                     os.setuid(self.uid)
                     stdout, stderr = io.StringIO(), io.StringIO()
                     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                        code = winpop.main(["--data-dir", str(data_dir), *args])
+                        code = task()
                     os.write(out.fileno(), stdout.getvalue().encode())
                     os.write(err.fileno(), stderr.getvalue().encode())
                 except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised here
@@ -72,6 +78,22 @@ class Member:
             out.seek(0)
             err.seek(0)
             return Result(os.waitstatus_to_exitcode(status), out.read().decode(), err.read().decode())
+
+    def winpop(self, data_dir: Path, *args: str) -> Result:
+        """``winpop --data-dir DATA_DIR ARGS`` as this member."""
+        return self.run(lambda: winpop.main(["--data-dir", str(data_dir), *args]))
+
+    def call(self, data_dir: Path, op: str, **params: object) -> Result:
+        """One admin-channel request as this member (for ops winpop has no verb for)."""
+        def task() -> int:
+            try:
+                with AdminClient(data_dir) as client:
+                    print(json.dumps(client.call(op, **params)))
+                return 0
+            except MailError as exc:
+                print(f"{exc.code}: {exc.message}", file=sys.stderr)
+                return 1
+        return self.run(task)
 
 
 def _run(*cmd: str) -> None:
@@ -205,6 +227,11 @@ def test_import_never_follows_a_link_to_a_root_only_file(guarded, member, base):
     assert result.code != 0 and "may not read" in result.err, result
     assert guarded.call("settings.get", name="tls_key")["tls_key"] == ""
     assert refusals(guarded, member, "settings.set")
+    cert_before = guarded.call("server.info")["tls"].get("fingerprint")
+    result = member.call(guarded.data_dir, "tls.import", cert_path=str(secret), key_path=str(secret))
+    assert result.code == 1 and "forbidden: " in result.err and "may not read" in result.err, result
+    assert guarded.call("server.info")["tls"].get("fingerprint") == cert_before
+    assert refusals(guarded, member, "tls.import")
 
 
 @pytest.mark.parametrize("account", ["root", "daemon", "nobody", "outsider"])
