@@ -419,8 +419,8 @@ class Admin:
         try:
             root_fd = open_as(str(root), who, directory=True)
         except (NotFound, Invalid):
-            raise NotFound(f"{root} is not a folder. Give the Windows POP3 Service's mail root "
-                           r"(the folder holding one folder per domain, e.g. a copy of C:\Inetpub\mailroot\Mailbox).") from None
+            raise NotFound(f"{root} is not a folder. Give the Windows POP3 Service's mail root (the folder "
+                           r"holding one folder per domain, e.g. a copy of C:\Inetpub\mailroot\Mailbox).") from None
         summary: dict[str, Any] = {"domains": 0, "mailboxes": 0, "messages": 0, "skipped": 0, "warnings": []}
         warnings: list[str] = summary["warnings"]
         found_any = False

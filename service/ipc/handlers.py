@@ -357,9 +357,9 @@ async def tls_generate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 async def tls_import(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     from pathlib import Path
 
+    from core.access import read_file_as
     from core.errors import Invalid
 
-    from core.access import read_file_as
     requester = _requester()
 
     def read(text: str, path: str, what: str) -> bytes:

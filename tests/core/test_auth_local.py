@@ -76,7 +76,8 @@ def provider(db, store, allowed):
     install_pam_file()
     with db.write() as session:
         Settings.put(session, "auth", "local")
-    return LocalAccountProvider(db, mailroot=store.root, accounts=SystemAccounts(AccountRules(allowed_file=allowed.path)))
+    accounts = SystemAccounts(AccountRules(allowed_file=allowed.path))
+    return LocalAccountProvider(db, mailroot=store.root, accounts=accounts)
 
 
 @pytest.fixture

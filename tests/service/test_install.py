@@ -58,7 +58,8 @@ def test_dry_run_prints_the_plan_and_the_unit(tmp_path):
     done = run_main("install", "--dry-run", "--data-dir", str(tmp_path / "d"), "--user", "mailsvc")
     assert done.returncode == 0
     assert "would:" in done.stdout and "--user mailsvc" in done.stdout
-    assert f"ExecStart={sys.executable} {ROOT}/main.py service --data-dir {tmp_path / 'd'} --user mailsvc" in done.stdout
+    command = f"{sys.executable} {ROOT}/main.py service --data-dir {tmp_path / 'd'} --user mailsvc"
+    assert f"ExecStart={command}" in done.stdout
     assert not (tmp_path / "d").exists()
 
 
