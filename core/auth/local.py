@@ -1,9 +1,15 @@
 """The ``local`` method: mailboxes are local system accounts, passwords are checked by PAM (DESIGN §6).
 
 As in the original's "Local Windows Accounts": the account name is the mailbox name, so mailbox
-names are unique across all domains; "create associated user" makes a system account with no
-login shell and no home in the ``pop3users`` group; a client logs on as ``alice@example.com``
-or ``alice``. Only plaintext mechanisms can be checked against PAM (no reusable secret exists).
+names are unique across all domains; "create associated user" makes an account with no login
+shell and no home in the ``pop3users`` group; a client logs on as ``alice@example.com`` or
+``alice``. Only plaintext mechanisms can be checked against PAM (no reusable secret exists).
+
+``LocalAccountProvider`` (the service's side) never touches PAM or the account tools itself: it
+asks ``Accounts``, which is ``SystemAccounts`` in the privileged helper (service/privhelper.py)
+when the service dropped root, or in-process otherwise. ``SystemAccounts`` applies
+``AccountRules`` to every request: a mailbox's account is one the service made or one root
+allowed, never root or a system account (issue 12 §2).
 
 PAM and the account tools block (a wrong password costs about 2 s in pam_unix): every call here
 runs in a worker thread of the service, never on the event loop.
