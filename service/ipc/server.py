@@ -288,6 +288,8 @@ class AdminConnection:
             return
         except Exception as exc:  # a bug: say so plainly, log the details
             log.exception("admin op %s failed", op)
+            if op in OPS and OPS[op].mutates:   # it may have changed something: audited all the same
+                await self._audit(op, params, "failed: internal", type(exc).__name__)
             self._send(protocol.error(req_id, "internal", f"The service failed to do '{op}': {exc}. "
                                       "See the service log for details."))
             return
