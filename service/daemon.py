@@ -173,6 +173,7 @@ class MailService:
         self._changed_lock = threading.Lock()
         self.restart_requested = False
         self.dropped_privileges = False
+        self.privhelper: Any = None        # service.privhelper.HelperClient while started as root
 
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -187,6 +188,15 @@ class MailService:
                 run_as = RunAs.lookup(self.args.user)
             except MailError as exc:
                 print(f"python main.py service: {exc.message}", file=sys.stderr)
+                return 2
+        if os.geteuid() == 0:
+            # Before anything else and before root is dropped: the helper that keeps root for PAM
+            # and the local accounts (DESIGN §1 "Privileges"; service/privhelper.py).
+            from service.privhelper import start_helper
+            try:
+                self.privhelper = start_helper()
+            except OSError as exc:
+                print(f"python main.py service: cannot start the privileged account helper: {exc}", file=sys.stderr)
                 return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
@@ -273,12 +283,8 @@ class MailService:
     def _drop_privileges(self, run_as: Any) -> None:
         """Hand the data directory and the mail root to ``run_as``, then stop being root."""
         from service.privileges import drop_to, hand_over, preload
-        if self.ctx.setting("auth") == "local":
-            # PAM must read /etc/shadow and mailboxes create and change system accounts (useradd,
-            # chpasswd): only root may. Say so rather than fail at the first logon.
-            log.warning("the 'local' authentication method manages system accounts: the service keeps root "
-                        "instead of running as %s. Use passwordfile or directory to run unprivileged.", run_as.name)
-            return
+        # Every method runs unprivileged: with 'local', PAM checks and account changes go to the
+        # privileged helper started at the beginning of run().
         preload()
         changed = hand_over([self.data_dir, self.ctx.store.root], run_as)
         if changed:
@@ -322,7 +328,7 @@ class MailService:
         """The provider the ``auth`` setting names (service/auth_methods.py switches it later)."""
         from service.auth_methods import AuthMethods
 
-        ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"])
+        ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"], accounts=self.privhelper)
         return ctx.auth_methods.build(values)
 
     def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
@@ -488,6 +494,8 @@ class MailService:
         if hasattr(ctx.auth, "close"):
             ctx.auth.close()
         ctx.db.dispose()
+        if self.privhelper is not None:
+            self.privhelper.close()
         self._remove_pid()
         log.warning("service stopped")
 
