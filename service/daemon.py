@@ -121,6 +121,42 @@ def set_level(level: int) -> None:
             handler.setLevel(logging.NOTSET if level >= 3 else logging.WARNING)
 
 
+# --- event-loop stall reports (issue 14) ------------------------------------------------------
+ASYNCIO_DEBUG_ENV = "POP3SVC_ASYNCIO_DEBUG"
+STALL_MARKER = "EVENT LOOP STALL"
+
+
+class StallReport(logging.Filter):
+    """In asyncio debug mode, every callback slower than ``slow_callback_duration`` is logged by
+    the ``asyncio`` logger as "Executing ... took N seconds": prefix those with STALL_MARKER. They
+    are warnings, so they reach the log file and stderr at every logging level, where tests
+    (tests/support.py) look for them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Executing "):
+            record.msg = f"{STALL_MARKER}: {record.msg}"
+        return True
+
+
+def asyncio_debug_threshold() -> float | None:
+    """Seconds from POP3SVC_ASYNCIO_DEBUG=<ms> (run the loop in debug mode and report callbacks
+    slower than that), or None when unset or not a positive number."""
+    try:
+        ms = float(os.environ.get(ASYNCIO_DEBUG_ENV) or 0)
+    except ValueError:
+        return None
+    return ms / 1000 if ms > 0 else None
+
+
+def _watch_stalls(loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+    loop.set_debug(True)
+    loop.slow_callback_duration = threshold
+    logger = logging.getLogger("asyncio")
+    logger.setLevel(logging.WARNING)   # reported at every logging level, even None (0)
+    if not any(isinstance(f, StallReport) for f in logger.filters):
+        logger.addFilter(StallReport())
+
+
 def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
     """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
     from core.auth.keystore import choose_keystore
@@ -168,6 +204,9 @@ class MailService:
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        threshold = asyncio_debug_threshold()
+        if threshold is not None:
+            _watch_stalls(loop, threshold)
         for sig in (signal.SIGTERM, signal.SIGINT):  # first: a stop during start-up is honoured after it
             loop.add_signal_handler(sig, self._stopping.set)
         os.umask(0o077)  # the database, mail and keys are the service's alone
