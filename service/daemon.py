@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import logging.handlers
 import os
@@ -78,6 +79,17 @@ class LogFile(logging.handlers.RotatingFileHandler):
             self.stream.write(text)
             self.stream.flush()
             self.size += size
+            if getattr(self, "dropping", False):
+                self.dropping = False
+                print("pop3svc: the log file is written again (lines were lost while its disk was full)",
+                      file=sys.stderr, flush=True)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                self.handleError(record)
+            elif not getattr(self, "dropping", False):   # a full disk: say so once, not a traceback per line
+                self.dropping = True
+                print(f"pop3svc: the log's disk is full; log lines are dropped until there is room ({exc.strerror})",
+                      file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001 - logging must never take the service down
             self.handleError(record)
 
@@ -204,9 +216,6 @@ class MailService:
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        threshold = asyncio_debug_threshold()
-        if threshold is not None:
-            _watch_stalls(loop, threshold)
         for sig in (signal.SIGTERM, signal.SIGINT):  # first: a stop during start-up is honoured after it
             loop.add_signal_handler(sig, self._stopping.set)
         os.umask(0o077)  # the database, mail and keys are the service's alone
@@ -281,10 +290,16 @@ class MailService:
         if ctx.smtp is not None and hasattr(ctx.smtp, "start"):
             await ctx.smtp.start()
         self._announce(ctx)
+        threshold = asyncio_debug_threshold()
+        if threshold is not None:   # from here on: start-up (migrations, privilege drop) is done
+            _watch_stalls(loop, threshold)
+        self._watch_disks(ctx)
         ctx.events.publish("service.state", self._status())
         watch = loop.create_task(self._watch_tls(), name="tls-watch")
         await self._stopping.wait()
         watch.cancel()
+        if getattr(ctx, "disk", None) is not None:
+            await ctx.disk.stop()
         await self.shutdown()
         return 0
 
@@ -343,6 +358,19 @@ class MailService:
 
         ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"])
         return ctx.auth_methods.build(values)
+
+    def _watch_disks(self, ctx: ServiceContext) -> None:
+        """Measure free space on the data directory's and the mail root's disks (service/disk.py)."""
+        from service.disk import DiskWatch
+
+        def places() -> dict[str, Path]:
+            found = {"data directory": self.data_dir, "mail root": ctx.store.root}
+            if ctx.db.is_sqlite and ctx.db.engine.url.database:
+                found = {"database": Path(ctx.db.engine.url.database).parent, **found}
+            return found
+
+        ctx.disk = DiskWatch(places, ctx.run, lambda: ctx.events.publish("service.state", self._status()))
+        ctx.disk.start()
 
     def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
         from service.tls import TlsMaterial

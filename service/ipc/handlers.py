@@ -73,7 +73,10 @@ def service_status(ctx: ServiceContext) -> dict[str, Any]:
     listeners = [lst.describe() for lst in ctx.listeners.values()]
     states = {entry["state"] for entry in listeners}
     state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
-    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot()}
+    # Free space, measured off the loop every few seconds (service/disk.py): a full disk shows.
+    disk = getattr(ctx, "disk", None)
+    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
+            "disk": disk.snapshot() if disk is not None else []}
 
 
 @handles("service.status")
@@ -95,15 +98,19 @@ def _fingerprint(cert_path: Any) -> str:
 
 @handles("server.info")
 async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    tls = {}
-    if ctx.tls is not None:
+    def read_certificate() -> dict[str, Any]:   # a file read: off the event loop
+        if ctx.tls is None:
+            return {}
         from service.tls import certificate_info
         try:
-            tls = certificate_info(ctx.tls.cert_path)
-            tls["path"] = str(ctx.tls.cert_path)
-            tls["fingerprint"] = _fingerprint(ctx.tls.cert_path)
+            found = certificate_info(ctx.tls.cert_path)
+            found["path"] = str(ctx.tls.cert_path)
+            found["fingerprint"] = _fingerprint(ctx.tls.cert_path)
+            return found
         except Exception as exc:  # an unreadable certificate is reported, not fatal
-            tls = {"error": str(exc)}
+            return {"error": str(exc)}
+
+    tls = await ctx.run(read_certificate)
 
     listener = getattr(ctx, "admin_tcp", None)
     admin_tcp = listener.describe() if listener is not None else {"state": "off"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import errno
 import logging
 import re
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
-from core.errors import MailError, Unavailable
+from core.errors import DiskFull, Unavailable, database_error
 from service.listeners import Refusal
 from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
@@ -258,16 +260,19 @@ class SmtpServer:
                 queued = True
             if local:
                 await self._deliver_local(data, sender, local)
-        except MailError as exc:
+        except Exception as exc:
+            # A full disk or a busy database: a 4xx worded for a person, not a traceback.
+            refusal = database_error(exc)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                refusal = DiskFull("The outgoing mail spool is out of disk space; free space in the data directory.")
             if queued:   # all or nothing: the client will send again
-                await ctx.run(self.queue.discard, queue_id)
-            log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, exc.message)
+                with contextlib.suppress(Exception):
+                    await ctx.run(self.queue.discard, queue_id)
+            if refusal is None:
+                raise
+            log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, refusal.message)
             ctx.stats.incr("smtp_refused")
-            return delivery_reply(exc)
-        except Exception:
-            if queued:
-                await ctx.run(self.queue.discard, queue_id)
-            raise
+            return delivery_reply(refusal)
         ctx.stats.incr("smtp_accepted")
         if local:
             ctx.stats.incr("smtp_delivered", len(local))
