@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from core.errors import DiskFull, database_error
@@ -96,11 +96,15 @@ class Pop3Server:
             if not (self.ctx.db.is_sqlite and isinstance(database_error(exc), DiskFull)):
                 raise
             acquired = await self.ctx.run(self._acquire_in_memory, mailbox_id, holder)
-            if not acquired:
+            if not acquired or mailbox_id in self._memory_locks:   # another logon got there during the read
                 return False
             log.warning("the database's disk is full: the session lock of mailbox %s is kept in memory", mailbox_id)
             self._memory_locks[mailbox_id] = holder
             return True
+        if acquired and mailbox_id in self._memory_locks:   # taken in memory while this one waited
+            with contextlib.suppress(Exception):
+                await self.ctx.run(self.locks.release, mailbox_id, holder)
+            return False
         if acquired:
             self._held += 1
             if self._renewer is None or self._renewer.done():

@@ -4,6 +4,7 @@ once, and the delivery completes (250) when the lock is given back."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from core.errors import database_error
 from tests.support import ServiceProcess, pg_url
 
-pytestmark = pytest.mark.skipif(pg_url() is not None, reason="holds SQLite's write lock; PostgreSQL has none such")
+SQLITE_ONLY = pytest.mark.skipif(pg_url() is not None, reason="holds SQLite's write lock; PostgreSQL has none such")
 
 FAST = 1.0            # seconds: what "at once" means on a loaded machine
 WATCH = 2.0           # seconds of greetings and status calls while the delivery waits for the lock
@@ -60,6 +62,7 @@ def smtp_until_data_sent(port: int) -> tuple[socket.socket, Any]:
     return sock, reader
 
 
+@SQLITE_ONLY
 def test_greetings_and_status_answer_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
     service = ServiceProcess(tmp_path / "data").start()
     holder = None
@@ -101,3 +104,35 @@ def test_greetings_and_status_answer_while_another_process_holds_the_write_lock(
             holder.kill()
             holder.wait(5)
         service.stop()   # fails the test if the event loop stalled (tests/support.py)
+
+
+@pytest.mark.parametrize("driver_error, reply", [
+    (sqlite3.OperationalError("database is locked"), "451 4.3.0"),
+    (sqlite3.OperationalError("database or disk is full"), "452 4.3.1"),
+], ids=["lock-timeout", "disk-full"])
+def test_a_lock_timeout_is_not_insufficient_storage(driver_error: Exception, reply: str) -> None:
+    """A lock held too long is a temporary local error, a full disk is "insufficient system storage"
+    (RFC 3463 4.3.0 / 4.3.1), and either is worded for a person, not the driver's text."""
+    from sqlalchemy.exc import OperationalError
+
+    from core.errors import DATABASE_BUSY, DATABASE_FULL, DiskFull
+    from service.smtp.handler import delivery_reply
+
+    for raised in (driver_error, OperationalError("INSERT ...", {}, driver_error)):   # raw, and as SQLAlchemy wraps it
+        refusal = database_error(raised)
+        assert refusal is not None and refusal.code == "unavailable"
+        assert refusal.message == (DATABASE_FULL if isinstance(refusal, DiskFull) else DATABASE_BUSY)
+        assert delivery_reply(refusal).startswith(reply)
+    assert database_error(ValueError("a bug")) is None
+
+
+def test_winpop_exits_1_for_a_refusal_and_3_only_without_a_service(tmp_path: Path) -> None:
+    service = ServiceProcess(tmp_path / "data").start()
+    try:
+        service.call("service.control", action="stop", listener="smtp")
+        refused = service.winpop("relaytest")    # the service answers "unavailable": a refusal
+        assert refused.returncode == 1 and "not running" in refused.stderr, (refused.returncode, refused.stderr)
+    finally:
+        service.stop()
+    gone = service.winpop("status")
+    assert gone.returncode == 3 and "not running" in gone.stderr
