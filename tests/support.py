@@ -142,10 +142,11 @@ def unverified_tls(**attributes: Any) -> ssl.SSLContext:
     return context
 
 
-# Every service a test starts runs its event loop in asyncio's debug mode and reports each callback
-# slower than this (service/daemon.py, POP3SVC_ASYNCIO_DEBUG); stop() fails the test on a report:
-# nothing that waits on the database or the disk may run on the event loop (issue 14). Generous
-# enough for a loaded 2-core machine; POP3SVC_TEST_STALL_MS overrides it (0 turns it off).
+# Every service a test (not a benchmark) starts runs its event loop in asyncio's debug mode and
+# reports each callback slower than this (service/daemon.py, POP3SVC_ASYNCIO_DEBUG); stop() fails
+# the test on a report: nothing that waits on the database or the disk may run on the event loop
+# (issue 14). Generous enough for a loaded 2-core machine; POP3SVC_TEST_STALL_MS overrides it (0
+# turns it off).
 STALL_MS = int(os.environ.get("POP3SVC_TEST_STALL_MS", "200"))
 STALL_MARKER = "EVENT LOOP STALL"
 
@@ -188,7 +189,9 @@ class ServiceProcess:
 
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, **{"POP3SVC_ASYNCIO_DEBUG": str(STALL_MS)}, **(self.env or {}))
+        env = dict(os.environ, **(self.env or {}))
+        if "PYTEST_CURRENT_TEST" in os.environ:   # tests, not the benchmarks (debug mode is slower)
+            env.setdefault("POP3SVC_ASYNCIO_DEBUG", str(STALL_MS))
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-stdout.log"
         self._log = open(self.log_path, "ab")
         self._log_start = self._log.tell()
