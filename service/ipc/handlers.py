@@ -52,7 +52,9 @@ for _op, _method in {
 async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     result = await ctx.run(ctx.admin.settings_set, **params)
     await ctx.run(ctx.reload_settings)
-    ctx.apply_settings()
+    # A new method rebuilds the auth provider (key files, /etc/pam.d), TLS re-reads its files:
+    # off the event loop.
+    await ctx.run(ctx.apply_settings)
     return result
 
 
@@ -142,7 +144,7 @@ async def mailbox_migrate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     ctx.events.publish("mailbox.changed", await ctx.run(ctx.admin.mailbox_get, result["address"]))
     if result["switched"]:
         await ctx.run(ctx.reload_settings)
-        ctx.apply_settings()
+        await ctx.run(ctx.apply_settings)
         ctx.events.publish("settings.changed", {"name": "auth", "value": "directory"})
     return result
 
