@@ -409,7 +409,8 @@ async def cmd_quit_transaction(session: Pop3Session, arg: str) -> None:
         try:
             removed = await ctx.run(ctx.store.delete_messages, box.id, ids)
         except Exception as exc:
-            log.error("POP3 session %s: deleting %d messages of %s failed: %s", session.id, len(ids), box.address, exc)
+            log.error("POP3 session %s: deleting %d messages of %s failed: %s", session.id, len(ids), box.address,
+                      getattr(database_error(exc), "message", exc))
             await session.release_lock()
             session.write(wire.err("Some deleted messages were not removed; they will be shown again.", "SYS/TEMP"))
             session.close()
