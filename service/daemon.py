@@ -369,7 +369,13 @@ class MailService:
                 found = {"database": Path(ctx.db.engine.url.database).parent, **found}
             return found
 
-        ctx.disk = DiskWatch(places, ctx.run, lambda: ctx.events.publish("service.state", self._status()))
+        def changed() -> None:
+            ctx.events.publish("service.state", self._status())
+            pending = getattr(ctx, "pending_audit", None)   # audit entries a full disk held back
+            if pending is not None and pending.entries:
+                ctx.loop.create_task(pending.flush())
+
+        ctx.disk = DiskWatch(places, ctx.run, changed)
         ctx.disk.start()
 
     def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:

@@ -308,6 +308,10 @@ class PendingAudit:
     async def write(self, actor: str, op: str, target: str, detail: str, outcome: str) -> None:
         """Write one entry (after any kept ones), off the event loop; keep it if refused."""
         self.entries.append((actor, op, target, detail, outcome, datetime.now(timezone.utc)))
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the kept entries now (the daemon calls it when a full disk has room again)."""
         await self.ctx.run(self._flush)
 
     def _flush(self) -> None:
