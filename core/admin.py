@@ -24,7 +24,7 @@ from core.access import READ, SEARCH, Requester, open_as
 from core.auth.settings import SEALED_PREFIX, SECRET_SETTINGS, SECRET_SHOWN
 from core.auth.settings import shown as shown_setting
 from core.db import Database
-from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
+from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable, database_error
 from core.model import DomainInfo, MailboxInfo, to_json
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import Settings
@@ -390,16 +390,21 @@ class Admin:
         return {"domains": n_domains, "mailboxes": int(n_boxes), "messages": int(n_msgs), "bytes": int(n_bytes),
                 "items": items}
 
-    def audit(self, actor: str, op: str, target: str, detail: str, outcome: str) -> None:
-        """Write one audit entry in its own transaction (refusals too)."""
+    def audit(self, actor: str, op: str, target: str, detail: str, outcome: str, *,
+              at: datetime | None = None) -> bool:
+        """Write one audit entry in its own transaction (refusals too); False if the database
+        refused it (full disk, lock held too long), so the caller can keep it and write it later."""
         try:
             with self.db.write() as session:
                 # PostgreSQL text cannot hold NUL; a refused name may contain one: keep it visible.
                 actor, op, target, detail = (str(v).replace("\x00", "\\x00") for v in (actor, op, target, detail))
                 session.add(AuditEntry(actor=actor[:128], op=op[:64], target=target[:320], detail=detail,
-                                       outcome=outcome[:32], at=datetime.now(timezone.utc)))
-        except Exception:
-            log.exception("could not write the audit log")
+                                       outcome=outcome[:32], at=at or datetime.now(timezone.utc)))
+        except Exception as exc:
+            if database_error(exc) is None:
+                log.exception("could not write the audit log")
+            return False
+        return True
 
     def audit_list(self, limit: int = 50) -> dict:
         with self.db.read() as session:

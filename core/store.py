@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from core.db import RECONCILE_LOCK, Database
-from core.errors import Invalid, MailError, NotFound, QuotaExceeded, Unavailable
+from core.errors import DiskFull, Invalid, MailError, NotFound, QuotaExceeded, Unavailable, database_error
 from core.model import DeliveryResult, MessageInfo, ReconcileReport
 from core.tables import Domain, Mailbox, Message
 
@@ -234,8 +234,8 @@ def write_maildir_durably(path: str | Path, data: bytes) -> tuple[int, int]:
 
 
 def _disk_error(exc: OSError) -> Unavailable:
-    if exc.errno == errno.ENOSPC:
-        return Unavailable("The mail store is out of disk space; free space on the mail root's disk.")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull("The mail store is out of disk space; free space on the mail root's disk.")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return Unavailable(f"The mail store cannot write to {exc.filename}: {exc.strerror}. "
                            "Check that the root mail directory is writable by the service.")
@@ -455,7 +455,11 @@ class MailStore:
                 with self.db.sqlite_write() as cur:
                     accepted = self._index_batch(_SqliteIndex(cur), batch, all_ids)
             except sqlite3.Error as exc:
-                raise Unavailable(f"The message index could not be written: {exc}.") from exc
+                refusal = database_error(exc)   # a full disk (DiskFull) or a lock held too long, worded
+                if refusal is None:
+                    raise Unavailable(f"The message index could not be written: {exc}.") from exc
+                text = refusal.message
+                raise type(refusal)(f"The message index could not be written: {text[:1].lower()}{text[1:]}") from exc
         else:
             with self.db.write_conn() as conn:
                 accepted = self._index_batch(_CoreIndex(conn), batch, all_ids)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
+import errno
 import logging
 import logging.handlers
 import os
@@ -82,6 +84,17 @@ class LogFile(logging.handlers.RotatingFileHandler):
             self.stream.write(text)
             self.stream.flush()
             self.size += size
+            if getattr(self, "dropping", False):
+                self.dropping = False
+                print("pop3svc: the log file is written again (lines were lost while its disk was full)",
+                      file=sys.stderr, flush=True)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                self.handleError(record)
+            elif not getattr(self, "dropping", False):   # a full disk: say so once, not a traceback per line
+                self.dropping = True
+                print(f"pop3svc: the log's disk is full; log lines are dropped until there is room ({exc.strerror})",
+                      file=sys.stderr, flush=True)
         except Exception:  # noqa: BLE001 - logging must never take the service down
             self.handleError(record)
 
@@ -123,6 +136,42 @@ def set_level(level: int) -> None:
     for handler in root.handlers:
         if handler.get_name() == "stderr":
             handler.setLevel(logging.NOTSET if level >= 3 else logging.WARNING)
+
+
+# --- event-loop stall reports (issue 14) ------------------------------------------------------
+ASYNCIO_DEBUG_ENV = "POP3SVC_ASYNCIO_DEBUG"
+STALL_MARKER = "EVENT LOOP STALL"
+
+
+class StallReport(logging.Filter):
+    """In asyncio debug mode, every callback slower than ``slow_callback_duration`` is logged by
+    the ``asyncio`` logger as "Executing ... took N seconds": prefix those with STALL_MARKER. They
+    are warnings, so they reach the log file and stderr at every logging level, where tests
+    (tests/support.py) look for them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Executing "):
+            record.msg = f"{STALL_MARKER}: {record.msg}"
+        return True
+
+
+def asyncio_debug_threshold() -> float | None:
+    """Seconds from POP3SVC_ASYNCIO_DEBUG=<ms> (run the loop in debug mode and report callbacks
+    slower than that), or None when unset or not a positive number."""
+    try:
+        ms = float(os.environ.get(ASYNCIO_DEBUG_ENV) or 0)
+    except ValueError:
+        return None
+    return ms / 1000 if ms > 0 else None
+
+
+def _watch_stalls(loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+    loop.set_debug(True)
+    loop.slow_callback_duration = threshold
+    logger = logging.getLogger("asyncio")
+    logger.setLevel(logging.WARNING)   # reported at every logging level, even None (0)
+    if not any(isinstance(f, StallReport) for f in logger.filters):
+        logger.addFilter(StallReport())
 
 
 def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
@@ -173,6 +222,7 @@ class MailService:
         self._changed_lock = threading.Lock()
         self.restart_requested = False
         self.dropped_privileges = False
+        self._shutting_down = False        # set by shutdown(): no new work for the store's threads
         self.privhelper: Any = None        # service.privhelper.HelperClient while started as root
 
     # -- start-up -------------------------------------------------------------------------
@@ -272,10 +322,16 @@ class MailService:
         if ctx.smtp is not None and hasattr(ctx.smtp, "start"):
             await ctx.smtp.start()
         self._announce(ctx)
+        threshold = asyncio_debug_threshold()
+        if threshold is not None:   # from here on: start-up (migrations, privilege drop) is done
+            _watch_stalls(loop, threshold)
+        self._watch_disks(ctx)
         ctx.events.publish("service.state", self._status())
         watch = loop.create_task(self._watch_tls(), name="tls-watch")
         await self._stopping.wait()
         watch.cancel()
+        if getattr(ctx, "disk", None) is not None:
+            await ctx.disk.stop()
         await self.shutdown()
         return 0
 
@@ -330,6 +386,25 @@ class MailService:
 
         ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"], accounts=self.privhelper)
         return ctx.auth_methods.build(values)
+
+    def _watch_disks(self, ctx: ServiceContext) -> None:
+        """Measure free space on the data directory's and the mail root's disks (service/disk.py)."""
+        from service.disk import DiskWatch
+
+        def places() -> dict[str, Path]:
+            found = {"data directory": self.data_dir, "mail root": ctx.store.root}
+            if ctx.db.is_sqlite and ctx.db.engine.url.database:
+                found = {"database": Path(ctx.db.engine.url.database).parent, **found}
+            return found
+
+        def changed() -> None:
+            ctx.events.publish("service.state", self._status())
+            pending = getattr(ctx, "pending_audit", None)   # audit entries a full disk held back
+            if pending is not None and pending.entries:
+                ctx.loop.create_task(pending.flush())
+
+        ctx.disk = DiskWatch(places, ctx.run, changed)
+        ctx.disk.start()
 
     def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
         from service.tls import TlsMaterial
@@ -465,6 +540,8 @@ class MailService:
                 domains = {d.id: to_json(domain_info(d)) for _m, d in rows}
             return boxes, list(domains.values())
 
+        if self._shutting_down:
+            return     # the store's threads are going away; nobody is left to tell
         boxes, domains = await self.ctx.run(load)
         for info in boxes:
             self.ctx.events.publish("mailbox.changed", info)
@@ -474,6 +551,7 @@ class MailService:
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self) -> None:
         ctx = self.ctx
+        self._shutting_down = True
         log.warning("stopping the service")
         if ctx.smtp is not None and hasattr(ctx.smtp, "stop"):
             with contextlib.suppress(Exception):
@@ -489,14 +567,24 @@ class MailService:
             await self.admin_server.stop()
         if getattr(ctx, "cluster", None) is not None:
             await asyncio.get_running_loop().run_in_executor(None, ctx.cluster.stop)
-        ctx.executor.shutdown(wait=True, cancel_futures=True)
-        ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
-        if hasattr(ctx.auth, "close"):
-            ctx.auth.close()
-        ctx.db.dispose()
-        if self.privhelper is not None:
-            self.privhelper.close()
-        self._remove_pid()
+
+        def finish() -> None:
+            # Each of these waits (for the store's threads, the database's connections, the
+            # helper's exit): in a thread of its own, so the event loop never does (issue 14).
+            ctx.executor.shutdown(wait=True, cancel_futures=True)
+            ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
+            if hasattr(ctx.auth, "close"):
+                ctx.auth.close()
+            ctx.db.dispose()
+            if self.privhelper is not None:
+                self.privhelper.close()
+            self._remove_pid()
+
+        last = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="shutdown")
+        try:
+            await asyncio.get_running_loop().run_in_executor(last, finish)
+        finally:
+            last.shutdown(wait=False)
         log.warning("service stopped")
 
 

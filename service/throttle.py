@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from core.errors import Invalid
+from core.errors import Invalid, database_error
 from core.names import login_key
 from core.settings import SPECS, SettingSpec, register, whole_number
 from core.tables import Ban
@@ -269,8 +269,12 @@ class LoginThrottle:
         self.ctx.stats.incr("throttle.bans")
         try:
             await self.ctx.run(self._store_ban, kind, value, reason, failures, expires)
-        except Exception:  # the in-memory ban still holds on this node
-            log.exception("could not store the ban of %s %s", kind, value)
+        except Exception as exc:  # the in-memory ban still holds on this node
+            refusal = database_error(exc)
+            if refusal is None:
+                log.exception("could not store the ban of %s %s", kind, value)
+            else:
+                log.warning("could not store the ban of %s %s: %s", kind, value, refusal.message)
         self.ctx.events.publish("ban.added", {"kind": kind, "value": value, "expires_at": expires.isoformat()})
 
     def _store_ban(self, kind: str, value: str, reason: str, failures: int, expires: datetime) -> None:
@@ -381,8 +385,12 @@ class LoginThrottle:
         with self.ctx.db.read() as session:
             rows = session.execute(select(Ban.kind, Ban.value, Ban.expires_at)).all()
         if any(_aware(e) <= now for _k, _v, e in rows):  # tidy up: expired bans are history
-            with self.ctx.db.write() as session:
-                session.execute(delete(Ban).where(Ban.expires_at <= now))
+            try:
+                with self.ctx.db.write() as session:
+                    session.execute(delete(Ban).where(Ban.expires_at <= now))
+            except Exception as exc:   # a full disk or a busy database: tidy up next time
+                if database_error(exc) is None:
+                    raise
         return {(k, v): _aware(e).timestamp() for k, v, e in rows if _aware(e) > now}
 
 

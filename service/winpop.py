@@ -66,6 +66,10 @@ def _kb(n: int) -> str:
     return f"{(n + 1023) // 1024:,} KB"
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
 def _numeric(text: str) -> bool:
     return bool(text) and text.replace(",", "").replace(" KB", "").isdigit()
 
@@ -334,6 +338,10 @@ class Winpop:
         errors = [f"{lst['name']}: {lst['error']}" for lst in result["listeners"] if lst.get("error")]
         if errors:
             text += "\n" + "\n".join(errors)
+        for disk in result.get("disk") or []:   # a full or nearly full disk is said first-hand
+            if disk.get("state") in ("full", "low"):
+                text += (f"\nDisk {disk['state'].upper()}: the {disk['what']} ({disk['path']}): "
+                         f"{_mb(disk['free_bytes'])} free of {_mb(disk['total_bytes'])}")
         return text.rstrip()
 
     def do_bans(self) -> None:
@@ -468,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except Unavailable as exc:
         print(f"winpop: {exc.message}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        # 3 only when the service cannot be reached; a refusal it sent (a full disk) is a 1.
+        return EXIT_REFUSED if getattr(exc, "from_service", False) else EXIT_UNAVAILABLE
     except MailError as exc:
         print(f"winpop: {exc.message}", file=sys.stderr)
         return EXIT_REFUSED

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import signal
@@ -141,6 +142,15 @@ def unverified_tls(**attributes: Any) -> ssl.SSLContext:
     return context
 
 
+# Every service a test (not a benchmark) starts runs its event loop in asyncio's debug mode and
+# reports each callback slower than this (service/daemon.py, POP3SVC_ASYNCIO_DEBUG); stop() fails
+# the test on a report: nothing that waits on the database or the disk may run on the event loop
+# (issue 14). Generous enough for a loaded 2-core machine; POP3SVC_TEST_STALL_MS overrides it (0
+# turns it off).
+STALL_MS = int(os.environ.get("POP3SVC_TEST_STALL_MS", "200"))
+STALL_MARKER = "EVENT LOOP STALL"
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -180,8 +190,11 @@ class ServiceProcess:
     def start(self, timeout: float = 30.0) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, **(self.env or {}))
+        if "PYTEST_CURRENT_TEST" in os.environ:   # tests, not the benchmarks (debug mode is slower)
+            env.setdefault("POP3SVC_ASYNCIO_DEBUG", str(STALL_MS))
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-stdout.log"
         self._log = open(self.log_path, "ab")
+        self._log_start = self._log.tell()
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
         def ready() -> bool:
@@ -202,6 +215,24 @@ class ServiceProcess:
             return self.log_path.read_text(errors="replace")[-5000:]
         except OSError:
             return ""
+
+    def stalls(self) -> list[str]:
+        """The event-loop stall reports this run of the service wrote (see STALL_MS)."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(getattr(self, "_log_start", 0))
+                text = handle.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if STALL_MARKER in line]
+
+    def _check_stalls(self) -> None:
+        stalls = self.stalls()
+        with contextlib.suppress(OSError):   # each report fails one stop(), not every later one
+            self._log_start = self.log_path.stat().st_size
+        if stalls:
+            raise AssertionError(f"the service's event loop stalled ({len(stalls)} report(s) over {STALL_MS} ms):\n"
+                                 + "\n".join(stalls[:10]))
 
     def database_url(self) -> str:
         """The URL of this service's database (for tests that look at it directly)."""
@@ -231,6 +262,7 @@ class ServiceProcess:
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             self._close_log()
+            self._check_stalls()
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -239,6 +271,7 @@ class ServiceProcess:
             self.proc.kill()
             code = self.proc.wait(5)
         self._close_log()
+        self._check_stalls()
         return code
 
     def kill(self) -> None:
@@ -246,6 +279,7 @@ class ServiceProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         self._close_log()
+        self._check_stalls()
 
     def _close_log(self) -> None:
         log = getattr(self, "_log", None)

@@ -102,11 +102,21 @@ def _check_key_file(path: Path) -> None:
             f"The server key {path} is accessible to other users (mode {stat.S_IMODE(info.st_mode):04o}); "
             f"it must be readable by the service only. Run: chmod 600 {path}"
         )
-    if info.st_uid not in (os.geteuid(), 0):
+    if info.st_uid not in (os.geteuid(), 0, _directory_owner(path)):
         raise Unavailable(
             f"The server key {path} belongs to user id {info.st_uid}, not to the service's user "
             f"({os.geteuid()}); give it to the service's user (chown) or restore the right key file."
         )
+
+
+def _directory_owner(path: Path) -> int:
+    """The owner of the folder holding the key. `service --user USER` started as root gives the
+    data directory, key included, to USER; the next root start reads that key before it drops to
+    USER again. Trusting the folder's owner adds nothing: it can replace any file in the folder."""
+    try:
+        return path.parent.stat().st_uid
+    except OSError:
+        return 0
 
 
 def _read_key_file(path: Path) -> bytes:

@@ -35,6 +35,13 @@ def listener_failures(status: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mb(n: Any) -> str:
+    try:
+        return f"{int(n) / 2**20:,.1f} MB"
+    except (TypeError, ValueError):
+        return "?"
+
+
 def _table(headers: list[str]) -> QTableWidget:
     t = QTableWidget(0, len(headers))
     t.setHorizontalHeaderLabels(headers)
@@ -68,6 +75,9 @@ class StatusView(QWidget):
         self.key_label.setWordWrap(True)
         self.key_label.setStyleSheet("color: #a4262c; font-weight: bold;")
         self.key_label.setVisible(False)
+        self.disk_label = QLabel()             # a full or nearly full disk, with the numbers (set_disk)
+        self.disk_label.setWordWrap(True)
+        self.disk_label.setVisible(False)
         self.listeners = _table(["Listener", "Protocol", "State", "Address", "Port", "TLS", "Sessions"])
         self.counters_box = QGroupBox("Counters")
         self.counters_grid = QGridLayout(self.counters_box)
@@ -88,6 +98,7 @@ class StatusView(QWidget):
         layout.addLayout(head)
         layout.addWidget(self.certificate_label)
         layout.addWidget(self.key_label)
+        layout.addWidget(self.disk_label)
         layout.addWidget(listeners_box, 3)
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 3)
@@ -145,6 +156,7 @@ class StatusView(QWidget):
                     cell.setForeground(QBrush(QColor("#a4262c")))
                     cell.setToolTip(str(item["error"]))
                 self.listeners.setItem(r, c, cell)
+        self.set_disk(status.get("disk") or [])
         counters = status.get("counters") or {}
         for i, (key, value) in enumerate(sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])
                                                 if kv[0] in COUNTER_LABELS else 99)):
@@ -185,6 +197,26 @@ class StatusView(QWidget):
         """Shown in red while the service's server key does not open the database's secrets."""
         self.key_label.setText(f"Server key: {text}" if text else "")
         self.key_label.setVisible(bool(text))
+
+    def set_disk(self, disks: list[dict[str, Any]]) -> None:
+        """Red "disk full" (orange "disk low") with free and total space; hidden while all is well."""
+        lines = []
+        for disk in disks:
+            state = disk.get("state")
+            if state not in ("full", "low"):
+                continue
+            free, total = _mb(disk.get("free_bytes", 0)), _mb(disk.get("total_bytes", 0))
+            if state == "full":
+                lines.append(f"Disk full: the {disk.get('what', 'disk')} ({disk.get('path', '')}) has {free} free of "
+                             f"{total}. New mail is refused and nothing can be changed until space is freed; "
+                             "users can still read and delete their mail.")
+            else:
+                lines.append(f"Disk low: the {disk.get('what', 'disk')} ({disk.get('path', '')}) has {free} free "
+                             f"of {total}.")
+        full = any(d.get("state") == "full" for d in disks)
+        self.disk_label.setText("\n".join(lines))
+        self.disk_label.setStyleSheet(f"color: {'#a4262c' if full else '#8a5300'}; font-weight: bold;")
+        self.disk_label.setVisible(bool(lines))
 
     def counter_text(self, key: str) -> str:
         label = self._counter_labels.get(key)

@@ -75,7 +75,9 @@ async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
         await ctx.run(read_file_as, os.path.abspath(os.path.expanduser(value.strip())), _requester())
     result = await ctx.run(ctx.admin.settings_set, **params)
     await ctx.run(ctx.reload_settings)
-    ctx.apply_settings()
+    # A new method rebuilds the auth provider (key files, /etc/pam.d), TLS re-reads its files:
+    # off the event loop.
+    await ctx.run(ctx.apply_settings)
     return result
 
 
@@ -96,7 +98,10 @@ def service_status(ctx: ServiceContext) -> dict[str, Any]:
     listeners = [lst.describe() for lst in ctx.listeners.values()]
     states = {entry["state"] for entry in listeners}
     state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
-    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot()}
+    # Free space, measured off the loop every few seconds (service/disk.py): a full disk shows.
+    disk = getattr(ctx, "disk", None)
+    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
+            "disk": disk.snapshot() if disk is not None else []}
 
 
 @handles("service.status")
@@ -118,15 +123,19 @@ def _fingerprint(cert_path: Any) -> str:
 
 @handles("server.info")
 async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    tls = {}
-    if ctx.tls is not None:
+    def read_certificate() -> dict[str, Any]:   # a file read: off the event loop
+        if ctx.tls is None:
+            return {}
         from service.tls import certificate_info
         try:
-            tls = certificate_info(ctx.tls.cert_path)
-            tls["path"] = str(ctx.tls.cert_path)
-            tls["fingerprint"] = _fingerprint(ctx.tls.cert_path)
+            found = certificate_info(ctx.tls.cert_path)
+            found["path"] = str(ctx.tls.cert_path)
+            found["fingerprint"] = _fingerprint(ctx.tls.cert_path)
+            return found
         except Exception as exc:  # an unreadable certificate is reported, not fatal
-            tls = {"error": str(exc)}
+            return {"error": str(exc)}
+
+    tls = await ctx.run(read_certificate)
 
     listener = getattr(ctx, "admin_tcp", None)
     admin_tcp = listener.describe() if listener is not None else {"state": "off"}
@@ -158,7 +167,7 @@ async def mailbox_migrate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     ctx.events.publish("mailbox.changed", await ctx.run(ctx.admin.mailbox_get, result["address"]))
     if result["switched"]:
         await ctx.run(ctx.reload_settings)
-        ctx.apply_settings()
+        await ctx.run(ctx.apply_settings)
         ctx.events.publish("settings.changed", {"name": "auth", "value": "directory"})
     return result
 

@@ -3,6 +3,7 @@ the audit log and pushed change events (DESIGN §3)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import grp
@@ -13,11 +14,13 @@ import pwd
 import socket
 import ssl
 import struct
+import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from core.access import Requester
-from core.errors import Forbidden, Invalid, MailError
+from core.errors import Forbidden, Invalid, database_error
 from core.ipc import protocol
 from core.ipc.ops import OPS, check_params, redact
 from service.context import ServiceContext
@@ -167,7 +170,7 @@ class UnixPeerGate:
         if is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
             return True
         log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
-        self.ctx.admin.audit(self.actor, "connect", "", "", "forbidden")
+        await PendingAudit.of(self.ctx).write(self.actor, "connect", "", "", "forbidden")
         err = Forbidden("You may not administer this mail service: run as root, as the service's "
                         "user, or as a member of its admin group.")
         # Answer the first request (so the client sees why), then hang up.
@@ -278,20 +281,23 @@ class AdminConnection:
             current_actor.set(self.actor)
             current_requester.set(getattr(self.gate, "requester", REMOTE))
             result = await HANDLERS[op](self.ctx, params)
-        except MailError as exc:
+        except Exception as exc:
+            # A full disk or a lock held too long is a refusal worded for a person, not a bug.
+            refusal = database_error(exc)
+            mutates = isinstance(op, str) and op in OPS and OPS[op].mutates   # op may be any JSON value
+            if refusal is None:   # a bug: say so plainly, log the details
+                log.exception("admin op %s failed", op)
+                if mutates:   # it may have changed something: audited all the same
+                    await self._audit(op, params, "failed: internal", type(exc).__name__)
+                self._send(protocol.error(req_id, "internal", f"The service failed to do '{op}': {exc}. "
+                                          "See the service log for details."))
+                return
             # The audit entry is written before the answer, so whoever reads the audit log
             # after an answer finds it there.
-            if isinstance(op, str) and op in OPS and OPS[op].mutates:   # op may be any JSON value
-                await self._audit(op, params, f"refused: {exc.code}", exc.message)
-            self._send(protocol.error(req_id, exc.code, exc.message))
-            log.info("admin %s by %s refused: %s", op, self.actor, exc.message)
-            return
-        except Exception as exc:  # a bug: say so plainly, log the details
-            log.exception("admin op %s failed", op)
-            if op in OPS and OPS[op].mutates:   # it may have changed something: audited all the same
-                await self._audit(op, params, "failed: internal", type(exc).__name__)
-            self._send(protocol.error(req_id, "internal", f"The service failed to do '{op}': {exc}. "
-                                      "See the service log for details."))
+            if mutates:
+                await self._audit(op, params, f"refused: {refusal.code}", refusal.message)
+            self._send(protocol.error(req_id, refusal.code, refusal.message))
+            log.info("admin %s by %s refused: %s", op, self.actor, refusal.message)
             return
         if OPS[op].mutates:
             await self._audit(op, params, "ok", "")
@@ -305,4 +311,54 @@ class AdminConnection:
         detail = json.dumps({k: v for k, v in shown.items() if v not in (None, "")}, ensure_ascii=False)
         if message:
             detail = f"{detail} {message}"
-        await self.ctx.run(self.ctx.admin.audit, self.actor, op, _target(params), detail, outcome)
+        await PendingAudit.of(self.ctx).write(self.actor, op, _target(params), detail, outcome)
+
+
+class PendingAudit:
+    """Audit entries the database could not take (a full disk, a lock held too long): kept in
+    memory, in order, and written with their own times as soon as it takes writes again, so a
+    refusal made while the disk was full is in the audit log afterwards (issue 14)."""
+
+    LIMIT = 10_000   # entries kept; past it the oldest go (and the service log says so)
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.entries: collections.deque[tuple] = collections.deque()
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, ctx: ServiceContext) -> PendingAudit:
+        pending = getattr(ctx, "pending_audit", None)
+        if pending is None:
+            pending = ctx.pending_audit = cls(ctx)  # type: ignore[attr-defined]
+        return pending
+
+    async def write(self, actor: str, op: str, target: str, detail: str, outcome: str) -> None:
+        """Write one entry (after any kept ones), off the event loop; keep it if refused."""
+        self.entries.append((actor, op, target, detail, outcome, datetime.now(timezone.utc)))
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write the kept entries now (the daemon calls it when a full disk has room again)."""
+        await self.ctx.run(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:   # one writer at a time keeps the order and writes each entry once
+            while len(self.entries) > self.LIMIT:
+                self.entries.popleft()
+                self.dropped += 1
+            self._write_kept()
+
+    def _write_kept(self) -> None:
+        while self.entries:
+            actor, op, target, detail, outcome, at = self.entries[0]
+            if not self.ctx.admin.audit(actor, op, target, detail, outcome, at=at):
+                if len(self.entries) == 1 or len(self.entries) % 100 == 0:
+                    log.warning("audit entries kept in memory until the database takes writes again: %d",
+                                len(self.entries))
+                return
+            self.entries.popleft()
+        if self.dropped:
+            log.error("%d audit entries were lost while the database could not be written", self.dropped)
+            self.dropped = 0

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from core.auth import Challenge, Failure, LogonRules, Success, check_apop, create_mechanism
 from core.auth.provider import PLAINTEXT_MECHANISMS
-from core.errors import MailError
+from core.errors import MailError, database_error
 from core.model import MailboxRef
 from service.pop3 import wire
 from service.pop3.session import LOG_MAXIMUM, LOG_MEDIUM, LOG_MINIMUM, TOO_LONG, Pop3Session, SessionClosed, State
@@ -129,8 +129,13 @@ async def finish_logon(session: Pop3Session, outcome: MailboxRef | Failure, logi
     holder = server.locks.holder(session.id)
     try:
         acquired = await server.acquire_lock(ref.id, holder)
-    except Exception:
-        log.exception("POP3 session %s: the session lock of %s could not be taken", session.id, ref.address)
+    except Exception as exc:
+        refusal = database_error(exc)   # a busy database: one line, not a traceback per logon
+        if refusal is None:
+            log.exception("POP3 session %s: the session lock of %s could not be taken", session.id, ref.address)
+        else:
+            log.warning("POP3 session %s: the session lock of %s could not be taken: %s", session.id, ref.address,
+                        refusal.message)
         session.write(wire.err("The mailbox cannot be opened right now; try again later.", "SYS/TEMP"))
         return
     if not acquired:
@@ -424,7 +429,8 @@ async def cmd_quit_transaction(session: Pop3Session, arg: str) -> None:
         try:
             removed = await ctx.run(ctx.store.delete_messages, box.id, ids)
         except Exception as exc:
-            log.error("POP3 session %s: deleting %d messages of %s failed: %s", session.id, len(ids), box.address, exc)
+            log.error("POP3 session %s: deleting %d messages of %s failed: %s", session.id, len(ids), box.address,
+                      getattr(database_error(exc), "message", exc))
             await session.release_lock()
             session.write(wire.err("Some deleted messages were not removed; they will be shown again.", "SYS/TEMP"))
             session.close()

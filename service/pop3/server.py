@@ -15,8 +15,11 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
+from core.errors import DiskFull, database_error
+from core.tables import SessionLock
 from service.listeners import Refusal
 from service.pop3 import settings as _settings  # noqa: F401  (registers the POP3 settings)
 from service.pop3 import wire
@@ -49,6 +52,8 @@ class Pop3Server:
         self._renewer: asyncio.Task | None = None
         self._held = 0
         self._tasks: set[asyncio.Task] = set()
+        self._memory_locks: dict[int, str] = {}   # mailbox id -> holder, while the database's disk is full
+        self._undeleted: dict[int, str] = {}      # lock rows given back that could not be deleted
 
     @property
     def throttle(self) -> LoginThrottle:
@@ -80,19 +85,68 @@ class Pop3Server:
 
     # -- mailbox locks --------------------------------------------------------------------
     async def acquire_lock(self, mailbox_id: int, holder: str) -> bool:
-        acquired = await self.ctx.run(self.locks.acquire, mailbox_id, holder)
+        """Take the mailbox's session lock (a database row). When the database's disk is full on
+        SQLite (one service, this process), the lock is kept in memory instead, so users can still
+        log on, read and delete their mail to make room (issue 14)."""
+        if mailbox_id in self._memory_locks:
+            return False
+        try:
+            acquired = await self.ctx.run(self._acquire, mailbox_id, holder)
+        except Exception as exc:
+            if not (self.ctx.db.is_sqlite and isinstance(database_error(exc), DiskFull)):
+                raise
+            acquired = await self.ctx.run(self._acquire_in_memory, mailbox_id, holder)
+            if not acquired or mailbox_id in self._memory_locks:   # another logon got there during the read
+                return False
+            log.warning("the database's disk is full: the session lock of mailbox %s is kept in memory", mailbox_id)
+            self._memory_locks[mailbox_id] = holder
+            return True
+        if acquired and mailbox_id in self._memory_locks:   # taken in memory while this one waited
+            with contextlib.suppress(Exception):
+                await self.ctx.run(self.locks.release, mailbox_id, holder)
+            return False
         if acquired:
             self._held += 1
             if self._renewer is None or self._renewer.done():
                 self._renewer = self.loop.create_task(self._renew_leases(), name="pop3-lock-leases")
         return acquired
 
+    def _acquire(self, mailbox_id: int, holder: str) -> bool:
+        """In a worker thread: delete rows this node gave back but could not delete, then lock."""
+        for box, old in list(self._undeleted.items()):
+            try:
+                self.locks.release(box, old)
+                self._undeleted.pop(box, None)
+            except Exception:
+                if box == mailbox_id:   # its dead row would say [IN-USE]: the caller decides
+                    raise
+        return self.locks.acquire(mailbox_id, holder)
+
+    def _acquire_in_memory(self, mailbox_id: int, holder: str) -> bool:
+        """In a worker thread, the database being read-only for want of space: free unless a live
+        session holds a lock row (rows this node could not delete are not live)."""
+        now = datetime.now(timezone.utc)
+        with self.ctx.db.read() as session:
+            row = session.get(SessionLock, mailbox_id)
+            if row is None or self._undeleted.get(mailbox_id) == row.holder:
+                return True
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
+            return expires <= now or self.locks._stale(row.holder)
+
     async def release_lock(self, mailbox_id: int, holder: str) -> None:
+        if self._memory_locks.get(mailbox_id) == holder:
+            del self._memory_locks[mailbox_id]
+            return
         self._held = max(0, self._held - 1)
         try:
             await self.ctx.run(self.locks.release, mailbox_id, holder)
-        except Exception:  # the lease will expire on its own
-            log.exception("could not release the session lock of mailbox %s", mailbox_id)
+        except Exception as exc:  # the row is dead: the next logon ignores it and deletes it
+            self._undeleted[mailbox_id] = holder
+            if database_error(exc) is None:
+                log.exception("could not release the session lock of mailbox %s", mailbox_id)
+            else:
+                log.warning("could not release the session lock of mailbox %s: %s", mailbox_id,
+                            database_error(exc).message)
 
     async def _renew_leases(self) -> None:
         """Extend this node's leases at a third of their length while any is held."""
@@ -100,8 +154,12 @@ class Pop3Server:
             await asyncio.sleep(self.locks.lease_seconds / 3)
             try:
                 await self.ctx.run(self.locks.renew)
-            except Exception:
-                log.exception("could not renew the POP3 session locks")
+            except Exception as exc:
+                refusal = database_error(exc)
+                if refusal is None:
+                    log.exception("could not renew the POP3 session locks")
+                else:   # a full disk: one line, not a traceback every lease
+                    log.warning("could not renew the POP3 session locks: %s", refusal.message)
 
     async def close(self, timeout: float = 10.0) -> None:
         """After the listeners have stopped: let the sessions finish (they give their mailbox

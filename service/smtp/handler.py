@@ -24,7 +24,7 @@ from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, SMTP, TLSSetup
 
 from core.auth.mechanisms import Challenge, Failure, Success, create_mechanism
 from core.auth.policy import LogonRules
-from core.errors import Invalid, MailError, NotFound, QuotaExceeded, Unavailable
+from core.errors import DiskFull, Invalid, MailError, NotFound, QuotaExceeded, Unavailable
 from core.model import MailboxRef
 from service.smtp.policy import Address, LocalMailbox, parse_address, same_address
 from service.throttle import setting as current_setting
@@ -547,8 +547,10 @@ def delivery_reply(exc: MailError, *, tempfail: bool = True) -> str:
     if isinstance(exc, QuotaExceeded):
         permanent = exc.permanent or not tempfail
         return "552 5.2.2 Mailbox full" if permanent else "452 4.2.2 Mailbox full, try again later"
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, DiskFull):   # RFC 3463 4.3.1: a full disk, not any other trouble (issue 14)
         return STORE_FULL
+    if isinstance(exc, Unavailable):   # e.g. the database's write lock held too long: just try again
+        return TEMP_ERROR
     if isinstance(exc, NotFound):
         return "450 4.1.1 A recipient's mailbox was just removed; try again"
     return TEMP_ERROR

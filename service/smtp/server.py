@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import errno
 import logging
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
-from core.errors import MailError, Unavailable
+from core.errors import DiskFull, Unavailable, database_error
 from service.listeners import Refusal
 from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
@@ -30,9 +31,6 @@ log = logging.getLogger("service.smtp")
 
 IDENT = "POP3 Service ESMTP"
 COMMAND_TIMEOUT = 300           # RFC 5321 §4.5.3.2.7: five minutes
-INLINE_SLOW = 0.05              # seconds: a delivery this slow on the event loop ...
-INLINE_PAUSE = 60               # ... sends deliveries to worker threads for this long
-INLINE_MAX = 256 * 1024         # octets: a bigger message is never written on the event loop
 # Per-connection command budgets (aiosmtpd's command_call_limit). MAIL/RCPT/DATA/RSET stay
 # unlimited: one connection may carry thousands of messages.
 CALL_LIMITS = {"AUTH": 10, "EHLO": 20, "HELO": 20, "NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10,
@@ -279,7 +277,6 @@ class SmtpServer:
         # writer commits for all, so none of them waits in SQLite's busy handler). Measured with
         # 20 connections: 8 at once gave 856 messages/s, 16 gave 955, 24 no better than 16.
         self._store_gate = asyncio.Semaphore(16)
-        self._threads_until = 0.0   # see _alone
         smtp_settings.install_sealer(self._seal)
 
     @property
@@ -355,16 +352,19 @@ class SmtpServer:
                 queued = True
             if local:
                 await self._deliver_local(data, sender, local)
-        except MailError as exc:
+        except Exception as exc:
+            # A full disk or a busy database: a 4xx worded for a person, not a traceback.
+            refusal = database_error(exc)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                refusal = DiskFull("The outgoing mail spool is out of disk space; free space in the data directory.")
             if queued:   # all or nothing: the client will send again
-                await ctx.run(self.queue.discard, queue_id)
-            log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, exc.message)
+                with contextlib.suppress(Exception):
+                    await ctx.run(self.queue.discard, queue_id)
+            if refusal is None:
+                raise
+            log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, refusal.message)
             ctx.stats.incr("smtp_refused")
-            return delivery_reply(exc, tempfail=bool(ctx.setting("quota_full_tempfail")))
-        except Exception:
-            if queued:
-                await ctx.run(self.queue.discard, queue_id)
-            raise
+            return delivery_reply(refusal, tempfail=bool(ctx.setting("quota_full_tempfail")))
         ctx.stats.incr("smtp_accepted")
         if local:
             ctx.stats.incr("smtp_delivered", len(local))
@@ -374,28 +374,6 @@ class SmtpServer:
                  queue_id, client, sender, len(local), len(remote), len(data))
         return f"250 2.0.0 OK: queued as {queue_id}"
 
-    def _alone(self) -> bool:
-        """True when this delivery's session is the only client connection of the whole service
-        and the store is a local SQLite file that has been fast: then the delivery runs on the
-        event loop, which has nothing else to do, and saves the hand-off to a worker thread and
-        back (about 10 % of a message's time on one connection). A delivery slower than
-        INLINE_SLOW sends the next ones to the threads for INLINE_PAUSE seconds, so a struggling
-        disk stalls the loop at most once a minute."""
-        if not getattr(self.ctx.db, "has_sqlite_writer", False) or time.monotonic() < self._threads_until:
-            return False
-        return sum(listener.sessions for listener in self.ctx.listeners.values()) == 1
-
-    def _deliver_on_loop(self, ids: list[int], data: bytes) -> None:
-        started = time.monotonic()
-        try:
-            self.ctx.store.deliver_many(ids, data)
-        finally:
-            took = time.monotonic() - started
-            if took > INLINE_SLOW:   # a slow disk: back to the threads for a while
-                self._threads_until = time.monotonic() + INLINE_PAUSE
-                log.warning("smtp: the mail store's disk is slow (a delivery took %.0f ms); "
-                            "deliveries run in worker threads for the next %d s", took * 1000, INLINE_PAUSE)
-
     async def _deliver_local(self, data: bytes, sender: str, boxes: list[LocalMailbox]) -> None:
         """One file hard-linked into every mailbox. If the quota moved since RCPT, deliver to those
         that still have room and report the rest to the sender (the 250 covers the message)."""
@@ -404,11 +382,10 @@ class SmtpServer:
         store = self.ctx.store
         ids = [b.id for b in boxes]
         try:
-            if len(data) <= INLINE_MAX and self._alone():
-                self._deliver_on_loop(ids, data)
-            else:
-                async with self._store_gate:
-                    await self.ctx.run(store.deliver_many, ids, data)
+            # Always in a worker thread, even for a lone client: a delivery waits on the disk and
+            # on the database's write lock, and the event loop must never wait (issue 14).
+            async with self._store_gate:
+                await self.ctx.run(store.deliver_many, ids, data)
             return
         except QuotaExceeded:
             if len(boxes) == 1:
