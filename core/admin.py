@@ -7,9 +7,11 @@ The service's IPC server calls these (in a worker thread) and audits every mutat
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,12 +28,81 @@ from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.model import DomainInfo, MailboxInfo, to_json
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import Settings
-from core.store import MailStore
+from core.store import MailStore, clean_name, open_message, shown_path, uidl_for
 from core.tables import AuditEntry, Domain, Mailbox, Message
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, Any], None]
+
+
+def check_mailroot_path(value: str) -> Path:
+    """A root mail directory the service may use (issue 12 §2): an absolute path to a real folder
+    (not a symbolic link) that the service's user or root owns and nobody else can write; a
+    missing one is created (0700). Ownership of what exists is never changed."""
+    if not value:
+        raise Invalid("The root mail directory cannot be empty.")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise Invalid(f"The root mail directory must be an absolute path, not '{value}'.")
+    path = Path(os.path.normpath(path))
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            path.mkdir(parents=True, mode=0o700)
+            info = os.lstat(path)
+        except OSError as exc:
+            raise Unavailable(f"Cannot create {path}: {exc.strerror}.") from None
+    except OSError as exc:
+        raise Unavailable(f"Cannot use {path}: {exc.strerror}.") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise Invalid(f"{path} is a symbolic link; give the folder itself ({os.path.realpath(path)}), "
+                      "so that nobody can redirect the mail by changing the link.")
+    if not stat.S_ISDIR(info.st_mode):
+        raise Invalid(f"{path} is not a folder.")
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):
+        raise Invalid(f"{path} belongs to {_user_name(info.st_uid)}; the root mail directory must belong to "
+                        f"the service's user ({_user_name(me)}) or to root.")
+    if info.st_mode & 0o022:
+        who = " and ".join(w for w, bit in (("its group", 0o020), ("every user", 0o002)) if info.st_mode & bit)
+        raise Invalid(f"{path} can be written by {who} (mode {stat.S_IMODE(info.st_mode):04o}); mail must be "
+                        f"writable by the service alone: chmod go-w {path}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise Unavailable(f"{path} is not writable by the service.")
+    return path
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"user {uid}"
+
+
+def import_base(name: str) -> str:
+    """The Maildir base name (and UIDL) of an imported .eml file: its own name, or, where that is
+    not UTF-8 text, a stable digest of its bytes (so a second run skips it too)."""
+    if clean_name(name):
+        return name
+    return f"{hashlib.sha1(os.fsencode(name)).hexdigest()}.eml"
+
+
+def _eml_files(folder: Path, warnings: list[str]) -> list[tuple[Path, float]]:
+    """The regular *.eml files of a P3_<name>.mbx folder (lstat: no links), oldest first."""
+    found = []
+    for eml in folder.glob("*.eml"):
+        try:
+            info = os.lstat(eml)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            warnings.append(f"skipped {shown_path(eml)}: not a regular file")
+            continue
+        found.append((eml, info.st_mtime))
+    return sorted(found, key=lambda item: item[1])
 
 
 def domain_info(row: Domain) -> DomainInfo:
@@ -328,6 +399,8 @@ class Admin:
         if spec.name in SECRET_SETTINGS and value == SECRET_SHOWN:
             return {"name": spec.name, "value": SECRET_SHOWN, "restart": spec.restart}   # unchanged
         checked = spec.check(value)
+        if spec.name == "mailroot":
+            return self._set_mailroot(checked, restart=spec.restart)
         if spec.name in SECRET_SETTINGS and checked and not str(checked).startswith(SEALED_PREFIX):
             raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
                               "through the running service (winpop set or the console).")
@@ -342,33 +415,33 @@ class Admin:
                 if checked not in self.available_methods:
                     raise Unavailable(f"The '{checked}' method is not available on this server yet; "
                                       f"available: {', '.join(self.available_methods)}.")
-            if spec.name == "mailroot":
-                checked = self._check_mailroot(session, checked)
             Settings.put(session, spec.name, checked)
         self.publish("settings.changed", {"name": spec.name, "value": shown_setting(spec.name, checked)})
         return {"name": spec.name, "value": shown_setting(spec.name, checked), "restart": spec.restart}
 
-    def _check_mailroot(self, session: Session, value: str) -> str:
-        if not value:
-            raise Invalid("The root mail directory cannot be empty.")
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            raise Invalid(f"The root mail directory must be an absolute path, not '{value}'.")
-        names = list(session.scalars(select(Domain.name)))
-        if path.resolve() != self.store.root.resolve():
-            missing = [n for n in names if not (path / n).is_dir()]
-            if missing:
-                raise Conflict(
-                    f"{path} does not hold the folders of the existing domains ({', '.join(missing[:5])}"
-                    f"{', ...' if len(missing) > 5 else ''}). Stop the service, move the folders there, "
-                    "then set it again; the service never moves mail by itself.")
-        try:
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise Unavailable(f"Cannot create {path}: {exc.strerror}.") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise Unavailable(f"{path} is not writable by the service.")
-        return str(path)
+    def _set_mailroot(self, value: str, *, restart: str | None) -> dict:
+        """Change the root mail directory as one operation: the running store moves to it at once
+        (MailStore.relocate: only if it already holds every indexed message file) or nothing changes."""
+        path = check_mailroot_path(value)
+        current = Path(os.path.normpath(self.store.root))
+        if path != current:
+            if self.db.is_postgres:
+                with self.db.read() as session:
+                    domains = session.scalar(select(func.count(Domain.id)))
+                if domains:
+                    raise Conflict("On PostgreSQL several nodes share one mail root (and the outgoing queue in it); "
+                                   "one running node cannot move it. Stop every node, move the folder, and keep "
+                                   "its path the same (a mount point or a symbolic link above it).")
+            found = self.store.relocate(path, lambda: self._store_setting("mailroot", str(path)))
+        else:
+            self._store_setting("mailroot", str(path))
+            found = {}
+        self.publish("settings.changed", {"name": "mailroot", "value": str(path)})
+        return {"name": "mailroot", "value": str(path), "restart": restart, **found}
+
+    def _store_setting(self, name: str, value: Any) -> None:
+        with self.db.write() as session:
+            Settings.put(session, name, value)
 
     # -- statistics and audit -------------------------------------------------------------
     def stat(self, domain: str | None = None) -> dict:
@@ -426,7 +499,7 @@ class Admin:
             try:
                 dname = normalize_domain(ddir.name)
             except MailError as exc:
-                warnings.append(f"skipped folder {ddir.name}: {exc.message}")
+                warnings.append(f"skipped folder {shown_path(ddir.name)}: {shown_path(exc.message)}")
                 continue
             try:
                 self.domain_add(dname)
@@ -439,24 +512,33 @@ class Admin:
                     with self.db.read() as session:
                         mname = normalize_mailbox(raw, self._method(session))
                 except MailError as exc:
-                    warnings.append(f"skipped mailbox {raw}@{dname}: {exc.message}")
+                    warnings.append(f"skipped mailbox {shown_path(raw)}@{dname}: {shown_path(exc.message)}")
                     continue
                 mailbox_id = self._import_mailbox(mname, dname, summary)
                 if mailbox_id is None:
                     continue
                 with self.db.read() as session:
                     known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
-                for eml in sorted(bdir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
-                    if eml.name in known:
+                for eml, mtime in _eml_files(bdir, warnings):
+                    base = import_base(eml.name)
+                    if uidl_for(base) in known:
                         summary["skipped"] += 1
                         continue
                     try:
-                        data = eml.read_bytes()
+                        with open_message(eml) as fh:
+                            data = fh.read()
                     except OSError as exc:
-                        warnings.append(f"could not read {eml}: {exc.strerror}")
+                        warnings.append(f"could not read {shown_path(eml)}: {exc.strerror}")
                         continue
-                    arrived = datetime.fromtimestamp(eml.stat().st_mtime, timezone.utc)
-                    self.store.deliver_many([mailbox_id], data, base=eml.name, arrived_at=arrived, check_quota=False)
+                    if base != eml.name:
+                        warnings.append(f"{shown_path(eml)}: its name is not UTF-8 text; imported as {base}")
+                    arrived = datetime.fromtimestamp(mtime, timezone.utc)
+                    try:
+                        self.store.deliver_many([mailbox_id], data, base=base, arrived_at=arrived, check_quota=False)
+                    except MailError as exc:
+                        warnings.append(f"could not import {shown_path(eml)}: {exc.message}")
+                        continue
+                    known.add(uidl_for(base))
                     summary["messages"] += 1
         if not found_any:
             raise NotFound(f"No Windows POP3 Service mailboxes under {root}: expected "
