@@ -327,6 +327,13 @@ class Winpop:
         errors = [f"{lst['name']}: {lst['error']}" for lst in result["listeners"] if lst.get("error")]
         if errors:
             text += "\n" + "\n".join(errors)
+        problems = result.get("store_problems") or {}
+        if problems.get("total"):
+            items = problems.get("items") or []
+            text += (f"\nThe mail store has {problems['total']} problem(s) it could not fix:\n"
+                     + "\n".join(f"  {p['path']}: {p['problem']}" for p in items[:20]))
+            if problems["total"] > min(len(items), 20):
+                text += f"\n  ... and {problems['total'] - min(len(items), 20)} more"
         return text.rstrip()
 
     def do_bans(self) -> None:

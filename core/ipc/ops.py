@@ -53,7 +53,8 @@ OPS: dict[str, OpSpec] = {
             "{hostname, version, auth, keystore, key_problem ('' or what to do), data_dir, mailroot, "
             "listeners: [...]}"),
         _op("service.status", "State of every listener and the service counters",
-            "{state, listeners: [{name, kind, state, address, port, tls, sessions}], counters: {...}}"),
+            "{state, listeners: [{name, kind, state, address, port, tls, sessions}], counters: {...}, "
+            "store_problems: {total, items: [{path, problem}]}}"),
         _op("service.control", "Start, stop, pause or resume listeners (all, or one by name)",
             "service.status result", mutates=True,
             action=Param(str), listener=Param(str, required=False, default="")),

@@ -73,7 +73,9 @@ def service_status(ctx: ServiceContext) -> dict[str, Any]:
     listeners = [lst.describe() for lst in ctx.listeners.values()]
     states = {entry["state"] for entry in listeners}
     state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
-    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot()}
+    # What the start-up repair (or a read since) could not fix in the mail root: {total, items}.
+    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
+            "store_problems": ctx.store.problems()}
 
 
 @handles("service.status")
