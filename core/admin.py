@@ -48,7 +48,7 @@ def check_mailroot_path(value: str) -> Path:
     path = Path(os.path.normpath(path))
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         try:
             path.mkdir(parents=True, mode=0o700)
             info = os.lstat(path)
