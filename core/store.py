@@ -136,6 +136,8 @@ class _Gate:
     @contextlib.contextmanager
     def passing(self) -> Iterator[None]:
         with self._cond:
+            if self._closed and _on_event_loop():   # an event loop never waits for the move: a retry
+                raise Unavailable("The mail store is moving to another root mail directory; try again shortly.")
             while self._closed:
                 self._cond.wait()
             self._busy += 1
@@ -163,6 +165,16 @@ class _Gate:
             with self._cond:
                 self._closed = False
                 self._cond.notify_all()
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (SMTP may deliver on it when it is idle)."""
+    import asyncio
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _gated(method: Callable[..., Any]) -> Callable[..., Any]:
