@@ -425,6 +425,19 @@ class Admin:
         path = check_mailroot_path(value)
         current = Path(os.path.normpath(self.store.root))
         if path != current:
+            with self.db.read() as session:
+                domains = set(session.scalars(select(Domain.name)))
+            try:
+                foreign = sorted(n for n in os.listdir(path)
+                                 if n not in domains and not n.startswith(".") and n != "lost+found")
+            except OSError as exc:
+                raise Unavailable(f"Cannot list {path}: {exc.strerror}.") from None
+            if foreign:
+                # Not a folder of other things: the service would own it (a start with --user hands
+                # the mail root to the service's user), and nothing that exists may change owner.
+                raise Invalid(f"{path} already holds other things ({', '.join(shown_path(n) for n in foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}): give an empty folder, or a copy of the "
+                              "mail store (one folder per domain).")
             if self.db.is_postgres:
                 with self.db.read() as session:
                     domains = session.scalar(select(func.count(Domain.id)))

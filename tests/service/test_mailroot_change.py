@@ -73,7 +73,11 @@ def test_refusals_change_nothing(service, tmp_path) -> None:
     shared.mkdir()
     shared.chmod(0o777)
     os.symlink(old, tmp_path / "link")
+    busy = tmp_path / "busy"
+    busy.mkdir(mode=0o700)
+    (busy / "someone-elses.txt").write_text("x")
     cases = {str(shared): "can be written by its group and every user",
+             str(busy): "already holds other things (someone-elses.txt)",
              str(tmp_path / "link"): "is a symbolic link",
              "relative/mail": "must be an absolute path"}
     if os.geteuid() == 0:
