@@ -298,13 +298,6 @@ def uidl_for(filename: str) -> str:
     return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return float("inf")
-
-
 def _base_name(rel: str) -> str:
     """A Maildir file's unique part: ``new/NAME`` or ``cur/NAME:2,FLAGS`` → ``NAME``."""
     return rel.split("/", 1)[-1].split(":", 1)[0]

@@ -194,8 +194,10 @@ class StatusView(QWidget):
                                    f"service to check again.{more}")
         self.problems.setRowCount(len(items))
         for r, item in enumerate(items):
-            self.problems.setItem(r, 0, QTableWidgetItem(str(item.get("path", ""))))
-            self.problems.setItem(r, 1, QTableWidgetItem(str(item.get("problem", ""))))
+            for c, key in enumerate(("path", "problem")):
+                cell = QTableWidgetItem(str(item.get(key, "")))
+                cell.setToolTip(cell.text())   # long paths and reasons are elided in the cell
+                self.problems.setItem(r, c, cell)
         self.problems.resizeColumnToContents(0)
 
     def set_key_problem(self, text: str) -> None:

@@ -93,8 +93,10 @@ def test_the_service_starts_over_odd_files_and_lists_what_it_could_not_fix(tmp_p
         service.add_mailbox(ALICE, PASSWORD)
         service.stop()
         new = os.path.join(maildir(service), "new")
-        with open(os.path.join(os.fsencode(new), b"1700000000.M1P1Q1.caf\xe9"), "wb") as fh:
+        latin1 = os.path.join(os.fsencode(new), b"1700000000.M1P1Q1.caf\xe9")
+        with open(latin1, "wb") as fh:
             fh.write(b"Subject: latin-1 name\n\nbody\n")
+        os.utime(latin1, (1700000000, 1700000000))   # old: on PostgreSQL young files may be another node's
         os.mkdir(os.path.join(new, "a-folder"))
         immutable = os.path.join(maildir(service), "tmp", "stuck")
         with open(immutable, "wb") as fh:
