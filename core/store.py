@@ -1018,32 +1018,34 @@ class MailStore:
             for path in missing:
                 log.warning("reconcile: %s of mailbox %s is missing; recreating it", shown_path(path), mailbox_id)
                 os.makedirs(path, mode=0o700, exist_ok=True)
-        regular: dict[str, os.stat_result] = {}
+        regular: dict[str, os.stat_result | None] = {}   # lstat'ed lazily: only orphans need it
         odd: dict[str, str] = {}
         now = time.time()
         changed = False
         for sub in ("tmp", "new", "cur"):
             with os.scandir(f"{base}/{sub}") as entries:
                 for entry in entries:
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
                     if sub == "tmp":
-                        if not stat.S_ISDIR(st.st_mode) and now - st.st_mtime > TMP_MAX_AGE:
-                            try:
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                            if not stat.S_ISDIR(st.st_mode) and now - st.st_mtime > TMP_MAX_AGE:
                                 os.unlink(entry.path)
                                 counts["tmp_removed"] += 1
-                            except OSError as exc:
-                                trouble(entry.path, f"an abandoned temporary file cannot be removed: {exc.strerror}")
+                        except FileNotFoundError:
+                            pass
+                        except OSError as exc:
+                            trouble(entry.path, f"an abandoned temporary file cannot be removed: {exc.strerror}")
                         continue
                     if entry.name.startswith("."):
                         continue   # Maildir: dot-files are not messages
                     rel = f"{sub}/{entry.name}"
-                    if stat.S_ISREG(st.st_mode):
-                        regular[rel] = st
-                    else:
-                        odd[rel] = _kind(st.st_mode)
+                    try:   # the directory entry's type (d_type) where the file system gives it: no syscall
+                        if entry.is_file(follow_symlinks=False):
+                            regular[rel] = None
+                        else:
+                            odd[rel] = _kind(entry.stat(follow_symlinks=False).st_mode)
+                    except FileNotFoundError:
+                        continue
         if not rows and not regular and not odd:
             return False
         tombstones = [r for r in rows if r.deleted]
@@ -1089,13 +1091,26 @@ class MailStore:
                 counts["files_refound"] += len(moved)
                 changed = True
                 gone = [r for r in gone if r.id not in moved]
+        if gone and len(gone) == len(live) and not regular:
+            # Not one file left: rather a wrong or freshly mounted mail root than mail deleted by
+            # hand. Keep the rows (a POP3 read of a missing message still drops it then).
+            trouble(folder, f"holds none of its {len(live)} indexed message files: they are kept in the index; "
+                            "check the root mail directory")
+            gone = []
         if gone:
             with self.db.write() as session:
                 session.execute(delete(Message).where(Message.id.in_([r.id for r in gone])))
             counts["missing_dropped"] += len(gone)
             log.warning("reconcile: dropped %d index rows of mailbox %s whose file is gone", len(gone), mailbox_id)
             changed = True
-        orphans = sorted(rel for rel in regular if rel not in indexed)
+        orphans = []
+        for rel in sorted(rel for rel in regular if rel not in indexed):
+            try:
+                regular[rel] = os.lstat(f"{base}/{rel}")
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(regular[rel].st_mode):   # not swapped for something else meanwhile
+                orphans.append(rel)
         if orphans and orphan_min_age > 0:
             cutoff = time.time() - orphan_min_age
             orphans = [rel for rel in orphans if regular[rel].st_mtime < cutoff]

@@ -204,6 +204,20 @@ def test_a_missing_maildir_keeps_its_index_rows(db, store):
     assert store.reconcile().problems == 0 and len(store.list_messages(mid)) == 1
 
 
+def test_an_emptied_maildir_keeps_its_rows_but_a_partly_emptied_one_is_repaired(db, store):
+    """Every file gone at once looks like a wrong mail root, not deletions: the rows stay."""
+    alice = make_mailbox(db, store, "alice@example.com")
+    bob = make_mailbox(db, store, "bob@example.com")
+    for mid in (alice, alice, bob, bob):
+        store.deliver(mid, MSG)
+    for m in store.list_messages(alice) + store.list_messages(bob)[:1]:
+        os.unlink(m.path)
+    report = store.reconcile()
+    assert report.missing_dropped == 1 and report.problems == 1
+    assert "holds none of its 2 indexed message files" in problem_for(store, store.mailbox_dir("example.com", "alice"))
+    assert len(store.list_messages(alice)) == 2 and len(store.list_messages(bob)) == 1
+
+
 def test_a_file_renamed_by_a_mail_reader_is_followed_not_dropped(db, store):
     mid = make_mailbox(db, store, "alice@example.com")
     result = store.deliver(mid, MSG)
