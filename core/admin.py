@@ -7,6 +7,7 @@ The service's IPC server calls these (in a worker thread) and audits every mutat
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -28,12 +29,66 @@ from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable, dat
 from core.model import DomainInfo, MailboxInfo, to_json
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import Settings
-from core.store import MailStore
+from core.store import MailStore, clean_name, shown_path, uidl_for
 from core.tables import AuditEntry, Domain, Mailbox, Message
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, Any], None]
+
+
+def check_mailroot_path(value: str) -> Path:
+    """A root mail directory the service may use (issue 12 §2): an absolute path to a real folder
+    (not a symbolic link) that the service's user or root owns and nobody else can write; a
+    missing one is created (0700). Ownership of what exists is never changed."""
+    if not value:
+        raise Invalid("The root mail directory cannot be empty.")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise Invalid(f"The root mail directory must be an absolute path, not '{value}'.")
+    path = Path(os.path.normpath(path))
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        try:
+            path.mkdir(parents=True, mode=0o700)
+            info = os.lstat(path)
+        except OSError as exc:
+            raise Unavailable(f"Cannot create {path}: {exc.strerror}.") from None
+    except OSError as exc:
+        raise Unavailable(f"Cannot use {path}: {exc.strerror}.") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise Invalid(f"{path} is a symbolic link; give the folder itself ({os.path.realpath(path)}), "
+                      "so that nobody can redirect the mail by changing the link.")
+    if not stat.S_ISDIR(info.st_mode):
+        raise Invalid(f"{path} is not a folder.")
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):
+        raise Invalid(f"{path} belongs to {_user_name(info.st_uid)}; the root mail directory must belong to "
+                        f"the service's user ({_user_name(me)}) or to root.")
+    if info.st_mode & 0o022:
+        who = " and ".join(w for w, bit in (("its group", 0o020), ("every user", 0o002)) if info.st_mode & bit)
+        raise Invalid(f"{path} can be written by {who} (mode {stat.S_IMODE(info.st_mode):04o}); mail must be "
+                        f"writable by the service alone: chmod go-w {path}")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise Unavailable(f"{path} is not writable by the service.")
+    return path
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"user {uid}"
+
+
+def import_base(name: str) -> str:
+    """The Maildir base name (and UIDL) of an imported .eml file: its own name, or, where that is
+    not UTF-8 text, a stable digest of its bytes (so a second run skips it too)."""
+    if clean_name(name):
+        return name
+    return f"{hashlib.sha1(os.fsencode(name)).hexdigest()}.eml"
 
 
 def domain_info(row: Domain) -> DomainInfo:
@@ -330,6 +385,8 @@ class Admin:
         if spec.name in SECRET_SETTINGS and value == SECRET_SHOWN:
             return {"name": spec.name, "value": SECRET_SHOWN, "restart": spec.restart}   # unchanged
         checked = spec.check(value)
+        if spec.name == "mailroot":
+            return self._set_mailroot(checked, restart=spec.restart)
         if spec.name in SECRET_SETTINGS and checked and not str(checked).startswith(SEALED_PREFIX):
             raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
                               "through the running service (winpop set or the console).")
@@ -344,33 +401,46 @@ class Admin:
                 if checked not in self.available_methods:
                     raise Unavailable(f"The '{checked}' method is not available on this server yet; "
                                       f"available: {', '.join(self.available_methods)}.")
-            if spec.name == "mailroot":
-                checked = self._check_mailroot(session, checked)
             Settings.put(session, spec.name, checked)
         self.publish("settings.changed", {"name": spec.name, "value": shown_setting(spec.name, checked)})
         return {"name": spec.name, "value": shown_setting(spec.name, checked), "restart": spec.restart}
 
-    def _check_mailroot(self, session: Session, value: str) -> str:
-        if not value:
-            raise Invalid("The root mail directory cannot be empty.")
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            raise Invalid(f"The root mail directory must be an absolute path, not '{value}'.")
-        names = list(session.scalars(select(Domain.name)))
-        if path.resolve() != self.store.root.resolve():
-            missing = [n for n in names if not (path / n).is_dir()]
-            if missing:
-                raise Conflict(
-                    f"{path} does not hold the folders of the existing domains ({', '.join(missing[:5])}"
-                    f"{', ...' if len(missing) > 5 else ''}). Stop the service, move the folders there, "
-                    "then set it again; the service never moves mail by itself.")
-        try:
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise Unavailable(f"Cannot create {path}: {exc.strerror}.") from None
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise Unavailable(f"{path} is not writable by the service.")
-        return str(path)
+    def _set_mailroot(self, value: str, *, restart: str | None) -> dict:
+        """Change the root mail directory as one operation: the running store moves to it at once
+        (MailStore.relocate: only if it already holds every indexed message file) or nothing changes."""
+        path = check_mailroot_path(value)
+        current = Path(os.path.normpath(self.store.root))
+        if path != current:
+            with self.db.read() as session:
+                domains = set(session.scalars(select(Domain.name)))
+            try:
+                foreign = sorted(n for n in os.listdir(path)
+                                 if n not in domains and not n.startswith(".") and n != "lost+found")
+            except OSError as exc:
+                raise Unavailable(f"Cannot list {path}: {exc.strerror}.") from None
+            if foreign:
+                # Not a folder of other things: the service would own it (a start with --user hands
+                # the mail root to the service's user), and nothing that exists may change owner.
+                raise Invalid(f"{path} already holds other things ({', '.join(shown_path(n) for n in foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}): give an empty folder, or a copy of the "
+                              "mail store (one folder per domain).")
+            if self.db.is_postgres:
+                with self.db.read() as session:
+                    domains = session.scalar(select(func.count(Domain.id)))
+                if domains:
+                    raise Conflict("On PostgreSQL several nodes share one mail root (and the outgoing queue in it); "
+                                   "one running node cannot move it. Stop every node, move the folder, and keep "
+                                   "its path the same (a mount point or a symbolic link above it).")
+            found = self.store.relocate(path, lambda: self._store_setting("mailroot", str(path)))
+        else:
+            self._store_setting("mailroot", str(path))
+            found = {}
+        self.publish("settings.changed", {"name": "mailroot", "value": str(path)})
+        return {"name": "mailroot", "value": str(path), "restart": restart, **found}
+
+    def _store_setting(self, name: str, value: Any) -> None:
+        with self.db.write() as session:
+            Settings.put(session, name, value)
 
     # -- statistics and audit -------------------------------------------------------------
     def stat(self, domain: str | None = None) -> dict:
@@ -438,7 +508,8 @@ class Admin:
             files = sorted(((st.st_mtime, n) for n, st in _listing(bfd, bdir, warnings)
                             if n.endswith(".eml") and stat.S_ISREG(st.st_mode)), key=lambda item: item[0])
             for _mtime, eml in files:
-                if eml in known:
+                base = import_base(eml)   # names are bytes: one that is not UTF-8 gets a stable digest name
+                if uidl_for(base) in known:
                     summary["skipped"] += 1
                     continue
                 fd = _open_below(bfd, eml, who, bdir / eml, warnings, directory=False)
@@ -450,9 +521,16 @@ class Admin:
                         arrived = datetime.fromtimestamp(os.fstat(f.fileno()).st_mtime, timezone.utc)
                         data = f.read()
                 except OSError as exc:
-                    warnings.append(f"could not read {bdir / eml}: {exc.strerror}")
+                    warnings.append(f"could not read {shown_path(bdir / eml)}: {exc.strerror}")
                     continue
-                self.store.deliver_many([mailbox_id], data, base=eml, arrived_at=arrived, check_quota=False)
+                if base != eml:
+                    warnings.append(f"{shown_path(bdir / eml)}: its name is not UTF-8 text; imported as {base}")
+                try:
+                    self.store.deliver_many([mailbox_id], data, base=base, arrived_at=arrived, check_quota=False)
+                except MailError as exc:   # one message's failure does not end the import
+                    warnings.append(f"could not import {shown_path(bdir / eml)}: {exc.message}")
+                    continue
+                known.add(uidl_for(base))
                 summary["messages"] += 1
 
         def import_domain(dfd: int, dir_name: str, ddir: Path) -> None:
@@ -465,7 +543,7 @@ class Admin:
             try:
                 dname = normalize_domain(dir_name)
             except MailError as exc:
-                warnings.append(f"skipped folder {dir_name}: {exc.message}")
+                warnings.append(f"skipped folder {shown_path(dir_name)}: {shown_path(exc.message)}")
                 return
             try:
                 self.domain_add(dname)
@@ -478,7 +556,7 @@ class Admin:
                     with self.db.read() as session:
                         mname = normalize_mailbox(raw, self._method(session))
                 except MailError as exc:
-                    warnings.append(f"skipped mailbox {raw}@{dname}: {exc.message}")
+                    warnings.append(f"skipped mailbox {shown_path(raw)}@{dname}: {shown_path(exc.message)}")
                     continue
                 bfd = _open_below(dfd, box_name, who, ddir / box_name, warnings, directory=True)
                 if bfd is None:
@@ -556,11 +634,11 @@ def _listing(dir_fd: int, where: Path, warnings: list[str]) -> list[tuple[str, o
                 except OSError:
                     continue
                 if stat.S_ISLNK(st.st_mode):
-                    warnings.append(f"skipped {where / entry.name}: a symbolic link (the import never follows links)")
+                    warnings.append(f"skipped {shown_path(where / entry.name)}: a symbolic link (the import never follows links)")
                 elif stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
                     items.append((entry.name, st))
                 else:
-                    warnings.append(f"skipped {where / entry.name}: not a regular file or folder")
+                    warnings.append(f"skipped {shown_path(where / entry.name)}: not a regular file or folder")
     except OSError as exc:
         warnings.append(f"could not list {where}: {exc.strerror}")
     return sorted(items)
@@ -574,12 +652,13 @@ def _open_below(dir_fd: int, name: str, who: Requester, shown: Path, warnings: l
     try:
         fd = os.open(name, flags, dir_fd=dir_fd)
     except OSError as exc:   # ELOOP: it became a link since the listing
-        warnings.append(f"skipped {shown}: {exc.strerror}")
+        warnings.append(f"skipped {shown_path(shown)}: {exc.strerror}")
         return None
     st = os.fstat(fd)
     kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
     if not kind_ok or not who.may(st, READ | (SEARCH if directory else 0)):
         os.close(fd)
-        warnings.append(f"skipped {shown}: " + (f"{who.shown} may not read it" if kind_ok else "not a regular file"))
+        warnings.append(f"skipped {shown_path(shown)}: " + (f"{who.shown} may not read it" if kind_ok
+                                                           else "not a regular file"))
         return None
     return fd

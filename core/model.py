@@ -92,3 +92,5 @@ class ReconcileReport:
     tmp_removed: int = 0
     deletions_finished: int = 0
     deletions_rolled_back: int = 0
+    files_refound: int = 0    # rows whose file a mail reader renamed (new/X → cur/X:2,S): they follow it
+    problems: int = 0         # entries it could not fix (MailStore.problems lists them)

@@ -126,7 +126,8 @@ for _spec in (
     SettingSpec("logging", 2, _int_range(0, 3), "Logging level", ("loglevel",),
                 help="0 None, 1 Minimum, 2 Medium, 3 Maximum"),
     SettingSpec("mailroot", "", _text, "Root mail directory", ("mailroot_dir",),
-                help="changing it does not move existing mail"),
+                help="the service moves to it at once; it never moves mail itself, so the folder must "
+                     "already hold a copy of the existing mail (or no mailbox may hold mail)"),
     SettingSpec("sparequired", True, _bool, "Require secure password authentication",
                 help="no password in clear: plaintext logons only inside TLS. With local accounts or a "
                      "directory only plaintext logons exist (PAM and LDAP keep no reusable secret), so "

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import itertools
 import logging
@@ -20,12 +21,14 @@ import re
 import shutil
 import socket
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -33,7 +36,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from core.db import RECONCILE_LOCK, Database
-from core.errors import DiskFull, Invalid, MailError, NotFound, QuotaExceeded, Unavailable, database_error
+from core.errors import (Conflict, DiskFull, Invalid, MailError, NotFound, QuotaExceeded, Unavailable,
+                         database_error)
 from core.model import DeliveryResult, MessageInfo, ReconcileReport
 from core.tables import Domain, Mailbox, Message
 
@@ -46,6 +50,141 @@ _SEQ = itertools.count(1)
 _SEQ_LOCK = threading.Lock()
 
 _IndexRow = collections.namedtuple("_IndexRow", "id filename deleted")
+MAX_PROBLEMS = 200         # problems kept for the status page; the rest are counted
+LOGGED_PROBLEMS = 50       # problems of one repair logged one by one; the rest in one line
+_CLEAN_NAME_MAX = 200      # longer names are renamed: the index column holds 255 characters
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as text for logs and the admin channel: bytes that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def clean_name(name: str) -> bool:
+    """Whether a file name can go into the index as it is: valid UTF-8, printable, not too long."""
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:   # undecodable bytes, kept by os.fsdecode as surrogate escapes
+        return False
+    return name.isprintable() and 0 < len(encoded) <= _CLEAN_NAME_MAX
+
+
+def open_message(path: str | os.PathLike[str]) -> Any:
+    """Open a message file for reading, unbuffered: never through a symbolic link (O_NOFOLLOW),
+    never a FIFO or a device (O_NONBLOCK, then fstat). Raises OSError like open()."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                          "not a regular file", os.fspath(path))
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    """What a non-message directory entry is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device or special file"
+
+
+def _file_pop3_size(fh: Any) -> int:
+    """pop3_size of a file, read in pieces (memory does not grow with the message)."""
+    total = lines = crlf = 0
+    prev = b""
+    last = b""
+    while True:
+        chunk = fh.read(1 << 16)
+        if not chunk:
+            break
+        total += len(chunk)
+        lines += chunk.count(b"\n")
+        crlf += chunk.count(b"\r\n") + (1 if prev == b"\r" and chunk[:1] == b"\n" else 0)
+        prev = last = chunk[-1:]
+    if not total:
+        return 0
+    return total + (lines - crlf) + (0 if last == b"\n" else 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreProblem:
+    """Something in the mail root the store could not repair: where, and why, in words."""
+
+    path: str
+    problem: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "problem": self.problem}
+
+
+class _Gate:
+    """Store operations pass together; a change of the mail root waits for them and runs alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def passing(self) -> Iterator[None]:
+        with self._cond:
+            if self._closed and _on_event_loop():   # an event loop never waits for the move: a retry
+                raise Unavailable("The mail store is moving to another root mail directory; try again shortly.")
+            while self._closed:
+                self._cond.wait()
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                if not self._busy:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self, timeout: float) -> Iterator[None]:
+        with self._cond:
+            while self._closed:
+                self._cond.wait()
+            self._closed = True
+            if not self._cond.wait_for(lambda: self._busy == 0, timeout):
+                self._closed = False
+                self._cond.notify_all()
+                raise Unavailable("The mail store is busy (a long repair or many deliveries); try again in a minute.")
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._closed = False
+                self._cond.notify_all()
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (SMTP may deliver on it when it is idle)."""
+    import asyncio
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _gated(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a MailStore method inside the gate, so the mail root cannot change under it."""
+    @functools.wraps(method)
+    def run(self: MailStore, *args: Any, **kwargs: Any) -> Any:
+        with self._gate.passing():
+            return method(self, *args, **kwargs)
+    return run
 
 
 @dataclasses.dataclass(eq=False)
@@ -160,11 +299,9 @@ def uidl_for(filename: str) -> str:
     return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return float("inf")
+def _base_name(rel: str) -> str:
+    """A Maildir file's unique part: ``new/NAME`` or ``cur/NAME:2,FLAGS`` → ``NAME``."""
+    return rel.split("/", 1)[-1].split(":", 1)[0]
 
 
 def _size_from_name(filename: str) -> int | None:
@@ -233,6 +370,28 @@ def write_maildir_durably(path: str | Path, data: bytes) -> tuple[int, int]:
     return size, vsize
 
 
+def _not_a_folder(paths: Iterable[str]) -> tuple[str, str] | None:
+    """The first of ``paths`` that exists but is a symbolic link or not a folder (lstat: no
+    following), as (path, what it is); None if all are folders or absent."""
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(mode):
+            return path, _kind(mode)
+    return None
+
+
+def _maildir_chain(root: str, folder: str) -> list[str]:
+    """Every folder from below the mail root down to a Maildir's tmp/ and new/ and cur/."""
+    chain, path = [], root
+    for part in folder[len(root):].strip("/").split("/"):
+        path = f"{path}/{part}"
+        chain.append(path)
+    return chain + [f"{folder}/tmp", f"{folder}/new", f"{folder}/cur"]
+
+
 def _disk_error(exc: OSError) -> Unavailable:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull("The mail store is out of disk space; free space on the mail root's disk.")
@@ -257,7 +416,36 @@ class MailStore:
         self._gc_queue: list[_Pending] = []
         self._gc_busy = False
         self.root = Path(root)
+        self._gate = _Gate()
+        # What the last repair (and reads since) could not fix: shown by service.status.
+        self._problems: dict[str, StoreProblem] = {}
+        self._problems_total = 0
+        self._problem_lock = threading.Lock()
         self.hostname = (hostname or socket.gethostname() or "localhost").replace("/", "\\057").replace(":", "\\072")
+
+    # -- problems -------------------------------------------------------------------------
+    def note_problem(self, path: str | os.PathLike[str], problem: str) -> bool:
+        """Remember something the store could not fix (for the status page); True if it is new."""
+        shown = shown_path(path)
+        with self._problem_lock:
+            if self._problems.get(shown) == StoreProblem(shown, problem):
+                return False
+            if shown not in self._problems:
+                self._problems_total += 1
+                if len(self._problems) >= MAX_PROBLEMS:
+                    return True
+            self._problems[shown] = StoreProblem(shown, problem)
+            return True
+
+    def clear_problems(self) -> None:
+        with self._problem_lock:
+            self._problems.clear()
+            self._problems_total = 0
+
+    def problems(self) -> dict[str, Any]:
+        """{"total": n, "items": [{"path", "problem"}, ...]} (at most MAX_PROBLEMS items)."""
+        with self._problem_lock:
+            return {"total": self._problems_total, "items": [p.as_dict() for p in self._problems.values()]}
 
     # -- paths ----------------------------------------------------------------------------
     def domain_dir(self, domain: str) -> Path:
@@ -265,6 +453,19 @@ class MailStore:
 
     def mailbox_dir(self, domain: str, name: str) -> Path:
         return self.root / domain / name
+
+    def check_folders(self, domain: str, name: str | None = None) -> None:
+        """Refuse a domain or mailbox folder (or its tmp/ new/ cur/) that is a symbolic link or not a
+        folder: the store never writes through a link below the mail root."""
+        folder = self.domain_dir(domain) if name is None else self.mailbox_dir(domain, name)
+        chain = _maildir_chain(os.fspath(self.root), os.fspath(folder))
+        try:
+            bad = _not_a_folder(chain[:1] if name is None else chain)
+        except OSError as exc:
+            raise _disk_error(exc) from None
+        if bad is not None:
+            raise Unavailable(f"{shown_path(bad[0])} is {bad[1]}, not a folder: the mail store does not "
+                              "write through it. Replace it with a real folder.")
 
     def check_root(self, *, create: bool = True) -> None:
         """Make sure the mail root exists and is writable, or say clearly what is wrong.
@@ -290,6 +491,7 @@ class MailStore:
     def create_domain_folder(self, domain: str) -> Path:
         self.check_root(create=not self.has_domains())
         path = self.domain_dir(domain)
+        self.check_folders(domain)
         try:
             path.mkdir(mode=0o700, exist_ok=True)
             fsync_dir(self.root)
@@ -301,10 +503,12 @@ class MailStore:
         """Create (or adopt) the Maildir of a mailbox: tmp/, new/ and cur/."""
         self.create_domain_folder(domain)
         path = self.mailbox_dir(domain, name)
+        self.check_folders(domain, name)
         try:
             path.mkdir(mode=0o700, exist_ok=True)
             for sub in ("tmp", "new", "cur"):
                 (path / sub).mkdir(mode=0o700, exist_ok=True)
+            self.check_folders(domain, name)   # made by someone else between the check and the mkdir
             fsync_dir(path)
             fsync_dir(path.parent)
         except OSError as exc:
@@ -349,6 +553,7 @@ class MailStore:
         return self.deliver_many([mailbox_id], data, uidl=uidl, arrived_at=arrived_at,
                                  check_quota=check_quota)[0]
 
+    @_gated
     def deliver_many(self, mailbox_ids: Iterable[int], data: bytes, *, uidl: str | None = None,
                      arrived_at: datetime | None = None, check_quota: bool = True,
                      base: str | None = None) -> list[DeliveryResult]:
@@ -544,6 +749,17 @@ class MailStore:
         missing = [mid for mid in ids if mid not in found]
         if missing:
             raise NotFound(f"No mailbox with id {missing[0]} (it was deleted).")
+        root = os.fspath(self.root)
+        for _did, address, folder in found.values():
+            try:
+                bad = _not_a_folder(_maildir_chain(root, folder)[:-1])
+            except OSError as exc:
+                raise _disk_error(exc) from None
+            if bad is not None:
+                if self.note_problem(bad[0], f"{bad[1]}, not a folder: no delivery to {address} goes through it"):
+                    log.error("delivery to %s refused: %s is %s, not a folder", address, shown_path(bad[0]), bad[1])
+                raise Unavailable(f"The mailbox folder of {address} is not a real folder; delivery is refused "
+                                  "until an administrator replaces it.")
         return found
 
     @staticmethod
@@ -570,11 +786,18 @@ class MailStore:
                 .where(Message.mailbox_id == mailbox_id, Message.deleted.is_(False))
                 .order_by(Message.id)
             ).all()
+        bad = _not_a_folder(_maildir_chain(os.fspath(self.root), os.fspath(folder)))
+        if bad is not None:   # message files are opened with O_NOFOLLOW; their folders are checked here
+            self.note_problem(bad[0], f"is {bad[1]}, not a folder: the mailbox {row[0]}@{row[1]} cannot be read")
+            raise Unavailable(f"The folder of {row[0]}@{row[1]} is not a real folder ({shown_path(bad[0])}).")
         return [MessageInfo(id=m.id, uidl=m.uidl, size=m.size, path=str(folder / m.filename),
                             arrived_at=m.arrived_at) for m in messages]
 
+    @_gated
     def delete_messages(self, mailbox_id: int, message_ids: Iterable[int]) -> int:
-        """Remove messages (POP3's UPDATE state): counters first, files second, rows last."""
+        """Remove messages (POP3's UPDATE state): counters first, files second, rows last. Once the
+        first transaction commits the messages are gone for every reader; a file that cannot be
+        unlinked keeps its marked row (the start-up repair tries again) and is listed as a problem."""
         ids = list(message_ids)
         if not ids:
             return 0
@@ -592,34 +815,125 @@ class MailStore:
             self._bump(session, mailbox_id, box.domain_id, messages=-len(rows), size=-sum(r.size for r in rows))
             domain_name = session.get(Domain, box.domain_id).name
             folder = self.mailbox_dir(domain_name, box.name)
-        self._unlink_files(folder, [r.filename for r in rows])
-        with self.db.write() as session:
-            session.execute(delete(Message).where(Message.id.in_([r.id for r in rows])))
+        failed = self._unlink_files(folder, [r.filename for r in rows])
+        for filename, reason in failed.items():
+            path = folder / filename
+            if self.note_problem(path, f"cannot be deleted ({reason}); the message is out of the mailbox, "
+                                       "its file stays until it can be removed"):
+                log.error("a deleted message's file %s cannot be removed: %s", shown_path(path), reason)
+        done = [r.id for r in rows if r.filename not in failed]
+        try:
+            if done:
+                with self.db.write() as session:
+                    session.execute(delete(Message).where(Message.id.in_(done)))
+        except Exception as exc:   # the rows stay marked: not listed, dropped by the next repair
+            log.error("deleted messages of mailbox %s keep their marked index rows for now: %s", mailbox_id, exc)
         self._changed({mailbox_id})
         return len(rows)
 
     @staticmethod
-    def _unlink_files(folder: Path, filenames: Iterable[str]) -> None:
+    def _unlink_files(folder: Path, filenames: Iterable[str]) -> dict[str, str]:
+        """Unlink message files (a missing one is fine); returns {filename: reason} of those that stay."""
         dirs = set()
+        failed: dict[str, str] = {}
         for filename in filenames:
             path = folder / filename
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:   # immutable, a folder in its place, a read-only disk
+                failed[filename] = exc.strerror or str(exc)
             dirs.add(path.parent)
         for directory in dirs:
             with contextlib.suppress(OSError):
                 fsync_dir(directory)
+        return failed
+
+    def _maildir_problem(self, folder: Path) -> str | None:
+        """Why the folders of a Maildir cannot be trusted to hold its files, or None."""
+        for path in _maildir_chain(os.fspath(self.root), os.fspath(folder)):
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError as exc:
+                return f"{shown_path(path)}: {exc.strerror}"
+            if not stat.S_ISDIR(mode):
+                return f"{shown_path(path)} is {_kind(mode)}, not a folder"
+        return None
+
+    @_gated
+    def mark_missing(self, mailbox_id: int, message_id: int) -> tuple[str, str]:
+        """A message file could not be opened: find out why and repair the index if the file is gone.
+
+        Returns (outcome, path): "dropped" (the file is gone: its row and counters are removed),
+        "moved" (found renamed in new/ or cur/, as mail readers do: the row follows; path is the new
+        one), "present" (the file is there: a passing error), "unavailable" (the Maildir itself is
+        missing or not a folder: nothing changes, a problem is noted)."""
+        with self.db.read() as session:
+            row = session.execute(
+                select(Message.filename, Message.size, Mailbox.name, Domain.name, Mailbox.domain_id)
+                .join(Mailbox, Mailbox.id == Message.mailbox_id).join(Domain, Domain.id == Mailbox.domain_id)
+                .where(Message.id == message_id, Message.mailbox_id == mailbox_id, Message.deleted.is_(False))
+            ).first()
+        if row is None:
+            return "dropped", ""   # already gone: another session, or the repair
+        filename, size, mname, dname, domain_id = row
+        folder = self.mailbox_dir(dname, mname)
+        path = folder / filename
+        problem = self._maildir_problem(folder)
+        if problem is not None:
+            if self.note_problem(folder, f"the mailbox {mname}@{dname} cannot be read ({problem}); its "
+                                         "messages are kept in the index"):
+                log.error("mailbox %s@%s cannot be read: %s", mname, dname, problem)
+            return "unavailable", str(path)
+        if os.path.lexists(path):
+            return "present", str(path)
+        moved = self._find_renamed(folder, filename)
+        if moved is not None:
+            with self.db.write() as session:
+                taken = session.scalars(select(Message.id).where(Message.mailbox_id == mailbox_id,
+                                                                 Message.filename == moved)).first()
+                if taken is None:
+                    session.execute(update(Message).where(Message.id == message_id).values(filename=moved))
+            if taken is None:
+                log.warning("message file %s was renamed to %s; the index follows it", shown_path(path), moved)
+                return "moved", str(folder / moved)
+        with self.db.write() as session:
+            gone = session.execute(delete(Message).where(Message.id == message_id, Message.deleted.is_(False)))
+            if gone.rowcount:
+                self._bump(session, mailbox_id, domain_id, messages=-1, size=-size)
+        if gone.rowcount:
+            log.warning("message file %s of %s@%s is gone (deleted behind the service's back); its index "
+                        "row is dropped", shown_path(path), mname, dname)
+            self._changed({mailbox_id})
+        return "dropped", str(path)
+
+    @staticmethod
+    def _find_renamed(folder: Path, filename: str) -> str | None:
+        """new/NAME or cur/NAME[:2,FLAGS] under another of those names (a reader moved or flagged it)."""
+        base = _base_name(filename)
+        found = []
+        for sub in ("new", "cur"):
+            with contextlib.suppress(OSError), os.scandir(folder / sub) as entries:
+                for entry in entries:
+                    if _base_name(f"{sub}/{entry.name}") == base and entry.is_file(follow_symlinks=False):
+                        found.append(f"{sub}/{entry.name}")
+        found = [rel for rel in found if rel != filename and clean_name(rel.split("/", 1)[1])]
+        return found[0] if len(found) == 1 else None
 
     # -- reconcile ------------------------------------------------------------------------
+    @_gated
     def reconcile(self, *, orphan_min_age: float = 0.0) -> ReconcileReport:
         """Repair the index after a crash: finish folder removals, tombstones and tmp files, index
-        orphan files, drop rows whose file is gone, and recompute the counters. On PostgreSQL one
-        node at a time (an advisory lock); the others keep delivering meanwhile."""
+        orphan files, drop rows whose file is gone, and recompute the counters. Each entry on its
+        own: what cannot be fixed is logged and listed (:meth:`problems`), the rest is repaired.
+        On PostgreSQL one node at a time (an advisory lock); the others keep delivering meanwhile."""
         with self.db.exclusive(RECONCILE_LOCK):
             return self._reconcile(orphan_min_age=orphan_min_age)
 
     def _reconcile(self, *, orphan_min_age: float) -> ReconcileReport:
         counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
+        problems: list[StoreProblem] = []
         with self.db.read() as session:
             domains = {d.name: d.id for d in session.scalars(select(Domain))}
             boxes = session.execute(
@@ -629,38 +943,83 @@ class MailStore:
         for _mid, mname, dname in boxes:
             by_domain.setdefault(dname, set()).add(mname)
         if self.root.is_dir():
-            self._reconcile_trash(self.root, set(domains), counts)
+            self._reconcile_trash(self.root, set(domains), counts, problems)
             for dname in domains:
-                if self.domain_dir(dname).is_dir():
-                    self._reconcile_trash(self.domain_dir(dname), by_domain.get(dname, set()), counts)
+                ddir = self.domain_dir(dname)
+                bad = _not_a_folder([os.fspath(ddir)])
+                if bad is not None:
+                    problems.append(StoreProblem(shown_path(ddir), f"is {bad[1]}, not a folder: the mail of "
+                                                                   f"{dname} is not read through it"))
+                elif ddir.is_dir():
+                    self._reconcile_trash(ddir, by_domain.get(dname, set()), counts, problems)
         touched: set[int] = set()
         rows_by_box = self._index_rows_by_mailbox()
-        for mid, mname, dname in boxes:
-            counts["mailboxes_checked"] += 1
-            if self._reconcile_mailbox(mid, self.mailbox_dir(dname, mname), counts, rows_by_box.pop(mid, []),
-                                       orphan_min_age=orphan_min_age):
-                touched.add(mid)
-        if touched:
-            self.recount(touched)
-            self._changed(touched)
+        try:
+            for mid, mname, dname in boxes:
+                counts["mailboxes_checked"] += 1
+                folder = self.mailbox_dir(dname, mname)
+                before = len(problems)
+                try:
+                    if self._reconcile_mailbox(mid, folder, counts, rows_by_box.pop(mid, []),
+                                               orphan_min_age=orphan_min_age, problems=problems) \
+                            or len(problems) > before:   # a half-repaired mailbox is recounted too
+                        touched.add(mid)
+                except Exception as exc:   # one mailbox's failure does not stop the others
+                    touched.add(mid)   # part of it may have been repaired: recount it
+                    reason = exc.strerror if isinstance(exc, OSError) else getattr(exc, "message", None) or exc
+                    problems.append(StoreProblem(shown_path(folder), f"this mailbox could not be repaired: {reason}"))
+        finally:
+            if touched:
+                self.recount(touched)
+                self._changed(touched)
+            self._record(problems, counts)
         report = ReconcileReport(**counts)
         if any(v for k, v in counts.items() if k != "mailboxes_checked"):
             log.warning("reconcile repaired the store: %s", report)
         return report
 
-    def _reconcile_trash(self, parent: Path, live: set[str], counts: dict[str, int]) -> None:
-        for entry in list(parent.iterdir()):
-            if not entry.name.startswith(TRASH_PREFIX):
+    def _record(self, problems: list[StoreProblem], counts: dict[str, int]) -> None:
+        """Replace the problem list with a repair's findings; log them (the first LOGGED_PROBLEMS)."""
+        self.clear_problems()
+        counts["problems"] = len(problems)
+        for number, problem in enumerate(problems):
+            self.note_problem(problem.path, problem.problem)
+            if number < LOGGED_PROBLEMS:
+                log.error("reconcile could not fix %s: %s", problem.path, problem.problem)
+        if len(problems) > LOGGED_PROBLEMS:
+            log.error("reconcile could not fix %d more entries (winpop status lists them)",
+                      len(problems) - LOGGED_PROBLEMS)
+
+    def _reconcile_trash(self, parent: Path, live: set[str], counts: dict[str, int],
+                         problems: list[StoreProblem]) -> None:
+        try:
+            names = os.listdir(parent)
+        except OSError as exc:
+            problems.append(StoreProblem(shown_path(parent), f"cannot be listed: {exc.strerror}"))
+            return
+        for name in names:
+            if not name.startswith(TRASH_PREFIX):
                 continue
-            original = entry.name[len(TRASH_PREFIX):].rsplit(".", 1)[0]
+            entry = parent / name
+            original = name[len(TRASH_PREFIX):].rsplit(".", 1)[0]
             target = parent / original
-            if original in live and not target.exists():
-                os.rename(entry, target)  # the row deletion never committed: undo
-                counts["deletions_rolled_back"] += 1
-                log.warning("reconcile: restored %s (its deletion was not committed)", target)
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(entry).st_mode)
+                if is_dir and original in live and not os.path.lexists(target):
+                    os.rename(entry, target)  # the row deletion never committed: undo
+                    counts["deletions_rolled_back"] += 1
+                    log.warning("reconcile: restored %s (its deletion was not committed)", shown_path(target))
+                    continue
+                if is_dir:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    if os.path.lexists(entry):
+                        raise OSError(errno.EPERM, "some of its files cannot be deleted", os.fspath(entry))
+                else:
+                    os.unlink(entry)   # never followed: a link is removed, not its target
                 counts["deletions_finished"] += 1
+            except OSError as exc:
+                problems.append(StoreProblem(shown_path(entry), "an interrupted removal could not be finished: "
+                                                                f"{exc.strerror}"))
 
     def _index_rows_by_mailbox(self) -> dict[int, list[tuple[int, str, bool]]]:
         """Every index row as (id, filename, deleted), grouped by mailbox: one query, not one per box."""
@@ -674,80 +1033,257 @@ class MailStore:
 
     def _reconcile_mailbox(self, mailbox_id: int, folder: Path, counts: dict[str, int],
                            index_rows: list[tuple[int, str, bool]] | None = None, *,
-                           orphan_min_age: float = 0.0) -> bool:
-        """Repair one mailbox. ``orphan_min_age``: leave younger unindexed files alone (another node
-        sharing the mail root may be between its rename and its commit)."""
-        changed = False
-        base = str(folder)
-        listing: dict[str, list[str]] = {}
-        for sub in ("tmp", "new", "cur"):
-            try:
-                listing[sub] = os.listdir(f"{base}/{sub}")
-            except FileNotFoundError:
-                log.warning("reconcile: %s/%s of mailbox %s is missing; recreating it", base, sub, mailbox_id)
-                os.makedirs(f"{base}/{sub}", mode=0o700, exist_ok=True)
-                listing[sub] = []
-        if listing["tmp"]:
-            now = time.time()
-            for name in listing["tmp"]:
-                path = f"{base}/tmp/{name}"
-                with contextlib.suppress(OSError):
-                    if now - os.stat(path).st_mtime > TMP_MAX_AGE:
-                        os.unlink(path)
-                        counts["tmp_removed"] += 1
-        on_disk = {f"{sub}/{name}" for sub in ("new", "cur") for name in listing[sub]}
+                           orphan_min_age: float = 0.0, problems: list[StoreProblem] | None = None) -> bool:
+        """Repair one mailbox, entry by entry; what cannot be fixed goes to ``problems``.
+        ``orphan_min_age``: leave younger unindexed files alone (another node sharing the mail root
+        may be between its rename and its commit)."""
+        problems = [] if problems is None else problems
+
+        def trouble(path: str | Path, text: str) -> None:
+            problems.append(StoreProblem(shown_path(path), text))
+
+        base = os.fspath(folder)
         if index_rows is None:
             with self.db.read_conn() as conn:
                 index_rows = [(r[0], r[1], bool(r[2])) for r in conn.execute(
                     select(Message.id, Message.filename, Message.deleted).where(Message.mailbox_id == mailbox_id))]
-        if not index_rows and not on_disk:
-            return False
         rows = [_IndexRow(*r) for r in index_rows]
+        live = [r for r in rows if not r.deleted]
+        # The folders, never followed: a link in their place is reported, not read through.
+        missing = []
+        for path in _maildir_chain(os.fspath(self.root), base):
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                missing.append(path)
+                continue
+            if not stat.S_ISDIR(mode):
+                trouble(path, f"is {_kind(mode)}, not a folder: this mailbox was not checked")
+                return False
+        if missing:
+            if live and any(not p.endswith("/tmp") for p in missing):
+                # An unmounted disk or a wrong mail root: the files may come back; keep the rows.
+                trouble(missing[0], f"is missing: the {len(live)} indexed messages of this mailbox are kept; "
+                                    "restore the folder, or check the root mail directory")
+                return False
+            for path in missing:
+                log.warning("reconcile: %s of mailbox %s is missing; recreating it", shown_path(path), mailbox_id)
+                os.makedirs(path, mode=0o700, exist_ok=True)
+        regular: dict[str, os.stat_result | None] = {}   # lstat'ed lazily: only orphans need it
+        odd: dict[str, str] = {}
+        now = time.time()
+        changed = False
+        for sub in ("tmp", "new", "cur"):
+            with os.scandir(f"{base}/{sub}") as entries:
+                for entry in entries:
+                    if sub == "tmp":
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                            if not stat.S_ISDIR(st.st_mode) and now - st.st_mtime > TMP_MAX_AGE:
+                                os.unlink(entry.path)
+                                counts["tmp_removed"] += 1
+                        except FileNotFoundError:
+                            pass
+                        except OSError as exc:
+                            trouble(entry.path, f"an abandoned temporary file cannot be removed: {exc.strerror}")
+                        continue
+                    if entry.name.startswith("."):
+                        continue   # Maildir: dot-files are not messages
+                    rel = f"{sub}/{entry.name}"
+                    try:   # the directory entry's type (d_type) where the file system gives it: no syscall
+                        if entry.is_file(follow_symlinks=False):
+                            regular[rel] = None
+                        else:
+                            odd[rel] = _kind(entry.stat(follow_symlinks=False).st_mode)
+                    except FileNotFoundError:
+                        continue
+        if not rows and not regular and not odd:
+            return False
         tombstones = [r for r in rows if r.deleted]
         if tombstones:
-            self._unlink_files(folder, [r.filename for r in tombstones])
-            with self.db.write() as session:
-                session.execute(delete(Message).where(Message.id.in_([r.id for r in tombstones])))
-            counts["tombstones_finished"] += len(tombstones)
-            changed = True
+            failed = self._unlink_files(folder, [r.filename for r in tombstones])
+            for filename, reason in failed.items():
+                trouble(folder / filename, f"cannot be deleted ({reason}); the message is out of the mailbox, "
+                                           "its file stays until it can be removed")
+            done = [r.id for r in tombstones if r.filename not in failed]
+            if done:
+                with self.db.write() as session:
+                    session.execute(delete(Message).where(Message.id.in_(done)))
+                counts["tombstones_finished"] += len(done)
+                changed = True
         indexed = {r.filename for r in rows}
-        gone = [r.id for r in rows if not r.deleted and r.filename not in on_disk]
+        gone: list[_IndexRow] = []
+        for r in live:
+            if r.filename in regular:
+                continue
+            if r.filename in odd:
+                trouble(folder / r.filename, f"is {odd[r.filename]}, not a message file: its index row is kept "
+                                             "until the file is put back or the message deleted")
+                continue
+            gone.append(r)
+        for rel, kind in odd.items():
+            if rel not in indexed:
+                trouble(folder / rel, f"is {kind}, not a message file: not indexed")
+        if gone:   # a mail reader may have renamed new/X to cur/X:2,S: the row follows the file
+            by_base: dict[str, list[str]] = {}
+            for rel in regular:
+                if rel not in indexed:
+                    by_base.setdefault(_base_name(rel), []).append(rel)
+            moved = {}
+            for r in gone:
+                candidates = by_base.get(_base_name(r.filename), [])
+                if len(candidates) == 1 and clean_name(candidates[0].split("/", 1)[1]):
+                    moved[r.id] = candidates.pop()
+            if moved:
+                with self.db.write() as session:
+                    for msg_id, rel in moved.items():
+                        session.execute(update(Message).where(Message.id == msg_id).values(filename=rel))
+                indexed.update(moved.values())
+                counts["files_refound"] += len(moved)
+                changed = True
+                gone = [r for r in gone if r.id not in moved]
+        if gone and len(gone) == len(live) and not regular:
+            # Not one file left: rather a wrong or freshly mounted mail root than mail deleted by
+            # hand. Keep the rows (a POP3 read of a missing message still drops it then).
+            trouble(folder, f"holds none of its {len(live)} indexed message files: they are kept in the index; "
+                            "check the root mail directory")
+            gone = []
         if gone:
             with self.db.write() as session:
-                session.execute(delete(Message).where(Message.id.in_(gone)))
+                session.execute(delete(Message).where(Message.id.in_([r.id for r in gone])))
             counts["missing_dropped"] += len(gone)
             log.warning("reconcile: dropped %d index rows of mailbox %s whose file is gone", len(gone), mailbox_id)
             changed = True
-        orphans = sorted(on_disk - indexed)
+        orphans = []
+        for rel in sorted(rel for rel in regular if rel not in indexed):
+            try:
+                regular[rel] = os.lstat(f"{base}/{rel}")
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(regular[rel].st_mode):   # not swapped for something else meanwhile
+                orphans.append(rel)
         if orphans and orphan_min_age > 0:
             cutoff = time.time() - orphan_min_age
-            orphans = [rel for rel in orphans if _mtime(folder / rel) < cutoff]
-        if orphans:
+            orphans = [rel for rel in orphans if regular[rel].st_mtime < cutoff]
+        found: list[tuple[str, int, float]] = []
+        for rel in orphans:
+            path = f"{base}/{rel}"
+            st = regular[rel]
+            if st.st_size == 0:
+                trouble(path, "is an empty file, not a message: not indexed")
+                continue
+            size = _size_from_name(rel) if clean_name(rel.split("/", 1)[1]) else None
+            if size is None:
+                try:
+                    with open_message(path) as fh:
+                        size = _file_pop3_size(fh)
+                except OSError as exc:
+                    trouble(path, f"cannot be read ({exc.strerror}): not indexed")
+                    continue
+            if not clean_name(rel.split("/", 1)[1]):
+                try:
+                    rel = self._rename_clean(base, rel, st.st_size, size)
+                except OSError as exc:
+                    trouble(path, f"has a name that is not UTF-8 text and cannot be renamed ({exc.strerror}): "
+                                  "not indexed")
+                    continue
+            found.append((rel, size, st.st_mtime))
+        if found:
             with self.db.write() as session:
                 known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
-                for rel in orphans:
-                    path = folder / rel
-                    size = _size_from_name(rel)
-                    if size is None:
-                        size = pop3_size(path.read_bytes())
+                for rel, size, mtime in found:
                     uidl = uidl_for(rel.split("/", 1)[1])
                     if uidl in known:
-                        uidl = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()
+                        uidl = hashlib.sha1(rel.encode("utf-8")).hexdigest()
                     known.add(uidl)
-                    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-                    session.add(Message(mailbox_id=mailbox_id, uidl=uidl, filename=rel, size=size, arrived_at=mtime))
-            counts["orphans_indexed"] += len(orphans)
+                    session.add(Message(mailbox_id=mailbox_id, uidl=uidl, filename=rel, size=size,
+                                        arrived_at=datetime.fromtimestamp(mtime, timezone.utc)))
+            counts["orphans_indexed"] += len(found)
             log.warning("reconcile: indexed %d message files of mailbox %s missing from the index",
-                        len(orphans), mailbox_id)
+                        len(found), mailbox_id)
             changed = True
         return changed
 
+    def _rename_clean(self, base: str, rel: str, octets: int, vsize: int) -> str:
+        """Give a message file whose name is not UTF-8 text (names are bytes on Linux) a fresh Maildir
+        name in the same folder, keeping a clean ``:2,FLAGS`` suffix; returns the new relative name."""
+        sub, name = rel.split("/", 1)
+        info = name.rsplit(":", 1)[1] if ":" in name else ""
+        fresh = self._new_name(octets, vsize)
+        if sub == "cur" and info and clean_name(info) and re.fullmatch(r"2,[A-Za-z]*", info):
+            fresh += f":{info}"
+        target = f"{base}/{sub}/{fresh}"
+        if os.path.lexists(target):
+            raise OSError(errno.EEXIST, "a file with the new name exists", target)
+        os.rename(f"{base}/{rel}", target)
+        fsync_dir(f"{base}/{sub}")
+        log.warning("reconcile: renamed %s to %s (its name was not UTF-8 text)", shown_path(f"{base}/{rel}"), fresh)
+        return f"{sub}/{fresh}"
+
+    @_gated
     def adopt(self, mailbox_id: int, folder: Path) -> int:
         """Index the messages already in a mailbox's folder (a new mailbox over an existing Maildir)."""
         counts = dict.fromkeys(ReconcileReport.__dataclass_fields__, 0)
-        if self._reconcile_mailbox(mailbox_id, folder, counts, None):
+        problems: list[StoreProblem] = []
+        if self._reconcile_mailbox(mailbox_id, folder, counts, None, problems=problems):
             self.recount([mailbox_id])
+        for problem in problems[:LOGGED_PROBLEMS]:
+            if self.note_problem(problem.path, problem.problem):
+                log.error("adopting %s: %s: %s", shown_path(folder), problem.path, problem.problem)
         return counts["orphans_indexed"]
+
+    # -- the mail root ----------------------------------------------------------------------
+    def relocate(self, new_root: Path, commit: Callable[[], None]) -> dict[str, int]:
+        """Move the running store to another mail root at once, or refuse with nothing changed.
+
+        Deliveries, deletions and repairs wait meanwhile (the gate). The new root must already hold
+        every indexed message file at its place (a copy made with ``cp -a`` or ``rsync``, or the same
+        disk mounted elsewhere): the service never moves mail by itself, and never drops an index
+        row because a root was switched. The folders of every domain and mailbox are made there,
+        ``commit`` (which stores the setting) runs, and only then does the store switch."""
+        new_root = Path(new_root)
+        with self._gate.alone(timeout=30.0):
+            with self.db.read() as session:
+                boxes = session.execute(select(Mailbox.id, Mailbox.name, Domain.name)
+                                        .join(Domain, Domain.id == Mailbox.domain_id)).all()
+                domains = list(session.scalars(select(Domain.name)))
+            folders = {mid: new_root / dname / mname for mid, mname, dname in boxes}
+            messages = 0
+            absent: list[str] = []
+            with self.db.read_conn() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                    select(Message.mailbox_id, Message.filename).where(Message.deleted.is_(False)))
+                for mid, filename in result:
+                    messages += 1
+                    path = folders[mid] / filename
+                    try:
+                        present = stat.S_ISREG(os.lstat(path).st_mode)
+                    except OSError:
+                        present = False
+                    if not present:
+                        absent.append(os.fspath(path))
+            if absent:
+                raise Conflict(
+                    f"The store holds {messages} messages and {len(absent)} of them are not in {new_root} "
+                    f"(for example {shown_path(absent[0])}). Nothing was changed: the service never moves mail "
+                    f"by itself. Copy the mail root there first (cp -a {self.root}/. {new_root}/), then set it "
+                    "again; or set it while no mailbox holds mail.")
+            old_root = self.root
+            self.root = new_root
+            try:
+                self.check_root(create=True)
+                for dname in domains:
+                    self.create_domain_folder(dname)
+                for _mid, mname, dname in boxes:
+                    self.create_mailbox_folder(dname, mname)
+                commit()
+            except BaseException:
+                self.root = old_root
+                raise
+            self.forget()
+            self.clear_problems()
+        log.warning("the mail root is now %s (was %s); %d messages found there", new_root, old_root, messages)
+        return {"messages": messages, "mailboxes": len(boxes), "domains": len(domains)}
 
     def recount(self, mailbox_ids: Iterable[int] | None = None) -> None:
         """Set counters from the index (after a repair); all mailboxes when ``mailbox_ids`` is None."""

@@ -95,6 +95,7 @@ class FakeService:
         self.listener_states = {name: "running" for name, *_ in LISTENERS}
         self.counters = {"pop3_sessions": 0, "smtp_sessions": 0, "messages_received": 0,
                          "messages_retrieved": 0, "logon_failures": 0, "queue": 0}
+        self.store_problems: list[dict[str, str]] = []   # service.status store_problems items
         self.audit: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []            # log.recent, newest first
         self.tls: dict[str, Any] = {
@@ -151,7 +152,8 @@ class FakeService:
                           {"pop3": "port"}.get(name, f"{name}_port"), port)),
                       "tls": tls, "sessions": 0}
                      for name, kind, port, tls in LISTENERS]
-        return {"state": self.state, "listeners": listeners, "counters": dict(self.counters)}
+        return {"state": self.state, "listeners": listeners, "counters": dict(self.counters),
+                "store_problems": {"total": len(self.store_problems), "items": list(self.store_problems)}}
 
     @staticmethod
     def _page(names: list[str], p: dict[str, Any]) -> tuple[int, list[str]]:
@@ -265,6 +267,15 @@ class FakeService:
         value = spec.check(p["value"])
         if spec.name == "auth" and self.domains and value != self.settings["auth"]:
             raise Conflict("The authentication method can be changed only while no domain exists.")
+        if spec.name == "mailroot" and value != self.settings["mailroot"]:
+            # As core.admin: an absolute path; with mail, the new folder must already hold it (the
+            # fake has no files, so any message at all is refused).
+            if not str(value).startswith("/"):
+                raise Invalid(f"The root mail directory must be an absolute path, not '{value}'.")
+            messages = sum(m.message_count for d in self.domains.values() for m in d.mailboxes.values())
+            if messages:
+                raise Conflict(f"The store holds {messages} messages and {messages} of them are not in {value}. "
+                               "Nothing was changed: the service never moves mail by itself.")
         self.settings[spec.name] = value
         ev.append(("settings.changed", {"name": spec.name, "value": value}))
         return {"name": spec.name, "value": value, "restart": spec.restart}

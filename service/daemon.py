@@ -297,7 +297,7 @@ class MailService:
             # On a shared database a young unindexed file may be another node's delivery in flight.
             report = await ctx.run(store.reconcile, orphan_min_age=0.0 if db.is_sqlite else 600.0)
             log.info("reconciled %d mailboxes", report.mailboxes_checked)
-        except (MailError, OSError) as exc:
+        except Exception as exc:   # the service still starts: the console and winpop say what is wrong
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
         self._make_tls(ctx, values)
         self._make_throttle(ctx)

@@ -342,6 +342,13 @@ class Winpop:
             if disk.get("state") in ("full", "low"):
                 text += (f"\nDisk {disk['state'].upper()}: the {disk['what']} ({disk['path']}): "
                          f"{_mb(disk['free_bytes'])} free of {_mb(disk['total_bytes'])}")
+        problems = result.get("store_problems") or {}
+        if problems.get("total"):
+            items = problems.get("items") or []
+            text += (f"\nThe mail store has {problems['total']} problem(s) it could not fix:\n"
+                     + "\n".join(f"  {p['path']}: {p['problem']}" for p in items[:20]))
+            if problems["total"] > min(len(items), 20):
+                text += f"\n  ... and {problems['total'] - min(len(items), 20)} more"
         return text.rstrip()
 
     def do_bans(self) -> None:

@@ -54,7 +54,8 @@ OPS: dict[str, OpSpec] = {
             "listeners: [...]}"),
         _op("service.status", "State of every listener and the service counters",
             "{state, listeners: [{name, kind, state, address, port, tls, sessions}], counters: {...}, "
-            "disk: [{what, path, free_bytes, total_bytes, state: ok|low|full}]}"),
+            "disk: [{what, path, free_bytes, total_bytes, state: ok|low|full}], "
+            "store_problems: {total, items: [{path, problem}]}}"),
         _op("service.control", "Start, stop, pause or resume listeners (all, or one by name)",
             "service.status result", mutates=True,
             action=Param(str), listener=Param(str, required=False, default="")),

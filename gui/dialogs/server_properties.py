@@ -310,7 +310,10 @@ class ServerPropertiesDialog(QDialog):
             auth.reason.show_reason(reason)
         mailroot = self.fields.get("mailroot")
         if mailroot is not None:
-            self.mailroot_note = QLabel("Changing the root mail directory does not move existing mail.")
+            self.mailroot_note = QLabel("The service moves to the new folder at once. It never moves mail itself: "
+                                        "the folder must already hold a copy of the existing mail (or no "
+                                        "mailbox may hold mail), and belong to the service's user or root, "
+                                        "writable by nobody else.")
             self.mailroot_note.setVisible(False)
             self.mailroot_note.setWordWrap(True)
             pages["General"].addRow("", self.mailroot_note)

@@ -1,5 +1,6 @@
 """The server node's "Service Status" tab: listener states, live counters, the newest lines of the
-service log (``log.recent``: what the logging level lets through), remote administration.
+service log (``log.recent``: what the logging level lets through), remote administration, and
+the mail store's problems (entries its repair could not fix).
 
 It refreshes on the service's ``service.state`` events and, while visible, every two seconds
 (counters move without an event for each session). Nothing here blocks: every read is a request.
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QGridLayout, QGroupBox, QHBoxL
 from gui import icons
 
 POLL_MS = 2000
+PROBLEMS_SHOWN = 20
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
 STATE_WORDS = {"running": "running", "paused": "paused", "stopped": "stopped", "partial": "partly running"}
 COUNTER_LABELS = {
@@ -79,6 +81,18 @@ class StatusView(QWidget):
         self.disk_label.setWordWrap(True)
         self.disk_label.setVisible(False)
         self.listeners = _table(["Listener", "Protocol", "State", "Address", "Port", "TLS", "Sessions"])
+        # What the mail store could not repair (service.status store_problems): hidden while empty.
+        self.problems_box = QGroupBox("Mail store problems")
+        self.problems_box.setStyleSheet("QGroupBox { color: #a4262c; font-weight: bold; }")
+        self.problems = _table(["Path", "Problem"])
+        self.problems.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.problems.setMaximumHeight(self.problems.fontMetrics().height() * 9)
+        self.problems_note = QLabel()
+        self.problems_note.setWordWrap(True)
+        problems_layout = QVBoxLayout(self.problems_box)
+        problems_layout.addWidget(self.problems_note)
+        problems_layout.addWidget(self.problems)
+        self.problems_box.setVisible(False)
         self.counters_box = QGroupBox("Counters")
         self.counters_grid = QGridLayout(self.counters_box)
         self._counter_labels: dict[str, QLabel] = {}
@@ -99,6 +113,7 @@ class StatusView(QWidget):
         layout.addWidget(self.certificate_label)
         layout.addWidget(self.key_label)
         layout.addWidget(self.disk_label)
+        layout.addWidget(self.problems_box)
         layout.addWidget(listeners_box, 3)
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 3)
@@ -157,6 +172,7 @@ class StatusView(QWidget):
                     cell.setToolTip(str(item["error"]))
                 self.listeners.setItem(r, c, cell)
         self.set_disk(status.get("disk") or [])
+        self.set_store_problems(status.get("store_problems") or {})
         counters = status.get("counters") or {}
         for i, (key, value) in enumerate(sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])
                                                 if kv[0] in COUNTER_LABELS else 99)):
@@ -192,6 +208,26 @@ class StatusView(QWidget):
         self.certificate_label.setText(text)
         self.certificate_label.setStyleSheet("color: #a4262c; font-weight: bold;" if warn else "")
         self.certificate_label.setVisible(True)
+
+    def set_store_problems(self, problems: dict[str, Any]) -> None:
+        """The entries of the mail root that the store could not repair: path and reason, a short list."""
+        items = list(problems.get("items") or [])[:PROBLEMS_SHOWN]
+        total = int(problems.get("total") or 0)
+        self.problems_box.setVisible(total > 0)
+        if not total:
+            self.problems.setRowCount(0)
+            return
+        more = f" The first {len(items)} are shown; the service log has the others." if total > len(items) else ""
+        self.problems_note.setText(f"{total} entr{'y' if total == 1 else 'ies'} in the root mail directory could "
+                                   f"not be repaired; the rest of the store works. Fix them, then restart the "
+                                   f"service to check again.{more}")
+        self.problems.setRowCount(len(items))
+        for r, item in enumerate(items):
+            for c, key in enumerate(("path", "problem")):
+                cell = QTableWidgetItem(str(item.get(key, "")))
+                cell.setToolTip(cell.text())   # long paths and reasons are elided in the cell
+                self.problems.setItem(r, c, cell)
+        self.problems.resizeColumnToContents(0)
 
     def set_key_problem(self, text: str) -> None:
         """Shown in red while the service's server key does not open the database's secrets."""

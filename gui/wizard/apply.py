@@ -245,8 +245,8 @@ class SetupRunner(QObject):
     def _needs_process_restart(self) -> bool:
         if not self.plan.rerun:
             return True     # the first start ran on defaults: start again on the chosen settings
-        return str(self.current.get("mailroot", "")) != self.plan.mailroot or \
-            (self.plan.tls[0] == "generate" and self.current.get("hostname") != self.plan.tls[1])
+        # The mail root needs none: settings.set moves the running store to it at once (or refuses).
+        return self.plan.tls[0] == "generate" and self.current.get("hostname") != self.plan.tls[1]
 
     def _store_settings(self) -> None:
         pending = self._settings_to_send()

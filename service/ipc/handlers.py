@@ -99,9 +99,10 @@ def service_status(ctx: ServiceContext) -> dict[str, Any]:
     states = {entry["state"] for entry in listeners}
     state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
     # Free space, measured off the loop every few seconds (service/disk.py): a full disk shows.
+    # What the start-up repair (or a read since) could not fix in the mail root: {total, items}.
     disk = getattr(ctx, "disk", None)
     return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
-            "disk": disk.snapshot() if disk is not None else []}
+            "disk": disk.snapshot() if disk is not None else [], "store_problems": ctx.store.problems()}
 
 
 @handles("service.status")

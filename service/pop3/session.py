@@ -9,6 +9,7 @@ pipelining client gets many replies in one segment and a lock-step client one wr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import os
@@ -18,6 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from core.model import MailboxRef, MessageInfo
+from core.store import open_message, shown_path
 from service.pop3 import wire
 from service.throttle import setting
 
@@ -63,6 +65,7 @@ class Pop3Session(asyncio.Protocol):
         self.user: str | None = None            # name given with USER, waiting for PASS
         self.mailbox: MailboxRef | None = None
         self.messages: list[MessageInfo] = []
+        self._unreadable_logged: set[int] = set()
         self.deleted: set[int] = set()          # 0-based indexes marked by DELE
         self.lock_holder: str | None = None
         self.bad_commands = 0
@@ -345,7 +348,11 @@ class Pop3Session(asyncio.Protocol):
         a piece is a page-cache copy, cheaper than a hop to a worker thread."""
         first_read = min(READ_CHUNK, info.size + 1)
         try:
-            handle = open(info.path, "rb", buffering=0)
+            handle = open_message(info.path)   # O_NOFOLLOW: never a link, nor anything but a file
+        except FileNotFoundError as exc:
+            handle = await self._missing(number, info, exc)
+            if handle is None:
+                return False
         except OSError as exc:
             return self._unreadable(number, info, exc)
         with handle:
@@ -383,10 +390,45 @@ class Pop3Session(asyncio.Protocol):
             self.ctx.stats.incr("pop3.bytes_retrieved", encoder.octets)
         return True
 
+    async def _missing(self, number: int, info: MessageInfo, exc: OSError) -> Any:
+        """The file of message ``number`` is gone: let the store find out why, in a thread. Renamed by a
+        mail reader: read it under its new name. Deleted: the store drops it from the index and the
+        counters, this session answers -ERR [SYS/PERM] and the next session no longer lists it."""
+        box = self.mailbox
+        try:
+            outcome, path = await self.ctx.run(self.ctx.store.mark_missing, box.id, info.id)
+        except Exception as error:   # the database is away: an ordinary temporary failure
+            if number not in self._unreadable_logged:
+                log.error("POP3 session %s: the missing file of message %d could not be looked into: %s",
+                          self.id, number, error)
+            self._unreadable(number, info, exc)
+            return None
+        if outcome == "moved":
+            moved = dataclasses.replace(info, path=path)
+            self.messages[number - 1] = moved
+            try:
+                return open_message(path)
+            except OSError as error:
+                self._unreadable(number, moved, error)
+                return None
+        if outcome == "dropped":
+            if path:   # "" when another session or the repair dropped it first: logged there
+                self.ctx.stats.incr("pop3.messages_lost")
+                self.log(LOG_MINIMUM, "message %d (%s) is no longer in the mail store; dropped from the index",
+                         number, info.uidl)
+            # RFC 3206 §4: SYS/PERM, a failure that trying again will not fix.
+            self.write(wire.err(f"Message {number} is no longer in the mail store (its file was removed); "
+                                "it will not be listed again.", "SYS/PERM"))
+            return None
+        self._unreadable(number, info, exc)
+        return None
+
     def _unreadable(self, number: int, info: MessageInfo, exc: OSError) -> bool:
-        log.error("POP3 session %s (%s): message %d cannot be read from %s: %s",
-                  self.id, self.mailbox.address if self.mailbox else "?", number, info.path, exc.strerror or exc)
-        self.ctx.stats.incr("pop3.read_errors")
+        if number not in self._unreadable_logged:   # a client asking again and again: one line per message
+            self._unreadable_logged.add(number)
+            log.error("POP3 session %s (%s): message %d cannot be read from %s: %s", self.id,
+                      self.mailbox.address if self.mailbox else "?", number, shown_path(info.path), exc.strerror or exc)
+            self.ctx.stats.incr("pop3.read_errors")
         self.write(wire.err(f"Message {number} cannot be read right now; try again later.", "SYS/TEMP"))
         return False
 

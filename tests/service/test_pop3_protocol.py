@@ -235,15 +235,17 @@ def test_quit_updates_counters_and_stats(pop3: Pop3Harness, alice: int) -> None:
     assert stats["pop3.sessions_total"] >= 1
 
 
-def test_message_file_missing_is_sys_temp(pop3: Pop3Harness, alice: int, caplog) -> None:  # noqa: F811
+def test_message_file_missing_is_sys_perm_and_dropped(pop3: Pop3Harness, alice: int, caplog) -> None:  # noqa: F811
+    """A file deleted behind the service's back: [SYS/PERM], and the index forgets it (issue 14;
+    tests/service/test_missing_file.py has the rest)."""
     import os
     path = pop3.store.list_messages(alice)[0].path
     c = logon(pop3)
     os.unlink(path)
-    with caplog.at_level("ERROR", logger="service.pop3"):
-        assert c.cmd("RETR 1") == b"-ERR [SYS/TEMP] Message 1 cannot be read right now; try again later.\r\n"
-        assert c.cmd("TOP 1 0").startswith(b"-ERR [SYS/TEMP]")
-    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    with caplog.at_level("WARNING", logger="core.store"):
+        assert c.cmd("RETR 1").startswith(b"-ERR [SYS/PERM] Message 1 is no longer in the mail store")
+        assert c.cmd("TOP 1 0").startswith(b"-ERR [SYS/PERM]")
+    assert any("is gone" in r.getMessage() for r in caplog.records)
     assert c.cmd("RETR 2").startswith(b"+OK")
     c.multi()
     assert c.cmd("QUIT").startswith(b"+OK")
