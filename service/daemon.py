@@ -10,6 +10,7 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import resource
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from core.store import MailStore
 from core.tables import Domain, Mailbox, Setting
 from service.context import ServiceContext
 from service.ipc.server import AdminServer
-from service.listeners import Listener, ListenerState
+from service.listeners import ConnectionBudget, Listener, ListenerState, connection_budget
 
 log = logging.getLogger("pop3svc")
 
@@ -104,6 +105,10 @@ def setup_logging(data_dir: Path, level: int) -> None:
     root.addHandler(stream)
     from service.logbook import RecentHandler
     root.addHandler(RecentHandler())
+    from service.lograte import FloodFilter
+    flood = FloodFilter()   # client behaviour cannot drive rotation by size (issue 12)
+    for handler in root.handlers:
+        handler.addFilter(flood)
     set_level(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -119,6 +124,17 @@ def set_level(level: int) -> None:
     for handler in root.handlers:
         if handler.get_name() == "stderr":
             handler.setLevel(logging.NOTSET if level >= 3 else logging.WARNING)
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (the systemd unit sets LimitNOFILE); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
 
 
 def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
@@ -164,6 +180,7 @@ class MailService:
         self._changed_lock = threading.Lock()
         self.restart_requested = False
         self.dropped_privileges = False
+        self.budget = ConnectionBudget(connection_budget(1024))
 
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -181,6 +198,12 @@ class MailService:
                 return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
+        from service.lograte import loop_exception_handler
+        loop.set_exception_handler(loop_exception_handler)
+        open_files = raise_open_file_limit()
+        self.budget.capacity = connection_budget(open_files)
+        log.info("open files: at most %d; client connections of all listeners together: at most %d",
+                 open_files, self.budget.capacity)
         url = self.args.db_url or sqlite_url(self.data_dir / "pop3svc.db")
         db = Database(url)
         try:
@@ -342,7 +365,7 @@ class MailService:
                     continue
                 ctx.listeners[name] = Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
                                                refusal=pop3.refusal, ssl_context=tls if implicit else None,
-                                               limits=ctx.limits, is_banned=banned)
+                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
         try:
             from service.smtp.server import SmtpServer
         except ImportError:
@@ -356,7 +379,7 @@ class MailService:
                     continue
                 ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
                                                refusal=smtp.refusal, ssl_context=tls if name == "smtps" else None,
-                                               limits=ctx.limits, is_banned=banned)
+                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
 
     def _announce(self, ctx: ServiceContext) -> None:
         parts = [f"{lst.name}={lst.host}:{lst.bound_port}" for lst in ctx.listeners.values()

@@ -22,6 +22,7 @@ from sqlalchemy import delete, select
 from core.errors import Invalid
 from core.settings import SPECS, SettingSpec, register, whole_number
 from core.tables import Ban
+from service.listeners import client_key
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class LoginThrottle:
     def is_banned(self, address: str) -> bool:
         """Is this address banned now? Cheap and synchronous: the Listener asks on every accept."""
         self._maybe_refresh()
-        return self._active(("address", address)) and not self.allowed(address)
+        return self._active(("address", client_key(address))) and not self.allowed(address)
 
     def is_login_banned(self, login: str, address: str = "") -> bool:
         """Is this login name banned now (not enforced against allow-listed addresses)?"""
@@ -148,7 +149,7 @@ class LoginThrottle:
         if base <= 0:
             return
         now = time.time()
-        count = max(self._count(self._by_address, address, now),
+        count = max(self._count(self._by_address, client_key(address), now),
                     self._count(self._by_login, _norm(login), now) if login else 0, 1)
         await asyncio.sleep(min(MAX_DELAY, base * 2 ** min(count - 1, 16)))
 
@@ -163,9 +164,10 @@ class LoginThrottle:
         cluster = getattr(self.ctx, "cluster", None)
         if cluster is not None:   # other nodes count it too: the limit holds across the cluster
             cluster.send("node.logon_failed", {"address": address, "login": login or ""})
-        if self._bump(self._by_address, address, now) >= limit:
-            self._by_address.pop(address, None)
-            await self._ban("address", address, limit)
+        key = client_key(address)   # an IPv6 client counts (and is banned) by its /64
+        if self._bump(self._by_address, key, now) >= limit:
+            self._by_address.pop(key, None)
+            await self._ban("address", key, limit)
             made = "address"
         if login:
             key = _norm(login)
@@ -229,7 +231,7 @@ class LoginThrottle:
         now = time.time()
         address, login = str(data.get("address") or ""), str(data.get("login") or "")
         if address and not self.allowed(address):
-            self._bump(self._by_address, address, now)
+            self._bump(self._by_address, client_key(address), now)
             if login:
                 self._bump(self._by_login, _norm(login), now)
 
@@ -265,7 +267,7 @@ class LoginThrottle:
     def lift(self, value: str) -> int:
         """Lift every ban (address or login) on ``value``; returns how many were lifted."""
         value = str(value).strip()
-        keys = {value, _norm(value)}
+        keys = {value, _norm(value), client_key(value)}   # an IPv6 address lifts its /64
         with self.ctx.db.write() as session:
             result = session.execute(delete(Ban).where(Ban.value.in_(keys)))
             lifted = result.rowcount or 0

@@ -1,0 +1,175 @@
+"""Log lines that clients can cause, at a bounded rate: a flood of resets, refusals or failed
+handshakes gives a few lines and then one line with a count per interval, never a line (or a
+traceback) per event, so client behaviour cannot drive the log's rotation by size.
+
+Two tools: ``EventLog`` for call sites that know an event is client-triggered (a small budget per
+kind of event), and ``FloodFilter``, a safety net on the service's log handlers that holds every
+message template to a budget per interval and keeps tracebacks for the first few only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+INTERVAL = 60.0          # seconds: the window the budgets count in
+EVENT_BURST = 5          # lines of one kind of client-triggered event per window
+TEMPLATE_BURST = 300     # lines of one message template per window (INFO and below)
+WARNING_BURST = 30       # lines of one template per window (WARNING and above)
+TRACEBACKS = 3           # records of one template per window that keep their traceback
+SUMMARY = "rate_summary"  # attribute set on a summary record: it passes every filter
+
+
+@dataclass
+class _Window:
+    start: float
+    passed: int = 0
+    suppressed: int = 0
+    tracebacks: int = 0
+    scheduled: bool = False
+    sample: str = field(default="")
+
+
+def _schedule(delay: float, callback: Any) -> bool:
+    """Call ``callback`` after ``delay`` on the running event loop, if this thread has one."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    loop.call_later(delay, callback)
+    return True
+
+
+class EventLog:
+    """One logger's client-triggered events: ``burst`` lines per kind and interval, then a count."""
+
+    def __init__(self, logger: logging.Logger, *, interval: float = INTERVAL, burst: int = EVENT_BURST) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.burst = burst
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, level: int, message: str, *args: Any, exc_info: Any = None) -> None:
+        """Log ``message`` unless this kind of event has used its budget in the current window."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows.get(kind)
+            if window is None or now - window.start >= self.interval:
+                if window is not None and window.suppressed:
+                    self._summarise(kind, level, window)
+                window = self._windows[kind] = _Window(now)
+            if window.passed >= self.burst:
+                window.suppressed += 1
+                window.sample = message % args if args else message
+                if not window.scheduled:
+                    window.scheduled = _schedule(window.start + self.interval - now,
+                                                 lambda: self._expire(kind, level, window))
+                return
+            window.passed += 1
+        self.logger.log(level, message, *args, exc_info=exc_info)
+
+    def _expire(self, kind: str, level: int, window: _Window) -> None:
+        with self._lock:
+            if self._windows.get(kind) is window:
+                del self._windows[kind]
+            if not window.suppressed:
+                return
+            self._summarise(kind, level, window)
+            window.suppressed = 0
+
+    def _summarise(self, kind: str, level: int, window: _Window) -> None:
+        self.logger.log(level, "%d more %s event(s) in %.0f s not logged one by one; the last: %s",
+                        window.suppressed, kind, self.interval, window.sample, extra={SUMMARY: True})
+
+
+class FloodFilter(logging.Filter):
+    """A handler filter: at most a budget of records per message template and interval; the rest
+    are counted and summarised once the interval is over. Tracebacks only for the first few.
+
+    One instance may sit on several handlers: the verdict is taken once per record."""
+
+    def __init__(self, *, interval: float = INTERVAL, burst: int = TEMPLATE_BURST,
+                 warning_burst: int = WARNING_BURST, tracebacks: int = TRACEBACKS) -> None:
+        super().__init__()
+        self.interval = interval
+        self.burst = burst
+        self.warning_burst = warning_burst
+        self.tracebacks = tracebacks
+        self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        verdict = record.__dict__.get("_flood_verdict")
+        if verdict is None:
+            verdict = record._flood_verdict = self._decide(record)  # type: ignore[attr-defined]
+        return verdict
+
+    def _decide(self, record: logging.LogRecord) -> bool:
+        if getattr(record, SUMMARY, False):
+            return True
+        now = time.monotonic()
+        key = (record.name, record.levelno, str(record.msg)[:200])
+        due: list[tuple[tuple[str, int, str], _Window]] = []
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or now - window.start >= self.interval:
+                if window is not None and window.suppressed:
+                    due.append((key, window))
+                window = self._windows[key] = _Window(now)
+                if len(self._windows) > 10_000:   # many distinct templates: forget the idle ones
+                    for old in [k for k, w in self._windows.items() if now - w.start >= self.interval]:
+                        w = self._windows.pop(old)
+                        if w.suppressed:
+                            due.append((old, w))
+            budget = self.burst if record.levelno < logging.WARNING else self.warning_burst
+            if window.passed >= budget:
+                window.suppressed += 1
+                if not window.scheduled:
+                    window.scheduled = _schedule(window.start + self.interval - now,
+                                                 lambda: self._expire(key, window))
+                keep = False
+            else:
+                window.passed += 1
+                keep = True
+                if record.exc_info:
+                    window.tracebacks += 1
+                    if window.tracebacks > self.tracebacks:   # the message stays, the traceback goes
+                        record.exc_info = None
+                        record.exc_text = None
+                        record.msg = f"{record.msg} (traceback as logged before)"
+        for old_key, old in due:
+            self._summarise(old_key, old)
+        return keep
+
+    def _expire(self, key: tuple[str, int, str], window: _Window) -> None:
+        with self._lock:
+            if self._windows.get(key) is window:
+                del self._windows[key]
+            suppressed, window.suppressed = window.suppressed, 0
+        if suppressed:
+            window.suppressed = suppressed
+            self._summarise(key, window)
+
+    def _summarise(self, key: tuple[str, int, str], window: _Window) -> None:
+        name, level, template = key
+        logging.getLogger(name).log(level, "%d more log lines like \"%s\" in %.0f s were not written",
+                                    window.suppressed, template, self.interval, extra={SUMMARY: True})
+        window.suppressed = 0
+
+
+_loop_events = EventLog(logging.getLogger("asyncio"))
+
+
+def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's handler for errors nobody caught (a failed callback, an SSL transport's
+    fatal error): each kind at most a few times per interval, with its traceback, then a count.
+    asyncio's default handler writes the whole context, object reprs included, for every event."""
+    message = str(context.get("message") or "Unhandled exception in the event loop")
+    exc = context.get("exception")
+    detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else ""
+    exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None
+    _loop_events(message[:100], logging.ERROR, "%s %s", message, detail, exc_info=exc_info)
