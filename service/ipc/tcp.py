@@ -36,7 +36,7 @@ from service.listeners import Limits, Listener
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = protocol.DEFAULT_TCP_PORT   # a suggestion for admin_tcp_port (and winpop --host's default)
-LOGIN_TIMEOUT = 10.0         # seconds to send auth.login after the TLS handshake (however slowly it trickles)
+LOGIN_TIMEOUT = 5.0          # seconds to send auth.login after the TLS handshake (however slowly it trickles)
 HANDSHAKE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 32         # consoles and winpop calls from other computers, all together
 MAX_PER_ADDRESS = 8
