@@ -492,6 +492,8 @@ class MailService:
             ctx.auth.close()
         ctx.db.dispose()
         self._remove_pid()
+        from service.lograte import flush
+        flush()   # the counts of client-triggered lines not written one by one
         log.warning("service stopped")
 
 

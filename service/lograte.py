@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ TEMPLATE_BURST = 300     # lines of one message template per window (INFO and be
 WARNING_BURST = 30       # lines of one template per window (WARNING and above)
 TRACEBACKS = 3           # records of one template per window that keep their traceback
 SUMMARY = "rate_summary"  # attribute set on a summary record: it passes every filter
+_LIMITERS: weakref.WeakSet[Any] = weakref.WeakSet()   # for flush() at shutdown
 
 
 @dataclass
@@ -51,11 +53,22 @@ class EventLog:
         self.interval = interval
         self.burst = burst
         self._windows: dict[str, _Window] = {}
+        self._levels: dict[str, int] = {}
         self._lock = threading.Lock()
+        _LIMITERS.add(self)
+
+    def flush(self) -> None:
+        """Write the counts of the current windows now (at shutdown)."""
+        with self._lock:
+            windows, self._windows = self._windows, {}
+        for kind, window in windows.items():
+            if window.suppressed:
+                self._summarise(kind, self._levels.get(kind, logging.INFO), window)
 
     def __call__(self, kind: str, level: int, message: str, *args: Any, exc_info: Any = None) -> None:
         """Log ``message`` unless this kind of event has used its budget in the current window."""
         now = time.monotonic()
+        self._levels[kind] = level
         with self._lock:
             window = self._windows.get(kind)
             if window is None or now - window.start >= self.interval:
@@ -101,6 +114,15 @@ class FloodFilter(logging.Filter):
         self.tracebacks = tracebacks
         self._windows: dict[tuple[str, int, str], _Window] = {}
         self._lock = threading.Lock()
+        _LIMITERS.add(self)
+
+    def flush(self) -> None:
+        """Write the counts of the current windows now (at shutdown)."""
+        with self._lock:
+            windows, self._windows = self._windows, {}
+        for key, window in windows.items():
+            if window.suppressed:
+                self._summarise(key, window)
 
     def filter(self, record: logging.LogRecord) -> bool:
         verdict = record.__dict__.get("_flood_verdict")
@@ -173,3 +195,9 @@ def loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, A
     detail = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else ""
     exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None
     _loop_events(message[:100], logging.ERROR, "%s %s", message, detail, exc_info=exc_info)
+
+
+def flush() -> None:
+    """Write every pending count (the service is stopping: the interval will not end)."""
+    for limiter in list(_LIMITERS):
+        limiter.flush()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from core.errors import MailError, Unavailable
 from core.settings import SettingSpec, register, whole_number
@@ -139,6 +139,16 @@ class SmtpProtocol(SMTP):
         if not self._in_rset and self._deadline_timer is not None:   # a message is finished
             self._deadline = self.loop.time() + self.transaction_limit
         super()._set_post_data_state()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A STARTTLS handshake the client broke off is its problem: a rate-limited line, no traceback
+        (aiosmtpd then closes the connection itself)."""
+        if isinstance(error, TLSSetupException):
+            peer = self.session.peer if self.session is not None else None
+            events("starttls failed", logging.INFO, "smtp: TLS negotiation with %s failed: %s",
+                   peer[0] if isinstance(peer, tuple) else "?", error.__cause__ or "handshake failed")
+            return "421 4.7.0 TLS negotiation failed"
+        return await super().handle_exception(error)
 
     def _check_deadline(self) -> None:
         """Hang up on a client that has not logged on or finished its message in time."""

@@ -11,8 +11,7 @@ import struct
 
 import pytest
 
-from service.listeners import Limits, Listener, Refusal
-client_key = None
+from service.listeners import Limits, Listener, Refusal, client_key
 from tests.support import ServiceProcess, free_port, unverified_tls, wait_for
 
 PER_ADDRESS = 3
