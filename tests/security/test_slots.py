@@ -12,6 +12,7 @@ import struct
 import pytest
 
 from service.listeners import Limits, Listener, Refusal, client_key
+from tests.service.test_pop3_support import pop3  # noqa: F401 - the in-process POP3 fixture
 from tests.support import ServiceProcess, free_port, unverified_tls, wait_for
 
 PER_ADDRESS = 3
@@ -249,3 +250,19 @@ def test_ipv6_addresses_of_one_64_share_one_count():
         await listener.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_ipv6_64_is_throttled_and_banned_as_one(pop3):  # noqa: F811
+    pop3.set("throttle_failures", 3)
+    throttle = pop3.ctx.throttle
+
+    async def fail_from_three_addresses() -> None:
+        for n in range(1, 4):
+            await throttle.failure(f"2001:db8:5:6::{n}", None)
+
+    pop3.call(fail_from_three_addresses())
+    assert throttle.is_banned("2001:db8:5:6:ffff::1")          # the whole /64
+    assert not throttle.is_banned("2001:db8:5:7::1")           # the next /64 is someone else
+    assert [b["value"] for b in throttle.list_bans()] == ["2001:db8:5:6::/64"]
+    assert throttle.lift("2001:db8:5:6::9") == 1               # an address of the /64 lifts it
+    assert not throttle.is_banned("2001:db8:5:6::1")
