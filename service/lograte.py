@@ -21,6 +21,7 @@ EVENT_BURST = 5          # lines of one kind of client-triggered event per windo
 TEMPLATE_BURST = 300     # lines of one message template per window (INFO and below)
 WARNING_BURST = 30       # lines of one template per window (WARNING and above)
 TRACEBACKS = 3           # records of one template per window that keep their traceback
+MAX_TEMPLATES = 10_000   # windows kept at once (messages formatted before logging are each their own)
 SUMMARY = "rate_summary"  # attribute set on a summary record: it passes every filter
 _LIMITERS: weakref.WeakSet[Any] = weakref.WeakSet()   # for flush() at shutdown
 
@@ -54,7 +55,7 @@ class EventLog:
         self.burst = burst
         self._windows: dict[str, _Window] = {}
         self._levels: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # a summary is logged while it is held
         _LIMITERS.add(self)
 
     def flush(self) -> None:
@@ -142,11 +143,15 @@ class FloodFilter(logging.Filter):
                 if window is not None and window.suppressed:
                     due.append((key, window))
                 window = self._windows[key] = _Window(now)
-                if len(self._windows) > 10_000:   # many distinct templates: forget the idle ones
-                    for old in [k for k, w in self._windows.items() if now - w.start >= self.interval]:
+                if len(self._windows) > MAX_TEMPLATES:   # many distinct messages: forget the idle, then the oldest
+                    stale = [k for k, w in self._windows.items() if now - w.start >= self.interval]
+                    if len(self._windows) - len(stale) > MAX_TEMPLATES // 2:
+                        stale = sorted(self._windows, key=lambda k: self._windows[k].start)[: len(self._windows) // 2]
+                    for old in stale:
                         w = self._windows.pop(old)
-                        if w.suppressed:
+                        if w.suppressed and old != key:
                             due.append((old, w))
+                    window = self._windows[key] = self._windows.get(key) or _Window(now)
             budget = self.burst if record.levelno < logging.WARNING else self.warning_burst
             if window.passed >= budget:
                 window.suppressed += 1
