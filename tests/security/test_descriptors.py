@@ -108,3 +108,49 @@ def test_a_flood_of_idle_connections_is_refused_cleanly(service, many_files):
     assert _first_line_from(service.ports["pop3"], "127.0.0.250").startswith(b"+OK")
     text = log.read_text()
     assert "Traceback" not in text and "accept failed" not in text
+
+
+LISTENER_ONLY = """
+import asyncio, logging, sys
+from service.listeners import Limits, Listener
+
+async def main() -> None:
+    listener = Listener("bare", "test", "127.0.0.1", 0, asyncio.Protocol, refusal=lambda r: b"-ERR [SYS/TEMP] busy\\r\\n",
+                        limits=lambda: Limits(100000, 100000))   # no budget: only the descriptors limit it
+    await listener.start()
+    print(listener.bound_port, flush=True)
+    await asyncio.sleep(3600)
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+asyncio.run(main())
+"""
+
+
+def test_out_of_descriptors_the_waiting_clients_are_refused_not_left_hanging(tmp_path, many_files):
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+    errors = tmp_path / "stderr.txt"
+    with open(errors, "wb") as err:
+        proc = subprocess.Popen(["prlimit", "--nofile=64:64", "--", sys.executable, "-c", LISTENER_ONLY], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=err)
+    try:
+        port = int(proc.stdout.readline())
+        held = []
+        for _ in range(120):     # far more than 64 descriptors: accept() fails with EMFILE
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        answers = []
+        for sock in held[80:]:
+            try:
+                answers.append(sock.recv(100))
+            except socket.timeout:
+                answers.append(b"(nothing: left hanging)")
+        assert answers == [b"-ERR [SYS/TEMP] busy\r\n"] * len(answers)
+        for sock in held:
+            sock.close()
+    finally:
+        proc.kill()
+        proc.wait(5)
+    lines = errors.read_text().splitlines()
+    assert any("accept failed" in line for line in lines) and len(lines) < 20
