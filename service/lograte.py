@@ -18,11 +18,14 @@ from typing import Any
 
 INTERVAL = 60.0          # seconds: the window the budgets count in
 EVENT_BURST = 5          # lines of one kind of client-triggered event per window
-TEMPLATE_BURST = 300     # lines of one message template per window (INFO and below)
+TEMPLATE_BURST = 600     # lines of one message template per window (INFO and below)
+CLIENT_BURST = 60        # lines of one template per window for one client (records with CLIENT set)
 WARNING_BURST = 30       # lines of one template per window (WARNING and above)
 TRACEBACKS = 3           # records of one template per window that keep their traceback
 MAX_TEMPLATES = 10_000   # windows kept at once (messages formatted before logging are each their own)
 SUMMARY = "rate_summary"  # attribute set on a summary record: it passes every filter
+CLIENT = "client_key"     # attribute (extra=) naming the client a record is about (service.listeners.client_key)
+_Key = tuple[str, int, str, str]   # logger, level, template, client ("" for all clients)
 _LIMITERS: weakref.WeakSet[Any] = weakref.WeakSet()   # for flush() at shutdown
 
 
@@ -101,8 +104,9 @@ class EventLog:
 
 
 class FloodFilter(logging.Filter):
-    """A handler filter: at most a budget of records per message template and interval; the rest
-    are counted and summarised once the interval is over. Tracebacks only for the first few.
+    """A handler filter: at most a budget of records per message template and interval, and a
+    smaller one per client for records that name theirs (``extra={CLIENT: key}``); the rest are
+    counted and summarised once the interval is over. Tracebacks only for the first few.
 
     One instance may sit on several handlers: the verdict is taken once per record."""
 
@@ -113,7 +117,7 @@ class FloodFilter(logging.Filter):
         self.burst = burst
         self.warning_burst = warning_burst
         self.tracebacks = tracebacks
-        self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._windows: dict[_Key, _Window] = {}
         self._lock = threading.Lock()
         _LIMITERS.add(self)
 
@@ -135,44 +139,51 @@ class FloodFilter(logging.Filter):
         if getattr(record, SUMMARY, False):
             return True
         now = time.monotonic()
-        key = (record.name, record.levelno, str(record.msg)[:200])
-        due: list[tuple[tuple[str, int, str], _Window]] = []
+        template = (record.name, record.levelno, str(record.msg)[:200])
+        warning = record.levelno >= logging.WARNING
+        client = str(getattr(record, CLIENT, "") or "")
+        due: list[tuple[_Key, _Window]] = []
         with self._lock:
-            window = self._windows.get(key)
-            if window is None or now - window.start >= self.interval:
-                if window is not None and window.suppressed:
-                    due.append((key, window))
-                window = self._windows[key] = _Window(now)
-                if len(self._windows) > MAX_TEMPLATES:   # many distinct messages: forget the idle, then the oldest
-                    stale = [k for k, w in self._windows.items() if now - w.start >= self.interval]
-                    if len(self._windows) - len(stale) > MAX_TEMPLATES // 2:
-                        stale = sorted(self._windows, key=lambda k: self._windows[k].start)[: len(self._windows) // 2]
-                    for old in stale:
-                        w = self._windows.pop(old)
-                        if w.suppressed and old != key:
-                            due.append((old, w))
-                    window = self._windows[key] = self._windows.get(key) or _Window(now)
-            budget = self.burst if record.levelno < logging.WARNING else self.warning_burst
-            if window.passed >= budget:
-                window.suppressed += 1
-                if not window.scheduled:
-                    window.scheduled = _schedule(window.start + self.interval - now,
-                                                 lambda: self._expire(key, window))
-                keep = False
-            else:
-                window.passed += 1
-                keep = True
-                if record.exc_info:
-                    window.tracebacks += 1
-                    if window.tracebacks > self.tracebacks:   # the message stays, the traceback goes
-                        record.exc_info = None
-                        record.exc_text = None
-                        record.msg = f"{record.msg} (traceback as logged before)"
+            # A client's own budget first (one flooding address does not use up everyone's), then
+            # the template's over all clients.
+            keep = ((not client or self._take((*template, client), CLIENT_BURST, now, due))
+                    and self._take((*template, ""), self.warning_burst if warning else self.burst, now, due))
+            if keep and record.exc_info:
+                window = self._windows[(*template, "")]
+                window.tracebacks += 1
+                if window.tracebacks > self.tracebacks:   # the message stays, the traceback goes
+                    record.exc_info = None
+                    record.exc_text = None
+                    record.msg = f"{record.msg} (traceback as logged before)"
         for old_key, old in due:
             self._summarise(old_key, old)
         return keep
 
-    def _expire(self, key: tuple[str, int, str], window: _Window) -> None:
+    def _take(self, key: _Key, budget: int, now: float, due: list[tuple[_Key, _Window]]) -> bool:
+        """One record against one window's budget (the lock is held); False if over it."""
+        window = self._windows.get(key)
+        if window is None or now - window.start >= self.interval:
+            if window is not None and window.suppressed:
+                due.append((key, window))
+            window = self._windows[key] = _Window(now)
+            if len(self._windows) > MAX_TEMPLATES:   # many distinct messages or clients: forget the idle, then the oldest
+                stale = [k for k, w in self._windows.items() if now - w.start >= self.interval]
+                if len(self._windows) - len(stale) > MAX_TEMPLATES // 2:
+                    stale = sorted(self._windows, key=lambda k: self._windows[k].start)[: len(self._windows) // 2]
+                for old in stale:
+                    w = self._windows.pop(old)
+                    if w.suppressed and old != key:
+                        due.append((old, w))
+                window = self._windows[key] = self._windows.get(key) or _Window(now)
+        if window.passed >= budget:
+            window.suppressed += 1
+            if not window.scheduled:
+                window.scheduled = _schedule(window.start + self.interval - now, lambda: self._expire(key, window))
+            return False
+        window.passed += 1
+        return True
+
+    def _expire(self, key: _Key, window: _Window) -> None:
         with self._lock:
             if self._windows.get(key) is window:
                 del self._windows[key]
@@ -181,10 +192,11 @@ class FloodFilter(logging.Filter):
             window.suppressed = suppressed
             self._summarise(key, window)
 
-    def _summarise(self, key: tuple[str, int, str], window: _Window) -> None:
-        name, level, template = key
-        logging.getLogger(name).log(level, "%d more log lines like \"%s\" in %.0f s were not written",
-                                    window.suppressed, template, self.interval, extra={SUMMARY: True})
+    def _summarise(self, key: _Key, window: _Window) -> None:
+        name, level, template, client = key
+        logging.getLogger(name).log(level, "%d more log lines like \"%s\"%s in %.0f s were not written",
+                                    window.suppressed, template, f" for {client}" if client else "",
+                                    self.interval, extra={SUMMARY: True})
         window.suppressed = 0
 
 

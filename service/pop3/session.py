@@ -18,7 +18,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from core.model import MailboxRef, MessageInfo
-from service.lograte import EventLog
+from service.listeners import client_key
+from service.lograte import CLIENT, EventLog
 from service.pop3 import wire
 from service.throttle import setting
 
@@ -60,6 +61,7 @@ class Pop3Session(asyncio.Protocol):
         self.tls = implicit_tls
         self.state = State.AUTHORIZATION
         self.address = "?"
+        self.client = "?"                       # the address's key for limits and log budgets (IPv6: its /64)
         self.transport: Any = None
         # the maildrop, after logon
         self.user: str | None = None            # name given with USER, waiting for PASS
@@ -95,6 +97,7 @@ class Pop3Session(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
+        self.client = client_key(self.address)
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         self._last_activity = loop.time()
@@ -446,7 +449,8 @@ class Pop3Session(asyncio.Protocol):
         Minimum (WARNING), sessions and logons at Medium (INFO), commands at Maximum (DEBUG)."""
         if int(setting(self.ctx, "logging")) >= level:
             who = self.mailbox.address if self.mailbox is not None else (self.user or "-")
-            log.log(_PY_LEVELS[level], "pop3 %s %s %s: " + message, self.id, self.address, who, *args)
+            log.log(_PY_LEVELS[level], "pop3 %s %s %s: " + message, self.id, self.address, who, *args,
+                    extra={CLIENT: self.client})   # one flooding client cannot use up the log's budget
 
 
 _PY_LEVELS = {LOG_MINIMUM: logging.WARNING, LOG_MEDIUM: logging.INFO, LOG_MAXIMUM: logging.DEBUG}

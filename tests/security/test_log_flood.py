@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from service.lograte import SUMMARY, EventLog, FloodFilter
+from service.lograte import CLIENT, CLIENT_BURST, SUMMARY, EventLog, FloodFilter
 from tests.support import ServiceProcess, wait_for
 
 ROUNDS = 500            # of each of the kinds below: 3,000 client-triggered events in all
@@ -133,3 +133,18 @@ def test_flood_filter_keeps_a_budget_per_template_and_few_tracebacks():
     again = record(logging.INFO, "session %s")
     assert flood.filter(again) is False and flood.filter(again) is False   # one verdict per record
     assert flood.filter(record(logging.INFO, "another template %s")) is True
+
+
+def test_flood_filter_keeps_one_clients_lines_from_using_up_everyones():
+    flood = FloodFilter(interval=60, burst=100)
+
+    def session_line(client: str) -> logging.LogRecord:
+        entry = logging.LogRecord("test.flood", logging.INFO, __file__, 1, "pop3 %s: connected", (client,), None)
+        setattr(entry, CLIENT, client)
+        return entry
+
+    flooder = [flood.filter(session_line("192.0.2.66")) for _ in range(1000)]
+    assert flooder.count(True) == CLIENT_BURST
+    others = [flood.filter(session_line(f"198.51.100.{n}")) for n in range(100 - CLIENT_BURST)]
+    assert all(others)                                   # the template's budget was still there for them
+    assert flood.filter(session_line("198.51.100.200")) is False   # now it is used up
