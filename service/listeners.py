@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 events = EventLog(log)
 
 HANDSHAKE_TIMEOUT = 30.0     # seconds for an implicit-TLS handshake (995, 465)
-SWEEP_INTERVAL = 60.0        # a connection closing for a whole sweep interval is aborted
+SWEEP_INTERVAL = 60.0        # a connection seen closing at two sweeps in a row is aborted
 # Descriptors kept free of connections: the database pool and its files, messages being read or
-# written, the admin channel, logs, and the process's own (measured: ~40 at rest on SQLite).
+# written, the admin channel, logs, and the process's own (measured on SQLite: 18 at rest, 121
+# while holding 104 idle connections).
 RESERVED_DESCRIPTORS = 192
 
 
