@@ -266,3 +266,26 @@ def test_an_ipv6_64_is_throttled_and_banned_as_one(pop3):  # noqa: F811
     assert [b["value"] for b in throttle.list_bans()] == ["2001:db8:5:6::/64"]
     assert throttle.lift("2001:db8:5:6::9") == 1               # an address of the /64 lifts it
     assert not throttle.is_banned("2001:db8:5:6::1")
+
+
+def test_an_implicit_tls_handshake_that_never_comes_times_out_and_gives_the_slot_back(tmp_path):
+    from service.tls import TlsMaterial
+    tls = TlsMaterial(tmp_path, "localhost")
+
+    async def scenario() -> None:
+        listener = Listener("tls", "test", "127.0.0.1", 0, asyncio.Protocol, refusal=lambda r: b"",
+                            ssl_context=tls.context, limits=lambda: Limits(100, 2), handshake_timeout=0.5)
+        await listener.start()
+        loop = asyncio.get_running_loop()
+        silent = [await asyncio.open_connection("127.0.0.1", listener.bound_port) for _ in range(2)]
+        for reader, _writer in silent:   # nothing sent: the server gives up on the handshake
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        deadline = loop.time() + 5
+        while listener.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert listener.sessions == 0 and listener.connections_from("127.0.0.1") == 0
+        for _reader, writer in silent:
+            writer.close()
+        await listener.stop()
+
+    asyncio.run(scenario())
