@@ -289,3 +289,36 @@ def test_an_implicit_tls_handshake_that_never_comes_times_out_and_gives_the_slot
         await listener.stop()
 
     asyncio.run(scenario())
+
+
+class _FloodThenClose(asyncio.Protocol):
+    """Sends more than any socket buffer holds, then closes: the transport waits to flush."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(b"x" * (32 * 1024 * 1024))   # type: ignore[attr-defined]
+        transport.close()
+
+
+def test_a_connection_stuck_closing_behind_a_client_that_does_not_read_is_aborted(monkeypatch):
+    import service.listeners as listeners
+    monkeypatch.setattr(listeners, "SWEEP_INTERVAL", 0.2)
+
+    async def scenario() -> None:
+        listener = Listener("stuck", "test", "127.0.0.1", 0, _FloodThenClose, refusal=lambda r: b"",
+                            limits=lambda: Limits(100, 2))
+        await listener.start()
+        loop = asyncio.get_running_loop()
+        sock = socket.create_connection(("127.0.0.1", listener.bound_port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # and never read
+        deadline = loop.time() + 1
+        while not listener.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert listener.sessions == 1          # closing, but its data cannot go out
+        deadline = loop.time() + 5
+        while listener.sessions and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert listener.sessions == 0          # aborted at the second sweep that saw it closing
+        sock.close()
+        await listener.stop()
+
+    asyncio.run(scenario())
