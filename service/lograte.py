@@ -65,23 +65,29 @@ class EventLog:
         """Write the counts of the current windows now (at shutdown)."""
         with self._lock:
             windows, self._windows = self._windows, {}
-        for kind, window in windows.items():
-            if window.suppressed:
-                self._summarise(kind, self._levels.get(kind, logging.INFO), window)
+            levels, self._levels = self._levels, {}
+            for kind, window in windows.items():
+                if window.suppressed:
+                    self._summarise(kind, levels.get(kind, logging.INFO), window)
 
     def __call__(self, kind: str, level: int, message: str, *args: Any, exc_info: Any = None) -> None:
         """Log ``message`` unless this kind of event has used its budget in the current window."""
         now = time.monotonic()
-        self._levels[kind] = level
         with self._lock:
+            self._levels[kind] = level
             window = self._windows.get(kind)
             if window is None or now - window.start >= self.interval:
                 if window is not None and window.suppressed:
                     self._summarise(kind, level, window)
+                if len(self._windows) >= MAX_TEMPLATES:   # kinds that carry data: keep memory bounded
+                    self.flush()
                 window = self._windows[kind] = _Window(now)
             if window.passed >= self.burst:
                 window.suppressed += 1
-                window.sample = message % args if args else message
+                try:
+                    window.sample = message % args if args else message
+                except (TypeError, ValueError):
+                    window.sample = message
                 if not window.scheduled:
                     window.scheduled = _schedule(window.start + self.interval - now,
                                                  lambda: self._expire(kind, level, window))
@@ -96,11 +102,11 @@ class EventLog:
             if not window.suppressed:
                 return
             self._summarise(kind, level, window)
-            window.suppressed = 0
 
     def _summarise(self, kind: str, level: int, window: _Window) -> None:
         self.logger.log(level, "%d more %s event(s) in %.0f s not logged one by one; the last: %s",
                         window.suppressed, kind, self.interval, window.sample, extra={SUMMARY: True})
+        window.suppressed = 0
 
 
 class FloodFilter(logging.Filter):
