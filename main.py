@@ -3,6 +3,7 @@ service; ``python main.py winpop …`` is the command line (DESIGN §2)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -22,9 +23,23 @@ def main(argv: list[str] | None = None) -> int:
                                      "Other commands: 'service' (run the mail service), 'winpop' (command line).")
     parser.add_argument("--data-dir", type=Path, default=None, help="the service's data directory")
     opts = parser.parse_args(args)
+    if not _has_display():
+        print("python main.py: there is no display to open the console on (DISPLAY and WAYLAND_DISPLAY are "
+              "not set).\nEither log in over SSH with X forwarding (ssh -X) and run it again, or run the mail "
+              "service without the console, 'python3 main.py service', and administer it with 'winpop' "
+              "('python3 main.py winpop help').", file=sys.stderr)
+        return 2
     from core.paths import default_data_dir
     from gui.app import run_console
     return run_console((opts.data_dir or default_data_dir()).expanduser())
+
+
+def _has_display() -> bool:
+    """Whether Qt can show a window: an X or Wayland display, or a platform chosen explicitly
+    (QT_QPA_PLATFORM=offscreen, vnc ...). Checked before Qt, which would abort with its own message."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
 if __name__ == "__main__":

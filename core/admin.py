@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import settings as settings_mod
+from core.access import READ, SEARCH, Requester, open_as
 from core.auth.settings import SEALED_PREFIX, SECRET_SETTINGS, SECRET_SHOWN
 from core.auth.settings import shown as shown_setting
 from core.db import Database
@@ -407,57 +409,103 @@ class Admin:
         return {"items": items}
 
     # -- import ---------------------------------------------------------------------------
-    def import_windows(self, path: str) -> dict:
+    def import_windows(self, path: str, requester: Requester | None = None) -> dict:
         """Import ``DIR/<domain>/P3_<name>.mbx/*.eml``; each message keeps its file name as UIDL.
-        Running it again imports only what is new."""
-        root = Path(path).expanduser()
-        if not root.is_dir():
-            raise NotFound(f"{root} is not a folder. Give the Windows POP3 Service's mail root "
-                           r"(the folder holding one folder per domain, e.g. a copy of C:\Inetpub\mailroot\Mailbox).")
+        Running it again imports only what is new. Only regular files below ``path`` are read,
+        never through a symbolic link (each one is skipped and reported), and only what
+        ``requester`` could read themselves (None: an in-process caller, the service's own rights)."""
+        who = requester if requester is not None else Requester(0)
+        root = Path(os.path.abspath(Path(path).expanduser()))
+        try:
+            root_fd = open_as(str(root), who, directory=True)
+        except (NotFound, Invalid):
+            raise NotFound(f"{root} is not a folder. Give the Windows POP3 Service's mail root (the folder "
+                           r"holding one folder per domain, e.g. a copy of C:\Inetpub\mailroot\Mailbox).") from None
         summary: dict[str, Any] = {"domains": 0, "mailboxes": 0, "messages": 0, "skipped": 0, "warnings": []}
         warnings: list[str] = summary["warnings"]
         found_any = False
-        for ddir in sorted(p for p in root.iterdir() if p.is_dir()):
-            boxes = sorted(p for p in ddir.iterdir() if p.is_dir() and p.name.upper().startswith("P3_")
-                           and p.name.lower().endswith(".mbx"))
+        refused = 0
+
+        def import_box(bfd: int, bdir: Path, mailbox_id: int) -> None:
+            nonlocal refused
+            with self.db.read() as session:
+                known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
+            files = sorted(((st.st_mtime, n) for n, st in _listing(bfd, bdir, warnings)
+                            if n.endswith(".eml") and stat.S_ISREG(st.st_mode)), key=lambda item: item[0])
+            for _mtime, eml in files:
+                if eml in known:
+                    summary["skipped"] += 1
+                    continue
+                fd = _open_below(bfd, eml, who, bdir / eml, warnings, directory=False)
+                if fd is None:
+                    refused += 1
+                    continue
+                try:
+                    with os.fdopen(fd, "rb") as f:
+                        arrived = datetime.fromtimestamp(os.fstat(f.fileno()).st_mtime, timezone.utc)
+                        data = f.read()
+                except OSError as exc:
+                    warnings.append(f"could not read {bdir / eml}: {exc.strerror}")
+                    continue
+                self.store.deliver_many([mailbox_id], data, base=eml, arrived_at=arrived, check_quota=False)
+                summary["messages"] += 1
+
+        def import_domain(dfd: int, dir_name: str, ddir: Path) -> None:
+            nonlocal found_any, refused
+            boxes = [n for n, st in _listing(dfd, ddir, warnings) if stat.S_ISDIR(st.st_mode)
+                     and n.upper().startswith("P3_") and n.lower().endswith(".mbx")]
             if not boxes:
-                continue
+                return
             found_any = True
             try:
-                dname = normalize_domain(ddir.name)
+                dname = normalize_domain(dir_name)
             except MailError as exc:
-                warnings.append(f"skipped folder {ddir.name}: {exc.message}")
-                continue
+                warnings.append(f"skipped folder {dir_name}: {exc.message}")
+                return
             try:
                 self.domain_add(dname)
                 summary["domains"] += 1
             except Conflict:
                 pass
-            for bdir in boxes:
-                raw = bdir.name[3:-4]
+            for box_name in boxes:
+                raw = box_name[3:-4]
                 try:
                     with self.db.read() as session:
                         mname = normalize_mailbox(raw, self._method(session))
                 except MailError as exc:
                     warnings.append(f"skipped mailbox {raw}@{dname}: {exc.message}")
                     continue
-                mailbox_id = self._import_mailbox(mname, dname, summary)
-                if mailbox_id is None:
+                bfd = _open_below(dfd, box_name, who, ddir / box_name, warnings, directory=True)
+                if bfd is None:
+                    refused += 1
                     continue
-                with self.db.read() as session:
-                    known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
-                for eml in sorted(bdir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
-                    if eml.name in known:
-                        summary["skipped"] += 1
-                        continue
-                    try:
-                        data = eml.read_bytes()
-                    except OSError as exc:
-                        warnings.append(f"could not read {eml}: {exc.strerror}")
-                        continue
-                    arrived = datetime.fromtimestamp(eml.stat().st_mtime, timezone.utc)
-                    self.store.deliver_many([mailbox_id], data, base=eml.name, arrived_at=arrived, check_quota=False)
-                    summary["messages"] += 1
+                try:
+                    mailbox_id = self._import_mailbox(mname, dname, summary)
+                    if mailbox_id is not None:
+                        import_box(bfd, ddir / box_name, mailbox_id)
+                finally:
+                    os.close(bfd)
+
+        try:
+            for dir_name, st in _listing(root_fd, root, warnings):
+                if not stat.S_ISDIR(st.st_mode):
+                    continue
+                dfd = _open_below(root_fd, dir_name, who, root / dir_name, warnings, directory=True)
+                if dfd is None:
+                    refused += 1
+                    continue
+                try:
+                    import_domain(dfd, dir_name, root / dir_name)
+                finally:
+                    os.close(dfd)
+        finally:
+            os.close(root_fd)
+        if refused or len(warnings) > _MAX_WARNINGS:
+            log.warning("import from %s: %d entries skipped (links, special files, or not readable by %s)",
+                        root, refused + sum(1 for w in warnings if "symbolic link" in w), who.shown)
+        if len(warnings) > _MAX_WARNINGS:
+            summary["warnings"] = warnings[:_MAX_WARNINGS] + [f"... and {len(warnings) - _MAX_WARNINGS} more"]
+            warnings = summary["warnings"]
         if not found_any:
             raise NotFound(f"No Windows POP3 Service mailboxes under {root}: expected "
                            "<domain>\\P3_<name>.mbx\\*.eml folders.")
@@ -486,3 +534,47 @@ class Admin:
         info = self.mailbox_get(f"{name}@{domain}")
         self.publish("mailbox.added", info)
         return box_id
+
+
+_MAX_WARNINGS = 100
+
+
+def _listing(dir_fd: int, where: Path, warnings: list[str]) -> list[tuple[str, os.stat_result]]:
+    """The entries of an open folder with their own (lstat) metadata, sorted; symbolic links and
+    special files are left out and reported (the import never follows a link)."""
+    items: list[tuple[str, os.stat_result]] = []
+    try:
+        with os.scandir(dir_fd) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    warnings.append(f"skipped {where / entry.name}: a symbolic link (the import never follows links)")
+                elif stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                    items.append((entry.name, st))
+                else:
+                    warnings.append(f"skipped {where / entry.name}: not a regular file or folder")
+    except OSError as exc:
+        warnings.append(f"could not list {where}: {exc.strerror}")
+    return sorted(items)
+
+
+def _open_below(dir_fd: int, name: str, who: Requester, shown: Path, warnings: list[str], *,
+                directory: bool) -> int | None:
+    """Open ``name`` in the open folder without following a link, if ``who`` may read it; None
+    (and a warning) otherwise."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if directory else os.O_NONBLOCK)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:   # ELOOP: it became a link since the listing
+        warnings.append(f"skipped {shown}: {exc.strerror}")
+        return None
+    st = os.fstat(fd)
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    if not kind_ok or not who.may(st, READ | (SEARCH if directory else 0)):
+        os.close(fd)
+        warnings.append(f"skipped {shown}: " + (f"{who.shown} may not read it" if kind_ok else "not a regular file"))
+        return None
+    return fd

@@ -1,5 +1,6 @@
 """TLS certificates as values: read a PEM certificate and key, check they belong together and are
-current, describe them for people (subject, names, expiry). Pure: no sockets, no files written.
+current, describe them for people (subject, names, expiry), make the self-signed one a new service
+starts with. Pure: no sockets, no files written.
 
 The service uses it to validate an import (``tls.import``), the setup wizard to show what the
 chosen PEM files contain before anything is sent.
@@ -7,6 +8,7 @@ chosen PEM files contain before anything is sent.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 
 from core.errors import Invalid
@@ -35,6 +37,55 @@ class CertificateSummary:
         return {"subject": self.subject, "names": list(self.names), "not_before": self.not_before.isoformat(),
                 "not_after": self.not_after.isoformat(), "self_signed": self.self_signed,
                 "days_left": self.days_left(), "expires_soon": self.expires_soon()}
+
+
+def self_signed(hostname: str, *, days: int = 825, extra_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+                rsa: bool = False) -> tuple[bytes, bytes]:
+    """A self-signed server certificate and its PKCS#8 key (PEM) for ``hostname`` and ``extra_names``.
+
+    It is a leaf, not a CA (RFC 5280 §4.2.1.9 BasicConstraints CA:FALSE, critical), so a client
+    that trusts it trusts nothing it could sign; KeyUsage digitalSignature (plus keyEncipherment
+    for RSA, §4.2.1.3) and ExtendedKeyUsage serverAuth (§4.2.1.12) say what it is for; the host
+    names are subjectAltNames (RFC 6125 §6.4.4: clients ignore the CN when SANs exist). 825 days:
+    the most clients such as Apple's accept for a server certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = rsa_keys.generate_private_key(65537, 2048) if rsa else ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for name in (hostname, *extra_names):
+        try:
+            entry: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            entry = x509.DNSName(name)
+        if entry not in names:
+            names.append(entry)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=rsa, content_commitment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 def summarize(cert_pem: bytes) -> CertificateSummary:

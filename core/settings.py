@@ -6,7 +6,6 @@ read and write them through the admin channel. Issues that add settings add spec
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from core.errors import Invalid, NotFound
+from core.hostname import machine_name
 from core.names import check_auth_method
 
 if TYPE_CHECKING:  # the console imports the specs without the database layer
@@ -161,8 +161,34 @@ def resolve(name: str) -> SettingSpec:
     raise NotFound(f"There is no setting '{name}'. Known settings: {known}.")
 
 
+def port_in_use_note(name: str, stored: Any, listeners: list[dict[str, Any]] | None) -> str:
+    """For a listener's port setting: what this run really uses when a command-line override
+    (``--pop3-port`` and friends) differs from the stored value; empty otherwise."""
+    spec = SPECS.get(name)
+    if spec is None or spec.restart is None or spec.check is not _port or listeners is None:
+        return ""
+    try:
+        stored_port = int(stored)
+    except (TypeError, ValueError):
+        return ""
+    for item in listeners:
+        if item.get("name") == spec.restart:
+            try:
+                used = int(item.get("port") or 0)
+            except (TypeError, ValueError):
+                return ""
+            if used != stored_port:
+                return (f"this run uses port {used} (set on the service's command line); the stored {stored_port} "
+                        "applies when the service starts without it")
+            return ""
+    if stored_port:
+        return "this run has no such listener (turned off on the service's command line)"
+    return ""
+
+
 def default_hostname() -> str:
-    return socket.getfqdn() or "localhost"
+    """The host name a new installation starts with: the machine's own (see core.hostname)."""
+    return machine_name()
 
 
 class Settings:

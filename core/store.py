@@ -197,6 +197,42 @@ def write_durably(path: str | Path, data: bytes) -> None:
     os.close(fd)
 
 
+BIG_MESSAGE = 1 << 20   # octets: a bigger message is converted and written a MB at a time
+
+
+def write_maildir_durably(path: str | Path, data: bytes) -> tuple[int, int]:
+    """Like write_durably(path, to_maildir(data)) without holding the converted copy: a MB at a
+    time (so memory stays at one message, and no C call holds the GIL for long). Returns the
+    file's size and its POP3 size (pop3_size of what was written)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    size = lines = crlf = 0
+    last = b""
+    try:
+        start, total = 0, len(data)
+        while start < total:
+            stop = min(start + BIG_MESSAGE, total)
+            while stop < total and data[stop - 1] == 0x0D:   # never cut a CRLF (or CR CRLF) in two
+                stop += 1
+            piece = data[start:stop].replace(b"\r\n", b"\n")
+            size += len(piece)
+            lines += piece.count(b"\n")
+            crlf += piece.count(b"\r\n")
+            last = piece[-1:]
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view):]
+            start = stop
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    vsize = size + (lines - crlf) + (2 if size and last != b"\n" else 0)   # as pop3_size
+    return size, vsize
+
+
 def _disk_error(exc: OSError) -> Unavailable:
     if exc.errno == errno.ENOSPC:
         return Unavailable("The mail store is out of disk space; free space on the mail root's disk.")
@@ -321,23 +357,30 @@ class MailStore:
         ids = list(dict.fromkeys(mailbox_ids))
         if not ids:
             return []
-        body = to_maildir(data)
-        vsize = pop3_size(body)
-        if base is None:
-            name = self._new_name(len(body), vsize)
-        else:  # an imported message keeps its original file name (its UIDL)
-            name = f"{base},S={len(body)},W={vsize}"
-        if uidl is None:
-            uidl = uidl_for(name)
-        elif not _UIDL_OK.match(uidl):
+        if uidl is not None and not _UIDL_OK.match(uidl):
             raise Invalid(f"'{uidl}' cannot be a UIDL: 1-70 printable ASCII characters without spaces.")
+        big = len(data) > BIG_MESSAGE
+        body = b"" if big else to_maildir(data)
         targets = self._targets(ids)
         # Plain strings on this path: pathlib's joins cost more than the file system calls.
         first_dir = targets[ids[0]][2]
-        tmp_path = f"{first_dir}/tmp/{name}"
         placed: list[str] = []
+        tmp_path = ""
         try:
-            write_durably(tmp_path, body)
+            if big:   # converted while written; the name (with the sizes) is known afterwards
+                tmp_path = f"{first_dir}/tmp/{self._new_name(0, 0).split(',', 1)[0]}.big"
+                size, vsize = write_maildir_durably(tmp_path, data)
+            else:
+                size, vsize = len(body), pop3_size(body)
+            if base is None:
+                name = self._new_name(size, vsize)
+            else:  # an imported message keeps its original file name (its UIDL)
+                name = f"{base},S={size},W={vsize}"
+            if uidl is None:
+                uidl = uidl_for(name)
+            if not big:
+                tmp_path = f"{first_dir}/tmp/{name}"
+                write_durably(tmp_path, body)
             first = f"{first_dir}/new/{name}"
             os.rename(tmp_path, first)
             placed.append(first)
@@ -348,10 +391,13 @@ class MailStore:
                 except OSError as exc:
                     if exc.errno != errno.EXDEV:
                         raise
-                    write_durably(new_path, body)  # another filesystem: a copy
+                    if big:  # another filesystem: a copy
+                        write_maildir_durably(new_path, data)
+                    else:
+                        write_durably(new_path, body)
                 placed.append(new_path)
         except OSError as exc:
-            for path in placed + [tmp_path]:
+            for path in placed + ([tmp_path] if tmp_path else []):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             raise _disk_error(exc) from None

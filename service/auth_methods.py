@@ -16,7 +16,7 @@ from typing import Any
 from core.auth import settings as method_settings
 from core.auth.directory import DirectoryConfig, DirectoryProvider, seal_bind_password
 from core.auth.keystore import ServerKey
-from core.auth.local import LocalAccountProvider, install_pam_file
+from core.auth.local import LocalAccountProvider, SystemAccounts
 from core.auth.provider import PasswordFileProvider
 from core.names import AUTH_METHODS
 
@@ -64,8 +64,11 @@ def check_server_key(db: Any, key: ServerKey) -> str:
 class AuthMethods:
     """Builds the provider the settings name and keeps ``ctx.auth`` / ``ctx.admin.auth`` current."""
 
-    def __init__(self, ctx: Any, data_dir: Path, keystore: str) -> None:
+    def __init__(self, ctx: Any, data_dir: Path, keystore: str, *, accounts: Any = None) -> None:
         self.ctx = ctx
+        # The privileged helper's client (service.privhelper) when the service started as root;
+        # None: the local method works in-process (a service run by an ordinary user).
+        self.accounts = accounts
         self.key = ServerKey.load(data_dir, keystore, create=True)
         self.key_problem = check_server_key(ctx.db, self.key)
         if self.key_problem:
@@ -87,13 +90,13 @@ class AuthMethods:
         self._fingerprint = self._fingerprint_of(values)
         root = self.ctx.store.root
         if method == "local":
+            accounts = self.accounts if self.accounts is not None else SystemAccounts()
             try:
-                if install_pam_file():
-                    log.warning("installed the PAM service file /etc/pam.d/%s", method_settings.PAM_SERVICE_DEFAULT)
-            except OSError as exc:   # not root: PAM falls back to /etc/pam.d/other
-                log.warning("could not install /etc/pam.d/%s (%s); PAM uses 'other'",
-                            method_settings.PAM_SERVICE_DEFAULT, exc.strerror)
-            return LocalAccountProvider(self.ctx.db, mailroot=root, pam_service=str(values.get("pam_service") or ""))
+                accounts.prepare()   # the PAM file and the pop3users group, made where missing
+            except Exception as exc:  # noqa: BLE001 - not root: PAM falls back to 'other', useradd fails later
+                log.warning("could not prepare the local accounts method: %s", getattr(exc, "message", exc))
+            return LocalAccountProvider(self.ctx.db, mailroot=root, pam_service=str(values.get("pam_service") or ""),
+                                        accounts=accounts)
         if method == "directory":
             return self.directory(values)
         return PasswordFileProvider(self.ctx.db, self.key, mailroot=root)

@@ -207,6 +207,7 @@ def attach(ctx: Any) -> EventRelay | None:
     relay.on("ban.added", throttle("remote_ban"))
     relay.on("ban.lifted", throttle("remote_lift"))
     relay.on("node.logon_failed", throttle("remote_failure"))
+    relay.on("node.logon_ok", throttle("remote_success"))
     relay.start()
     log.info("cluster events: node %s listening on channel %s", relay.node, CHANNEL)
     return relay

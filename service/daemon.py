@@ -25,6 +25,7 @@ from core.errors import Invalid, MailError, NotFound, Unavailable
 from core.ipc.protocol import socket_path
 from core.model import to_json
 from core.paths import can_bind_privileged, default_data_dir
+from core.hostname import is_loopback_name
 from core.settings import Settings, default_hostname
 from core.store import MailStore
 from core.tables import Domain, Mailbox, Setting
@@ -50,7 +51,10 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (default: $POP3SVC_DATA_DIR, /var/lib/pop3-service as root, "
                              "else ~/.local/share/pop3-service)")
-    parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir)")
+    parser.add_argument("--db-url", default=None, help="SQLAlchemy database URL (default: SQLite in the data dir); "
+                        "give the password with --db-password-file or $POP3SVC_DB_PASSWORD, not here")
+    parser.add_argument("--db-password-file", type=Path, default=None,
+                        help="file holding the database password (mode 0600); else $POP3SVC_DB_PASSWORD")
     parser.add_argument("--bind", default="0.0.0.0", help="address the mail listeners bind (default 0.0.0.0)")
     for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
         parser.add_argument(f"--{flag}-port", type=int, default=None,
@@ -153,6 +157,11 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
                         "system keyring" if store == "keyring" else f"key file {data_dir / 'server.key'}")
         if not values["hostname"]:
             Settings.put(session, "hostname", default_hostname())
+        elif is_loopback_name(values["hostname"]) and not is_loopback_name(default_hostname()):
+            # Earlier versions stored socket.getfqdn(), which is "localhost" on many Debian machines.
+            log.warning("the stored host name '%s' is a loopback name; using the machine's name '%s' "
+                        "(change with winpop set hostname)", values["hostname"], default_hostname())
+            Settings.put(session, "hostname", default_hostname())
         if "port" not in stored and not can_bind_privileged():
             # A user without the right to bind ports below 1024 gets working ports, not failures.
             for name, port in UNPRIVILEGED_PORTS.items():
@@ -181,6 +190,7 @@ class MailService:
         self.restart_requested = False
         self.dropped_privileges = False
         self.budget = ConnectionBudget(connection_budget(1024))
+        self.privhelper: Any = None        # service.privhelper.HelperClient while started as root
 
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -196,6 +206,15 @@ class MailService:
             except MailError as exc:
                 print(f"python main.py service: {exc.message}", file=sys.stderr)
                 return 2
+        if os.geteuid() == 0:
+            # Before anything else and before root is dropped: the helper that keeps root for PAM
+            # and the local accounts (DESIGN §1 "Privileges"; service/privhelper.py).
+            from service.privhelper import start_helper
+            try:
+                self.privhelper = start_helper()
+            except OSError as exc:
+                print(f"python main.py service: cannot start the privileged account helper: {exc}", file=sys.stderr)
+                return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
         from service.lograte import loop_exception_handler
@@ -204,7 +223,18 @@ class MailService:
         self.budget.capacity = connection_budget(open_files)
         log.info("open files: at most %d; client connections of all listeners together: at most %d",
                  open_files, self.budget.capacity)
-        url = self.args.db_url or sqlite_url(self.data_dir / "pop3svc.db")
+        from service.db_password import database_url
+        password_file = getattr(self.args, "db_password_file", None)
+        try:
+            if self.args.db_url:
+                url = database_url(self.args.db_url, password_file=password_file)
+            elif password_file is not None:
+                raise Invalid("--db-password-file needs --db-url (the default SQLite database has no password).")
+            else:
+                url = sqlite_url(self.data_dir / "pop3svc.db")
+        except Invalid as exc:
+            log.critical("%s", exc.message)
+            return 2
         db = Database(url)
         try:
             await loop.run_in_executor(None, db.upgrade)
@@ -276,12 +306,8 @@ class MailService:
     def _drop_privileges(self, run_as: Any) -> None:
         """Hand the data directory and the mail root to ``run_as``, then stop being root."""
         from service.privileges import drop_to, hand_over, preload
-        if self.ctx.setting("auth") == "local":
-            # PAM must read /etc/shadow and mailboxes create and change system accounts (useradd,
-            # chpasswd): only root may. Say so rather than fail at the first logon.
-            log.warning("the 'local' authentication method manages system accounts: the service keeps root "
-                        "instead of running as %s. Use passwordfile or directory to run unprivileged.", run_as.name)
-            return
+        # Every method runs unprivileged: with 'local', PAM checks and account changes go to the
+        # privileged helper started at the beginning of run().
         preload()
         changed = hand_over([self.data_dir, self.ctx.store.root], run_as)
         if changed:
@@ -325,7 +351,7 @@ class MailService:
         """The provider the ``auth`` setting names (service/auth_methods.py switches it later)."""
         from service.auth_methods import AuthMethods
 
-        ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"])
+        ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"], accounts=self.privhelper)
         return ctx.auth_methods.build(values)
 
     def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
@@ -491,6 +517,8 @@ class MailService:
         if hasattr(ctx.auth, "close"):
             ctx.auth.close()
         ctx.db.dispose()
+        if self.privhelper is not None:
+            self.privhelper.close()
         self._remove_pid()
         from service.lograte import flush
         flush()   # the counts of client-triggered lines not written one by one
@@ -499,12 +527,8 @@ class MailService:
 
 def _safe_url(url: str) -> str:
     """A database URL without its password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    from service.db_password import shown_url
+    return shown_url(url)
 
 
 def main(argv: list[str] | None = None) -> int:

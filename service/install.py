@@ -3,8 +3,9 @@
 Install creates an unprivileged ``pop3svc`` user and a ``pop3admin`` group (whose members may use
 the admin channel), gives the data directory to that user (0710, group pop3admin), records the
 admin group in the settings, writes the unit from ``resources/systemd/pop3-service.service``
-(``User=pop3svc`` with ``AmbientCapabilities=CAP_NET_BIND_SERVICE``: the ports below 1024 without
-root), installs the PAM file when there is one, and enables and starts the unit.
+(started as root with ``--user pop3svc``: the service binds its ports and starts its privileged
+helper for local accounts, then runs as pop3svc), installs the PAM file when there is one, and
+enables and starts the unit.
 
 Where systemd is not running (a container, CI) it changes nothing: it says what it would do and
 how to run the service in the foreground instead, and exits with status 3. Uninstall stops and
@@ -167,7 +168,8 @@ def install_steps(target: Target) -> list[Step]:
     if PAM_SOURCE.exists():
         steps.append(Step(f"install the PAM configuration as {target.pam_dir / 'pop3-service'}", pam))
     steps += [
-        Step(f"write the unit {target.unit_path} (User={target.user}, AmbientCapabilities=CAP_NET_BIND_SERVICE)",
+        Step(f"write the unit {target.unit_path} (started as root, the service drops to --user {target.user} "
+             "after binding its ports; only its account helper keeps root)",
              unit),
         Step("reload systemd", lambda: _run(*target.systemctl, "daemon-reload")),
         Step(f"enable and start {UNIT_NAME} (it starts at every boot)",

@@ -236,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Copy an installation's SQLite database into an empty PostgreSQL database, verify it, and "
                     "leave the SQLite file untouched. Stop the service first.")
     parser.add_argument("--data-dir", type=Path, default=None, help="the installation's data directory")
-    parser.add_argument("--to", required=True, metavar="URL", help="postgresql+psycopg://user:password@host/db")
+    parser.add_argument("--to", required=True, metavar="URL",
+                        help="postgresql+psycopg://user@host/db (the password from --db-password-file or "
+                             "$POP3SVC_DB_PASSWORD)")
+    parser.add_argument("--db-password-file", type=Path, default=None,
+                        help="file holding the PostgreSQL password (mode 0600); else $POP3SVC_DB_PASSWORD")
     parser.add_argument("--mailroot", type=Path, default=None,
                         help="the mail root's new place on shared storage (its domain folders must be there)")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"rows per insert (default {BATCH})")
@@ -253,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"migrate-db: {args.mailroot} does not hold the folders of the domains {', '.join(missing[:5])}; "
                   "move the mail root there first.", file=sys.stderr)
             return 1
+    from service.db_password import database_url
+    try:
+        args.to = database_url(args.to, password_file=args.db_password_file)
+    except MailError as exc:
+        print(f"migrate-db: {exc.message}", file=sys.stderr)
+        return 1
     print(f"Copying {data_dir / 'pop3svc.db'} to {_safe(args.to)}")
     try:
         report = migrate(data_dir / "pop3svc.db", args.to, mailroot=args.mailroot, batch=max(1, args.batch),
@@ -261,14 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"migrate-db: {exc.message}", file=sys.stderr)
         return 1
     except Exception as exc:  # a connection refused, a bad URL: one line, not a traceback
-        print(f"migrate-db: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"migrate-db: {type(exc).__name__}: {str(exc).replace(_password(args.to), '***')}", file=sys.stderr)
         return 1
     total = sum(report.rows.values())
     print(f"Verified: {total} rows in {len(report.rows)} tables; "
           + ", ".join(f"{k} {v}" for k, v in report.sums.items()))
     if report.spool_files:
         print(f"Copied {report.spool_files} queued message file(s) to the shared spool.")
-    print(f"Done. The SQLite file is unchanged. Start each node with --db-url {_safe(args.to)}")
+    print(f"Done. The SQLite file is unchanged. Start each node with --db-url {_without_password(args.to)} "
+          "and the password in --db-password-file or $POP3SVC_DB_PASSWORD")
     return 0
 
 
@@ -285,6 +296,24 @@ def _missing_domain_folders(db_path: Path, mailroot: Path) -> list[str]:
         engine.dispose()
         workdir.cleanup()
     return [n for n in names if not (mailroot / n).is_dir()]
+
+
+def _password(url: str) -> str:
+    """The password in ``url`` (to cut it out of error messages), or a string no message holds."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url).password or "\x00"
+    except Exception:
+        return "\x00"
+
+
+def _without_password(url: str) -> str:
+    """``url`` with no password at all (to be copied onto a command line)."""
+    from sqlalchemy.engine import make_url
+    try:
+        return make_url(url)._replace(password=None).render_as_string(hide_password=False)
+    except Exception:
+        return _safe(url)
 
 
 def _safe(url: str) -> str:

@@ -5,7 +5,16 @@ makes the next answer slower (an escalating delay); past a limit the address or 
 banned for a while. Bans live in the ``bans`` table, so every node sharing the database honours
 them and the admin channel can list and lift them; ``is_banned`` reads an in-memory copy that is
 refreshed every few seconds, because the Listener calls it for every connection. Addresses on
-the allow-list (``throttle_allow``, e.g. the office network) are never delayed or banned.
+the allow-list (``throttle_allow``: loopback by default, like fail2ban's ``ignoreip``, plus e.g.
+the office network) are never delayed or banned.
+
+A login name is counted in its one canonical spelling (``core.names.login_key``: case, trailing
+dot, full-width or mathematical letters, IDNA), so ``ALICE@Example.COM.`` and ``alice@example.com``
+share one budget. So that a guesser cannot lock the real user out everywhere:
+- failures from a single address ban that address, never the login name;
+- a login name is banned only after failures from at least two addresses (a distributed guess),
+  and even then not for the networks it logged on from successfully (within ``KNOWN_DAYS``):
+  the real user's own address keeps working.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from core.errors import Invalid
+from core.names import login_key
 from core.settings import SPECS, SettingSpec, register, whole_number
 from core.tables import Ban
 from service.listeners import client_key
@@ -28,6 +38,9 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0      # how stale the ban cache may be (bans made by another node)
 MAX_DELAY = 15.0           # the delay stops growing here
+KNOWN_DAYS = 30            # a network a login logged on from stays exempt from its login ban this long
+KNOWN_PER_LOGIN = 16       # networks remembered per login name
+LOOPBACK = "127.0.0.0/8, ::1"
 
 
 def _networks(value: Any) -> str:
@@ -42,8 +55,9 @@ def _networks(value: Any) -> str:
 
 
 for _spec in (
-    SettingSpec("throttle_allow", "", _networks, "Logon throttling allow-list",
-                help="addresses or networks never delayed or banned (e.g. 192.168.1.0/24), comma-separated"),
+    SettingSpec("throttle_allow", LOOPBACK, _networks, "Logon throttling allow-list",
+                help="addresses or networks never delayed or banned (default: loopback; add e.g. "
+                     "192.168.1.0/24), comma-separated"),
     SettingSpec("throttle_failures", 10, whole_number(1, 10000, "failures"), "Failed logons before a ban",
                 help="per address and per login name, within the throttle window"),
     SettingSpec("throttle_window", 900, whole_number(10, 86400, "seconds"), "Failed logon window (s)",
@@ -83,6 +97,12 @@ def _aware(value: datetime) -> datetime:
 class _Failures:
     count: int
     first: float
+    addresses: set[str] | None = None   # login names: the networks the failures came from (bounded)
+
+
+# The network an address stands for: itself for IPv4, its /64 for IPv6 (one host's range). The
+# same mapping counts connections in the listeners, so it is defined once, there.
+network_key = client_key
 
 
 class LoginThrottle:
@@ -92,6 +112,7 @@ class LoginThrottle:
         self.ctx = ctx
         self._by_address: dict[str, _Failures] = {}
         self._by_login: dict[str, _Failures] = {}
+        self._known: dict[str, dict[str, float]] = {}    # login -> network -> last successful logon
         self._banned: dict[tuple[str, str], float] = {}   # (kind, value) -> expiry (time.time())
         self._local: dict[tuple[str, str], float] = {}    # bans made here: kept across a refresh
         self._refreshed = 0.0
@@ -124,11 +145,17 @@ class LoginThrottle:
         return self._active(("address", client_key(address))) and not self.allowed(address)
 
     def is_login_banned(self, login: str, address: str = "") -> bool:
-        """Is this login name banned now (not enforced against allow-listed addresses)?"""
+        """Is this login name banned now for a logon from ``address``? Never for allow-listed
+        addresses, nor for a network the login logged on from successfully before."""
         self._maybe_refresh()
-        if address and self.allowed(address):
+        if address and (self.allowed(address) or self.known(login, address)):
             return False
         return self._active(("login", _norm(login)))
+
+    def known(self, login: str, address: str) -> bool:
+        """Did ``login`` log on successfully from this address's network within KNOWN_DAYS?"""
+        seen = self._known.get(_norm(login), {}).get(network_key(address))
+        return seen is not None and time.time() - seen < KNOWN_DAYS * 86400
 
     def _active(self, key: tuple[str, str]) -> bool:
         expiry = self._banned.get(key) or self._local.get(key)
@@ -171,16 +198,38 @@ class LoginThrottle:
             made = "address"
         if login:
             key = _norm(login)
-            if self._bump(self._by_login, key, now) >= limit:
+            # One address alone never bans the name (its address ban stops it): the real user
+            # must not be locked out by a guesser; failures from several addresses do.
+            if self._bump(self._by_login, key, now, address) >= limit and len(self._by_login[key].addresses or ()) >= 2:
                 self._by_login.pop(key, None)
                 await self._ban("login", key, limit)
                 made = made or "login"
         return made
 
     async def success(self, address: str, login: str | None) -> None:
-        """A correct logon forgets the failures of that login name."""
+        """A correct logon forgets the failures of that login name and remembers its network,
+        which its login ban then spares."""
         if login:
-            self._by_login.pop(_norm(login), None)
+            key = _norm(login)
+            self._by_login.pop(key, None)
+            seen = self._known.get(key, {}).get(network_key(address))
+            self._remember(key, address)
+            cluster = getattr(self.ctx, "cluster", None)
+            # Tell the other nodes about a new network (or one not seen for a day), not every logon.
+            if cluster is not None and (seen is None or time.time() - seen > 86400):
+                cluster.send("node.logon_ok", {"address": address, "login": key})
+
+    def _remember(self, key: str, address: str) -> None:
+        if not address:
+            return
+        networks = self._known.pop(key, {})   # re-inserted last: the dict stays in recency order
+        networks[network_key(address)] = time.time()
+        if len(networks) > KNOWN_PER_LOGIN:
+            del networks[min(networks, key=networks.__getitem__)]
+        self._known[key] = networks
+        if len(self._known) > 100_000:   # bounded: forget the least recent half
+            for old in list(self._known)[: len(self._known) // 2]:
+                del self._known[old]
 
     def _count(self, table: dict[str, _Failures], key: str, now: float) -> int:
         entry = table.get(key)
@@ -191,16 +240,19 @@ class LoginThrottle:
             return 0
         return entry.count
 
-    def _bump(self, table: dict[str, _Failures], key: str, now: float) -> int:
+    def _bump(self, table: dict[str, _Failures], key: str, now: float, address: str | None = None) -> int:
         count = self._count(table, key, now)
         if count == 0:
-            table[key] = _Failures(1, now)
+            table[key] = _Failures(0, now, set() if address is not None else None)
             if len(table) > 100_000:  # a flood of distinct names: forget the oldest half
                 for old in sorted(table, key=lambda k: table[k].first)[: len(table) // 2]:
-                    del table[old]
-            return 1
-        table[key].count += 1
-        return table[key].count
+                    if old != key:
+                        del table[old]
+        entry = table[key]
+        entry.count += 1
+        if address is not None and entry.addresses is not None and len(entry.addresses) < 64:
+            entry.addresses.add(network_key(address))
+        return entry.count
 
     async def _ban(self, kind: str, value: str, failures: int) -> None:
         seconds = int(setting(self.ctx, "ban_duration"))
@@ -233,7 +285,14 @@ class LoginThrottle:
         if address and not self.allowed(address):
             self._bump(self._by_address, client_key(address), now)
             if login:
-                self._bump(self._by_login, _norm(login), now)
+                self._bump(self._by_login, _norm(login), now, address)
+
+    def remote_success(self, data: dict) -> None:
+        """A login logged on at another node: its network is spared here too."""
+        login = str(data.get("login") or "")
+        if login:
+            self._by_login.pop(_norm(login), None)
+            self._remember(_norm(login), str(data.get("address") or ""))
 
     def remote_ban(self, data: dict) -> None:
         """Another node banned an address or login: honour it now, not at the next refresh."""
@@ -322,4 +381,5 @@ class LoginThrottle:
 
 
 def _norm(login: str | None) -> str:
-    return (login or "").strip().lower()
+    """The throttle's key for a login name: its one canonical spelling (core.names)."""
+    return login_key(login)

@@ -2,8 +2,6 @@
 files; TLS 1.2 minimum. A renewed certificate is picked up without a restart (by file mtime)."""
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import logging
 import os
 import ssl
@@ -13,33 +11,10 @@ log = logging.getLogger(__name__)
 
 
 def generate_self_signed(cert_path: Path, key_path: Path, hostname: str, *, days: int = 825) -> None:
-    """Write a self-signed certificate for ``hostname`` (and localhost) with a 0600 key file."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """Write a self-signed leaf certificate for ``hostname`` (and localhost) with a 0600 key file."""
+    from core.certificates import self_signed
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName(hostname)]
-    if hostname != "localhost":
-        names.append(x509.DNSName("localhost"))
-    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
+    cert_pem, key_bytes = self_signed(hostname, days=days)
     tmp_key = key_path.with_suffix(".tmp")
     fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -47,7 +22,7 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str, *, days
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp_key, key_path)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert_pem)
     log.warning("made a self-signed TLS certificate for %s at %s", hostname, cert_path)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from core.errors import MailError, Unavailable
 from core.ipc.client import AdminClient
 from core.paths import default_data_dir
-from core.settings import SPECS
+from core.settings import SPECS, port_in_use_note
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 SLASH_OPTIONS = {"/createuser": "--createuser", "/deleteuser": "--deleteuser", "/json": "--json",
@@ -253,8 +253,13 @@ class Winpop:
             result = self.client.call("settings.get", name=self.args.target)
         else:
             result = self.client.call("settings.get")
+        try:
+            listeners = self.client.call("service.status").get("listeners")
+        except MailError:
+            listeners = None
         lines = []
         for name, value in result.items():
+            note = port_in_use_note(name, value, listeners)
             shown = value
             if name == "logging":
                 shown = f"{value} ({LEVEL_NAMES.get(int(value), '?')})"
@@ -263,6 +268,8 @@ class Winpop:
             elif value is None:
                 shown = "(none)"
             label = SPECS[name].label if name in SPECS else name
+            if note:   # a command-line override differs from the stored port (issue 13 §5)
+                shown, label = (f"{shown} ({note})", label) if self.args.target else (shown, f"{label} ({note})")
             lines.append(f"{name}: {shown}" if self.args.target else f"{name:<24}{shown!s:<32}{label}")
         self.out(result, "\n".join(lines))
 

@@ -11,6 +11,7 @@ from core.auth.mechanisms import (
     check_apop,
     create_mechanism,
 )
+from core.auth.policy import LogonRules  # noqa: F401 - also registers its settings
 from core.auth.provider import (
     CRAM_MD5,
     LOGIN,
@@ -34,6 +35,7 @@ __all__ = [
     "KEYRING_SERVICE",
     "KEYSTORES",
     "LOGIN",
+    "LogonRules",
     "Mechanism",
     "NTLM",
     "PASSWORD_MAX_LEN",

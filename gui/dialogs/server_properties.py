@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QTabWidget, QVBoxLayout, QWidget)
 
 from core.errors import Invalid, MailError
-from core.settings import SPECS, SettingSpec, _bool
+from core.settings import SPECS, SettingSpec, _bool, port_in_use_note
 from gui import ops
 from gui.dialogs import error_box
 from gui.dialogs.form import Reason
@@ -49,12 +49,13 @@ TABS: list[tuple[str, list[str], str]] = [
 ]
 # Settings the registry gains are placed by their names' beginnings (first match wins).
 PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
-    (("throttle_", "ban_", "admin_tcp", "tls_"), "Security"),
+    (("throttle_", "ban_", "admin_tcp", "tls_", "require_tls_", "trusted_networks"), "Security"),
     (("smtp", "relay", "smarthost", "queue", "submission", "smtps", "sender_", "quota_full", "max_recipients",
-      "dsn"), "SMTP"),
+      "dsn", "dns_"), "SMTP"),
     (("pop3", "idle_"), "POP3"),
     (("send_rate", "max_"), "Limits"),
     (("pam_", "ldap_", "directory_"), "Authentication"),
+    (("postmaster", "from_must", "reject_local"), "SMTP"),   # the SMTP rules for senders
 ]
 SMTP_PREFIXES = PREFIX_TABS[1][0]
 
@@ -241,7 +242,8 @@ class ServerPropertiesDialog(QDialog):
 
     def __init__(self, parent: QWidget | None, *, client: Any, settings: dict[str, Any], domain_count: int,
                  hostname: str = "", restart_listeners: Callable[[list[str]], None] | None = None,
-                 described: list[dict[str, Any]] | None = None) -> None:
+                 described: list[dict[str, Any]] | None = None,
+                 listeners: list[dict[str, Any]] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{hostname or 'Server'} Properties")
         self._client = client
@@ -281,6 +283,13 @@ class ServerPropertiesDialog(QDialog):
             if spec.restart:
                 field.editor.setToolTip((spec.help + "\n" if spec.help else "") +
                                         f"Changing this restarts the {spec.restart} listener.")
+            note = port_in_use_note(name, settings.get(name, spec.default), listeners)
+            if note:
+                in_use = QLabel(note[0].upper() + note[1:] + ".")
+                in_use.setWordWrap(True)
+                in_use.setStyleSheet("color: #8a5300;")
+                in_use.setObjectName(f"in_use_{name}")
+                pages[tab_of(name)].addRow("", in_use)
         for name, value in settings.items():   # settings the service has and did not describe
             if name not in self.specs:
                 shown = QLineEdit("(set)" if is_secret(name) and value else str(value))

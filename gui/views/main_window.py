@@ -36,7 +36,7 @@ from gui.views.bans_view import BansView
 from gui.views.queue_view import QueueView
 from gui.views.tokens_view import TokensView
 from gui.dialogs.relay_test import RelayTestDialog
-from gui.views.status_view import StatusView
+from gui.views.status_view import StatusView, listener_failures
 
 APP_TITLE = "POP3 Service"
 MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
@@ -311,6 +311,9 @@ class MainWindow(QMainWindow):
         if isinstance(status.get("listeners"), list):
             self.server_info["listeners"] = status["listeners"]
         self.status_view.apply_status(status)
+        failures = listener_failures(status)
+        if failures:
+            self.statusBar().showMessage("Not running: " + "; ".join(failures), 15000)
         self.update_actions()
 
     def _load_failed(self, error: Any) -> None:
@@ -707,7 +710,8 @@ class MainWindow(QMainWindow):
             dialog = ServerPropertiesDialog(self, client=self.client, settings=values,
                                             domain_count=self.tree_model.domain_total,
                                             hostname=str(self.server_info.get("hostname") or ""),
-                                            restart_listeners=self.restart_listeners, described=described)
+                                            restart_listeners=self.restart_listeners, described=described,
+                                            listeners=self.server_info.get("listeners"))
             self._open(dialog, "server-properties")
 
         # The service's own descriptions: the settings its modules register are editable too.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -22,6 +23,16 @@ COUNTER_LABELS = {
     "messages_received": "Messages received", "messages_retrieved": "Messages retrieved",
     "logon_failures": "Failed logons", "queue": "Messages in the outbound queue",
 }
+
+
+def listener_failures(status: dict[str, Any]) -> list[str]:
+    """One line per listener that is not running because of an error (a port taken, no right to
+    bind it): what a person needs to see after Start, not only "(Stopped)"."""
+    lines = []
+    for item in status.get("listeners") or []:
+        if item.get("error") and item.get("state") != "running":
+            lines.append(f"{item.get('name', '?')} (port {item.get('port', '?')}): {item['error']}")
+    return lines
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -123,10 +134,16 @@ class StatusView(QWidget):
         for r, item in enumerate(rows):
             values = [item.get("name", ""), item.get("kind", ""), item.get("state", ""), item.get("address", ""),
                       item.get("port", ""), item.get("tls", ""), item.get("sessions", "")]
+            failed = bool(item.get("error")) and item.get("state") != "running"
+            if failed:
+                values[2] = f"{values[2]}: {item['error']}"
             for c, value in enumerate(values):
                 cell = QTableWidgetItem("" if value is None else str(value))
                 if c in (4, 6):
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if failed and c == 2:
+                    cell.setForeground(QBrush(QColor("#a4262c")))
+                    cell.setToolTip(str(item["error"]))
                 self.listeners.setItem(r, c, cell)
         counters = status.get("counters") or {}
         for i, (key, value) in enumerate(sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])

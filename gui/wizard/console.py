@@ -10,6 +10,7 @@ from PySide6.QtCore import QTimer
 
 from gui import service_process
 from gui.dialogs import error_box
+from gui.views.status_view import listener_failures
 
 if TYPE_CHECKING:
     from gui.views.main_window import MainWindow
@@ -72,6 +73,15 @@ def show_first_mailbox(window: MainWindow, domain: str, mailbox: dict[str, Any])
     client.request("server.info", {}, with_info, lambda _e: None)
 
 
+def _report_listener_failures(window: MainWindow, status: dict[str, Any]) -> None:
+    """After Start: say which listeners could not start, and why (a port in use, no right to bind it)."""
+    failures = listener_failures(status)
+    if failures:
+        error_box.show_error(window, "The service started, but these listeners are not running:\n"
+                             + "\n".join(failures) + "\n\nChoose other ports in Server Properties, or free "
+                             "these ones, then start the listeners again.", doing="start the POP3 Service")
+
+
 def start_background_service(window: MainWindow) -> None:
     """The banner's 'Start the service': this user's own service process, detached, logging to the
     data directory; the console connects as soon as the admin socket answers."""
@@ -97,6 +107,9 @@ def start_background_service(window: MainWindow) -> None:
         if window.client.is_connected or polls[0] > 150:
             timer.stop()
             timer.deleteLater()
+            if window.client.is_connected:
+                window.client.request("service.status", {}, lambda status: _report_listener_failures(window, status),
+                                      lambda _e: None)
             return
         if not service_process.is_alive(started.pid):
             timer.stop()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import enum
 import html
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import QWidget, QWizard
 
+from core.hostname import machine_name
 from gui import icons
 from gui.ipc_client import IpcClient
 from gui.wizard import checks
@@ -66,7 +66,7 @@ class SetupWizard(QWizard):
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.setButtonText(QWizard.WizardButton.FinishButton, "&Finish")
-        hostname = str(self.current.get("hostname") or socket.getfqdn() or "localhost")
+        hostname = str(self.current.get("hostname") or machine_name())
         default_root = Path(str(self.current.get("mailroot") or self.data_dir / "mailroot"))
         self.pages = {
             Page.WELCOME: WelcomePage(),

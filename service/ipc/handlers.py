@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,13 +46,33 @@ for _op, _method in {
     "mailbox.set_password": "mailbox_set_password",
     "mailbox.set_quota": "mailbox_set_quota",
     "audit.list": "audit_list",
-    "import.windows": "import_windows",
 }.items():
     HANDLERS[_op] = _admin(_method)
 
 
+def _requester() -> Any:
+    """Whose file permissions a path in the current request is read with (core.access)."""
+    from service.ipc.server import current_requester
+    return current_requester.get()
+
+
+@handles("import.windows")
+async def import_windows(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    """Read the import tree only as far as the requesting administrator could (no links followed)."""
+    return await ctx.run(ctx.admin.import_windows, params["path"], requester=_requester())
+
+
+# Settings naming a file the service reads: the requester must be able to read it themselves.
+_PATH_SETTINGS = ("tls_cert", "tls_key", "ldap_ca_file")
+
+
 @handles("settings.set")
 async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+    from core.access import read_file_as
+    from core.settings import resolve
+    value = params.get("value")
+    if resolve(str(params.get("name", ""))).name in _PATH_SETTINGS and isinstance(value, str) and value.strip():
+        await ctx.run(read_file_as, os.path.abspath(os.path.expanduser(value.strip())), _requester())
     result = await ctx.run(ctx.admin.settings_set, **params)
     await ctx.run(ctx.reload_settings)
     ctx.apply_settings()
@@ -194,10 +217,43 @@ async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return {"deleted": await _call(ctx, ctx.smtp, "queue_delete", "outgoing mail queue", params["id"])}
 
 
+RELAY_TEST_PORTS = (25, 465, 587)
+
+
+def _is_local_address(host: str) -> bool:
+    """True if every address ``host`` resolves to belongs to this computer (it can be bound here)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    for family, _type, _proto, _name, address in infos:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((address[0], 0))
+        except OSError:
+            return False
+    return bool(infos)
+
+
 @handles("relay.test")
 async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": await _call(ctx, ctx.smtp, "relay_test", "SMTP service", params.get("host") or "",
-                                 params.get("port") or 0)}
+    """Test this server only: a target host must be one of its own addresses and the port an SMTP
+    port (25, 465, 587 or one of its listeners), so the test probes no other computer or service."""
+    from core.errors import Forbidden
+    from service.ipc.server import current_actor
+    host, port = str(params.get("host") or ""), int(params.get("port") or 0)
+    own_ports = {lst.bound_port for lst in ctx.listeners.values() if getattr(lst, "kind", "") == "smtp"}
+    problem = ""
+    if port and port not in (*RELAY_TEST_PORTS, *own_ports):
+        problem = f"The relay test connects only to SMTP ports ({', '.join(map(str, RELAY_TEST_PORTS))} or this " \
+                  f"service's SMTP listeners), not {port}."
+    elif host and not await ctx.run(_is_local_address, host):
+        problem = f"The relay test checks this server only; {host} is not one of its addresses."
+    if problem:
+        await ctx.run(ctx.admin.audit, current_actor.get(), "relay.test", host,
+                      json.dumps({"host": host, "port": port}), "refused: forbidden")
+        raise Forbidden(problem)
+    return {"items": await _call(ctx, ctx.smtp, "relay_test", "SMTP service", host, port)}
 
 
 @handles("auth.login")
@@ -301,17 +357,18 @@ async def tls_generate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 async def tls_import(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     from pathlib import Path
 
+    from core.access import read_file_as
     from core.errors import Invalid
+
+    requester = _requester()
 
     def read(text: str, path: str, what: str) -> bytes:
         if text:
             return text.encode("utf-8")
         if not path:
             raise Invalid(f"Give the {what} as PEM text or as the path of a PEM file.")
-        try:
-            return Path(path).expanduser().read_bytes()
-        except OSError as exc:
-            raise Invalid(f"The service cannot read the {what} {path}: {exc.strerror}.") from None
+        # Only a file the requesting administrator could read themselves (issue 12 §2).
+        return read_file_as(os.path.abspath(Path(path).expanduser()), requester)
 
     def install() -> dict[str, Any]:
         cert = read(params.get("cert") or "", params.get("cert_path") or "", "certificate")

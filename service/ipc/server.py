@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from core.access import Requester
 from core.errors import Forbidden, Invalid, MailError
 from core.ipc import protocol
 from core.ipc.ops import OPS, check_params, redact
@@ -128,6 +129,8 @@ class AdminServer:
             self._server.close()
             for task in list(self._connections):
                 task.cancel()
+            if _CARRIED_ON:   # changes already received finish (and are audited) before the stop
+                await asyncio.wait(list(_CARRIED_ON), timeout=10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
@@ -157,6 +160,8 @@ class UnixPeerGate:
         self.ctx = ctx
         self.pid, self.uid, self.gid = peer_credentials(writer.get_extra_info("socket"))
         self.actor = _actor(self.pid, self.uid)
+        # Whose rights a path named in a request is read with (core.access, issue 12 §2).
+        self.requester = Requester(self.uid, frozenset(_groups_of(self.pid, self.gid)))
 
     async def admit(self, conn: AdminConnection) -> bool:
         if is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
@@ -177,6 +182,20 @@ class UnixPeerGate:
 
 # Who is making the current request (for handlers that record it, e.g. admin.token_create).
 current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("current_actor", default="")
+# Whose file permissions apply to a path the request names: the Unix peer, or (TCP token) nobody's.
+REMOTE = Requester(None)
+current_requester: contextvars.ContextVar[Requester] = contextvars.ContextVar("current_requester", default=REMOTE)
+# Changes received before their client hung up: carried out and audited all the same (issue 12 §2).
+_CARRIED_ON: set[asyncio.Task] = set()
+
+
+def _mutates(line: bytes) -> bool:
+    """True if ``line`` asks for an op that changes state (a cheap look before the real parse)."""
+    try:
+        op = json.loads(line).get("op")
+    except (ValueError, AttributeError, RecursionError):
+        return False
+    return isinstance(op, str) and op in OPS and OPS[op].mutates
 
 
 class AdminConnection:
@@ -212,8 +231,14 @@ class AdminConnection:
                 if not line.strip():
                     continue
                 task = asyncio.get_running_loop().create_task(self._handle(line))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                if _mutates(line):
+                    # Not cancelled when the client goes: the change and its audit entry happen
+                    # together or not at all, whenever the client hangs up.
+                    _CARRIED_ON.add(task)
+                    task.add_done_callback(_CARRIED_ON.discard)
+                else:
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
         except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError, ssl.SSLError):
             pass
         finally:
@@ -251,17 +276,20 @@ class AdminConnection:
             if op == "events.subscribe" and self._unsubscribe is None:
                 self._unsubscribe = self.ctx.events.subscribe(self._on_event)
             current_actor.set(self.actor)
+            current_requester.set(getattr(self.gate, "requester", REMOTE))
             result = await HANDLERS[op](self.ctx, params)
         except MailError as exc:
             # The audit entry is written before the answer, so whoever reads the audit log
             # after an answer finds it there.
-            if op in OPS and OPS[op].mutates:
+            if isinstance(op, str) and op in OPS and OPS[op].mutates:   # op may be any JSON value
                 await self._audit(op, params, f"refused: {exc.code}", exc.message)
             self._send(protocol.error(req_id, exc.code, exc.message))
             log.info("admin %s by %s refused: %s", op, self.actor, exc.message)
             return
         except Exception as exc:  # a bug: say so plainly, log the details
             log.exception("admin op %s failed", op)
+            if op in OPS and OPS[op].mutates:   # it may have changed something: audited all the same
+                await self._audit(op, params, "failed: internal", type(exc).__name__)
             self._send(protocol.error(req_id, "internal", f"The service failed to do '{op}': {exc}. "
                                       "See the service log for details."))
             return

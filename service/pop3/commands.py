@@ -10,7 +10,7 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 
-from core.auth import Challenge, Failure, Success, check_apop, create_mechanism
+from core.auth import Challenge, Failure, LogonRules, Success, check_apop, create_mechanism
 from core.auth.provider import PLAINTEXT_MECHANISMS
 from core.errors import MailError
 from core.model import MailboxRef
@@ -26,6 +26,8 @@ Command = Callable[[Pop3Session, str], Awaitable[None]]
 # Reply texts used in more than one place (and by the tests).
 PLAINTEXT_REFUSED = ("Plaintext logons are refused on an unencrypted connection: use STLS (or port 995) "
                      "or a secure mechanism (APOP, AUTH CRAM-MD5, SCRAM-SHA-256 or NTLM).")
+TLS_REQUIRED = ("Logons are refused on an unencrypted connection: use STLS (or port 995) first; this server "
+                "requires TLS for every logon.")
 BAD_CREDENTIALS = "Invalid login name or password."
 TEMPORARY = "Logon is temporarily unavailable; try again later."
 IN_USE = "Another session is using this mailbox; try again when it has finished."
@@ -36,16 +38,24 @@ LOGIN_BANNED = "Too many failed logons for this login name; try again later."
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def rules(session: Pop3Session) -> LogonRules:
+    """The logon rules on this connection (SPA, TLS for every logon, trusted networks)."""
+    return LogonRules.for_connection(lambda name: setting(session.ctx, name), tls=session.tls,
+                                     address=session.address)
+
+
 def plaintext_allowed(session: Pop3Session) -> bool:
     """USER/PASS and AUTH PLAIN/LOGIN: only inside TLS when SPA is required (DESIGN §6)."""
-    return session.tls or not bool(setting(session.ctx, "sparequired"))
+    return rules(session).plaintext
+
+
+def refusal_text(session: Pop3Session) -> str:
+    """Why a logon is refused on this connection before any credential is looked at."""
+    return PLAINTEXT_REFUSED if rules(session).any_logon else TLS_REQUIRED
 
 
 def offered_mechanisms(session: Pop3Session) -> list[str]:
-    provider = session.ctx.auth
-    if provider is None:
-        return []
-    return [m.upper() for m in provider.mechanisms(tls=session.tls, spa_required=bool(setting(session.ctx, "sparequired")))]
+    return [m.upper() for m in rules(session).mechanisms(session.ctx.auth)]
 
 
 def bad(session: Pop3Session, text: str) -> None:
@@ -74,11 +84,16 @@ def message_number(session: Pop3Session, arg: str) -> tuple[int, object] | None:
 
 
 def redacted(verb: str, arg: str) -> str:
-    """A command as it may be logged: never a password, never an AUTH payload."""
+    """A command as it may be logged: never a password, never an AUTH payload, and nothing of a
+    line that is no command (the base64 a client sends after a refused AUTH, a stray password)."""
+    if verb not in KNOWN_VERBS:
+        return f"(not a command: {len(verb) + len(arg) + (1 if arg else 0)} characters, not logged)"
     if verb == "PASS":
         return "PASS ****"
     if verb == "AUTH":
         mech, _, initial = arg.strip().partition(" ")
+        if mech.upper() not in _MECHANISM_NAMES:   # a payload sent in the mechanism's place
+            return "AUTH ****"
         return f"AUTH {mech} ****" if initial else f"AUTH {mech}".rstrip()
     if verb == "APOP":
         return f"APOP {arg.strip().rpartition(' ')[0]} ****"
@@ -171,7 +186,7 @@ async def cmd_capa(session: Pop3Session, arg: str) -> None:
 
 async def cmd_user(session: Pop3Session, arg: str) -> None:
     if not plaintext_allowed(session):
-        session.write(wire.err(PLAINTEXT_REFUSED, "AUTH"))
+        session.write(wire.err(refusal_text(session), "AUTH"))
         return
     login = arg.strip()
     if not login:
@@ -187,7 +202,7 @@ async def cmd_pass(session: Pop3Session, arg: str) -> None:
         session.write(wire.err("Give USER first."))
         return
     if not plaintext_allowed(session):
-        session.write(wire.err(PLAINTEXT_REFUSED, "AUTH"))
+        session.write(wire.err(refusal_text(session), "AUTH"))
         return
     if refused_login(session, login):
         return
@@ -209,6 +224,9 @@ async def cmd_apop(session: Pop3Session, arg: str) -> None:
     login, _, digest = arg.strip().rpartition(" ")
     if not session.timestamp:
         session.write(wire.err("APOP is not available with this server's authentication method."))
+        return
+    if not rules(session).challenge_response:
+        session.write(wire.err(TLS_REQUIRED, "AUTH"))
         return
     if not login or len(digest) != 32:
         session.write(wire.err("Syntax: APOP name digest (32 hexadecimal digits)."))
@@ -236,7 +254,9 @@ async def cmd_auth(session: Pop3Session, arg: str) -> None:
     name, _, initial_text = arg.strip().partition(" ")
     name = name.upper()
     if name not in offered:
-        if name in PLAINTEXT_MECHANISMS and not plaintext_allowed(session):
+        if not rules(session).any_logon:
+            session.write(wire.err(TLS_REQUIRED, "AUTH"))
+        elif name in PLAINTEXT_MECHANISMS and not plaintext_allowed(session):
             session.write(wire.err(PLAINTEXT_REFUSED, "AUTH"))
         else:
             session.write(wire.err(f"Unsupported authentication mechanism {name[:40]}; CAPA lists those available."))
@@ -433,6 +453,7 @@ TRANSACTION: dict[str, Command] = {
 TABLES: dict[State, dict[str, Command]] = {State.AUTHORIZATION: AUTHORIZATION, State.TRANSACTION: TRANSACTION,
                                            State.UPDATE: {}}
 KNOWN_VERBS = frozenset(AUTHORIZATION) | frozenset(TRANSACTION)
+_MECHANISM_NAMES = frozenset({"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "NTLM"})
 
 
 async def dispatch(session: Pop3Session, line: object) -> None:

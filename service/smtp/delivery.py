@@ -1,23 +1,37 @@
 """Outgoing delivery: where a domain's mail goes (static route, smart host, DNS MX with A/AAAA
 fallback) and one SMTP client transaction with opportunistic STARTTLS and optional AUTH.
 
-Blocking code (dnspython, smtplib): the queue runs it in worker threads.
+DNS is asynchronous (``dns.asyncresolver``, on the event loop); the SMTP transaction is
+blocking (smtplib) and the queue runs it in a worker thread.
 """
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import os
+import random
 import smtplib
 import socket
 import ssl
 from dataclasses import dataclass, field
 
-from service.smtp.settings import parse_routes
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from core.hostname import machine_name
+from service.smtp.settings import parse_dns_servers, parse_host_port, parse_routes
 
 log = logging.getLogger(__name__)
 
 TEST_MX_ENV = "POP3SVC_TEST_MX"   # "domain=127.0.0.1:port,..." replaces DNS (tests, labs)
 CONNECT_TIMEOUT = 30.0
+DNS_LIFETIME = 15.0      # seconds for one name's lookup, every server and retry included
+MAX_ADDRESSES = 10       # servers tried per attempt: a hostile zone cannot hold a delivery for hours
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,7 @@ class Hop:
     host: str
     port: int = 25
     auth: tuple[str, str] | None = None   # smart host credentials
+    name: str = field(default="", compare=False)   # the MX name ``host`` (an address) came from
 
 
 @dataclass(frozen=True)
@@ -64,18 +79,47 @@ class Outcome:
         return "5.0.0" if self.permanent else "4.0.0" if self.code >= 400 else "4.4.1"
 
 
+def order_mx(records: list[tuple[int, str]], rng: random.Random | None = None) -> list[str]:
+    """MX names by preference, lowest first; equal preferences in random order (RFC 5321 §5.1)."""
+    rng = rng or random
+    by_preference: dict[int, list[str]] = {}
+    for preference, name in records:
+        by_preference.setdefault(preference, []).append(name)
+    ordered: list[str] = []
+    for preference in sorted(by_preference):
+        group = list(dict.fromkeys(by_preference[preference]))
+        rng.shuffle(group)
+        ordered.extend(group)
+    return list(dict.fromkeys(ordered))
+
+
+def _dns_problem(exc: BaseException) -> str:
+    """A DNS failure in words an administrator can act on."""
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return "no DNS server gave an answer (SERVFAIL or refused)"
+    if isinstance(exc, dns.exception.Timeout):
+        return "the DNS servers did not answer in time"
+    if isinstance(exc, dns.resolver.NoResolverConfiguration):
+        return "no DNS server is configured (set dns_servers or /etc/resolv.conf)"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class MxResolver:
     """Static routes and ``POP3SVC_TEST_MX`` first, then the smart host, then DNS."""
 
     def __init__(self, *, routes: str = "", smarthost: str = "", smarthost_auth: tuple[str, str] | None = None,
+                 dns_servers: str = "", dns_lifetime: float = DNS_LIFETIME,
                  environ: dict[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.routes = parse_routes(env.get(TEST_MX_ENV, ""))
         self.routes.update(parse_routes(routes))
         self.smarthost = smarthost
         self.smarthost_auth = smarthost_auth
+        self.dns_servers = parse_dns_servers(dns_servers)
+        self.dns_lifetime = dns_lifetime
 
-    def route(self, domain: str) -> Route:
+    def static_route(self, domain: str) -> Route | None:
+        """The route that needs no DNS (static route, address literal, smart host), if any."""
         if domain in self.routes:
             return Route([Hop(h, p) for h, p in self.routes[domain]])
         if domain.startswith("["):
@@ -83,48 +127,91 @@ class MxResolver:
             literal = literal[5:] if literal.lower().startswith("ipv6:") else literal
             return Route([Hop(literal, 25)])
         if self.smarthost:
-            from service.smtp.settings import parse_host_port
             host, port = parse_host_port(self.smarthost, 25)
             return Route([Hop(host, port, self.smarthost_auth)])
         if "*" in self.routes:
             return Route([Hop(h, p) for h, p in self.routes["*"]])
-        return self._dns(domain)
+        return None
 
-    @staticmethod
-    def _dns(domain: str) -> Route:
+    async def route_async(self, domain: str) -> Route:
+        """Where ``domain``'s mail goes; DNS lookups do not block the event loop."""
+        return self.static_route(domain) or await self._dns(domain)
+
+    def route(self, domain: str) -> Route:
+        """The same, for a caller outside any event loop (a worker thread, a test)."""
+        return self.static_route(domain) or asyncio.run(self._dns(domain))
+
+    def _resolver(self) -> dns.asyncresolver.Resolver:
+        """The system's resolver, or the servers of the ``dns_servers`` setting."""
+        resolver = dns.asyncresolver.Resolver(configure=not self.dns_servers)
+        if self.dns_servers:
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in self.dns_servers]
+        resolver.lifetime = self.dns_lifetime
+        resolver.timeout = min(resolver.timeout, self.dns_lifetime)
+        return resolver
+
+    async def _dns(self, domain: str) -> Route:
         """RFC 5321 §5.1: MX records by preference; none → the domain's own A/AAAA (implicit MX)."""
-        import dns.exception
-        import dns.resolver
-
-        resolver = dns.resolver.Resolver()
-        resolver.lifetime = 15.0
         try:
-            answer = resolver.resolve(domain, "MX")
+            resolver = self._resolver()
+            answer = await resolver.resolve(domain, "MX")
         except dns.resolver.NXDOMAIN:
             return Route(error=f"The domain {domain} does not exist (DNS NXDOMAIN).", permanent=True, status="5.1.2")
         except dns.resolver.NoAnswer:
             answer = None
-        except (dns.exception.DNSException, OSError) as exc:
-            return Route(error=f"DNS lookup of {domain} failed: {exc}", status="4.4.3")
-        if answer is None:
-            try:
-                for rdtype in ("A", "AAAA"):
-                    try:
-                        resolver.resolve(domain, rdtype)
-                        return Route([Hop(domain, 25)])
-                    except dns.resolver.NoAnswer:
-                        continue
-            except dns.resolver.NXDOMAIN:
-                pass
-            except (dns.exception.DNSException, OSError) as exc:
-                return Route(error=f"DNS lookup of {domain} failed: {exc}", status="4.4.3")
+        except (dns.exception.DNSException, OSError, ValueError) as exc:
+            return Route(error=f"DNS lookup of the MX of {domain} failed: {_dns_problem(exc)}.", status="4.4.3")
+        if answer is None:   # no MX: the domain itself is the mail server (implicit MX)
+            addresses, trouble = await self._addresses(resolver, domain)
+            if addresses:
+                return Route([Hop(a, 25, name=domain) for a in addresses[:MAX_ADDRESSES]])
+            if trouble:
+                return Route(error=f"DNS lookup of {domain} failed: {trouble}.", status="4.4.3")
             return Route(error=f"The domain {domain} has no mail server (no MX, A or AAAA record).",
                          permanent=True, status="5.1.2")
-        records = sorted(answer, key=lambda r: r.preference)
-        hosts = [str(r.exchange).rstrip(".") for r in records]
-        if hosts == [""]:  # RFC 7505 null MX: "this domain accepts no mail"
+        names = order_mx([(r.preference, r.exchange.to_text(omit_final_dot=True))
+                          for r in answer if r.exchange != dns.name.root])
+        if not names:   # RFC 7505 §3: a null MX ("0 .") says the domain accepts no mail
             return Route(error=f"The domain {domain} accepts no mail (null MX).", permanent=True, status="5.1.10")
-        return Route([Hop(h, 25) for h in hosts if h])
+        names = names[:MAX_ADDRESSES]   # a hostile zone's thousand MX records are not a thousand lookups
+        found = await asyncio.gather(*(self._addresses(resolver, name) for name in names))
+        hops: list[Hop] = []
+        troubles: list[str] = []
+        for name, (addresses, trouble) in zip(names, found):
+            hops.extend(Hop(a, 25, name=name) for a in addresses)
+            if trouble:
+                troubles.append(f"{name}: {trouble}")
+        if hops:
+            return Route(hops[:MAX_ADDRESSES])
+        if troubles:
+            return Route(error=f"DNS lookup of the mail servers of {domain} failed ({'; '.join(troubles)}).",
+                         status="4.4.3")
+        return Route(error=f"The mail servers of {domain} ({', '.join(names)}) have no address.",
+                     permanent=True, status="5.4.4")
+
+    @staticmethod
+    async def _addresses(resolver: dns.asyncresolver.Resolver, name: str) -> tuple[list[str], str]:
+        """A then AAAA addresses of ``name``, and what went wrong when a lookup failed for a
+        reason that may heal (an empty string when the name simply has no address)."""
+        try:   # RFC 5321 §5.1: an MX name that is an address literal is a configuration error
+            ipaddress.ip_address(name)
+            return [], ""
+        except ValueError:
+            pass
+        addresses: list[str] = []
+        trouble = ""
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            try:
+                answer = await resolver.resolve(name, rdtype)
+            except dns.resolver.NXDOMAIN:
+                break
+            except dns.resolver.NoAnswer:
+                continue
+            except (dns.exception.DNSException, OSError) as exc:
+                trouble = _dns_problem(exc)
+                continue
+            addresses.extend(r.address for r in answer)
+        return list(dict.fromkeys(addresses)), trouble if not addresses else ""
 
 
 def _client_tls() -> ssl.SSLContext:
@@ -140,6 +227,8 @@ def send(hop: Hop, *, helo: str, sender: str, recipients: list[str], data: bytes
          timeout: float = CONNECT_TIMEOUT) -> dict[str, Outcome]:
     """One SMTP transaction with ``hop``: an Outcome per recipient. Never raises."""
     where = f"{hop.host}:{hop.port}" if hop.port != 25 else hop.host
+    if hop.name and hop.name != hop.host:
+        where = f"{hop.name}[{where}]"
     try:
         client = smtplib.SMTP(hop.host, hop.port, local_hostname=helo, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
@@ -206,4 +295,4 @@ def _transaction(client: smtplib.SMTP, hop: Hop, where: str, sender: str, recipi
 
 
 def local_helo(hostname: str) -> str:
-    return hostname or socket.getfqdn() or "localhost"
+    return hostname or machine_name()

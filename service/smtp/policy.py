@@ -91,6 +91,7 @@ class Directory:
         self._domains: frozenset[str] | None = None
         self._domains_at = 0.0
         self._boxes: dict[tuple[str, str], tuple[float, LocalMailbox | None]] = {}
+        self._postmaster_warned = ""
         if getattr(ctx, "events", None) is not None:
             ctx.events.subscribe(self._on_event)
 
@@ -145,6 +146,40 @@ class Directory:
         box = await self.ctx.run(self._load_box, address.domain, local)
         if len(self._boxes) > 10000:
             self._boxes.clear()
+        self._boxes[key] = (now, box)
+        return box
+
+    def _load_postmaster(self, domain: str | None, chosen: str) -> LocalMailbox | None:
+        """The mailbox named by ``chosen`` (an address) if it exists; else the oldest mailbox of
+        ``domain``, or for a bare <postmaster> of the oldest domain."""
+        query = (select(Mailbox.id, Mailbox.name, Mailbox.quota_bytes, Domain.name.label("domain"))
+                 .join(Domain, Domain.id == Mailbox.domain_id))
+        with self.ctx.db.read() as session:
+            row = None
+            if chosen:
+                local, _, chosen_domain = chosen.rpartition("@")
+                row = session.execute(query.where(Domain.name == chosen_domain, Mailbox.name == local.lower())).first()
+                if row is None and self._postmaster_warned != chosen:   # once per value, not per message
+                    self._postmaster_warned = chosen
+                    log.warning("postmaster_mailbox %s is not a mailbox here; postmaster mail goes to "
+                                "the domain's first mailbox", chosen)
+            if row is None and domain is not None:
+                row = session.execute(query.where(Domain.name == domain).order_by(Mailbox.id).limit(1)).first()
+            if row is None and domain is None:
+                row = session.execute(query.order_by(Domain.id, Mailbox.id).limit(1)).first()
+        return LocalMailbox(row.id, f"{row.name}@{row.domain}", row.quota_bytes) if row else None
+
+    async def postmaster(self, domain: str | None) -> LocalMailbox | None:
+        """Where mail for postmaster@``domain`` (or a bare <postmaster>) goes when no mailbox has
+        that name (RFC 5321 §4.5.1: every SMTP server accepts it): the postmaster_mailbox setting,
+        else the domain's first mailbox."""
+        chosen = str(self.ctx.setting("postmaster_mailbox") or "")
+        key = (domain or "", "\0postmaster")   # cannot collide with a mailbox name
+        now = time.monotonic()
+        hit = self._boxes.get(key)
+        if hit is not None and now - hit[0] <= CACHE_SECONDS:
+            return hit[1]
+        box = await self.ctx.run(self._load_postmaster, domain, chosen)
         self._boxes[key] = (now, box)
         return box
 

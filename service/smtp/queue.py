@@ -47,6 +47,7 @@ SHARED_GRACE = 600               # a younger unindexed spool file may be another
 MAX_BACKOFF = 3600
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 PREVIEW_BYTES = 1024
+REPEAT_LOG_INTERVAL = 600.0      # seconds between two log lines counting the same repeated error
 
 
 def utcnow() -> datetime:
@@ -63,6 +64,42 @@ def aware(value: datetime | None) -> datetime | None:
 def backoff(attempts: int, base: int) -> int:
     """Seconds before the next try: ``base``, doubling per attempt, at most an hour."""
     return int(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
+
+
+class RepeatedErrors:
+    """Log an error once, then count its repeats and log the count at most every ``interval``
+    seconds (and at stop): a failure on every try must not flood the log (issue 13)."""
+
+    def __init__(self, logger: logging.Logger, interval: float = REPEAT_LOG_INTERVAL) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._seen: dict[str, list[Any]] = {}   # key -> [repeats not yet logged, last logged at, message]
+
+    def report(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        """Log ``message`` if ``key`` is new; otherwise count it, logging the count when due."""
+        now = time.monotonic()
+        entry = self._seen.get(key)
+        if entry is None:
+            if len(self._seen) >= 100:   # bounded, whatever a hostile peer makes us fail with
+                self.flush()
+            self._seen[key] = [0, now, message % args if args else message]
+            self.logger.error(message, *args, exc_info=exc_info)
+            return
+        entry[0] += 1
+        if now - entry[1] >= self.interval:
+            self._log_repeats(entry, now)
+
+    def flush(self) -> None:
+        """Log the counts not logged yet and forget every error."""
+        now = time.monotonic()
+        for entry in self._seen.values():
+            if entry[0]:
+                self._log_repeats(entry, now)
+        self._seen.clear()
+
+    def _log_repeats(self, entry: list[Any], now: float) -> None:
+        self.logger.error("%s (the same error %d more time(s) in %d s)", entry[2], entry[0], round(now - entry[1]))
+        entry[0], entry[1] = 0, now
 
 
 @dataclass(frozen=True)
@@ -94,6 +131,7 @@ class OutboundQueue:
         self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self._heartbeat: asyncio.Task | None = None
+        self.errors = RepeatedErrors(log)
 
     def lease(self) -> timedelta:
         """How long a claim lasts without renewal (the queue_lease setting)."""
@@ -265,6 +303,7 @@ class OutboundQueue:
         # Attempts in worker threads cannot be interrupted; wait for them, bounded.
         if self._running:
             await asyncio.wait(list(self._running), timeout=40)
+        self.errors.flush()
 
     def wake(self) -> None:
         """Look at the queue now (a message was queued, or the administrator said retry)."""
@@ -286,8 +325,9 @@ class OutboundQueue:
                         task.add_done_callback(self._attempt_done)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the runner must survive a database hiccup
-                log.exception("queue runner: cannot read the queue; trying again shortly")
+            except Exception as exc:  # the runner must survive a database hiccup
+                self.errors.report(f"{type(exc).__name__}: {exc}",
+                                   "queue runner: cannot read the queue; trying again shortly", exc_info=True)
                 wait = 5.0
             # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow the cancellation that
             # stop() sends when it races with the wake-up, and the runner would never end.
@@ -302,11 +342,48 @@ class OutboundQueue:
         self.wake()
 
     async def _attempt(self, batch: Batch) -> None:
+        """Resolve the route (asynchronous DNS), deliver in a worker thread, record the result.
+
+        Any failure, ours included, is a try: recorded with back-off and shown as the last error,
+        never a release that makes the message due again at once (issue 13: 270 tries a second)."""
         try:
-            await self.ctx.run(self.attempt, batch)
+            # Made in a thread: the smart host password is unsealed with the server key (disk, keyring).
+            resolver = await self.ctx.run(self.resolver)
+            route = await resolver.route_async(batch.domain)
+            await self.ctx.run(self.attempt, batch, route)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            self.errors.report(problem, "queue: delivery of %s to %s failed in the service itself: %s",
+                               batch.queue_id, batch.domain, problem, exc_info=True)
+            try:
+                await self.ctx.run(self._failed_attempt, batch, problem)
+            except Exception as again:   # the database is away: the lease expires, then a retry
+                self.errors.report(f"{type(again).__name__}: {again}",
+                                   "queue: cannot record the failed attempt for %s: %s", batch.queue_id, again)
+
+    def _failed_attempt(self, batch: Batch, problem: str) -> None:
+        """Record an attempt that ended in an exception as a temporary failure of every recipient."""
+        text = f"451 4.3.0 internal error of the mail service: {problem}"[:2000]
+        try:
+            self.record(batch, {a: delivery.Outcome(451, text) for a in batch.addresses})
         except Exception:
-            log.exception("queue: attempt for %s (%s) failed unexpectedly", batch.queue_id, batch.domain)
-            await self.ctx.run(self._release, batch)
+            # record() itself is what fails: count the try and back off without it.
+            self.errors.report(f"record: {problem}", "queue: cannot record the attempt for %s", batch.queue_id,
+                               exc_info=True)
+            self._defer(batch, text)
+
+    def _defer(self, batch: Batch, text: str) -> None:
+        """The least that keeps the queue from spinning: one more try, a later due time, the error."""
+        base = int(self.ctx.setting("queue_retry_interval"))
+        now = utcnow()
+        with self.ctx.db.write() as session:
+            for row in session.scalars(select(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))):
+                row.attempts += 1
+                row.last_error = text
+                row.next_attempt_at = now + timedelta(seconds=backoff(row.attempts, base))
+                row.claimed_by, row.claimed_until = "", None
 
     def _claim_due(self, room: int) -> tuple[list[Batch], float]:
         """Claim up to ``room`` due (message, domain) groups; also say when the next one is due."""
@@ -352,20 +429,17 @@ class OutboundQueue:
         wait = min((t - utcnow()).total_seconds() for t in due) if due else 30.0
         return batches, wait
 
-    def _release(self, batch: Batch) -> None:
-        with self.ctx.db.write() as session:
-            session.execute(update(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))
-                            .values(claimed_by="", claimed_until=None))
-
-    def attempt(self, batch: Batch) -> dict[str, delivery.Outcome]:
-        """Try to deliver one batch (blocking) and record what happened."""
+    def attempt(self, batch: Batch, route: delivery.Route | None = None) -> dict[str, delivery.Outcome]:
+        """Try to deliver one batch (blocking) along ``route`` (looked up here when not given)
+        and record what happened."""
         try:
             data = self.read(batch.queue_id)
         except FileNotFoundError:
             log.error("queue: the spool file of %s is gone; dropping it", batch.queue_id)
             self.discard(batch.queue_id)
             return {}
-        route = self.resolver().route(batch.domain)
+        if route is None:
+            route = self.resolver().route(batch.domain)
         outcomes: dict[str, delivery.Outcome] = {}
         if not route.hops:
             code = 550 if route.permanent else 451

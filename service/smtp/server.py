@@ -23,7 +23,7 @@ from service.listeners import Refusal
 from service.lograte import EventLog
 from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
-from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply  # noqa: F401
+from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply, uses_tls  # noqa: F401
 from service.smtp.policy import Address, Directory, LocalMailbox, RelayPolicy, SendingLimit
 from service.smtp.queue import OutboundQueue
 from service.smtp.relaytest import run_relay_test
@@ -35,6 +35,7 @@ IDENT = "POP3 Service ESMTP"
 COMMAND_TIMEOUT = 300           # RFC 5321 §4.5.3.2.7: five minutes
 INLINE_SLOW = 0.05              # seconds: a delivery this slow on the event loop ...
 INLINE_PAUSE = 60               # ... sends deliveries to worker threads for this long
+INLINE_MAX = 256 * 1024         # octets: a bigger message is never written on the event loop
 # Per-connection command budgets (aiosmtpd's command_call_limit). MAIL/RCPT/DATA/RSET stay
 # unlimited: one connection may carry thousands of messages.
 CALL_LIMITS = {"AUTH": 10, "EHLO": 20, "HELO": 20, "NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10,
@@ -57,8 +58,31 @@ _REFUSALS = {
 }
 
 
+_SMTP_VERBS = frozenset({b"HELO", b"EHLO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"NOOP", b"QUIT", b"VRFY",
+                         b"EXPN", b"HELP", b"STARTTLS"})
+_SASL_NAMES = frozenset({b"PLAIN", b"LOGIN", b"CRAM-MD5", b"SCRAM-SHA-256", b"NTLM"})
+
+
+def loggable_line(line: bytes) -> bytes:
+    """A client's line as it may be logged: a command, with AUTH's payload cut; anything else (the
+    base64 lines of an AUTH exchange, also those a client sends after a refused AUTH, which
+    aiosmtpd then reads as commands) only by its length."""
+    words = bytes(line).strip().split()
+    verb = words[0].upper() if words else b""
+    if verb == b"AUTH":
+        mechanism = words[1].upper() if len(words) > 1 else b""
+        if mechanism and mechanism not in _SASL_NAMES:   # a payload in the mechanism's place
+            return b"AUTH ***"
+        return b" ".join([b"AUTH", mechanism] if mechanism else [b"AUTH"]) + (b" ***" if len(words) > 2 else b"")
+    if verb in _SMTP_VERBS:
+        return bytes(line)
+    return b"(not a command: %d octets, not logged)" % len(line)
+
+
 class _RedactAuth(logging.Filter):
-    """aiosmtpd logs every command line at INFO, AUTH PLAIN's password included: cut it."""
+    """aiosmtpd logs every line a client sends (INFO and DEBUG: AUTH PLAIN's password, the base64
+    a client sends after a refused AUTH, an undecodable AUTH response) and every unrecognised
+    command upper-cased (WARNING): only commands reach the log, AUTH without its payload."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Session.login_data is deprecated"):
@@ -66,9 +90,10 @@ class _RedactAuth(logging.Filter):
         if record.args and isinstance(record.args, tuple):
             args = list(record.args)
             for i, arg in enumerate(args):
-                if isinstance(arg, (bytes, bytearray)) and arg[:4].upper() == b"AUTH":
-                    words = bytes(arg).split(b" ")
-                    args[i] = b" ".join(words[:2]) + (b" ***" if len(words) > 2 else b"")
+                if isinstance(arg, (bytes, bytearray, memoryview)):
+                    args[i] = loggable_line(bytes(arg))
+                elif isinstance(arg, str) and "unrecognised" in str(record.msg):
+                    args[i] = f"(not a command: {len(arg)} characters, not logged)"
             record.args = tuple(args)
         return True
 
@@ -85,8 +110,21 @@ _PLAIN_PATH = re.compile(rf"[ \t]*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A
 
 
 _END_OF_DATA = b"\r\n.\r\n"   # RFC 5321 §4.1.1.4: only CRLF "." CRLF ends the data (no bare LF)
-DATA_LINE_LIMIT = 1001           # octets with CRLF: RFC 5321 §4.5.3.1.6 (1000) as aiosmtpd counts it
+DATA_LINE_LIMIT = 1000           # octets of a text line with its CRLF: RFC 5321 §4.5.3.1.6
 _READ_ALL = 1 << 20               # more than the stream reader holds (2 x its limit, plus one 256 KB recv)
+
+
+def _lines_fit(buf: bytearray, start: int, stop: int) -> bool:
+    """True if every CRLF-ended line in ``buf[start:stop]`` (which ends with CRLF) is at most
+    DATA_LINE_LIMIT octets. One C search per ~1000 octets, however short the lines: the last
+    CRLF inside each window of DATA_LINE_LIMIT octets starts the next window."""
+    pos = start
+    while stop - pos > DATA_LINE_LIMIT:
+        crlf = buf.rfind(b"\r\n", pos, pos + DATA_LINE_LIMIT)
+        if crlf < 0:
+            return False
+        pos = crlf + 2
+    return True
 
 
 class SmtpProtocol(SMTP):
@@ -97,16 +135,40 @@ class SmtpProtocol(SMTP):
       loop's time under load. A plain path gets the same answer from one regular expression;
       anything else (quoted local parts, source routes, address literals, non-ASCII) still goes
       to aiosmtpd's parser.
-    - DATA: aiosmtpd reads the message a line at a time (60 reads, lists and joins for 4 KB).
+    - DATA: aiosmtpd reads the message a line at a time (60 reads, lists and joins for 4 KB)
+      and keeps a bytes object per line (a 25 MB message of short lines cost ~430 MB).
       Here it is read in whole chunks and the end is found with one search for CRLF "." CRLF;
-      line lengths, the size limit and dot-unstuffing are then checked on the whole. Bytes a
-      client sent after the end (pipelined commands) go back to the reader, in order.
+      each chunk's complete lines are checked (length, size limit), un-stuffed and appended at
+      once. Bytes a client sent after the end (pipelined commands) go back to the reader, in
+      order. Text lines are held to RFC 5321's 1000 octets (aiosmtpd lets 1001 through).
     """
 
     # aiosmtpd makes this the stream reader's limit as well, so a 4 KB message paused and resumed
     # the socket every 2 KB; DATA lines are held to DATA_LINE_LIMIT below, command lines to
     # aiosmtpd's command_size_limit, as before.
     line_length_limit = 64 * 1024
+
+    def __init__(self, handler: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(handler, *args, **kwargs)
+        sessions = getattr(handler, "sessions", None)
+        if sessions is not None:   # the handler says 421 to its open sessions at shutdown
+            sessions.add(self)
+
+    async def challenge_auth(self, challenge: str | bytes, encode_to_b64: bool = True,
+                             log_client_response: bool = False) -> Any:
+        try:
+            return await super().challenge_auth(challenge, encode_to_b64, log_client_response)
+        except ValueError:   # an answer line over the reader's limit (asyncio's readline): a reply, not a crash
+            await self.push("500 5.5.6 Authentication exchange line too long")
+            return MISSING
+
+    @syntax("STARTTLS")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 §4.2: no second TLS layer, neither after STARTTLS nor on port 465.
+        if uses_tls(self):
+            await self.push("503 5.5.1 TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)   # a failed handshake: see SmtpHandler.handle_exception
 
     # Total time limits (set by SmtpServer.protocol_factory): the first for the connection until it
     # logs on or finishes a message, then one per message; 0 = none. See LOGON_TIMEOUT.
@@ -208,46 +270,69 @@ class SmtpProtocol(SMTP):
             self._set_post_data_state()
             return
         self.envelope.content = self.envelope.original_content = content
+        del content   # the handler drops the envelope's references once it has what it needs
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
 
-    async def _read_data(self) -> tuple[bytes, str | None]:
+    async def _read_data(self) -> tuple[bytearray, str | None]:
         """The message up to CRLF "." CRLF, un-stuffed, or a refusal with aiosmtpd's replies (a
         line over DATA_LINE_LIMIT octets, or more than ``data_size_limit`` octets; where both,
-        aiosmtpd names the one it met first, this the size). An over-size message is read to its
-        end but not kept."""
+        aiosmtpd names the one it met first, this the size). An over-size or over-long message
+        is read to its end but not kept.
+
+        Streaming: each read's complete lines are checked, un-stuffed and appended to the result
+        at once, so the reader's buffer holds at most one partial line and a read's worth of data,
+        and no step costs more than one read (at most ~1 MB) on the event loop. The message is
+        held once, in the bytearray returned; no per-line object is ever made."""
         reader = self._reader
         limit = self.data_size_limit
-        buf = bytearray(b"\r\n")   # the DATA command's line end: the message may end at once
-        searched = 0                # the end mark cannot start before this offset
-        dropped = 0                 # octets of an over-size message read and thrown away
+        # buf holds 2 octets of context (the DATA line's CRLF, later the last 2 octets taken) and
+        # then what is not yet taken: an end mark may start in the context.
+        buf = bytearray(b"\r\n")
+        out = bytearray()
+        size = 0                  # octets of the lines taken, CRLFs included, before un-stuffing
+        too_long = False
+        searched = 0
         while True:
             end = buf.find(_END_OF_DATA, searched)
+            stop = end + 2 if end >= 0 else buf.rfind(b"\r\n", 2) + 2   # complete lines only
+            if stop > 2:
+                size += stop - 2
+                if limit and size > limit:
+                    out.clear()   # over the limit: nothing more is kept (the 552 comes at the end)
+                elif not too_long:
+                    too_long = not _lines_fit(buf, 2, stop)
+                    if too_long:
+                        out.clear()
+                    else:
+                        # RFC 5321 §4.5.2: a line's leading "." is removed; buf[2] starts a line.
+                        start = 3 if buf[2] == 0x2E else 2
+                        piece = buf[start:stop]
+                        out += piece.replace(b"\r\n.", b"\r\n") if b"\r\n." in piece else piece
+                del buf[:stop - 2]
             if end >= 0:
                 break
+            if len(buf) - 2 >= DATA_LINE_LIMIT:
+                # A partial line already too long: refuse, and keep only what an end mark needs.
+                too_long = True
+                out.clear()
+                size += len(buf) - 6
+                del buf[:-4]
+                buf[:0] = b"xx"   # context that cannot start an end mark
             searched = max(0, len(buf) - len(_END_OF_DATA) + 1)   # an end mark may start in the last 4
-            if limit and dropped + searched - 2 > limit:
-                # Over the limit already: forget what is searched, so memory stays bounded.
-                dropped += searched
-                del buf[:searched]
-                searched = 0
             chunk = await reader.read(_READ_ALL)
             if not chunk:            # end of stream: the protocol cancels us on EOF anyway
                 raise asyncio.CancelledError
             buf += chunk
-        rest = bytes(buf[end + len(_END_OF_DATA):])
+        rest = bytes(buf[len(_END_OF_DATA):])
         if rest:   # pipelined commands: the reader is empty now, so this puts them back in order
             reader.feed_data(rest)
-        size = dropped + end   # octets of the lines, CRLFs included, before un-stuffing (as aiosmtpd)
-        data = bytes(buf[2:end + 2]) if not dropped else b""
         if limit and size > limit:
-            return b"", "552 Error: Too much mail data"
-        if data and max(map(len, data.split(b"\r\n"))) + 2 > DATA_LINE_LIMIT:
-            return b"", "500 Line too long (see RFC5321 4.5.3.1.6)"
-        if data.startswith(b"."):
-            data = data[1:]
-        return data.replace(b"\r\n.", b"\r\n"), None
+            return bytearray(), "552 Error: Too much mail data"
+        if too_long:
+            return bytearray(), "500 Line too long (see RFC5321 4.5.3.1.6)"
+        return out, None
 
 
 class SmtpServer:
@@ -321,6 +406,13 @@ class SmtpServer:
         log.info("smtp queue runner started")
 
     async def stop(self) -> None:
+        """Say 421 to every open SMTP session (RFC 5321 §3.8), then stop the queue."""
+        goodbye = f"421 4.3.2 {self.hostname} Service shutting down, closing transmission channel\r\n".encode()
+        for name, handler in self._handlers.items():
+            listener = self.ctx.listeners.get(name)
+            if listener is not None:   # until the daemon closes it, a newcomer gets the paused 421
+                listener.pause()
+            handler.goodbye(goodbye)
         await self.queue.stop()
 
     # -- delivery of an accepted message --------------------------------------------------
@@ -330,7 +422,8 @@ class SmtpServer:
         if user:
             auth = (user, self._unseal(str(self.ctx.setting("smarthost_password") or "")))
         return MxResolver(routes=str(self.ctx.setting("smtp_routes") or ""),
-                          smarthost=str(self.ctx.setting("smarthost") or ""), smarthost_auth=auth)
+                          smarthost=str(self.ctx.setting("smarthost") or ""), smarthost_auth=auth,
+                          dns_servers=str(self.ctx.setting("dns_servers") or ""))
 
     async def accept(self, data: bytes, *, sender: str, local: list[LocalMailbox], remote: list[Address],
                      queue_id: str, submitted_by: str, client: str) -> str:
@@ -349,7 +442,7 @@ class SmtpServer:
                 await ctx.run(self.queue.discard, queue_id)
             log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, exc.message)
             ctx.stats.incr("smtp_refused")
-            return delivery_reply(exc)
+            return delivery_reply(exc, tempfail=bool(ctx.setting("quota_full_tempfail")))
         except Exception:
             if queued:
                 await ctx.run(self.queue.discard, queue_id)
@@ -393,7 +486,7 @@ class SmtpServer:
         store = self.ctx.store
         ids = [b.id for b in boxes]
         try:
-            if self._alone():
+            if len(data) <= INLINE_MAX and self._alone():
                 self._deliver_on_loop(ids, data)
             else:
                 async with self._store_gate:
@@ -412,7 +505,9 @@ class SmtpServer:
             raise full[0][1]
         from service.smtp.dsn import RecipientStatus
         from datetime import datetime, timezone
-        statuses = [RecipientStatus(b.address, "5.2.2" if e.permanent else "4.2.2", e.message) for b, e in full]
+        tempfail = bool(self.ctx.setting("quota_full_tempfail"))
+        statuses = [RecipientStatus(b.address, "5.2.2" if e.permanent or not tempfail else "4.2.2", e.message)
+                    for b, e in full]
         await self.ctx.run(self.queue.report, sender, statuses, data, arrival=datetime.now(timezone.utc),
                            delayed=False, is_report=not sender)
 

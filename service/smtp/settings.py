@@ -86,6 +86,26 @@ def _routes(value: Any) -> str:
                      for d, t in parsed.items())
 
 
+def parse_dns_servers(value: Any) -> list[tuple[str, int]]:
+    """'192.0.2.53, 127.0.0.1:5353, [2001:db8::53]:53' → [(address, port)]; empty: the system's."""
+    servers = []
+    for item in re.split(r"[\s,;]+", str(value or "").strip()):
+        if not item:
+            continue
+        try:
+            host, port = (item, 53) if item.count(":") > 1 and not item.startswith("[") else parse_host_port(item, 53)
+            address = ipaddress.ip_address(host)
+        except (Invalid, ValueError):
+            raise Invalid(f"'{item}' is not a DNS server address; give an IP address, optionally with a port "
+                          "(192.0.2.53, 127.0.0.1:5353, [2001:db8::53]:53).") from None
+        servers.append((str(address), port))
+    return servers
+
+
+def _dns_servers(value: Any) -> str:
+    return ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in parse_dns_servers(value))
+
+
 def _smarthost(value: Any) -> str:
     text = _text(value)
     if text:
@@ -130,6 +150,17 @@ def parse_rate(text: str) -> tuple[int, int]:
     return count, window
 
 
+def _mailbox_address(value: Any) -> str:
+    """'' or name@domain (normalised); that the mailbox exists is checked when mail arrives."""
+    text = _text(value).strip()
+    if not text:
+        return ""
+    local, at, domain = text.rpartition("@")
+    if not at or not local or any(c in local for c in ' <>"\\@') or not local.isascii():
+        raise Invalid(f"'{text}' is not a mailbox address; write name@domain, such as admin@example.com.")
+    return f"{local.lower()}@{normalize_domain(domain)}"
+
+
 def unseal_b64(text: str) -> bytes:
     return base64.b64decode(text[len(SEALED_PREFIX):])
 
@@ -145,10 +176,20 @@ SPECS = (
                 help="stored encrypted with the server key"),
     SettingSpec("smtp_routes", "", _routes, "Static mail routes",
                 help="domain=host:port entries used instead of DNS MX for those domains"),
+    SettingSpec("dns_servers", "", _dns_servers, "DNS servers for outgoing mail",
+                help="addresses (ip or ip:port) of the resolvers that look up MX records; empty: the system's"),
     SettingSpec("quota_full_tempfail", True, _bool, "Full mailbox is a temporary failure",
                 help="1: a full mailbox answers 452 4.2.2 (the sender retries); 0: 552 5.2.2 (bounce)"),
     SettingSpec("sender_must_match", True, _bool, "Authenticated senders use their own address",
                 help="MAIL FROM of an authenticated user must be that user's address"),
+    SettingSpec("from_must_match", True, _bool, "Authenticated senders' From: header is their own",
+                help="the From: header of mail from an authenticated user must be that user's address "
+                     "(checked only while the MAIL FROM rule above is on)"),
+    SettingSpec("reject_local_senders", True, _bool, "Refuse local senders on port 25 without AUTH",
+                help="1: port 25 refuses a local domain as envelope sender from outside the relay networks"),
+    SettingSpec("postmaster_mailbox", "", _mailbox_address, "Postmaster mailbox",
+                help="local mailbox that receives postmaster@ every local domain (RFC 5321 §4.5.1); "
+                     "empty: each domain's first mailbox"),
     SettingSpec("send_rate_limit", "200/hour", _rate, "Sending limit per user",
                 help="recipients per time for each authenticated user, such as 200/hour; 0: none"),
     SettingSpec("max_recipients", 100, _int_range(1, 100000), "Maximum recipients per message"),

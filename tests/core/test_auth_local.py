@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from core.admin import Admin
-from core.auth.local import GROUP, NOLOGIN, LocalAccountProvider, install_pam_file
+from core.auth.local import GROUP, NOLOGIN, AccountRules, LocalAccountProvider, SystemAccounts, install_pam_file
 from core.auth.provider import LOGIN, PLAIN, AuthProvider
-from core.errors import Conflict, Invalid, NotFound, Unavailable
+from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from core.settings import Settings
 
 PASSWORD = "Local-pw-7731"
@@ -58,11 +58,26 @@ def accounts():
 
 
 @pytest.fixture
-def provider(db, store):
+def allowed(tmp_path):
+    """The allowed-accounts file root keeps (here a temporary one): names written to it are allowed."""
+    path = tmp_path / "allowed-accounts"
+    path.write_text("# accounts root allows\n")
+    path.chmod(0o644)
+
+    def allow(name: str) -> None:
+        with path.open("a") as f:
+            f.write(f"{name}\n")
+    allow.path = path
+    return allow
+
+
+@pytest.fixture
+def provider(db, store, allowed):
     install_pam_file()
     with db.write() as session:
         Settings.put(session, "auth", "local")
-    return LocalAccountProvider(db, mailroot=store.root)
+    accounts = SystemAccounts(AccountRules(allowed_file=allowed.path))
+    return LocalAccountProvider(db, mailroot=store.root, accounts=accounts)
 
 
 @pytest.fixture
@@ -126,8 +141,11 @@ def test_mailbox_names_are_unique_across_domains(admin, accounts):
         admin.mailbox_add(f"{name}@b.example", create_user=False)
 
 
-def test_without_create_user_the_mailbox_maps_to_an_existing_account(admin, provider, accounts):
+def test_without_create_user_the_mailbox_maps_to_an_existing_account(admin, provider, accounts, allowed):
     name = accounts(create=True, password=PASSWORD)
+    with pytest.raises(Forbidden, match="not an account of the POP3 service.*allowed-accounts"):
+        admin.mailbox_add(f"{name}@b.example", create_user=False)    # not pop3users, not allowed by root
+    allowed(name)
     admin.mailbox_add(f"{name}@b.example", create_user=False)
     assert provider.verify_password(name, PASSWORD).address == f"{name}@b.example"
 
@@ -135,6 +153,7 @@ def test_without_create_user_the_mailbox_maps_to_an_existing_account(admin, prov
     with pytest.raises(NotFound, match=f"no system account named '{missing}'.*create associated user"):
         admin.mailbox_add(f"{missing}@a.example", create_user=False)
     other = accounts(create=True)
+    allowed(other)
     with pytest.raises(Invalid, match="give no password here"):
         admin.mailbox_add(f"{other}@a.example", password=PASSWORD, create_user=False)
 
@@ -145,8 +164,9 @@ def test_create_user_refuses_an_account_that_exists_already(admin, accounts):
         admin.mailbox_add(f"{name}@a.example", password=PASSWORD, create_user=True)
 
 
-def test_accounts_the_service_did_not_make_are_never_deleted(admin, accounts):
+def test_accounts_the_service_did_not_make_are_never_deleted(admin, accounts, allowed):
     name = accounts(create=True, password=PASSWORD)
+    allowed(name)
     admin.mailbox_add(f"{name}@a.example", create_user=False)
     with pytest.raises(Conflict, match="did not create"):
         admin.mailbox_delete(f"{name}@a.example", delete_user=True)

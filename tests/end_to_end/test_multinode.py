@@ -242,9 +242,11 @@ def test_bans_made_on_one_node_hold_on_the_other(nodes):
     a.add_mailbox(ALICE, PASSWORD)
     a.winpop("set", "throttle_failures", "3", check=True)
     a.winpop("set", "throttle_delay_ms", "0", check=True)
-    wait_for(lambda: b.call("settings.get", name="throttle_failures") == {"throttle_failures": 3}, timeout=5,
+    a.winpop("set", "throttle_allow", "192.0.2.1", check=True)   # loopback is allow-listed by default; ban it here
+    wait_for(lambda: b.call("settings.get", name="throttle_allow") == {"throttle_allow": "192.0.2.1"}, timeout=5,
              what="the setting on node B")
-    # Failures counted across nodes: two on A and one on B make three.
+    # Failures counted across nodes: two on A and one on B make three (from one address: the
+    # address is banned, not the login name, so the real mallory is not locked out elsewhere).
     for node, other in ((a, b), (b, a), (a, None)):
         seen = _relayed(other) if other is not None else 0
         client = poplib.POP3("127.0.0.1", node.ports["pop3"], timeout=10)
@@ -254,12 +256,11 @@ def test_bans_made_on_one_node_hold_on_the_other(nodes):
         client.close()
         if other is not None:   # the other node has heard of it (bounded wait, not a sleep)
             wait_for(lambda: _relayed(other) > seen, timeout=10, what="the failure relayed")
-    wait_for(lambda: {x["value"] for x in b.call("ban.list")["items"]} >= {"mallory@example.com", "127.0.0.1"},
-             timeout=5, what="the bans listed on node B")
+    wait_for(lambda: {x["value"] for x in b.call("ban.list")["items"]} == {"127.0.0.1"},
+             timeout=5, what="the ban listed on node B")
     # The address is banned on B too: B turns the connection away at once.
     with pytest.raises(poplib.error_proto, match="Too many failed logons"):
         poplib.POP3("127.0.0.1", b.ports["pop3"], timeout=10)
     b.call("ban.lift", value="127.0.0.1")
-    b.call("ban.lift", value="mallory@example.com")
     wait_for(lambda: not a.call("ban.list")["items"], timeout=5, what="the bans lifted on node A")
     pop3_login(a).quit()      # lifted on A as well, at once (the relay, not the 5 s refresh)

@@ -39,7 +39,7 @@ def test_install_without_systemd_explains_and_changes_nothing(tmp_path):
     assert "create the system user 'pop3svc'" in done.stdout
     assert "enable and start pop3-service.service" in done.stdout
     assert f"main.py service --data-dir {data} --user pop3svc" in done.stdout    # the foreground command
-    assert "User=pop3svc" in done.stdout and "AmbientCapabilities=CAP_NET_BIND_SERVICE" in done.stdout
+    assert "--user pop3svc" in done.stdout and "NoNewPrivileges=true" in done.stdout
     assert "systemd is not running here" in done.stderr
     assert not data.exists()
     assert unit.exists() == unit_before
@@ -57,15 +57,16 @@ def test_uninstall_without_systemd_says_so(tmp_path):
 def test_dry_run_prints_the_plan_and_the_unit(tmp_path):
     done = run_main("install", "--dry-run", "--data-dir", str(tmp_path / "d"), "--user", "mailsvc")
     assert done.returncode == 0
-    assert "would:" in done.stdout and "User=mailsvc" in done.stdout
-    assert f"ExecStart={sys.executable} {ROOT}/main.py service --data-dir {tmp_path / 'd'}" in done.stdout
+    assert "would:" in done.stdout and "--user mailsvc" in done.stdout
+    command = f"{sys.executable} {ROOT}/main.py service --data-dir {tmp_path / 'd'} --user mailsvc"
+    assert f"ExecStart={command}" in done.stdout
     assert not (tmp_path / "d").exists()
 
 
 def test_unit_template_renders_every_placeholder(tmp_path):
     text = install.render_unit(install.Target(data_dir=tmp_path / "d", user="svc"))
     assert "{" not in text and "}" not in text
-    assert "User=svc" in text and "Group=svc" in text
+    assert "--user svc" in text and "\nUser=" not in text    # root starts it; the service drops to svc
     assert "RestartForceExitStatus=75" in text
     assert f"ReadWritePaths={tmp_path / 'd'} {tmp_path / 'd' / 'mailroot'}" in text
 
@@ -94,7 +95,7 @@ def test_install_steps_create_accounts_ownership_settings_and_unit(tmp_path):
             value = db.execute("select value from settings where name='admin_group'").fetchone()[0]
         assert json.loads(value) == target.admin_group
         unit = target.unit_path.read_text()
-        assert f"User={target.user}" in unit and f"--data-dir {target.data_dir}" in unit
+        assert f"--data-dir {target.data_dir} --user {target.user}" in unit
         assert calls.read_text().splitlines() == ["daemon-reload", f"enable --now {install.UNIT_NAME}"]
         if install.PAM_SOURCE.exists():
             assert (target.pam_dir / "pop3-service").read_text() == install.PAM_SOURCE.read_text()

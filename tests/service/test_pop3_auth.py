@@ -220,6 +220,7 @@ def test_maximum_logging_never_shows_secrets(pop3: Pop3Harness, alice: int, capl
 
 # -- throttling and bans --------------------------------------------------------------------
 def test_failed_logons_ban_the_address_until_lifted(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
+    pop3.set("throttle_allow", "")   # loopback is allow-listed by default; ban it here
     pop3.set("throttle_failures", 3)
     c, _ = greeted(pop3)
     for _ in range(2):
@@ -241,6 +242,7 @@ def test_failed_logons_ban_the_address_until_lifted(pop3: Pop3Harness, alice: in
 
 
 def test_login_name_ban_and_allow_list(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
+    pop3.set("throttle_allow", "")   # loopback is allow-listed by default; ban it here
     pop3.set("throttle_failures", 2)
     throttle = pop3.ctx.throttle
     # failures for alice from other addresses ban the name alice@example.com
@@ -296,7 +298,7 @@ def test_delay_escalates_and_is_capped(pop3: Pop3Harness, monkeypatch) -> None: 
         for _ in range(8):
             await throttle.failure("203.0.113.9", "bob@example.com")
             await throttle.delay("203.0.113.9", "bob@example.com")
-        await throttle.delay("127.0.0.2", None)
+        await throttle.delay("192.0.2.77", None)   # a fresh address: the base delay
     pop3.call(run())
     monkeypatch.setattr(throttle_module.asyncio, "sleep", asyncio.sleep)
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 0.5]

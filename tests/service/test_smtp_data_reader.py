@@ -60,9 +60,15 @@ async def _transcript(factory, pieces: list[bytes]) -> tuple[bytes, list[bytes]]
         await server.wait_closed()
 
 
+class Rfc5321Smtp(SMTP):
+    """aiosmtpd with RFC 5321 §4.5.3.1.6's 1000 octets (its default lets 1001 through)."""
+
+    line_length_limit = DATA_LINE_LIMIT
+
+
 def _both(pieces: list[bytes]):
     async def run():
-        return await _transcript(SMTP, pieces), await _transcript(SmtpProtocol, pieces)
+        return await _transcript(Rfc5321Smtp, pieces), await _transcript(SmtpProtocol, pieces)
     return asyncio.run(run())
 
 
@@ -99,7 +105,7 @@ def test_known_messages_read_exactly_as_aiosmtpd_does(message: bytes, cuts: list
 
 
 _PIECES = st.sampled_from([b"a", b"word ", b".", b"..", b"\r", b"\n", b"\r\n", b"\r\n.", b".\r\n",
-                           b"\r\n.\r\n", b"x" * 500, b"NOOP\r\n", b"RSET\r\n"])
+                           b"\r\n.\r\n", b"x" * 500, b"x" * 998, b"y" * 3000, b"NOOP\r\n", b"RSET\r\n"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

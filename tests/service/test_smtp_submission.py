@@ -190,6 +190,7 @@ def test_password_never_logged(smtp_service: SmtpHarness, caplog: pytest.LogCapt
 
 
 def test_repeated_failures_ban_the_address(smtp_service: SmtpHarness) -> None:
+    smtp_service.set("throttle_allow", "")   # loopback is allow-listed by default; ban it here
     smtp_service.set("throttle_failures", 3)
     with smtp_service.client("smtps") as client:
         with pytest.raises(smtplib.SMTPAuthenticationError):

@@ -1,0 +1,91 @@
+"""Issue 13 §5: the banner's "Start the service" with a port taken says which listener did not
+start and why (a real service process, a real socket holding the port), not only "(Stopped)"."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel
+
+from gui import ipc_client, service_process
+from gui.views.main_window import MainWindow
+from gui.views.status_view import listener_failures
+from tests.support import free_port
+
+
+@pytest.fixture
+def taken_port():
+    """A port another program listens on."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_start_with_a_port_taken_says_which_listener_and_why(qtbot, tmp_path, qsettings, errors, monkeypatch,
+                                                            taken_port):
+    data_dir = tmp_path / "data"
+    real_start = service_process.start_background
+    ports = ["--bind", "127.0.0.1", "--pop3-port", str(taken_port)]
+    for name in ("pop3s", "smtp", "submission", "smtps"):
+        ports += [f"--{name}-port", str(free_port())]
+    monkeypatch.setattr(service_process, "start_background", lambda d, extra=(): real_start(d, tuple(ports)))
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    client = ipc_client.IpcClient(data_dir)
+    window = MainWindow(client, settings=qsettings)
+    qtbot.addWidget(window)
+    window.show()
+    client.start()
+    try:
+        window.start_service_process()
+        qtbot.waitUntil(lambda: any("listeners are not running" in e for e in errors), timeout=30_000)
+        message = next(e for e in errors if "listeners are not running" in e)
+        assert f"pop3 (port {taken_port})" in message and "in use" in message, message
+        # The Service Status table says it in the State column, in red, with the reason.
+        window.status_view.refresh()
+        table = window.status_view.listeners
+
+        def pop3_row():
+            for r in range(table.rowCount()):
+                if table.item(r, 0) is not None and table.item(r, 0).text() == "pop3":
+                    return r
+            return None
+        qtbot.waitUntil(lambda: pop3_row() is not None)
+        state = table.item(pop3_row(), 2)
+        assert state.text().startswith("stopped: cannot listen on 127.0.0.1:") and "in use" in state.text()
+        assert state.foreground().color() == QColor("#a4262c")
+    finally:
+        client.stop()
+        pid = service_process.read_pid(data_dir)
+        if pid:
+            service_process.terminate(pid)
+
+
+def test_listener_failures_name_only_listeners_that_failed():
+    status = {"listeners": [
+        {"name": "pop3", "state": "stopped", "port": 110, "error": "cannot listen on 0.0.0.0:110: Permission denied"},
+        {"name": "smtp", "state": "running", "port": 25, "error": None},
+        {"name": "smtps", "state": "stopped", "port": 465, "error": None},   # stopped by the administrator
+    ]}
+    assert listener_failures(status) == ["pop3 (port 110): cannot listen on 0.0.0.0:110: Permission denied"]
+
+
+def test_server_properties_show_the_port_this_run_uses(qtbot, service, qsettings, errors, monkeypatch):
+    """Against a real service run with port overrides: the POP3 port field says which port is in use."""
+    from tests.gui.conftest import open_window
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    client = ipc_client.IpcClient(service.data_dir)
+    window = open_window(qtbot, client, qsettings)
+    try:
+        qtbot.waitUntil(lambda: bool(window.server_info.get("listeners")))
+        dialogs = []
+        monkeypatch.setattr(window, "_open", lambda dialog, _key: dialogs.append(dialog))
+        window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
+        window.actions["properties"].trigger()
+        qtbot.waitUntil(lambda: bool(dialogs))
+        note = dialogs[0].findChild(QLabel, "in_use_port")
+        assert note is not None and f"uses port {service.ports['pop3']}" in note.text()
+    finally:
+        client.stop()
