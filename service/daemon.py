@@ -12,6 +12,7 @@ import errno
 import logging
 import logging.handlers
 import os
+import resource
 import signal
 import sys
 import threading
@@ -32,7 +33,7 @@ from core.store import MailStore
 from core.tables import Domain, Mailbox, Setting
 from service.context import ServiceContext
 from service.ipc.server import AdminServer
-from service.listeners import Listener, ListenerState
+from service.listeners import ConnectionBudget, Listener, ListenerState, connection_budget
 
 log = logging.getLogger("pop3svc")
 
@@ -121,6 +122,10 @@ def setup_logging(data_dir: Path, level: int) -> None:
     root.addHandler(stream)
     from service.logbook import RecentHandler
     root.addHandler(RecentHandler())
+    from service.lograte import FloodFilter
+    flood = FloodFilter()   # client behaviour cannot drive rotation by size (issue 12)
+    for handler in root.handlers:
+        handler.addFilter(flood)
     set_level(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -174,6 +179,17 @@ def _watch_stalls(loop: asyncio.AbstractEventLoop, threshold: float) -> None:
         logger.addFilter(StallReport())
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (the systemd unit sets LimitNOFILE); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
+
+
 def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
     """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
     from core.auth.keystore import choose_keystore
@@ -223,6 +239,7 @@ class MailService:
         self.restart_requested = False
         self.dropped_privileges = False
         self._shutting_down = False        # set by shutdown(): no new work for the store's threads
+        self.budget = ConnectionBudget(connection_budget(1024))
         self.privhelper: Any = None        # service.privhelper.HelperClient while started as root
 
     # -- start-up -------------------------------------------------------------------------
@@ -250,6 +267,12 @@ class MailService:
                 return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
+        from service.lograte import loop_exception_handler
+        loop.set_exception_handler(loop_exception_handler)
+        open_files = raise_open_file_limit()
+        self.budget.capacity = connection_budget(open_files)
+        log.info("open files: at most %d; client connections of all listeners together: at most %d",
+                 open_files, self.budget.capacity)
         from service.db_password import database_url
         password_file = getattr(self.args, "db_password_file", None)
         try:
@@ -443,7 +466,7 @@ class MailService:
                     continue
                 ctx.listeners[name] = Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
                                                refusal=pop3.refusal, ssl_context=tls if implicit else None,
-                                               limits=ctx.limits, is_banned=banned)
+                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
         try:
             from service.smtp.server import SmtpServer
         except ImportError:
@@ -457,7 +480,7 @@ class MailService:
                     continue
                 ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
                                                refusal=smtp.refusal, ssl_context=tls if name == "smtps" else None,
-                                               limits=ctx.limits, is_banned=banned)
+                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
 
     def _announce(self, ctx: ServiceContext) -> None:
         parts = [f"{lst.name}={lst.host}:{lst.bound_port}" for lst in ctx.listeners.values()
@@ -579,6 +602,8 @@ class MailService:
             if self.privhelper is not None:
                 self.privhelper.close()
             self._remove_pid()
+            from service.lograte import flush
+            flush()   # the counts of client-triggered lines not written one by one
 
         last = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="shutdown")
         try:

@@ -32,6 +32,7 @@ from core.errors import Invalid, database_error
 from core.names import login_key
 from core.settings import SPECS, SettingSpec, register, whole_number
 from core.tables import Ban
+from service.listeners import client_key
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +100,9 @@ class _Failures:
     addresses: set[str] | None = None   # login names: the networks the failures came from (bounded)
 
 
-def network_key(address: str) -> str:
-    """The network an address stands for: itself for IPv4, its /64 for IPv6 (one host's range)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+# The network an address stands for: itself for IPv4, its /64 for IPv6 (one host's range). The
+# same mapping counts connections in the listeners, so it is defined once, there.
+network_key = client_key
 
 
 class LoginThrottle:
@@ -149,7 +142,7 @@ class LoginThrottle:
     def is_banned(self, address: str) -> bool:
         """Is this address banned now? Cheap and synchronous: the Listener asks on every accept."""
         self._maybe_refresh()
-        return self._active(("address", address)) and not self.allowed(address)
+        return self._active(("address", client_key(address))) and not self.allowed(address)
 
     def is_login_banned(self, login: str, address: str = "") -> bool:
         """Is this login name banned now for a logon from ``address``? Never for allow-listed
@@ -183,7 +176,7 @@ class LoginThrottle:
         if base <= 0:
             return
         now = time.time()
-        count = max(self._count(self._by_address, address, now),
+        count = max(self._count(self._by_address, client_key(address), now),
                     self._count(self._by_login, _norm(login), now) if login else 0, 1)
         await asyncio.sleep(min(MAX_DELAY, base * 2 ** min(count - 1, 16)))
 
@@ -198,9 +191,10 @@ class LoginThrottle:
         cluster = getattr(self.ctx, "cluster", None)
         if cluster is not None:   # other nodes count it too: the limit holds across the cluster
             cluster.send("node.logon_failed", {"address": address, "login": login or ""})
-        if self._bump(self._by_address, address, now) >= limit:
-            self._by_address.pop(address, None)
-            await self._ban("address", address, limit)
+        key = client_key(address)   # an IPv6 client counts (and is banned) by its /64
+        if self._bump(self._by_address, key, now) >= limit:
+            self._by_address.pop(key, None)
+            await self._ban("address", key, limit)
             made = "address"
         if login:
             key = _norm(login)
@@ -293,7 +287,7 @@ class LoginThrottle:
         now = time.time()
         address, login = str(data.get("address") or ""), str(data.get("login") or "")
         if address and not self.allowed(address):
-            self._bump(self._by_address, address, now)
+            self._bump(self._by_address, client_key(address), now)
             if login:
                 self._bump(self._by_login, _norm(login), now, address)
 
@@ -336,7 +330,7 @@ class LoginThrottle:
     def lift(self, value: str) -> int:
         """Lift every ban (address or login) on ``value``; returns how many were lifted."""
         value = str(value).strip()
-        keys = {value, _norm(value)}
+        keys = {value, _norm(value), client_key(value)}   # an IPv6 address lifts its /64
         with self.ctx.db.write() as session:
             result = session.execute(delete(Ban).where(Ban.value.in_(keys)))
             lifted = result.rowcount or 0

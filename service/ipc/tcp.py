@@ -9,7 +9,10 @@ socket, with the same ``AdminConnection`` request loop; only the gate differs:
 - a wrong token is answered ``forbidden`` after the logon throttle's delay, counts as a failed
   logon of the remote address (enough of them ban it, like POP3 and SMTP AUTH), and the
   connection is closed;
-- every connection is in the audit log with its remote address as the actor.
+- every connection is in the audit log with its remote address as the actor;
+- the accepting is a ``service.listeners.Listener``: at most MAX_CONNECTIONS connections, and
+  MAX_PER_ADDRESS per address (per /64 for IPv6); the handshake and the logon have short time
+  limits, so a flood or a slow client cannot take the remote administration away.
 
 The listener follows its two settings at run time (a ``settings.changed`` event restarts it).
 """
@@ -28,12 +31,15 @@ from core.ipc import protocol
 from core.settings import SettingSpec, _int_range, register
 from core.tokens import AdminTokens
 from service.context import ServiceContext
+from service.listeners import Limits, Listener
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = protocol.DEFAULT_TCP_PORT   # a suggestion for admin_tcp_port (and winpop --host's default)
-LOGIN_TIMEOUT = 15.0         # seconds to send auth.login after the TLS handshake
-HANDSHAKE_TIMEOUT = 15.0
+LOGIN_TIMEOUT = 5.0          # seconds to send auth.login after the TLS handshake (however slowly it trickles)
+HANDSHAKE_TIMEOUT = 10.0
+MAX_CONNECTIONS = 32         # consoles and winpop calls from other computers, all together
+MAX_PER_ADDRESS = 8
 
 
 def _bind(value: Any) -> str:
@@ -138,7 +144,7 @@ class AdminTcpListener:
         self.ctx = ctx
         self._serve = serve
         self.tokens = AdminTokens(ctx.db)
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: Listener | None = None
         self.state = "off"
         self.error = ""
         self.bound: tuple[str, int] | None = None
@@ -170,16 +176,23 @@ class AdminTcpListener:
             gate = TokenGate(self.ctx, writer, self.tokens)
             await self._serve(AdminConnection(self.ctx, reader, writer, gate))
 
+        loop = asyncio.get_running_loop()
+
+        def stream_protocol() -> asyncio.BaseProtocol:   # what asyncio.start_server makes per connection
+            reader = asyncio.StreamReader(limit=protocol.MAX_LINE + 1, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, on_connect, loop=loop)
+
+        listener = Listener("admin_tcp", "admin", host, port, stream_protocol, refusal=lambda _reason: b"",
+                            ssl_context=self.ctx.tls.context, limits=lambda: Limits(MAX_CONNECTIONS, MAX_PER_ADDRESS),
+                            handshake_timeout=HANDSHAKE_TIMEOUT)
         try:
-            self._server = await asyncio.start_server(
-                on_connect, host=host, port=port, ssl=self.ctx.tls.context(),
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT, limit=protocol.MAX_LINE + 1, reuse_address=True)
+            await listener.start()
         except OSError as exc:
             self.state, self.error = "stopped", f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             log.error("remote administration: %s", self.error)
             return
-        sock = self._server.sockets[0].getsockname()
-        self.bound = (str(sock[0]), int(sock[1]))
+        self._listener = listener
+        self.bound = (host, int(listener.bound_port or port))
         self.state = "running"
         log.warning("remote administration listens on %s:%d (TLS, token required)", *self.bound)
 
@@ -188,11 +201,10 @@ class AdminTcpListener:
             await self._stop()
 
     async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
+                await self._listener.stop()
+            self._listener = None
         self.bound = None
         self.state = "off"
 

@@ -16,6 +16,7 @@ from core.errors import MailError, database_error
 from core.model import MailboxRef
 from service.pop3 import wire
 from service.pop3.session import LOG_MAXIMUM, LOG_MEDIUM, LOG_MINIMUM, TOO_LONG, Pop3Session, SessionClosed, State
+from service.pop3.session import events as session_events
 from service.throttle import setting
 
 log = logging.getLogger("service.pop3")
@@ -338,7 +339,9 @@ async def cmd_stls(session: Pop3Session, arg: str) -> None:
     except SessionClosed:
         raise
     except Exception as exc:   # a failed handshake: the client's problem, the session is over
-        session.log(LOG_MINIMUM, "TLS negotiation failed: %s", exc)
+        if int(setting(session.ctx, "logging")) >= LOG_MINIMUM:   # a reset flood: a count, not a line each
+            session_events("tls failed", logging.WARNING, "pop3 %s %s: TLS negotiation failed: %s",
+                           session.id, session.address, exc or type(exc).__name__)
         session.abort()
         raise SessionClosed() from None
     session.user = None       # RFC 2595 §4: forget what was learnt before TLS

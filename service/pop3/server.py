@@ -43,7 +43,8 @@ class Pop3Server:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.loop: asyncio.AbstractEventLoop = ctx.loop
-        ensure_settings_loaded(ctx, (_settings.BAD_COMMANDS.name, _settings.LOCK_LEASE.name))
+        ensure_settings_loaded(ctx, (_settings.BAD_COMMANDS.name, _settings.LOCK_LEASE.name,
+                                     _settings.LOGON_TIMEOUT.name))
         if ctx.throttle is None:
             ctx.throttle = LoginThrottle(ctx)
         self.locks = MailboxLocks(ctx.db, lease_seconds=int(setting(ctx, "pop3_lock_lease")))

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.model import MailboxRef, MessageInfo
 from core.store import open_message, shown_path
+from service.listeners import client_key
+from service.lograte import CLIENT, EventLog
 from service.pop3 import wire
 from service.throttle import setting
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from service.pop3.server import Pop3Server
 
 log = logging.getLogger("service.pop3")
+events = EventLog(log)
 
 READ_CHUNK = 256 * 1024        # a message is read from disk in pieces of this size
 FLUSH_AT = 64 * 1024           # write the output buffer out once it holds this much
@@ -60,6 +63,7 @@ class Pop3Session(asyncio.Protocol):
         self.tls = implicit_tls
         self.state = State.AUTHORIZATION
         self.address = "?"
+        self.client = "?"                       # the address's key for limits and log budgets (IPv6: its /64)
         self.transport: Any = None
         # the maildrop, after logon
         self.user: str | None = None            # name given with USER, waiting for PASS
@@ -87,6 +91,8 @@ class Pop3Session(asyncio.Protocol):
         self._write_paused = False
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._logon_timer: asyncio.TimerHandle | None = None
+        self._upgrading = False                 # between STLS's +OK and the end of the handshake
         self._task: asyncio.Task | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -94,10 +100,13 @@ class Pop3Session(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
+        self.client = client_key(self.address)
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         self._last_activity = loop.time()
         self._timer = loop.call_later(self.idle_timeout(), self._check_idle)
+        # A total time to log on, however slowly the client trickles its bytes (issue 12).
+        self._logon_timer = loop.call_later(float(setting(self.ctx, "pop3_logon_timeout")), self._logon_expired)
         self._task = loop.create_task(self._run())
         self.server.session_started(self, self._task)
 
@@ -146,6 +155,9 @@ class Pop3Session(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._logon_timer is not None:
+            self._logon_timer.cancel()
+            self._logon_timer = None
         self._wake()
         if self._writable is not None and not self._writable.done():
             self._writable.set_exception(SessionClosed())
@@ -239,8 +251,12 @@ class Pop3Session(asyncio.Protocol):
         self.flush()
         self.drop_pending_input()
         loop = self.server.loop
-        new_transport = await loop.start_tls(self.transport, self, self.ctx.tls.context(), server_side=True,
-                                             ssl_handshake_timeout=30)
+        self._upgrading = True
+        try:
+            new_transport = await loop.start_tls(self.transport, self, self.ctx.tls.context(), server_side=True,
+                                                 ssl_handshake_timeout=30)
+        finally:
+            self._upgrading = False
         if new_transport is None:
             raise SessionClosed()
         self.transport = new_transport
@@ -252,13 +268,44 @@ class Pop3Session(asyncio.Protocol):
     def idle_timeout(self) -> float:
         return float(setting(self.ctx, "idle_timeout"))
 
+    def _logon_expired(self) -> None:
+        """The client has not logged on within pop3_logon_timeout: tell it and hang up."""
+        self._logon_timer = None
+        if self.lost or self.closing or self.state != State.AUTHORIZATION:
+            return
+        events("logon time limit", logging.INFO, "pop3 %s %s: no logon within %s s, closing",
+               self.id, self.address, setting(self.ctx, "pop3_logon_timeout"))
+        self.ctx.stats.incr("pop3.logon_timeouts")
+        self.closing = True
+        transport = self.transport
+        if self._upgrading:   # in the middle of a TLS handshake: no reply fits in there
+            transport.abort()
+            return
+        self.write(wire.err("No logon within the time allowed; closing the connection.", "SYS/TEMP"))
+        self.flush()
+        if transport is not None:
+            # A client that does not read would hold a closing transport (and its slot): abort then.
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
+        self._wake()
+
     def _check_idle(self) -> None:
         self._timer = None
-        if self.closing or self.lost:
+        if self.lost:
             return
         loop = self.server.loop
         timeout = self.idle_timeout()
         idle = loop.time() - self._last_activity
+        if self.closing:
+            # Closing, but the connection is still there after the idle time: the client does not
+            # read what is left to send. Abort, so it cannot keep its slot for ever.
+            if idle >= timeout:
+                self.abort()
+            else:
+                self._timer = loop.call_later(timeout - idle, self._check_idle)
+            return
         if idle >= timeout:
             # RFC 1939 §3: an autologout timer closes the connection without entering UPDATE.
             self.log(LOG_MEDIUM, "idle for %.0f s, closing", idle)
@@ -294,12 +341,18 @@ class Pop3Session(asyncio.Protocol):
         except SessionClosed:
             pass
         except Exception:
-            log.exception("POP3 session %s from %s failed", self.id, self.address)
+            events("session error", logging.ERROR, "POP3 session %s from %s failed", self.id, self.address,
+                   exc_info=True)
             self.write(wire.err("Internal server error; the session is ended and no message was deleted.",
                                 "SYS/TEMP"))
         finally:
             self.close()
-            await self.end()
+            try:
+                await self.end()
+            finally:
+                # connection_lost does not come when a TLS handshake after STLS failed: the SSL
+                # layer keeps it to itself. The session is over either way.
+                self.server.session_lost(self)
 
     def greeting(self) -> bytes:
         text = f"{self.ctx.hostname} POP3 Service ready"
@@ -438,7 +491,8 @@ class Pop3Session(asyncio.Protocol):
         Minimum (WARNING), sessions and logons at Medium (INFO), commands at Maximum (DEBUG)."""
         if int(setting(self.ctx, "logging")) >= level:
             who = self.mailbox.address if self.mailbox is not None else (self.user or "-")
-            log.log(_PY_LEVELS[level], "pop3 %s %s %s: " + message, self.id, self.address, who, *args)
+            log.log(_PY_LEVELS[level], "pop3 %s %s %s: " + message, self.id, self.address, who, *args,
+                    extra={CLIENT: self.client})   # one flooding client cannot use up the log's budget
 
 
 _PY_LEVELS = {LOG_MINIMUM: logging.WARNING, LOG_MEDIUM: logging.INFO, LOG_MAXIMUM: logging.DEBUG}

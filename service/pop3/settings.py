@@ -9,3 +9,7 @@ BAD_COMMANDS = register(SettingSpec(
 LOCK_LEASE = register(SettingSpec(
     "pop3_lock_lease", 120, whole_number(15, 3600, "seconds"), "POP3 mailbox lock lease (s)",
     help="how long a mailbox lock outlives a crashed service node; renewed while the session lives"))
+LOGON_TIMEOUT = register(SettingSpec(
+    "pop3_logon_timeout", 60, whole_number(1, 3600, "seconds"), "POP3 logon time limit (s)",
+    help="a client that has not logged on this long after connecting is disconnected, however slowly "
+         "it sends (slow-client attacks)"))

@@ -16,10 +16,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from core.errors import DiskFull, Unavailable, database_error
+from core.errors import DiskFull, MailError, Unavailable, database_error
+from core.settings import SettingSpec, register, whole_number
 from service.listeners import Refusal
+from service.lograte import EventLog
 from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
 from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply, uses_tls  # noqa: F401
@@ -28,6 +30,7 @@ from service.smtp.queue import OutboundQueue
 from service.smtp.relaytest import run_relay_test
 
 log = logging.getLogger("service.smtp")
+events = EventLog(log)
 
 IDENT = "POP3 Service ESMTP"
 COMMAND_TIMEOUT = 300           # RFC 5321 §4.5.3.2.7: five minutes
@@ -35,6 +38,16 @@ COMMAND_TIMEOUT = 300           # RFC 5321 §4.5.3.2.7: five minutes
 # unlimited: one connection may carry thousands of messages.
 CALL_LIMITS = {"AUTH": 10, "EHLO": 20, "HELO": 20, "NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10,
                "STARTTLS": 3, "*": 10**9}
+# Total time limits against slow clients (issue 12): aiosmtpd's COMMAND_TIMEOUT restarts with
+# every byte, so a client trickling one byte a minute would otherwise stay for ever.
+LOGON_TIMEOUT = register(SettingSpec(
+    "smtp_logon_timeout", 60, whole_number(1, 3600, "seconds"), "SMTP submission logon time limit (s)",
+    help="on the submission ports (587, 465): a client that has neither logged on (AUTH) nor finished a "
+         "message this long after connecting is disconnected"))
+TRANSACTION_TIMEOUT = register(SettingSpec(
+    "smtp_transaction_timeout", 600, whole_number(1, 86400, "seconds"), "SMTP transaction time limit (s)",
+    help="on port 25 (and after a message on the submission ports without AUTH): the time a client has to "
+         "finish each message, counted from the connection or the end of the previous message"))
 _REFUSALS = {
     Refusal.PAUSED: b"421 4.3.2 Service paused; try again later\r\n",
     Refusal.BUSY: b"421 4.3.2 Too many connections; try again later\r\n",
@@ -155,6 +168,69 @@ class SmtpProtocol(SMTP):
             return
         await super().smtp_STARTTLS(arg)   # a failed handshake: see SmtpHandler.handle_exception
 
+    # Total time limits (set by SmtpServer.protocol_factory): the first for the connection until it
+    # logs on or finishes a message, then one per message; 0 = none. See LOGON_TIMEOUT.
+    first_limit = 0.0
+    transaction_limit = 0.0
+    ends_at_logon = False     # submission: a logged-on user has the per-command timeout only
+    _deadline = 0.0
+    _deadline_timer: asyncio.TimerHandle | None = None
+    _in_rset = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._deadline_timer is None and self.first_limit > 0:   # not again after STARTTLS
+            self._deadline = self.loop.time() + self.first_limit
+            self._deadline_timer = self.loop.call_later(self.first_limit, self._check_deadline)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        super().connection_lost(error)
+
+    def _set_rset_state(self) -> None:
+        self._in_rset = True   # RSET and HELO end no transaction: they must not buy time
+        try:
+            super()._set_rset_state()
+        finally:
+            self._in_rset = False
+
+    def _set_post_data_state(self) -> None:
+        if not self._in_rset and self._deadline_timer is not None:   # a message is finished
+            self._deadline = self.loop.time() + self.transaction_limit
+        super()._set_post_data_state()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A STARTTLS handshake the client broke off is its problem: a rate-limited line, no traceback
+        (aiosmtpd then closes the connection itself)."""
+        if isinstance(error, TLSSetupException):
+            peer = self.session.peer if self.session is not None else None
+            events("starttls failed", logging.INFO, "smtp: TLS negotiation with %s failed: %s",
+                   peer[0] if isinstance(peer, tuple) else "?", error.__cause__ or "handshake failed")
+            return "421 4.7.0 TLS negotiation failed"
+        return await super().handle_exception(error)
+
+    def _check_deadline(self) -> None:
+        """Hang up on a client that has not logged on or finished its message in time."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.ends_at_logon and self.session is not None and self.session.authenticated:
+            return
+        left = self._deadline - self.loop.time()
+        if left > 0:
+            self._deadline_timer = self.loop.call_later(left, self._check_deadline)
+            return
+        peer = self.session.peer if self.session is not None else None
+        events("time limit", logging.INFO, "smtp: %s took too long (no logon or finished message), closing",
+               peer[0] if isinstance(peer, tuple) else "?")
+        # RFC 5321 §3.8 / §4.5.3.2: 421 when the server must close the connection.
+        transport.write(b"421 4.4.2 Time limit reached; closing the connection\r\n")
+        if transport.get_write_buffer_size():
+            transport.abort()   # a client that does not read must not keep a closing transport
+        else:
+            transport.close()
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.fullmatch(arg) if arg else None
         if match is None or "(" in match.group(2):   # a comment after the path: the parser's job
@@ -263,7 +339,8 @@ class SmtpServer:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         # Importing this module registered the SMTP settings; the context's cache may predate it.
-        if any(name not in ctx._settings for name in smtp_settings.NAMES):
+        if any(name not in ctx._settings for name in (*smtp_settings.NAMES, LOGON_TIMEOUT.name,
+                                                      TRANSACTION_TIMEOUT.name)):
             ctx.reload_settings()
         self.directory = Directory(ctx)
         self.relay = RelayPolicy(ctx)
@@ -293,7 +370,7 @@ class SmtpServer:
             level = int(ctx.setting("logging"))
             _mail_log.setLevel(logging.INFO if level >= 3 else logging.WARNING if level >= 1 else logging.CRITICAL)
             starttls = ctx.tls.context() if (ctx.tls is not None and name != "smtps") else None
-            return SmtpProtocol(
+            protocol = SmtpProtocol(
                 handler,
                 data_size_limit=int(ctx.setting("max_message_size")),
                 enable_SMTPUTF8=True,
@@ -310,6 +387,11 @@ class SmtpServer:
                 command_call_limit=CALL_LIMITS,
                 loop=ctx.loop,
             )
+            transaction = float(ctx.setting(TRANSACTION_TIMEOUT.name))
+            protocol.transaction_limit = transaction
+            protocol.ends_at_logon = name != "smtp"
+            protocol.first_limit = float(ctx.setting(LOGON_TIMEOUT.name)) if protocol.ends_at_logon else transaction
+            return protocol
 
         return make
 
