@@ -63,6 +63,15 @@ def _order(table: Any, sort: str, descending: bool) -> list:
     return [first, table.name.desc() if descending else table.name.asc()]
 
 
+def _arrival_key(path: Path) -> tuple[int, str]:
+    """Import order = arrival order: the file time to the nanosecond, then the file name, so
+    messages written in the same second never come out in directory order."""
+    try:
+        return path.stat().st_mtime_ns, path.name
+    except OSError:   # gone meanwhile: reading it says so
+        return 0, path.name
+
+
 class Admin:
     """Every administrative operation, over the database, the mail store and the auth provider."""
 
@@ -446,7 +455,7 @@ class Admin:
                     continue
                 with self.db.read() as session:
                     known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
-                for eml in sorted(bdir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
+                for eml in sorted(bdir.glob("*.eml"), key=_arrival_key):
                     if eml.name in known:
                         summary["skipped"] += 1
                         continue
