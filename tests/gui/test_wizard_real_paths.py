@@ -62,9 +62,11 @@ def walk(qtbot, wizard: SetupWizard, *, mailroot: Path | None, address: str, por
 
 
 class SocketWatch:
-    """Samples the service process's listening sockets every few milliseconds while Finish runs."""
+    """Samples the service process's listening sockets every few milliseconds while Finish runs
+    (from the moment the wizard starts it: the service writes its pid file only after binding)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, wizard: SetupWizard, data_dir: Path) -> None:
+        self.wizard = wizard
         self.data_dir = data_dir
         self.pids: set[int] = set()
         self.sockets: set[tuple[str, int]] = set()
@@ -74,9 +76,9 @@ class SocketWatch:
         self.timer.start()
 
     def sample(self) -> None:
-        pid = service_process.read_pid(self.data_dir)
-        for candidate in [pid] + [p for p in service_process._children if service_process.is_alive(p)]:
-            if candidate:
+        started = self.wizard.runner.started_pid if self.wizard.runner is not None else None
+        for candidate in (service_process.read_pid(self.data_dir), started):
+            if candidate and service_process.is_alive(candidate):
                 self.pids.add(candidate)
                 try:
                     self.sockets |= listening_sockets(candidate)
@@ -104,7 +106,7 @@ def test_finish_starts_the_service_once_on_the_chosen_address_and_ports(qtbot, t
     walk(qtbot, wizard, mailroot=None, address="127.0.0.1", ports=ports, domain="paths.example")
     summary = wizard.currentPage().text.text()
     assert HOST in summary and "127.0.0.1" in summary
-    watch = SocketWatch(data_dir)
+    watch = SocketWatch(wizard, data_dir)
     finish(qtbot, wizard)
     watch.stop()
     assert wizard.failure == "", wizard.failure
