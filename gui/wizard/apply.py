@@ -256,12 +256,16 @@ class SetupRunner(QObject):
         return values
 
     def _listeners_to_restart(self, running: list[dict[str, Any]]) -> list[str]:
-        """The listeners not yet on the chosen address and port."""
+        """The listeners whose address or port this run changed and that are not on it yet (a
+        service started with --bind or a port flag keeps those for its run: no pointless restart)."""
         now = {str(item.get("name")): item for item in running}
+        address_changed = self.current.get("bind_address") != self.plan.bind_address
         names = []
         for key in PORT_SETTINGS:
             name = LISTENER_OF[key]
             if key not in self.plan.ports or name not in now:
+                continue
+            if not address_changed and self.current.get(key) == self.plan.ports[key]:
                 continue
             item = now[name]
             if int(item.get("port") or 0) != int(self.plan.ports[key]) or item.get("address") != self.plan.host:

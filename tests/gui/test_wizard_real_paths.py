@@ -19,7 +19,7 @@ from core.ipc.client import AdminClient
 from gui import service_process
 from gui.wizard.setup_wizard import Page, SetupWizard
 from tests.gui.test_setup_wizard import (PASSWORD, earlier_tests_settled, finish, free_ports, go_next,  # noqa: F401
-                                         started_services)
+                                         started_services, stored_ports_service)
 from tests.support import listening_sockets, unverified_tls, wait_for
 
 HOST = "mail.wizard-paths.test"
@@ -248,3 +248,39 @@ def test_after_a_failed_finish_the_port_checks_run_again(qtbot, tmp_path, starte
     assert wizard.failure == "", wizard.failure
     assert wizard.result() == QWizard.DialogCode.Accepted
     assert os.path.exists(data_dir / "admin.sock")
+
+
+def test_a_rerun_renames_the_server_at_once_without_a_restart(qtbot, stored_ports_service, qsettings, errors,
+                                                              monkeypatch):
+    """File → Set Up the Server with a new host name: the greeting, the window title and the
+    tree's server node say it when Finish is done; neither the process nor a listener restarted."""
+    from gui import ipc_client
+    from gui.ipc_client import IpcClient
+    from tests.gui.conftest import open_window
+    service = stored_ports_service
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    window = open_window(qtbot, IpcClient(service.data_dir), qsettings)
+    log = service.data_dir / "logs" / "service.log"
+    before = log.read_text(errors="replace")
+    window.setup_action.trigger()
+    qtbot.waitUntil(lambda: isinstance(window.dialog, SetupWizard), timeout=5000)
+    wizard = window.dialog
+    go_next(qtbot, wizard)
+    assert wizard.currentId() == Page.PORTS and wizard.currentPage().address.text() == ""   # the stored setting
+    go_next(qtbot, wizard)
+    wizard.currentPage().hostname.setText("Renamed.Example.com.")
+    go_next(qtbot, wizard)
+    finish(qtbot, wizard)
+    assert wizard.failure == "", wizard.failure
+    name = "renamed.example.com"
+    model = window.tree_model
+    qtbot.waitUntil(lambda: model.data(model.index_of(model.server), Qt.ItemDataRole.DisplayRole) == name,
+                    timeout=10_000)
+    assert name in window.windowTitle()
+    assert service.call("server.info")["tls"]["names"][0] == name
+    pop = poplib.POP3("127.0.0.1", service.call("settings.get", name="port")["port"], timeout=10)
+    assert name in pop.getwelcome().decode()
+    pop.quit()
+    after = log.read_text(errors="replace")[len(before):]
+    assert "POP3 Service ready" not in after and "running on" not in after, after
+    window.client.stop()
