@@ -278,9 +278,11 @@ class SetupRunner(QObject):
         (a service whose store cannot switch its root while running)."""
         def look(info: dict[str, Any]) -> None:
             root = Path(str(info.get("mailroot") or "")).expanduser()
-            if root.resolve() != Path(self.plan.mailroot).expanduser().resolve() or \
-                    str(info.get("hostname") or "") != self.plan.hostname:
-                self._restarting("restart the service for the new mail root", self._restart_process)
+            kept = [what for what, same in (
+                ("mail root", root.resolve() == Path(self.plan.mailroot).expanduser().resolve()),
+                ("host name", str(info.get("hostname") or "") == self.plan.hostname)) if not same]
+            if kept:
+                self._restarting(f"restart the service for the new {' and '.join(kept)}", self._restart_process)
                 return
             names = self._listeners_to_restart(list(info.get("listeners") or []))
             if names:

@@ -99,7 +99,8 @@ class WelcomePage(ReasonPage):
             "<li>the address and ports it listens on,</li><li>its host name and TLS certificate,</li>"
             "<li>your first e-mail domain and mailbox.</li></ol>"
             "<p>Nothing changes until you click <b>Finish</b> on the last page. You can run the wizard again "
-            "later from the console's <b>File</b> menu to change ports, the certificate or the mail folder.</p>")
+            "later from the console's <b>File</b> menu to change the address, ports, host name, certificate or "
+            "mail folder.</p>")
         text.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(text)
