@@ -119,7 +119,9 @@ def test_finish_starts_the_service_once_on_the_chosen_address_and_ports(qtbot, t
     assert not {port for _a, port in watch.sockets} & DEFAULT_PORTS
     [pid] = watch.pids
     assert service_process.read_pid(data_dir) == pid
-    log = (data_dir / "logs" / "service.log").read_text(errors="replace")
+    service_log = data_dir / "logs" / "service.log"
+    wait_for(lambda: "POP3 Service ready" in service_log.read_text(errors="replace"), 20, what="the start-up log")
+    log = service_log.read_text(errors="replace")
     assert log.count("POP3 Service ready") == 1 and "restarting the service process" not in log
 
     with AdminClient(data_dir) as admin:
@@ -261,6 +263,9 @@ def test_a_rerun_renames_the_server_at_once_without_a_restart(qtbot, stored_port
     monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
     window = open_window(qtbot, IpcClient(service.data_dir), qsettings)
     log = service.data_dir / "logs" / "service.log"
+    # The admin channel answers before the listeners start: let the start-up finish its log first.
+    wait_for(lambda: log.read_text(errors="replace").count("POP3 Service ready") == 2, 20,
+             what="the service's start-up to be logged")
     before = log.read_text(errors="replace")
     window.setup_action.trigger()
     qtbot.waitUntil(lambda: isinstance(window.dialog, SetupWizard), timeout=5000)
