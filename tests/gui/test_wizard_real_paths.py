@@ -115,12 +115,12 @@ def test_finish_starts_the_service_once_on_the_chosen_address_and_ports(qtbot, t
     chosen = {("127.0.0.1", port) for port in ports.values()}
     assert len(watch.pids) == 1, watch.pids                  # one process, never replaced
     assert watch.sockets == chosen, watch.sockets           # never 0.0.0.0, never a default port
+    service_log = data_dir / "logs" / "service.log"
+    wait_for(lambda: "POP3 Service ready" in service_log.read_text(errors="replace"), 20, what="the start-up log")
     assert logged_binds(data_dir) == chosen
     assert not {port for _a, port in watch.sockets} & DEFAULT_PORTS
     [pid] = watch.pids
     assert service_process.read_pid(data_dir) == pid
-    service_log = data_dir / "logs" / "service.log"
-    wait_for(lambda: "POP3 Service ready" in service_log.read_text(errors="replace"), 20, what="the start-up log")
     log = service_log.read_text(errors="replace")
     assert log.count("POP3 Service ready") == 1 and "restarting the service process" not in log
 
