@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from tests.support import LISTENERS, ServiceProcess, listening_sockets
+from tests.support import LISTENERS, ServiceProcess, listening_sockets, wait_for
 
 
 class Unbound(ServiceProcess):
@@ -18,7 +18,11 @@ class Unbound(ServiceProcess):
 
 
 def addresses(proc: ServiceProcess) -> dict[str, str]:
-    return {item["name"]: item["address"] for item in proc.call("service.status")["listeners"]}
+    """Each listener's address, once all five run (the admin channel answers before they start)."""
+    def running() -> list[dict]:
+        items = proc.call("service.status")["listeners"]
+        return items if len(items) == len(LISTENERS) and all(i["state"] == "running" for i in items) else []
+    return {item["name"]: item["address"] for item in wait_for(running, 20, what="the listeners to run")}
 
 
 def refused(host: str, port: int) -> bool:
