@@ -505,9 +505,11 @@ class Admin:
             nonlocal refused
             with self.db.read() as session:
                 known = set(session.scalars(select(Message.uidl).where(Message.mailbox_id == mailbox_id)))
-            files = sorted(((st.st_mtime, n) for n, st in _listing(bfd, bdir, warnings)
-                            if n.endswith(".eml") and stat.S_ISREG(st.st_mode)), key=lambda item: item[0])
-            for _mtime, eml in files:
+            # Import order = arrival order: the file time to the nanosecond, then the file name, so
+            # messages written in the same second never come out in directory order.
+            files = sorted((st.st_mtime_ns, n) for n, st in _listing(bfd, bdir, warnings)
+                           if n.endswith(".eml") and stat.S_ISREG(st.st_mode))
+            for _arrived_ns, eml in files:
                 base = import_base(eml)   # names are bytes: one that is not UTF-8 gets a stable digest name
                 if uidl_for(base) in known:
                     summary["skipped"] += 1

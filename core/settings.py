@@ -5,7 +5,10 @@ read and write them through the admin channel. Issues that add settings add spec
 """
 from __future__ import annotations
 
+import errno
+import ipaddress
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +96,34 @@ def _keystore(value: Any) -> str:
     return text
 
 
+EVERY_ADDRESS = "0.0.0.0"
+
+
+def bind_address(value: Any) -> str:
+    """'' (every address) or an IP address of this machine: the one the mail listeners bind."""
+    text = _text(value)
+    if not text:
+        return ""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise Invalid(f"'{text}' is not an IP address; give one of this computer's addresses (e.g. 127.0.0.1 "
+                      "or 192.168.1.5), or nothing for every address.") from None
+    if address.is_unspecified:     # 0.0.0.0 or :: : every address
+        return str(address)
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    # Binding port 0 (never listening) is how to ask the kernel whether the address is ours.
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((str(address), 0))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise Invalid(f"{address} is not an address of this computer; give one it has (see 'ip address'), "
+                              "or nothing for every address.") from None
+            raise Invalid(f"Cannot use {address}: {exc.strerror}.") from None
+    return str(address)
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One server property: its name, default, check, and whether changing it restarts listeners."""
@@ -136,6 +167,9 @@ for _spec in (
     SettingSpec("keystore", "keyfile", _keystore, "Server key store", writable=False,
                 help="where the key that encrypts password equivalents lives"),
     SettingSpec("hostname", "", _text, "Server host name", help="empty: the machine's name"),
+    SettingSpec("bind_address", "", bind_address, "Listen on address", restart="all",
+                help="the IP address the mail listeners bind; empty: every address. 'python main.py service "
+                     "--bind ADDR' overrides it for one run"),
     SettingSpec("default_quota", None, _optional_size, "Default mailbox quota",
                 help="bytes (or KB/MB/GB) for new mailboxes; 0 = none"),
     SettingSpec("max_message_size", 25 * 1024 * 1024, _size, "Maximum message size"),

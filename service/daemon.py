@@ -28,7 +28,7 @@ from core.ipc.protocol import socket_path
 from core.model import to_json
 from core.paths import can_bind_privileged, default_data_dir
 from core.hostname import is_loopback_name
-from core.settings import Settings, default_hostname
+from core.settings import EVERY_ADDRESS, Settings, default_hostname
 from core.store import MailStore
 from core.tables import Domain, Mailbox, Setting
 from service.context import ServiceContext
@@ -57,7 +57,9 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
                         "give the password with --db-password-file or $POP3SVC_DB_PASSWORD, not here")
     parser.add_argument("--db-password-file", type=Path, default=None,
                         help="file holding the database password (mode 0600); else $POP3SVC_DB_PASSWORD")
-    parser.add_argument("--bind", default="0.0.0.0", help="address the mail listeners bind (default 0.0.0.0)")
+    parser.add_argument("--bind", default=None,
+                        help="address the mail listeners bind for this run (default: the bind_address setting, "
+                             "else every address, 0.0.0.0)")
     for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
         parser.add_argument(f"--{flag}-port", type=int, default=None,
                             help=f"{flag} port for this run (0 disables the listener)")
@@ -449,8 +451,15 @@ class MailService:
         override = getattr(self.args, flag, None)
         return int(override) if override is not None else int(self.ctx.setting(setting))
 
+    def _host(self) -> str:
+        """The listeners' address: ``--bind`` for this run, else the stored ``bind_address``."""
+        override = getattr(self.args, "bind", None)
+        if override is not None:
+            return override or EVERY_ADDRESS
+        return str(self.ctx.setting("bind_address") or EVERY_ADDRESS)
+
     def _make_listeners(self, ctx: ServiceContext) -> None:
-        host = self.args.bind
+        host = self._host()
         banned = ctx.throttle.is_banned if ctx.throttle is not None else None
         tls = ctx.tls.context if ctx.tls is not None else None
         try:
@@ -501,6 +510,8 @@ class MailService:
         action = action.strip().lower()
         if action not in ACTIONS:
             raise Invalid(f"Unknown action '{action}'; use one of: {', '.join(ACTIONS)}.")
+        if name == "all":   # a setting every listener follows (bind_address) names them so
+            name = ""
         if name and name not in ctx.listeners:
             known = ", ".join(ctx.listeners) or "none"
             raise NotFound(f"There is no listener '{name}'. Listeners: {known}.")
@@ -515,6 +526,7 @@ class MailService:
                     continue
                 if listener.state == ListenerState.STOPPED:
                     listener.port = self._port(listener.name)
+                    listener.host = self._host()
                 try:
                     await listener.start()
                 except OSError:
@@ -531,6 +543,12 @@ class MailService:
     def _apply_settings(self) -> None:
         level = int(self.ctx.setting("logging"))
         set_level(level)
+        hostname = str(self.ctx.setting("hostname") or default_hostname())
+        if hostname != self.ctx.hostname:   # greetings, Received: and HELO follow it at once, no restart
+            log.warning("the server's host name is now %s", hostname)
+            self.ctx.hostname = hostname
+            if self.ctx.tls is not None:
+                self.ctx.tls.hostname = hostname
         if getattr(self.ctx, "auth_methods", None) is not None:
             self.ctx.auth_methods.apply()   # `winpop set auth ...`: switch the provider now
         if self.admin_server is not None:

@@ -285,3 +285,32 @@ class ServiceProcess:
         log = getattr(self, "_log", None)
         if log is not None and not log.closed:
             log.close()
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """The (address, port) pairs process ``pid`` listens on (TCP), from its fds and /proc/net/tcp{,6}."""
+    import ipaddress
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, size in (("tcp", 4), ("tcp6", 16)):
+        try:
+            rows = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] != "0A" or fields[9] not in inodes:   # 0A: TCP_LISTEN
+                continue
+            hex_ip, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            # /proc prints the address as 32-bit words in host (little-endian) order.
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+            found.add((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
+    return found

@@ -210,7 +210,7 @@ def wizard_screenshots(out: Path) -> None:
     save(wizard, out / "wizard-9-summary.png")
     wizard.page_of(Page.SUMMARY).progress.setText(
         "✔ start the service<br>✔ connect to the service<br>✔ store the settings<br>"
-        "✔ install the TLS certificate<br>… restart the service with the new settings")
+        "✔ install the TLS certificate<br>… put the settings into effect")
     save(wizard, out / "wizard-9-summary-applying.png")
     wizard._apply_failed("check the listeners", "these listeners are not running: pop3: cannot listen on "
                          "0.0.0.0:1110: Address already in use. Choose other ports (Back), or stop the program "

@@ -33,7 +33,7 @@ FOLDER_SETTINGS = {"mailroot"}
 FILE_SETTINGS = {"tls_cert", "tls_key"}
 
 TABS: list[tuple[str, list[str], str]] = [
-    ("General", ["auth", "port", "logging", "mailroot", "sparequired", "createuser"],
+    ("General", ["auth", "port", "bind_address", "logging", "mailroot", "sparequired", "createuser"],
      "The properties of the POP3 Service on this server."),
     ("POP3", ["pop3s_port", "idle_timeout", "hostname"],
      "POP3 on its standard port offers STLS; the TLS port starts encrypted. Port 0 turns a listener off."),

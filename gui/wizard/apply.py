@@ -25,6 +25,7 @@ POLL_MS = 100
 PORT_SETTINGS = ("port", "pop3s_port", "smtp_port", "submission_port", "smtps_port")
 LISTENER_OF = {"port": "pop3", "pop3s_port": "pop3s", "smtp_port": "smtp", "submission_port": "submission",
                "smtps_port": "smtps"}
+EVERY_ADDRESS = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class SetupPlan:
     mailroot: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     tls: tuple[str, ...] = ("generate", "localhost")   # ("generate", host) or ("import", cert_pem, key_pem)
+    hostname: str = "localhost"              # the public mail host name: the `hostname` setting
+    bind_address: str = ""                   # the `bind_address` setting: '' = every address
     spa: bool = True
     domain: str = ""
     mailbox: str = ""
@@ -47,6 +50,20 @@ class SetupPlan:
     @property
     def address(self) -> str:
         return f"{self.mailbox}@{self.domain}"
+
+    @property
+    def host(self) -> str:
+        """The address the listeners bind."""
+        return self.bind_address or EVERY_ADDRESS
+
+    def first_start_args(self) -> tuple[str, ...]:
+        """Command-line overrides for the first start: the chosen address and ports from the outset
+        (the same values are stored as settings, so later starts without flags use them too)."""
+        args = ["--bind", self.host]
+        for key in PORT_SETTINGS:
+            if key in self.ports:
+                args += [f"--{LISTENER_OF[key]}-port", str(int(self.ports[key]))]
+        return tuple(args)
 
     def summary_rows(self) -> list[tuple[str, str]]:
         rows = []
@@ -59,7 +76,9 @@ class SetupPlan:
             if self.auth == "directory":
                 rows.append(("Directory", f"{self.ldap.get('ldap_urls')}, base {self.ldap.get('ldap_base_dn')}, "
                                           f"as {self.ldap.get('ldap_bind_dn')}"))
+        rows.append(("Host name", self.hostname))
         rows.append(("Root mail directory", self.mailroot))
+        rows.append(("Listens on", self.bind_address or "every address of this computer"))
         names = (("POP3", "port"), ("POP3/TLS", "pop3s_port"), ("SMTP", "smtp_port"),
                  ("Submission", "submission_port"), ("SMTP/TLS", "smtps_port"))
         rows.append(("Ports", ", ".join(f"{label} {self.ports[key]}" for label, key in names if key in self.ports)))
@@ -111,10 +130,7 @@ class SetupRunner(QObject):
             steps.append(("connect to the service", self._connect))
         steps.append(("store the settings", self._store_settings))
         steps.append(("install the TLS certificate", self._install_certificate))
-        if self._needs_process_restart():
-            steps.append(("restart the service with the new settings", self._restart_process))
-        elif self._changed_ports():
-            steps.append(("restart the listeners on the new ports", self._restart_listeners))
+        steps.append(("put the settings into effect", self._take_effect))
         steps.append(("check the listeners", self._check_listeners))
         if not plan.rerun:
             steps.append(("create the domain", self._add_domain))
@@ -167,7 +183,8 @@ class SetupRunner(QObject):
                 and self.step == "start the service" else None)
             self._process.start(cmd[0], cmd[1:])
             return
-        started = service_process.start_background(data_dir, self.service_args)
+        # The chosen address and ports from the first moment: never the defaults on every address.
+        started = service_process.start_background(data_dir, self.service_args + self.plan.first_start_args())
         self.log_path = started.log_path
         if not started.ok:
             self._fail(started.error)
@@ -232,21 +249,55 @@ class SetupRunner(QObject):
         values.append(("mailroot", plan.mailroot))
         values += [(key, int(plan.ports[key])) for key in PORT_SETTINGS if key in plan.ports]
         values.append(("sparequired", bool(plan.spa)))
-        if plan.tls[0] == "generate":
-            values.append(("hostname", plan.tls[1]))
+        values.append(("hostname", plan.hostname))
+        values.append(("bind_address", plan.bind_address))
         if plan.rerun:   # only what changes: a re-run never rewrites what it was not asked to
             values = [(k, v) for k, v in values if self.current.get(k) != v]
         return values
 
-    def _changed_ports(self) -> list[str]:
-        return [LISTENER_OF[k] for k in PORT_SETTINGS
-                if k in self.plan.ports and self.current.get(k) != self.plan.ports[k]]
+    def _listeners_to_restart(self, running: list[dict[str, Any]]) -> list[str]:
+        """The listeners whose address or port this run changed and that are not on it yet (a
+        service started with --bind or a port flag keeps those for its run: no pointless restart)."""
+        now = {str(item.get("name")): item for item in running}
+        address_changed = self.current.get("bind_address") != self.plan.bind_address
+        names = []
+        for key in PORT_SETTINGS:
+            name = LISTENER_OF[key]
+            if key not in self.plan.ports or name not in now:
+                continue
+            if not address_changed and self.current.get(key) == self.plan.ports[key]:
+                continue
+            item = now[name]
+            if int(item.get("port") or 0) != int(self.plan.ports[key]) or item.get("address") != self.plan.host:
+                names.append(name)
+        return names
 
-    def _needs_process_restart(self) -> bool:
-        if not self.plan.rerun:
-            return True     # the first start ran on defaults: start again on the chosen settings
-        # The mail root needs none: settings.set moves the running store to it at once (or refuses).
-        return self.plan.tls[0] == "generate" and self.current.get("hostname") != self.plan.tls[1]
+    def _take_effect(self) -> None:
+        """Restart only what the running service did not take at once: the listeners whose
+        address or port changed; the whole process only if it kept its old mail root or host name
+        (a service whose store cannot switch its root while running)."""
+        def look(info: dict[str, Any]) -> None:
+            root = Path(str(info.get("mailroot") or "")).expanduser()
+            kept = [what for what, same in (
+                ("mail root", root.resolve() == Path(self.plan.mailroot).expanduser().resolve()),
+                ("host name", str(info.get("hostname") or "") == self.plan.hostname)) if not same]
+            if kept:
+                self._restarting(f"restart the service for the new {' and '.join(kept)}", self._restart_process)
+                return
+            names = self._listeners_to_restart(list(info.get("listeners") or []))
+            if names:
+                self._restarting("restart the listeners on the new address and ports",
+                                 lambda: self._restart_listeners(names))
+            else:
+                self._next()
+        self._send("server.info", {}, look)
+
+    def _restarting(self, step: str, action: Callable[[], None]) -> None:
+        self.done.append(self.step)
+        self.step_done.emit(self.step)
+        self.step = step
+        self.progress.emit(step)
+        action()
 
     def _store_settings(self) -> None:
         pending = self._settings_to_send()
@@ -300,8 +351,7 @@ class SetupRunner(QObject):
                 self._fail(getattr(err, "message", str(err)))
         client.request("service.shutdown", {"restart": True}, wait, refused)
 
-    def _restart_listeners(self) -> None:
-        names = self._changed_ports()
+    def _restart_listeners(self, names: list[str]) -> None:
         pending = list(names)
 
         def next_one(_r: Any = None) -> None:

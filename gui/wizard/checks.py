@@ -43,7 +43,8 @@ def check_port(port: int, *, host: str = "0.0.0.0", privileged: bool | None = No
     if needs and not privileged:
         return PortCheck(port, False, True, f"needs administrator rights (ports below 1024); use {alt} instead, "
                          "or install the system service", alt)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

@@ -36,13 +36,20 @@ def open_setup_wizard(window: MainWindow) -> None:
                                  bind_host=_bind_host(status))
             wizard.setModal(True)
             window.dialog = wizard
-            wizard.finished.connect(lambda _r: window.do_refresh())
+            wizard.finished.connect(lambda _r: _refresh_after(window))
             wizard.open()
         client.request("service.status", {}, got_status,
                        lambda e: error_box.show_error(window, e, doing="read the service's state"))
 
     client.request("settings.get", {}, got_settings,
                    lambda e: error_box.show_error(window, e, doing="read the server properties"))
+
+
+def _refresh_after(window: MainWindow) -> None:
+    """After a re-run: the lists, and the server's name (window title, the tree's server node)."""
+    window.do_refresh()
+    if window.client.is_connected:
+        window.client.request("server.info", {}, window._apply_server_info, lambda _e: None)
 
 
 def _bind_host(status: dict[str, Any]) -> str:

@@ -84,6 +84,10 @@ class ReasonPage(QWizardPage):
     def recheck(self, *_args: Any) -> None:
         self.completeChanged.emit()
 
+    def cleanupPage(self) -> None:  # noqa: N802 - Qt override
+        """Back keeps what was typed: QWizardPage's default puts the registered fields back to
+        their first values, and a page's next initializePage must not overwrite them either."""
+
 
 # -- Welcome ------------------------------------------------------------------------------------
 class WelcomePage(ReasonPage):
@@ -92,10 +96,11 @@ class WelcomePage(ReasonPage):
         text = QLabel(
             "<p>This wizard sets up a mail server on this computer in a few steps:</p>"
             "<ol><li>where the mail service runs,</li><li>how people log on,</li><li>where mail is kept,</li>"
-            "<li>which ports it listens on,</li><li>its TLS certificate,</li>"
+            "<li>the address and ports it listens on,</li><li>its host name and TLS certificate,</li>"
             "<li>your first e-mail domain and mailbox.</li></ol>"
             "<p>Nothing changes until you click <b>Finish</b> on the last page. You can run the wizard again "
-            "later from the console's <b>File</b> menu to change ports, the certificate or the mail folder.</p>")
+            "later from the console's <b>File</b> menu to change the address, ports, host name, certificate or "
+            "mail folder.</p>")
         text.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addWidget(text)
@@ -367,8 +372,18 @@ class StoragePage(ReasonPage):
 # -- Ports -----------------------------------------------------------------------------------------
 class PortsPage(ReasonPage):
     def __init__(self) -> None:
-        super().__init__("Ports", "The network ports the service listens on. Mail clients and other servers "
-                         "expect the standard ones.")
+        super().__init__("Address and ports", "Where the service listens. Mail clients and other servers "
+                         "expect the standard ports.")
+        self.address = QLineEdit()
+        self.address.setPlaceholderText("every address of this computer")
+        self.address.setAccessibleName("Listen on address")
+        address_note = QLabel("Leave it empty to take connections on every network of this computer; give one "
+                              "of its IP addresses (e.g. 192.168.1.5, or 127.0.0.1 for this computer only) to "
+                              "listen there alone.")
+        address_note.setWordWrap(True)
+        address_form = QFormLayout()
+        address_form.addRow(buddy_label("Listen on &address:", self.address), self.address)
+        address_form.addRow("", address_note)
         grid = QGridLayout()
         grid.addWidget(QLabel("<b>Listener</b>"), 0, 0)
         grid.addWidget(QLabel("<b>Port</b>"), 0, 1)
@@ -399,18 +414,33 @@ class PortsPage(ReasonPage):
         self.use_all = QPushButton("Use the &non-privileged ports (1110, 1995, 2525, 1587, 1465)")
         self.use_all.clicked.connect(self._use_all_alternatives)
         layout = QVBoxLayout(self)
+        layout.addLayout(address_form)
         layout.addLayout(grid)
         layout.addWidget(self.use_all, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addStretch(1)
         layout.addWidget(self.reason)
+        self.registerField("bind_address", self.address)
+        self.address.textChanged.connect(self.recheck)
         self.results: dict[str, checks.PortCheck] = {}
+        self.suggested: dict[str, int] = {}
+        self.address_problem = ""
+        self.shown = False
 
     def initializePage(self) -> None:  # noqa: N802
         wiz = self.wiz()
+        if not self.shown:
+            self.shown = True
+            self.address.setText(wiz.initial_bind_address)
         for key, spin in self.spins.items():
-            if key in wiz.initial_ports:
+            # The suggestion follows the earlier pages (rights, system service) until the user
+            # changes a port; then it is theirs, also after Back and Next.
+            if key in wiz.initial_ports and spin.value() == self.suggested.get(key, spin.value()):
                 spin.setValue(int(wiz.initial_ports[key]))
+                self.suggested[key] = spin.value()
         self.recheck()
+
+    def bind_address(self) -> str:
+        return self.address.text().strip()
 
     def ports(self) -> dict[str, int]:
         return {key: spin.value() for key, spin in self.spins.items()}
@@ -425,13 +455,20 @@ class PortsPage(ReasonPage):
             self.spins[key].setValue(checks.UNPRIVILEGED[default])
 
     def problem(self) -> str:
+        from core.settings import EVERY_ADDRESS, bind_address   # the service's own rule for the setting
         wiz = self.wiz()
         privileged = wiz.will_have_privileges()
         ports = self.ports()
-        problems = []
+        try:
+            host = bind_address(self.bind_address()) or EVERY_ADDRESS
+            self.address_problem = ""
+        except MailError as exc:
+            self.address_problem = exc.message
+            host = EVERY_ADDRESS
+        problems = [self.address_problem] if self.address_problem else []
         for key, label, _d, _p in PORT_ROWS:
             port = ports[key]
-            result = checks.check_port(port, host=wiz.bind_host, privileged=privileged, owned=wiz.owned_ports())
+            result = checks.check_port(port, host=host, privileged=privileged, owned=wiz.owned_ports())
             if list(ports.values()).count(port) > 1:
                 result = checks.PortCheck(port, False, result.needs_privilege, "given for two listeners")
             self.results[key] = result
@@ -449,10 +486,18 @@ class PortsPage(ReasonPage):
 # -- Security ------------------------------------------------------------------------------------
 class SecurityPage(ReasonPage):
     def __init__(self, hostname: str) -> None:
-        super().__init__("Security", "The TLS certificate encrypts connections (STARTTLS, ports 995 and 465); "
-                         "SPA keeps passwords off the wire in clear.")
-        self.generate = QRadioButton("&Generate a self-signed certificate for this host name:")
+        super().__init__("Host name and security", "The name mail clients and other servers know this server "
+                         "by; the TLS certificate that encrypts connections; SPA keeps passwords off the wire.")
         self.hostname = QLineEdit(hostname)
+        self.hostname.setPlaceholderText("mail.example.com")
+        host_note = QLabel("Used in the greetings, in the Received: lines of every message, in the certificate "
+                           "made below, and in the settings you give mail clients. Prefilled with this "
+                           "computer's name; use the name people reach it by.")
+        host_note.setWordWrap(True)
+        host_form = QFormLayout()
+        host_form.addRow(buddy_label("Public mail &host name:", self.hostname), self.hostname)
+        host_form.addRow("", host_note)
+        self.generate = QRadioButton("&Generate a self-signed certificate for this host name")
         self.choose = QRadioButton("Use &PEM files I have (from your certificate authority, e.g. Let's Encrypt):")
         self.generate.setChecked(True)
         group = QButtonGroup(self)
@@ -488,25 +533,25 @@ class SecurityPage(ReasonPage):
         cert_box = QGroupBox("TLS certificate")
         box = QVBoxLayout(cert_box)
         box.addWidget(self.generate)
-        host_row = QHBoxLayout()
-        host_row.setContentsMargins(22, 0, 0, 0)
-        host_row.addWidget(self.hostname)
-        box.addLayout(host_row)
         box.addWidget(self.choose)
         box.addLayout(files)
         box.addWidget(self.details)
         layout = QVBoxLayout(self)
+        layout.addLayout(host_form)
         layout.addWidget(cert_box)
         layout.addWidget(self.spa)
         layout.addWidget(spa_note)
         layout.addStretch(1)
         layout.addWidget(self.reason)
-        self.registerField("tls_hostname", self.hostname)
+        self.registerField("hostname", self.hostname)
         self.registerField("sparequired", self.spa)
         self.pem: tuple[str, str] | None = None
         for w in (self.hostname, self.cert_path, self.key_path):
             w.textChanged.connect(self.recheck)
         group.buttonToggled.connect(self.recheck)
+
+    def host_name(self) -> str:
+        return self.hostname.text().strip().rstrip(".").lower()
 
     def _browse(self, edit: QLineEdit, title: str) -> None:
         chosen, _ = QFileDialog.getOpenFileName(self, title, edit.text() or "/etc", "PEM files (*.pem *.crt *.key);;"
@@ -519,12 +564,13 @@ class SecurityPage(ReasonPage):
         self.pem = None
         for w in (self.cert_path, self.key_path):
             w.setEnabled(self.choose.isChecked())
-        self.hostname.setEnabled(self.generate.isChecked())
+        if not _hostname_ok(self.hostname.text()):
+            self.details.setText("")
+            return "Give this server's host name (letters, digits, hyphens and dots, e.g. mail.example.com)."
         if self.generate.isChecked():
-            self.details.setText("The certificate is made on Finish, valid for about two years. Mail clients "
-                                 "ask once whether to trust it.")
-            return "" if _hostname_ok(self.hostname.text()) else \
-                "Give this server's host name (letters, digits, hyphens and dots, e.g. mail.example.com)."
+            self.details.setText(f"The certificate for {html.escape(self.host_name())} is made on Finish, valid "
+                                 "for about two years. Mail clients ask once whether to trust it.")
+            return ""
         cert, key = self.cert_path.text().strip(), self.key_path.text().strip()
         if not cert or not key:
             self.details.setText("")

@@ -60,6 +60,7 @@ class SetupWizard(QWizard):
         self.runner: SetupRunner | None = None
         self.result_info: dict[str, Any] = {}
         self.failure = ""
+        self.failed_once = False
         self._applied = False
         self.setWindowTitle("POP3 Service Setup" if not self.rerun else "POP3 Service Setup - change the server")
         self.setWindowIcon(icons.icon("console"))
@@ -124,6 +125,14 @@ class SetupWizard(QWizard):
                 if item.get("port") and item.get("state") in ("running", "paused")}
 
     @property
+    def initial_bind_address(self) -> str:
+        """What the address field starts with: the stored setting (re-run), else ``bind_host``
+        unless that is every address."""
+        if self.rerun:
+            return str(self.current.get("bind_address") or "")
+        return "" if self.bind_host in ("", "0.0.0.0", "::") else self.bind_host
+
+    @property
     def initial_ports(self) -> dict[str, int]:
         if self.rerun:
             return {k: int(self.current[k]) for k in PORT_SETTINGS if k in self.current}
@@ -136,9 +145,11 @@ class SetupWizard(QWizard):
         directory = self.pages[Page.DIRECTORY]
         security = self.pages[Page.SECURITY]
         first = self.pages[Page.FIRST_MAILBOX]
+        ports = self.pages[Page.PORTS]
         auth = self.auth_method()
+        hostname = security.host_name()
         if security.generate.isChecked():
-            tls: tuple[str, ...] = ("generate", security.hostname.text().strip().rstrip(".").lower())
+            tls: tuple[str, ...] = ("generate", hostname)
         else:
             cert, key = security.pem or ("", "")
             tls = ("import", cert, key)
@@ -148,7 +159,8 @@ class SetupWizard(QWizard):
             ldap={"ldap_urls": url, "ldap_base_dn": base, "ldap_bind_dn": bind, "ldap_bind_password": password}
             if auth == "directory" else {},
             mailroot=str(Path(self.pages[Page.STORAGE].root.text().strip()).expanduser()),
-            ports=self.pages[Page.PORTS].ports(), tls=tls, spa=security.spa.isChecked(),
+            ports=ports.ports(), tls=tls, hostname=hostname, bind_address=_canonical_address(ports.bind_address()),
+            spa=security.spa.isChecked(),
             domain=first.domain.text().strip().lower(), mailbox=first.mailbox.text().strip(),
             password=first.password.text() if auth == "passwordfile" else "", rerun=self.rerun)
 
@@ -159,6 +171,8 @@ class SetupWizard(QWizard):
             return True
         if self.runner is not None and self.runner.running:
             return False
+        if self.failed_once and self._ports_trouble():
+            return False      # after a failed Finish the port checks run again before anything starts
         self.failure = ""
         self.runner = SetupRunner(self.plan(), client=self.client if self.rerun else self._first_client(),
                                   service_args=self.service_args, install_command=self.install_command,
@@ -192,13 +206,37 @@ class SetupWizard(QWizard):
 
     def _apply_failed(self, step: str, reason: str) -> None:
         self.failure = f"Step '{step}' failed: {reason}"
+        self.failed_once = True
         self._busy(False)
         self.pages[Page.SUMMARY].progress.setText(
             f"<span style='color:#a4262c'><b>✘ {html.escape(self.failure, quote=False)}</b></span><br>"
             + html.escape("What this attempt had created was taken back, so nothing is half set up. Correct the "
                           "choice with Back (or the cause named above), then press Finish again.")
             .replace("\n", "<br>"))
+        self._ports_trouble(keep=True)
+
+    def _ports_trouble(self, *, keep: bool = False) -> str:
+        """Run the Ports page's checks again (a port may have been taken since that page); say
+        what they find under the summary. ``keep``: add to the failure shown, else replace it."""
+        trouble = self.pages[Page.PORTS].problem()
+        if trouble:
+            text = html.escape(f"The port check now finds: {trouble}. Go Back to the Address and ports page to choose others, "
+                               "or stop the program that uses them.")
+            progress = self.pages[Page.SUMMARY].progress
+            progress.setText((progress.text() + "<br>" if keep else "")
+                             + f"<span style='color:#a4262c'>{text}</span>")
+        return trouble
 
     @property
     def client_after_setup(self) -> IpcClient | None:
         return self.runner.client if self.runner is not None else None
+
+
+def _canonical_address(text: str) -> str:
+    """The bind address as the service stores it ('' for every address)."""
+    from core.errors import MailError
+    from core.settings import bind_address
+    try:
+        return bind_address(text)
+    except MailError:
+        return text.strip()
