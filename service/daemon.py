@@ -367,9 +367,15 @@ class MailService:
         # Every method runs unprivileged: with 'local', PAM checks and account changes go to the
         # privileged helper started at the beginning of run().
         preload()
-        changed = hand_over([self.data_dir, self.ctx.store.root], run_as)
+        # The data directory is the service's own. A mail root elsewhere may hold what others own:
+        # only what root made there (an earlier start as root) changes hands (issue 12 §2).
+        data_dir, root = Path(self.data_dir).resolve(), Path(self.ctx.store.root).resolve()
+        inside = root == data_dir or data_dir in root.parents
+        changed = hand_over([data_dir, root] if inside else [data_dir], run_as)
+        if not inside:
+            changed += hand_over([root], run_as, only_from=0)
         if changed:
-            log.warning("gave %d files of %s to %s", changed, self.data_dir, run_as.name)
+            log.warning("gave %d files of %s and %s to %s", changed, data_dir, root, run_as.name)
         drop_to(run_as)
         self.dropped_privileges = True
 

@@ -41,9 +41,11 @@ class RunAs:
         return cls(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
 
 
-def hand_over(paths: list[Path], who: RunAs) -> int:
+def hand_over(paths: list[Path], who: RunAs, *, only_from: int | None = None) -> int:
     """Give ``paths`` (recursively) to ``who``; only entries owned by someone else are touched, so a
-    second start walks but writes nothing. Returns how many entries changed owner."""
+    second start walks but writes nothing. With ``only_from``, only entries owned by that uid change
+    (a mail root outside the data directory: what root made there, never another user's files).
+    Returns how many entries changed owner."""
     changed = 0
     seen: set[Path] = set()
     for top in paths:
@@ -57,7 +59,7 @@ def hand_over(paths: list[Path], who: RunAs) -> int:
         for entry in entries:
             try:
                 st = entry.lstat()
-                if st.st_uid != who.uid:
+                if st.st_uid != who.uid and (only_from is None or st.st_uid == only_from):
                     os.lchown(entry, who.uid, -1 if st.st_gid not in (0,) else who.gid)
                     changed += 1
             except OSError as exc:

@@ -98,3 +98,23 @@ def test_an_unknown_user_is_refused_clearly(tmp_path):
     with pytest.raises(AssertionError, match="There is no user"):
         proc.start(timeout=20)
     proc.stop()
+
+
+def test_hand_over_of_a_mail_root_elsewhere_takes_only_what_root_made(tmp_path, system_user):
+    """Issue 12 §2: a start with --user never takes another user's files in a mail root outside
+    the data directory; what root made there (an earlier start as root) does change hands."""
+    import pwd
+
+    from service.privileges import RunAs, hand_over
+    who = RunAs.lookup(system_user)
+    root = tmp_path / "mailroot"
+    (root / "example.com" / "alice" / "new").mkdir(parents=True)
+    made_by_root = root / "example.com" / "alice" / "new" / "1.M1P1.host"
+    made_by_root.write_bytes(b"Subject: hi\r\n\r\nbody\r\n")
+    someone_elses = root / "example.com" / "notes.txt"
+    someone_elses.write_text("not mail")
+    os.chown(someone_elses, 4242, 4242)
+    assert hand_over([root], who, only_from=0) >= 4
+    assert made_by_root.stat().st_uid == who.uid and (root / "example.com").stat().st_uid == who.uid
+    assert someone_elses.stat().st_uid == 4242
+    assert pwd.getpwuid(who.uid).pw_name == system_user
