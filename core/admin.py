@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import settings as settings_mod
@@ -184,16 +185,22 @@ class Admin:
                 raise Conflict(f"The domain {canonical} already exists.")
         existed = self.store.domain_dir(canonical).exists()
         self.store.create_domain_folder(canonical)
+        lost_race = False   # another request made the same domain meanwhile: its folder is not ours to remove
         try:
             with self.db.write() as session:
                 if session.scalars(select(Domain.id).where(Domain.name == canonical)).first() is not None:
+                    lost_race = True
                     raise Conflict(f"The domain {canonical} already exists.")
                 row = Domain(name=canonical, locked=False, mailbox_count=0, message_count=0, total_bytes=0)
                 session.add(row)
-                session.flush()
+                try:
+                    session.flush()
+                except IntegrityError:   # added at the same moment by another node
+                    lost_race = True
+                    raise Conflict(f"The domain {canonical} already exists.") from None
                 info = domain_info(row)
         except BaseException:
-            if not existed:
+            if not existed and not lost_race:
                 with contextlib.suppress(OSError):
                     self.store.domain_dir(canonical).rmdir()
             raise
@@ -280,13 +287,24 @@ class Admin:
         folder = self.store.mailbox_dir(domain.name, name)
         existed = folder.exists()
         self.store.create_mailbox_folder(domain.name, name)
+        lost_race = False   # another request made the same mailbox meanwhile: its folder is not ours to remove
         try:
             with self.db.write() as session:
                 drow = self._domain(session, domain.name, lock=True)
+                # Again under the domain's lock: two requests for one name may both have passed
+                # the check above (a pipelined client, two consoles, two nodes).
+                if session.scalars(select(Mailbox.id).where(Mailbox.domain_id == drow.id,
+                                                            Mailbox.name == name)).first() is not None:
+                    lost_race = True
+                    raise Conflict(f"The mailbox {name}@{domain.name} already exists.")
                 box = Mailbox(domain_id=drow.id, name=name, locked=False, quota_bytes=quota_bytes,
                               message_count=0, total_bytes=0, has_user=bool(create_user))
                 session.add(box)
-                session.flush()
+                try:
+                    session.flush()
+                except IntegrityError:
+                    lost_race = True
+                    raise Conflict(f"The mailbox {name}@{domain.name} already exists.") from None
                 # The associated user first: with local accounts or a directory the password is
                 # set on the account, so it must exist (the password file has no create_user).
                 if create_user and hasattr(self.auth, "create_user"):
@@ -297,7 +315,7 @@ class Admin:
                                 .values(mailbox_count=Domain.mailbox_count + 1))
                 box_id = box.id
         except BaseException:
-            if not existed:
+            if not existed and not lost_race:
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         if existed:
