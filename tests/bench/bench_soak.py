@@ -15,8 +15,8 @@ load, not a saturation run):
     RSET after DELE, or QUIT without DELE; the deletions count once QUIT said +OK;
   * one admin client (core.ipc.client.AdminClient over admin.sock): service.status, mailbox.list,
     stat, settings.get, and a throw-away mailbox added, locked, unlocked and deleted;
-  * a sampler: every --sample-seconds the service's VmRSS, VmHWM, threads and open fds
-    (/proc/PID), its sessions, and what the clients did in that window.
+  * a sampler: every --sample-seconds the service's VmRSS (and RssAnon), VmHWM, threads, open
+    fds and CPU time (/proc/PID), its sessions, and what the clients did in that window.
 Every client reconnects after an error and counts it by kind. At the end the load stops, every
 mailbox is drained over POP3, and every acknowledged message (250 after DATA) must have been
 retrieved or be found in the drain, in the right mailbox, once (no duplicates); the index and
@@ -36,6 +36,7 @@ import os
 import poplib
 import random
 import shutil
+import signal
 import smtplib
 import statistics
 import sys
@@ -339,15 +340,16 @@ def retrieve(load: Load, box: str, *, mode: str, stls: bool, rng: random.Random)
 
 # -- the service process --------------------------------------------------------------------------
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (KB), threads, open fds and CPU time (ms, user + system) of ``pid``."""
-    out = {"rss_kb": 0, "hwm_kb": 0, "threads": 0, "fds": 0, "cpu_ms": 0}
+    """VmRSS (of it RssAnon: heap, not file pages), VmHWM (KB), threads, open fds and CPU time (ms) of ``pid``."""
+    out = {"rss_kb": 0, "anon_kb": 0, "hwm_kb": 0, "threads": 0, "fds": 0, "cpu_ms": 0}
+    keys = {"VmRSS": "rss_kb", "RssAnon": "anon_kb", "VmHWM": "hwm_kb"}
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         out["cpu_ms"] = (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf("SC_CLK_TCK")   # proc(5)
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out["rss_kb" if key == "VmRSS" else "hwm_kb"] = int(value.split()[0])
+            if key in keys:
+                out[keys[key]] = int(value.split()[0])
             elif key == "Threads":
                 out["threads"] = int(value)
         out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
@@ -434,7 +436,8 @@ def run_load(load: Load, args: argparse.Namespace) -> list[dict[str, Any]]:
         time.sleep(max(0.0, next_at - time.monotonic()))   # a fixed cadence, not synchronisation
         row = sample(load, started, last, args.sample_seconds)
         samples.append(row)
-        print(f"  t={row['t_s']:7.0f}s rss {row['rss_kb'] / 1024:6.1f} MB fds {row['fds']:4} "
+        print(f"  t={row['t_s']:7.0f}s rss {row['rss_kb'] / 1024:6.1f} MB (anon {row['anon_kb'] / 1024:5.1f}) "
+              f"fds {row['fds']:4} "
               f"in {row['smtp_msgs_per_s']:5.1f}/s out {row['pop3_retr_per_s']:5.1f}/s "
               f"sessions {row['sessions']:3} errors {row['errors']}", flush=True)
         next_at += args.sample_seconds
@@ -547,6 +550,8 @@ def main() -> int:
         parser.error(f"at most {MAILBOXES} POP3 clients (one mailbox each at a time)")
     args.work.mkdir(parents=True, exist_ok=True)
     out = args.out or args.work / "soak.json"
+    # SIGTERM (timeout(1), a CI job's end) unwinds like Ctrl-C, so the service is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     proc = setup(args)
     load = Load(proc, args)
@@ -592,6 +597,7 @@ def main() -> int:
                    "peak_hwm": round(final["hwm_kb"] / 1024, 1),
                    **{k: (round(v / 1024, 1) if k in ("second_quarter", "last_quarter") and v is not None else v)
                       for k, v in verdict(samples, "rss_kb", args.minutes).items()}},
+        "anon_mb": {"baseline": round(samples[0]["anon_kb"] / 1024, 1), "end": round(final["anon_kb"] / 1024, 1)},
         "fds": verdict(samples, "fds", args.minutes), "threads": verdict(samples, "threads", args.minutes),
         "service_exit": code, "children_left": alive, "tracebacks_in_log": tracebacks,
         "log_bytes": sum(p.stat().st_size for p in logs),
@@ -626,6 +632,7 @@ def print_summary(s: dict[str, Any], out: Path) -> None:
         ("admin request ms", f"median {s['admin_ms']['median']}, max {s['admin_ms']['max']}"),
         ("errors by kind", ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "none"),
         ("RSS MB baseline / end / peak", f"{m['baseline']} / {m['end']} / {m['peak_hwm']}"),
+        ("of it anonymous (heap) MB", f"{s['anon_mb']['baseline']} / {s['anon_mb']['end']}"),
         ("RSS MB median Q2 -> Q4", f"{m['second_quarter']} -> {m['last_quarter']} (x{m['ratio']}): "
                                    f"{'levels off' if m['levels_off'] else 'DOES NOT level off'}"),
         ("open fds median Q2 -> Q4", f"{s['fds']['second_quarter']} -> {s['fds']['last_quarter']}"),
