@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core.auth.policy import in_networks
 from core.errors import Invalid
 from core.names import normalize_domain
 from core.tables import Domain, Mailbox
@@ -209,13 +210,7 @@ class RelayPolicy:
     def may_relay(self, client_ip: str, *, authenticated: bool) -> bool:
         if authenticated and self.ctx.setting("relay_authenticated"):
             return True
-        try:
-            ip = ipaddress.ip_address(str(client_ip).split("%", 1)[0])
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.networks() if net.version == ip.version)
+        return in_networks(client_ip, tuple(self.networks()))
 
 
 class SendingLimit:
