@@ -81,6 +81,9 @@ class ServiceContext:
         self.events = EventBus(loop)
         # Blocking work: database, fsync, file reads. SMTP deliveries take at most half of it.
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="store")
+        # Message files are opened and read on threads of their own (RETR, TOP): a slow disk then
+        # holds at most these, never the event loop nor the store's database work (issue 14).
+        self.reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="read")
         self.auth: Any = None          # the auth provider (core.auth), set by the daemon
         self.auth_methods: Any = None  # service.auth_methods.AuthMethods: builds and switches ``auth``
         # Logons get threads of their own: PAM takes ~2 s to refuse a password, and a burst of
@@ -128,6 +131,17 @@ class ServiceContext:
     async def run_auth(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a password check (provider or SASL step: PAM, LDAP, PBKDF2) on the logon threads."""
         return await self.loop.run_in_executor(self.auth_executor, functools.partial(fn, *args, **kwargs))
+
+    def read_file(self, fn: Callable[..., T], /, *args: Any) -> asyncio.Future[T]:
+        """Start a message-file open or read on the reader threads; await the result."""
+        return self.loop.run_in_executor(self.reads, functools.partial(fn, *args))
+
+    def close_file(self, handle: Any) -> None:
+        """Close an open message file on a reader thread, without waiting for it."""
+        try:
+            self.reads.submit(handle.close)
+        except RuntimeError:   # the reader threads are gone (shutdown): close it here
+            handle.close()
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking work (database, fsync, PAM, LDAP) off the event loop."""

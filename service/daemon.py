@@ -612,6 +612,7 @@ class MailService:
         def finish() -> None:
             # Each of these waits (for the store's threads, the database's connections, the
             # helper's exit): in a thread of its own, so the event loop never does (issue 14).
+            ctx.reads.shutdown(wait=True, cancel_futures=True)
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
             if hasattr(ctx.auth, "close"):
