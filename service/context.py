@@ -3,6 +3,7 @@ events. Protocol servers receive one ``ServiceContext``; nothing else is global.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.db import Database
-from core.settings import Settings
+from core.settings import SPECS, Settings
 from core.store import MailStore
 from service.listeners import Limits
 
@@ -71,7 +72,7 @@ class ServiceContext:
     """Shared state of one running service process."""
 
     def __init__(self, *, data_dir: Path, db: Database, store: MailStore, loop: asyncio.AbstractEventLoop,
-                 hostname: str) -> None:
+                 hostname: str, settings: dict[str, Any] | None = None) -> None:
         self.data_dir = data_dir
         self.db = db
         self.store = store
@@ -99,21 +100,47 @@ class ServiceContext:
         # Set by the daemon: what to do when settings change, and how to act on listeners.
         self.on_settings_changed: Callable[[], None] = lambda: None
         self.controller: Callable[[str, str], Any] | None = None
-        self._settings: dict[str, Any] = {}
-        self.reload_settings()
+        self._settings: dict[str, Any] = dict(settings) if settings is not None else {}
+        self._reload_pending = False
+        if settings is None:
+            self.reload_settings()
 
     def reload_settings(self) -> None:
+        """Read every setting from the database into the cache. Blocking: call it off the loop."""
         with self.db.read() as session:
             self._settings = Settings.get_all(session)
 
     def setting(self, name: str) -> Any:
-        """A server property, from the cache refreshed after every change. A setting registered
-        after the cache was filled (a module imported later) is read then."""
+        """A server property, from the cache refreshed (off the loop) after every change. Never
+        reads the database (issue 14): a setting registered after the cache was filled (a module
+        imported later) has its default until a reload, started here in a thread, brings its value."""
         try:
             return self._settings[name]
         except KeyError:
+            spec = SPECS.get(name)
+            if spec is None:
+                raise
+            log.warning("setting %s was registered after the settings were loaded; reloading them", name)
+            self._reload_soon()
+            return spec.default
+
+    def _reload_soon(self) -> None:
+        """Reload the settings cache on a store thread, once at a time, and apply what changed."""
+        if self._reload_pending:
+            return
+        self._reload_pending = True
+
+        def done(_future: Any) -> None:
+            self._reload_pending = False
+
+        def reload() -> None:
             self.reload_settings()
-            return self._settings[name]
+            self.apply_settings()   # in this thread, as after `winpop set` (service/ipc/handlers.py)
+
+        with contextlib.suppress(RuntimeError):   # shutting down: nothing left to apply it to
+            self.executor.submit(reload).add_done_callback(done)
+            return
+        self._reload_pending = False
 
     def apply_settings(self) -> None:
         self.on_settings_changed()

@@ -443,6 +443,8 @@ class Pop3Session(asyncio.Protocol):
                     break
                 if self._out_size >= FLUSH_AT or self._write_paused:
                     await self.drain()
+                if ahead.done():   # read already: still let other sessions have their turn
+                    await asyncio.sleep(0)
                 try:
                     chunk = await ahead
                 except OSError as exc:
