@@ -339,6 +339,8 @@ class MailService:
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
         await ctx.run(self._make_tls, ctx, values)   # PEM files, perhaps a new self-signed certificate
         await ctx.run(self._make_throttle, ctx)      # bans from the database
+        if run_as is not None:   # the slow part of the privilege drop, before the admin channel opens
+            await self._prepare_drop(run_as)
         self.admin_server = AdminServer(ctx, socket_path(self.data_dir))
         threshold = asyncio_debug_threshold()
         if threshold is not None:   # from the moment the admin channel can answer: nothing may stall
@@ -352,8 +354,8 @@ class MailService:
         for listener in ctx.listeners.values():   # bind while privileged; start() reports failures
             with contextlib.suppress(OSError):
                 listener.bind()
-        if run_as is not None:
-            await self._drop_privileges(run_as)
+        if run_as is not None:   # no await since the admin channel opened: nothing was served as root
+            self._drop_privileges(run_as)
         await ctx.run(self._write_pid)
         for listener in ctx.listeners.values():
             try:
@@ -374,20 +376,26 @@ class MailService:
         return 0
 
     # -- privileges, pid file, whole-process control (issue 6) -------------------------------
-    async def _drop_privileges(self, run_as: Any) -> None:
-        """Hand the data directory and the mail root to ``run_as``, then stop being root."""
-        from service.privileges import drop_to, hand_over, preload
+    async def _prepare_drop(self, run_as: Any) -> None:
+        """Import every module while root can read them and hand the data directory and the mail
+        root to ``run_as``: imports and a walk of the mail root, so in a thread (issue 14)."""
+        from service.privileges import hand_over, preload
         # Every method runs unprivileged: with 'local', PAM checks and account changes go to the
         # privileged helper started at the beginning of run().
 
-        def prepare() -> int:   # imports and a walk of the mail root: in a thread (issue 14)
+        def prepare() -> int:
             preload()
             return hand_over([self.data_dir, self.ctx.store.root], run_as)
 
         changed = await self.ctx.run(prepare)
         if changed:
             log.warning("gave %d files of %s to %s", changed, self.data_dir, run_as.name)
-        drop_to(run_as)   # in the main thread, as always
+
+    def _drop_privileges(self, run_as: Any) -> None:
+        """Stop being root (in the main thread); the admin socket made since is ``run_as``'s too."""
+        from service.privileges import drop_to, hand_over
+        hand_over([socket_path(self.data_dir)], run_as)
+        drop_to(run_as)
         self.dropped_privileges = True
 
     def _pid_path(self) -> Path:
