@@ -425,10 +425,10 @@ class MailService:
             tls = self.ctx.tls
             if tls is None:
                 continue
-            with contextlib.suppress(Exception):
-                tls.refresh()
+            with contextlib.suppress(Exception):   # stat and read the PEM files: in a thread (issue 14)
+                await self.ctx.run(tls.refresh)
                 if ticks % (24 * 60) == 0:
-                    tls.warn_if_expiring(tls.cert_path)
+                    await self.ctx.run(tls.warn_if_expiring, tls.cert_path)
 
     def _make_provider(self, ctx: ServiceContext, values: dict[str, Any]) -> Any:
         """The provider the ``auth`` setting names (service/auth_methods.py switches it later)."""

@@ -35,6 +35,7 @@ events = EventLog(log)
 READ_CHUNK = 256 * 1024        # a message is read from disk in pieces of this size
 AHEAD_BELOW = 64 * 1024        # after RETR n, the small messages that follow are read ahead ...
 AHEAD_BYTES = 128 * 1024       # ... in one hop to a reader thread, at most this much per session
+YIELD_AFTER = 1024 * 1024     # a long RETR to a fast client lets other sessions run this often
 FLUSH_AT = 64 * 1024           # write the output buffer out once it holds this much
 WRITE_HIGH, WRITE_LOW = 512 * 1024, 128 * 1024   # transport buffer limits (flow control)
 QUEUE_PAUSE, QUEUE_RESUME = 256, 32              # queued lines: stop / restart reading
@@ -77,6 +78,8 @@ class Pop3Session(asyncio.Protocol):
         # under way (the numbers it covers, its future).
         self._ahead: dict[int, tuple[str, bytes]] = {}
         self._ahead_read: tuple[frozenset[int], asyncio.Future[dict[int, tuple[str, bytes]]]] | None = None
+        # A large message next: its file opened and first piece read ahead (number, path, read).
+        self._first_ahead: tuple[int, str, asyncio.Future[tuple[MessageFile, bytes]]] | None = None
         self.deleted: set[int] = set()          # 0-based indexes marked by DELE
         self.lock_holder: str | None = None
         self.bad_commands = 0
@@ -414,7 +417,8 @@ class Pop3Session(asyncio.Protocol):
             if whole is not None:
                 handle, chunk = MessageFile(None), whole
             else:
-                handle, chunk = await self.ctx.read_file(_open_and_read, info.path, first_read)
+                handle, chunk = await (self._take_first_ahead(number, info.path)
+                                       or self.ctx.read_file(_open_and_read, info.path, first_read))
         except FileNotFoundError as exc:
             moved = await self._missing(number, info, exc)
             if moved is None:
@@ -427,6 +431,7 @@ class Pop3Session(asyncio.Protocol):
         except OSError as exc:
             return self._unreadable(number, info, exc)
         ahead: asyncio.Future[bytes] | None = None
+        unyielded = 0   # bytes sent since this session last let the loop run something else
         try:
             encoder = wire.MessageEncoder(body_lines)
             if body_lines is None:
@@ -443,8 +448,12 @@ class Pop3Session(asyncio.Protocol):
                     break
                 if self._out_size >= FLUSH_AT or self._write_paused:
                     await self.drain()
-                if ahead.done():   # read already: still let other sessions have their turn
+                unyielded += len(chunk)
+                if not ahead.done():
+                    unyielded = 0   # awaiting it below lets the others run
+                elif unyielded >= YIELD_AFTER:   # read already, a fast client: the others' turn now
                     await asyncio.sleep(0)
+                    unyielded = 0
                 try:
                     chunk = await ahead
                 except OSError as exc:
@@ -501,9 +510,29 @@ class Pop3Session(asyncio.Protocol):
             total += info.size
         if wanted:
             self._ahead_read = (frozenset(n for n, _p, _s in wanted), self.ctx.read_file(_read_whole, wanted))
+            return
+        following = next((n for n in range(number + 1, len(self.messages) + 1) if self.visible(n)), None)
+        if following is not None and self._first_ahead is None:
+            info = self.messages[following - 1]
+            self._first_ahead = (following, info.path,
+                                 self.ctx.read_file(_open_and_read, info.path, min(READ_CHUNK, info.size + 1)))
+
+    def _take_first_ahead(self, number: int, path: str) -> asyncio.Future[tuple[MessageFile, bytes]] | None:
+        """The read ahead of message ``number``'s first piece, if there is one (else it is dropped)."""
+        first, self._first_ahead = self._first_ahead, None
+        if first is not None and first[0] == number and first[1] == path:
+            return first[2]
+        if first is not None:
+            first[2].add_done_callback(self._close_unused)
+        return None
+
+    def _close_unused(self, future: asyncio.Future[tuple[MessageFile, bytes]]) -> None:
+        if not future.cancelled() and future.exception() is None and not future.result()[0].closed:
+            self.ctx.close_file(future.result()[0])
 
     def _drop_ahead(self) -> None:
         self._ahead.clear()
+        self._take_first_ahead(0, "")
         if self._ahead_read is not None:
             self._ahead_read[1].add_done_callback(_ignore_outcome)
             self._ahead_read = None
