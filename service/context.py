@@ -159,6 +159,20 @@ class ServiceContext:
         """Run a password check (provider or SASL step: PAM, LDAP, PBKDF2) on the logon threads."""
         return await self.loop.run_in_executor(self.auth_executor, functools.partial(fn, *args, **kwargs))
 
+    def start_threads(self) -> None:
+        """Start every worker thread now (blocking: call it off the loop). A pool starts its threads
+        one by one as work comes, and ``Thread.start`` waits for the new thread to run: on a busy
+        machine that wait, tens of ms, would fall on the event loop that submitted the work."""
+        for pool in (self.executor, self.auth_executor, self.reads):
+            size = pool._max_workers
+            barrier = threading.Barrier(size + 1)
+            try:
+                for _ in range(size):
+                    pool.submit(barrier.wait, 10)
+                barrier.wait(10)
+            except (threading.BrokenBarrierError, RuntimeError):   # shutting down, or a slow start
+                barrier.abort()
+
     def read_file(self, fn: Callable[..., T], /, *args: Any) -> asyncio.Future[T]:
         """Start a message-file open or read on the reader threads; await the result."""
         return self.loop.run_in_executor(self.reads, functools.partial(fn, *args))

@@ -339,6 +339,7 @@ class MailService:
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
         await ctx.run(self._make_tls, ctx, values)   # PEM files, perhaps a new self-signed certificate
         await ctx.run(self._make_throttle, ctx)      # bans from the database
+        await loop.run_in_executor(None, ctx.start_threads)   # no thread start on the loop later
         if run_as is not None:   # the slow part of the privilege drop, before the admin channel opens
             await self._prepare_drop(run_as)
         self.admin_server = AdminServer(ctx, socket_path(self.data_dir))
