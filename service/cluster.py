@@ -188,8 +188,12 @@ def attach(ctx: Any) -> EventRelay | None:
 
     def settings_changed(_data: Any) -> None:
         async def reload() -> None:
-            await ctx.run(ctx.reload_settings)
-            ctx.apply_settings()
+            # Both read the database or files (the auth provider's, TLS's): off the loop (issue 14).
+            try:
+                await ctx.run(ctx.reload_settings)
+                await ctx.run(ctx.apply_settings)
+            except Exception as exc:   # the database went away: the next change brings them
+                log.error("cluster events: cannot reload the settings another node changed: %s", exc)
         ctx.loop.create_task(reload())
 
     def forget_targets(_data: Any) -> None:   # delivery's cached paths of deleted mailboxes

@@ -3,6 +3,7 @@ events. Protocol servers receive one ``ServiceContext``; nothing else is global.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.db import Database
-from core.settings import Settings
+from core.settings import SPECS, Settings
 from core.store import MailStore
 from service.listeners import Limits
 
@@ -71,7 +72,7 @@ class ServiceContext:
     """Shared state of one running service process."""
 
     def __init__(self, *, data_dir: Path, db: Database, store: MailStore, loop: asyncio.AbstractEventLoop,
-                 hostname: str) -> None:
+                 hostname: str, settings: dict[str, Any] | None = None) -> None:
         self.data_dir = data_dir
         self.db = db
         self.store = store
@@ -81,6 +82,9 @@ class ServiceContext:
         self.events = EventBus(loop)
         # Blocking work: database, fsync, file reads. SMTP deliveries take at most half of it.
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="store")
+        # Message files are opened and read on threads of their own (RETR, TOP): a slow disk then
+        # holds at most these, never the event loop nor the store's database work (issue 14).
+        self.reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="read")
         self.auth: Any = None          # the auth provider (core.auth), set by the daemon
         self.auth_methods: Any = None  # service.auth_methods.AuthMethods: builds and switches ``auth``
         # Logons get threads of their own: PAM takes ~2 s to refuse a password, and a burst of
@@ -96,21 +100,47 @@ class ServiceContext:
         # Set by the daemon: what to do when settings change, and how to act on listeners.
         self.on_settings_changed: Callable[[], None] = lambda: None
         self.controller: Callable[[str, str], Any] | None = None
-        self._settings: dict[str, Any] = {}
-        self.reload_settings()
+        self._settings: dict[str, Any] = dict(settings) if settings is not None else {}
+        self._reload_pending = False
+        if settings is None:
+            self.reload_settings()
 
     def reload_settings(self) -> None:
+        """Read every setting from the database into the cache. Blocking: call it off the loop."""
         with self.db.read() as session:
             self._settings = Settings.get_all(session)
 
     def setting(self, name: str) -> Any:
-        """A server property, from the cache refreshed after every change. A setting registered
-        after the cache was filled (a module imported later) is read then."""
+        """A server property, from the cache refreshed (off the loop) after every change. Never
+        reads the database (issue 14): a setting registered after the cache was filled (a module
+        imported later) has its default until a reload, started here in a thread, brings its value."""
         try:
             return self._settings[name]
         except KeyError:
+            spec = SPECS.get(name)
+            if spec is None:
+                raise
+            log.warning("setting %s was registered after the settings were loaded; reloading them", name)
+            self._reload_soon()
+            return spec.default
+
+    def _reload_soon(self) -> None:
+        """Reload the settings cache on a store thread, once at a time, and apply what changed."""
+        if self._reload_pending:
+            return
+        self._reload_pending = True
+
+        def done(_future: Any) -> None:
+            self._reload_pending = False
+
+        def reload() -> None:
             self.reload_settings()
-            return self._settings[name]
+            self.apply_settings()   # in this thread, as after `winpop set` (service/ipc/handlers.py)
+
+        with contextlib.suppress(RuntimeError):   # shutting down: nothing left to apply it to
+            self.executor.submit(reload).add_done_callback(done)
+            return
+        self._reload_pending = False
 
     def apply_settings(self) -> None:
         self.on_settings_changed()
@@ -128,6 +158,31 @@ class ServiceContext:
     async def run_auth(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a password check (provider or SASL step: PAM, LDAP, PBKDF2) on the logon threads."""
         return await self.loop.run_in_executor(self.auth_executor, functools.partial(fn, *args, **kwargs))
+
+    def start_threads(self) -> None:
+        """Start every worker thread now (blocking: call it off the loop). A pool starts its threads
+        one by one as work comes, and ``Thread.start`` waits for the new thread to run: on a busy
+        machine that wait, tens of ms, would fall on the event loop that submitted the work."""
+        for pool in (self.executor, self.auth_executor, self.reads):
+            size = pool._max_workers
+            barrier = threading.Barrier(size + 1)
+            try:
+                for _ in range(size):
+                    pool.submit(barrier.wait, 10)
+                barrier.wait(10)
+            except (threading.BrokenBarrierError, RuntimeError):   # shutting down, or a slow start
+                barrier.abort()
+
+    def read_file(self, fn: Callable[..., T], /, *args: Any) -> asyncio.Future[T]:
+        """Start a message-file open or read on the reader threads; await the result."""
+        return self.loop.run_in_executor(self.reads, functools.partial(fn, *args))
+
+    def close_file(self, handle: Any) -> None:
+        """Close an open message file on a reader thread, without waiting for it."""
+        try:
+            self.reads.submit(handle.close)
+        except RuntimeError:   # the reader threads are gone (shutdown): close it here
+            handle.close()
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking work (database, fsync, PAM, LDAP) off the event loop."""

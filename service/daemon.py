@@ -196,6 +196,7 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
     """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
     from core.auth.keystore import choose_keystore
 
+    _register_all_settings()   # the values returned are then every setting there is (issue 14)
     with db.write() as session:
         values = Settings.get_all(session)
         stored = set(session.scalars(select(Setting.name)))
@@ -220,6 +221,17 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
             log.warning("first start without the right to bind ports below 1024: using POP3 %d/%d and SMTP "
                         "%d/%d/%d (change with winpop set)", *UNPRIVILEGED_PORTS.values())
         return Settings.get_all(session)
+
+
+def _register_all_settings() -> None:
+    """Import the modules that register settings of their own, so the service's settings cache is
+    complete from the start and a lookup never has to go to the database on the event loop."""
+    import importlib
+
+    for name in ("service.pop3.settings", "service.throttle", "service.smtp.server", "service.ipc.tcp",
+                 "core.auth.settings", "core.auth.policy"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 UNPRIVILEGED_PORTS = {"port": 1110, "pop3s_port": 1995, "smtp_port": 2525, "submission_port": 1587,
@@ -301,10 +313,11 @@ class MailService:
         set_level(int(values["logging"]))
         hostname = values["hostname"] or default_hostname()
         store = MailStore(db, Path(values["mailroot"]), hostname=hostname)
-        ctx = ServiceContext(data_dir=self.data_dir, db=db, store=store, loop=loop, hostname=hostname)
+        ctx = ServiceContext(data_dir=self.data_dir, db=db, store=store, loop=loop, hostname=hostname,
+                             settings=values)
         self.ctx = ctx
         try:
-            ctx.auth = self._make_provider(ctx, values)
+            ctx.auth = await ctx.run(self._make_provider, ctx, values)   # key files, keyring: a thread
         except MailError as exc:
             log.critical("%s", exc.message)
             return 2
@@ -318,15 +331,21 @@ class MailService:
             from service.cluster import attach
             ctx.cluster = await loop.run_in_executor(None, attach, ctx)
         try:
-            store.check_root(create=not store.has_domains())
+            await ctx.run(lambda: store.check_root(create=not store.has_domains()))
             # On a shared database a young unindexed file may be another node's delivery in flight.
             report = await ctx.run(store.reconcile, orphan_min_age=0.0 if db.is_sqlite else 600.0)
             log.info("reconciled %d mailboxes", report.mailboxes_checked)
         except Exception as exc:   # the service still starts: the console and winpop say what is wrong
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
-        self._make_tls(ctx, values)
-        self._make_throttle(ctx)
+        await ctx.run(self._make_tls, ctx, values)   # PEM files, perhaps a new self-signed certificate
+        await ctx.run(self._make_throttle, ctx)      # bans from the database
+        await loop.run_in_executor(None, ctx.start_threads)   # no thread start on the loop later
+        if run_as is not None:   # the slow part of the privilege drop, before the admin channel opens
+            await self._prepare_drop(run_as)
         self.admin_server = AdminServer(ctx, socket_path(self.data_dir))
+        threshold = asyncio_debug_threshold()
+        if threshold is not None:   # from the moment the admin channel can answer: nothing may stall
+            _watch_stalls(loop, threshold)
         try:
             await self.admin_server.start()
         except (OSError, RuntimeError) as exc:
@@ -336,9 +355,9 @@ class MailService:
         for listener in ctx.listeners.values():   # bind while privileged; start() reports failures
             with contextlib.suppress(OSError):
                 listener.bind()
-        if run_as is not None:
+        if run_as is not None:   # no await since the admin channel opened: nothing was served as root
             self._drop_privileges(run_as)
-        self._write_pid()
+        await ctx.run(self._write_pid)
         for listener in ctx.listeners.values():
             try:
                 await listener.start()
@@ -347,9 +366,6 @@ class MailService:
         if ctx.smtp is not None and hasattr(ctx.smtp, "start"):
             await ctx.smtp.start()
         self._announce(ctx)
-        threshold = asyncio_debug_threshold()
-        if threshold is not None:   # from here on: start-up (migrations, privilege drop) is done
-            _watch_stalls(loop, threshold)
         self._watch_disks(ctx)
         ctx.events.publish("service.state", self._status())
         watch = loop.create_task(self._watch_tls(), name="tls-watch")
@@ -361,21 +377,32 @@ class MailService:
         return 0
 
     # -- privileges, pid file, whole-process control (issue 6) -------------------------------
-    def _drop_privileges(self, run_as: Any) -> None:
-        """Hand the data directory and the mail root to ``run_as``, then stop being root."""
-        from service.privileges import drop_to, hand_over, preload
+    async def _prepare_drop(self, run_as: Any) -> None:
+        """Import every module while root can read them and hand the data directory and the mail
+        root to ``run_as``: imports and a walk of the mail root, so in a thread (issue 14)."""
+        from service.privileges import hand_over, preload
         # Every method runs unprivileged: with 'local', PAM checks and account changes go to the
         # privileged helper started at the beginning of run().
-        preload()
-        # The data directory is the service's own. A mail root elsewhere may hold what others own:
-        # only what root made there (an earlier start as root) changes hands (issue 12 §2).
-        data_dir, root = Path(self.data_dir).resolve(), Path(self.ctx.store.root).resolve()
-        inside = root == data_dir or data_dir in root.parents
-        changed = hand_over([data_dir, root] if inside else [data_dir], run_as)
-        if not inside:
-            changed += hand_over([root], run_as, only_from=0)
+        def prepare() -> int:
+            preload()
+            # The data directory is the service's own. A mail root elsewhere may hold what others
+            # own: only what root made there (an earlier start as root) changes hands (issue 12 §2).
+            data_dir, root = Path(self.data_dir).resolve(), Path(self.ctx.store.root).resolve()
+            inside = root == data_dir or data_dir in root.parents
+            changed = hand_over([data_dir, root] if inside else [data_dir], run_as)
+            if not inside:
+                changed += hand_over([root], run_as, only_from=0)
+            return changed
+
+        changed = await self.ctx.run(prepare)
         if changed:
-            log.warning("gave %d files of %s and %s to %s", changed, data_dir, root, run_as.name)
+            log.warning("gave %d files of %s and %s to %s", changed, self.data_dir, self.ctx.store.root,
+                        run_as.name)
+
+    def _drop_privileges(self, run_as: Any) -> None:
+        """Stop being root (in the main thread); the admin socket made since is ``run_as``'s too."""
+        from service.privileges import drop_to, hand_over
+        hand_over([socket_path(self.data_dir)], run_as)
         drop_to(run_as)
         self.dropped_privileges = True
 
@@ -406,10 +433,10 @@ class MailService:
             tls = self.ctx.tls
             if tls is None:
                 continue
-            with contextlib.suppress(Exception):
-                tls.refresh()
+            with contextlib.suppress(Exception):   # stat and read the PEM files: in a thread (issue 14)
+                await self.ctx.run(tls.refresh)
                 if ticks % (24 * 60) == 0:
-                    tls.warn_if_expiring(tls.cert_path)
+                    await self.ctx.run(tls.warn_if_expiring, tls.cert_path)
 
     def _make_provider(self, ctx: ServiceContext, values: dict[str, Any]) -> Any:
         """The provider the ``auth`` setting names (service/auth_methods.py switches it later)."""
@@ -618,6 +645,7 @@ class MailService:
         def finish() -> None:
             # Each of these waits (for the store's threads, the database's connections, the
             # helper's exit): in a thread of its own, so the event loop never does (issue 14).
+            ctx.reads.shutdown(wait=True, cancel_futures=True)
             ctx.executor.shutdown(wait=True, cancel_futures=True)
             ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
             if hasattr(ctx.auth, "close"):

@@ -25,6 +25,7 @@ from service.pop3 import settings as _settings  # noqa: F401  (registers the POP
 from service.pop3 import wire
 from service.pop3.lock import MailboxLocks
 from service.pop3.session import Pop3Session
+from service.pop3 import commands as _commands  # noqa: F401,E402 - loaded at start-up, not by the first session on the loop
 from service.throttle import LoginThrottle, ensure_settings_loaded, setting
 
 log = logging.getLogger("service.pop3")

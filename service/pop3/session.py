@@ -14,6 +14,7 @@ import enum
 import logging
 import os
 import secrets
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,9 @@ log = logging.getLogger("service.pop3")
 events = EventLog(log)
 
 READ_CHUNK = 256 * 1024        # a message is read from disk in pieces of this size
+AHEAD_BELOW = 64 * 1024        # after RETR n, the small messages that follow are read ahead ...
+AHEAD_BYTES = 128 * 1024       # ... in one hop to a reader thread, at most this much per session
+YIELD_AFTER = 1024 * 1024     # a long RETR to a fast client lets other sessions run this often
 FLUSH_AT = 64 * 1024           # write the output buffer out once it holds this much
 WRITE_HIGH, WRITE_LOW = 512 * 1024, 128 * 1024   # transport buffer limits (flow control)
 QUEUE_PAUSE, QUEUE_RESUME = 256, 32              # queued lines: stop / restart reading
@@ -70,6 +74,12 @@ class Pop3Session(asyncio.Protocol):
         self.mailbox: MailboxRef | None = None
         self.messages: list[MessageInfo] = []
         self._unreadable_logged: set[int] = set()
+        # Small messages read ahead (clients fetch in order): number → (path, text), and the read
+        # under way (the numbers it covers, its future).
+        self._ahead: dict[int, tuple[str, bytes]] = {}
+        self._ahead_read: tuple[frozenset[int], asyncio.Future[dict[int, tuple[str, bytes]]]] | None = None
+        # A large message next: its file opened and first piece read ahead (number, path, read).
+        self._first_ahead: tuple[int, str, asyncio.Future[tuple[MessageFile, bytes]]] | None = None
         self.deleted: set[int] = set()          # 0-based indexes marked by DELE
         self.lock_holder: str | None = None
         self.bad_commands = 0
@@ -159,6 +169,7 @@ class Pop3Session(asyncio.Protocol):
             self._logon_timer.cancel()
             self._logon_timer = None
         self._wake()
+        self._drop_ahead()
         if self._writable is not None and not self._writable.done():
             self._writable.set_exception(SessionClosed())
         self.server.session_lost(self)
@@ -396,56 +407,139 @@ class Pop3Session(asyncio.Protocol):
     async def send_message(self, number: int, info: MessageInfo, *, body_lines: int | None = None) -> bool:
         """RETR / TOP: stream the file as RFC 1939 wants it, never holding it whole in memory.
 
-        The file is opened and its first piece read before "+OK" is sent, so a missing or
-        unreadable file is an ordinary -ERR [SYS/TEMP] (RFC 3206 §4). Reads are synchronous:
-        a piece is a page-cache copy, cheaper than a hop to a worker thread."""
-        first_read = min(READ_CHUNK, info.size + 1)
+        The file is opened and its first piece read (in one hop to a reader thread) before "+OK"
+        is sent, so a missing or unreadable file is an ordinary -ERR [SYS/TEMP] (RFC 3206 §4).
+        Every open, read and close runs on a reader thread, never on the event loop (issue 14);
+        while one piece goes out the next is read, so at most two pieces are held at a time."""
+        first_read = min(READ_CHUNK, info.size + 1)   # a message smaller than a piece: one hop in all
+        whole = await self._read_ahead(number, info, keep=body_lines is not None)
         try:
-            handle = open_message(info.path)   # O_NOFOLLOW: never a link, nor anything but a file
+            if whole is not None:
+                handle, chunk = MessageFile(None), whole
+            else:
+                handle, chunk = await (self._take_first_ahead(number, info.path)
+                                       or self.ctx.read_file(_open_and_read, info.path, first_read))
         except FileNotFoundError as exc:
-            handle = await self._missing(number, info, exc)
-            if handle is None:
+            moved = await self._missing(number, info, exc)
+            if moved is None:
                 return False
+            info = moved
+            try:
+                handle, chunk = await self.ctx.read_file(_open_and_read, info.path, first_read)
+            except OSError as error:
+                return self._unreadable(number, info, error)
         except OSError as exc:
             return self._unreadable(number, info, exc)
-        with handle:
-            try:
-                chunk = handle.read(first_read)
-            except OSError as exc:
-                return self._unreadable(number, info, exc)
+        ahead: asyncio.Future[bytes] | None = None
+        unyielded = 0   # bytes sent since this session last let the loop run something else
+        try:
             encoder = wire.MessageEncoder(body_lines)
             if body_lines is None:
                 self.write(b"+OK %d octets\r\n" % info.size)
             else:
                 self.write(b"+OK top of message follows\r\n")
-            requested = first_read
             while chunk:
+                # Not at the end yet: the next piece is read while this one goes out.
+                ahead = None if handle.closed else self.ctx.read_file(handle.read, READ_CHUNK)
                 out = encoder.feed(chunk)
                 if out:
                     self.write(out)
-                if encoder.complete or len(chunk) < requested:   # a short read of a file: its end
+                if encoder.complete or ahead is None:
                     break
                 if self._out_size >= FLUSH_AT or self._write_paused:
                     await self.drain()
-                requested = READ_CHUNK
+                unyielded += len(chunk)
+                if not ahead.done():
+                    unyielded = 0   # awaiting it below lets the others run
+                elif unyielded >= YIELD_AFTER:   # read already, a fast client: the others' turn now
+                    await asyncio.sleep(0)
+                    unyielded = 0
                 try:
-                    chunk = handle.read(READ_CHUNK)
+                    chunk = await ahead
                 except OSError as exc:
                     # "+OK" and part of the text are out: the only honest end is to hang up.
                     log.error("POP3 session %s: reading %s failed mid-message: %s; closing the connection",
                               self.id, info.path, exc)
                     self.abort()
                     raise SessionClosed() from None
+                ahead = None
             self.write(encoder.finish() + wire.TERMINATOR)
+        finally:
+            if ahead is not None:   # a read nobody waits for any more: its failure is no news
+                ahead.add_done_callback(_ignore_outcome)
+            if not handle.closed:   # TOP ended early, or the client went away
+                self.ctx.close_file(handle)
         if body_lines is None:
+            self._plan_ahead(number)
             self.retrieved += 1
             self.ctx.stats.incr("pop3.messages_retrieved")
             self.ctx.stats.incr("pop3.bytes_retrieved", encoder.octets)
         return True
 
-    async def _missing(self, number: int, info: MessageInfo, exc: OSError) -> Any:
+    async def _read_ahead(self, number: int, info: MessageInfo, *, keep: bool) -> bytes | None:
+        """The text of message ``number`` if it was read ahead (waiting for a read under way that
+        covers it), else None. ``keep`` (TOP) leaves it for a RETR that may follow."""
+        if number not in self._ahead and self._ahead_read is not None and number in self._ahead_read[0]:
+            future = self._ahead_read[1]
+            try:
+                found = await future
+            except Exception:   # noqa: BLE001 - the ordinary read reports what is wrong
+                found = {}
+            if self._ahead_read is not None and self._ahead_read[1] is future:
+                self._ahead_read = None
+                self._ahead.update(found)
+        got = self._ahead.get(number) if keep else self._ahead.pop(number, None)
+        return got[1] if got is not None and got[0] == info.path else None
+
+    def _plan_ahead(self, number: int) -> None:
+        """After RETR ``number``: when nothing is read ahead any more, read the small messages that
+        follow in one hop, so a client fetching in order seldom waits for a reader thread."""
+        for old in [n for n in self._ahead if n <= number]:
+            del self._ahead[old]
+        if self._ahead or self._ahead_read is not None or self.lost or self.closing:
+            return
+        wanted: list[tuple[int, str, int]] = []
+        total = 0
+        for following in range(number + 1, len(self.messages) + 1):
+            info = self.visible(following)
+            if info is None:
+                continue
+            if info.size >= AHEAD_BELOW or total + info.size > AHEAD_BYTES:
+                break
+            wanted.append((following, info.path, info.size))
+            total += info.size
+        if wanted:
+            self._ahead_read = (frozenset(n for n, _p, _s in wanted), self.ctx.read_file(_read_whole, wanted))
+            return
+        following = next((n for n in range(number + 1, len(self.messages) + 1) if self.visible(n)), None)
+        if following is not None and self._first_ahead is None:
+            info = self.messages[following - 1]
+            self._first_ahead = (following, info.path,
+                                 self.ctx.read_file(_open_and_read, info.path, min(READ_CHUNK, info.size + 1)))
+
+    def _take_first_ahead(self, number: int, path: str) -> asyncio.Future[tuple[MessageFile, bytes]] | None:
+        """The read ahead of message ``number``'s first piece, if there is one (else it is dropped)."""
+        first, self._first_ahead = self._first_ahead, None
+        if first is not None and first[0] == number and first[1] == path:
+            return first[2]
+        if first is not None:
+            first[2].add_done_callback(self._close_unused)
+        return None
+
+    def _close_unused(self, future: asyncio.Future[tuple[MessageFile, bytes]]) -> None:
+        if not future.cancelled() and future.exception() is None and not future.result()[0].closed:
+            self.ctx.close_file(future.result()[0])
+
+    def _drop_ahead(self) -> None:
+        self._ahead.clear()
+        self._take_first_ahead(0, "")
+        if self._ahead_read is not None:
+            self._ahead_read[1].add_done_callback(_ignore_outcome)
+            self._ahead_read = None
+
+    async def _missing(self, number: int, info: MessageInfo, exc: OSError) -> MessageInfo | None:
         """The file of message ``number`` is gone: let the store find out why, in a thread. Renamed by a
-        mail reader: read it under its new name. Deleted: the store drops it from the index and the
+        mail reader: the message under its new name. Deleted: the store drops it from the index and the
         counters, this session answers -ERR [SYS/PERM] and the next session no longer lists it."""
         box = self.mailbox
         try:
@@ -459,11 +553,7 @@ class Pop3Session(asyncio.Protocol):
         if outcome == "moved":
             moved = dataclasses.replace(info, path=path)
             self.messages[number - 1] = moved
-            try:
-                return open_message(path)
-            except OSError as error:
-                self._unreadable(number, moved, error)
-                return None
+            return moved
         if outcome == "dropped":
             if path:   # "" when another session or the repair dropped it first: logged there
                 self.ctx.stats.incr("pop3.messages_lost")
@@ -496,3 +586,68 @@ class Pop3Session(asyncio.Protocol):
 
 
 _PY_LEVELS = {LOG_MINIMUM: logging.WARNING, LOG_MEDIUM: logging.INFO, LOG_MAXIMUM: logging.DEBUG}
+
+
+
+class MessageFile:
+    """An open message file, read on reader threads: a read and the close never overlap, and a
+    read after the close (a session that went away mid-read) finds the end."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._lock = threading.Lock()
+
+    def read(self, size: int) -> bytes:
+        """The next ``size`` bytes; the file is closed at its end or on an error."""
+        with self._lock:
+            if self._handle is None:
+                return b""
+            try:
+                chunk = self._handle.read(size)
+            except BaseException:
+                self._close()
+                raise
+            if len(chunk) < size:   # a short read of a regular file: its end
+                self._close()
+            return chunk
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.close()
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _read_whole(wanted: list[tuple[int, str, int]]) -> dict[int, tuple[str, bytes]]:
+    """On a reader thread: the whole text of small message files, by number. A file that cannot be
+    read, or is larger than its indexed size (the POP3 size, CRLF counted: never less than the
+    file's), is left out: RETR then reads it the ordinary way."""
+    found: dict[int, tuple[str, bytes]] = {}
+    for number, path, size in wanted:
+        try:
+            with open_message(path) as handle:
+                text = handle.read(size + 1)
+        except OSError:
+            continue
+        if len(text) <= size:   # a short read of a regular file: all of it
+            found[number] = (path, text)
+    return found
+
+
+def _open_and_read(path: str, size: int) -> tuple[MessageFile, bytes]:
+    """On a reader thread: open a message file and read its first ``size`` bytes (a file smaller
+    than that is closed again in the same hop)."""
+    handle = MessageFile(open_message(path))   # O_NOFOLLOW: never a link, nor anything but a file
+    return handle, handle.read(size)
