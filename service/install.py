@@ -23,6 +23,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from core.errors import Invalid, MailError
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_NAME = "pop3-service.service"
@@ -52,6 +55,7 @@ class Target:
     pam_dir: Path = Path("/etc/pam.d")
     systemctl: tuple[str, ...] = ("systemctl",)
     python: str = sys.executable
+    settings: tuple[tuple[str, Any], ...] = ()   # stored before the first start (--setting NAME=VALUE)
 
     @property
     def unit_path(self) -> Path:
@@ -111,6 +115,22 @@ def _unreadable_for_others(path: Path) -> Path | None:
     return None
 
 
+def initial_setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of ``--setting``, checked as ``winpop set`` would; secrets are refused (a
+    secret on a command line shows in the process list, and only the running service seals it)."""
+    from core.auth.settings import SECRET_SETTINGS
+    from core.settings import resolve
+    from service.daemon import _register_all_settings
+    _register_all_settings()
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise Invalid(f"--setting takes NAME=VALUE, not '{text}'.")
+    spec = resolve(name)
+    if spec.name in SECRET_SETTINGS:
+        raise Invalid(f"The setting '{spec.name}' is a secret: set it with winpop once the service runs.")
+    return spec.name, spec.check(value)
+
+
 def install_steps(target: Target) -> list[Step]:
     def group() -> None:
         if not _exists(grp.getgrnam, target.admin_group):
@@ -144,6 +164,8 @@ def install_steps(target: Target) -> list[Step]:
             db.upgrade()
             with db.write() as session:
                 Settings.put(session, "admin_group", target.admin_group)
+                for name, value in target.settings:
+                    Settings.put(session, name, value)
         finally:
             db.dispose()
         hand_over([target.data_dir], RunAs.lookup(target.user))
@@ -163,7 +185,9 @@ def install_steps(target: Target) -> list[Step]:
              user),
         Step(f"give {target.data_dir} to {target.user} (mode 0710, group {target.admin_group}); the key file "
              "stays 0600", data_dir),
-        Step(f"record the admin group '{target.admin_group}' in the service's settings", settings),
+        Step(f"record the admin group '{target.admin_group}'"
+             + "".join(f", {name} = {value}" for name, value in target.settings) + " in the service's settings",
+             settings),
     ]
     if PAM_SOURCE.exists():
         steps.append(Step(f"install the PAM configuration as {target.pam_dir / 'pop3-service'}", pam))
@@ -211,9 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default=SERVICE_USER, help=f"the unprivileged account (default {SERVICE_USER})")
     parser.add_argument("--admin-group", default=ADMIN_GROUP, help=f"the admin group (default {ADMIN_GROUP})")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="store a setting before the first start, e.g. --setting bind_address=192.0.2.7 "
+                             "--setting port=110 (the setup wizard passes its address and ports this way, so the "
+                             "unit never starts on the defaults first); secrets are set later with winpop")
     args = parser.parse_args(argv)
+    try:
+        chosen = tuple(initial_setting(text) for text in args.setting)
+    except MailError as exc:
+        parser.error(exc.message)
     data_dir = (args.data_dir or (Path("/var/lib/pop3-service") if os.geteuid() == 0 else default_data_dir()))
-    target = Target(data_dir=data_dir.expanduser().resolve(), user=args.user, admin_group=args.admin_group)
+    target = Target(data_dir=data_dir.expanduser().resolve(), user=args.user, admin_group=args.admin_group,
+                    settings=chosen)
     steps = uninstall_steps(target) if args.uninstall else install_steps(target)
     verb = "uninstall" if args.uninstall else "install"
 

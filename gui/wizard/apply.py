@@ -65,6 +65,15 @@ class SetupPlan:
                 args += [f"--{LISTENER_OF[key]}-port", str(int(self.ports[key]))]
         return tuple(args)
 
+    def install_args(self) -> tuple[str, ...]:
+        """For a system service: the same address, ports and host name stored by ``service install``
+        before the unit's first start (a unit has no one-run overrides)."""
+        args = ["--setting", f"bind_address={self.bind_address}", "--setting", f"hostname={self.hostname}"]
+        for key in PORT_SETTINGS:
+            if key in self.ports:
+                args += ["--setting", f"{key}={int(self.ports[key])}"]
+        return tuple(args)
+
     def summary_rows(self) -> list[tuple[str, str]]:
         rows = []
         if not self.rerun:
@@ -172,8 +181,8 @@ class SetupRunner(QObject):
             return
         self.created_data_dir = not data_dir.exists()
         if self.plan.mode == "system":
-            cmd = self.install_command or [sys.executable, str(service_process.MAIN_PY), "service", "install",
-                                           "--data-dir", str(data_dir)]
+            cmd = [*(self.install_command or [sys.executable, str(service_process.MAIN_PY), "service", "install",
+                                              "--data-dir", str(data_dir)]), *self.plan.install_args()]
             self._process = QProcess(self)
             self._process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
             self._process.finished.connect(self._installed)

@@ -197,6 +197,7 @@ def test_system_service_mode_installs_then_configures(qtbot, tmp_path, started_s
     installer = tmp_path / "fake_install.py"
     installer.write_text(
         "import subprocess, sys\n"
+        f"open({str(tmp_path / 'install.args')!r}, 'w').write(repr(sys.argv[1:]))\n"
         f"d = {str(data_dir)!r}\n"
         "import os; os.makedirs(d + '/logs', exist_ok=True)\n"
         f"subprocess.Popen([sys.executable, {str(ROOT / 'main.py')!r}, 'service', '--data-dir', d, '--bind', "
@@ -211,6 +212,12 @@ def test_system_service_mode_installs_then_configures(qtbot, tmp_path, started_s
     finish(qtbot, wizard)
     assert wizard.failure == ""
     mail_flows(ports, "bob@sys.example")
+    # The unit has no one-run overrides: the chosen address and ports are stored before its first start.
+    import ast
+    args = ast.literal_eval((tmp_path / "install.args").read_text())
+    settings = [args[i + 1] for i, a in enumerate(args) if a == "--setting"]
+    assert f"port={ports['port']}" in settings and f"smtp_port={ports['smtp_port']}" in settings
+    assert any(s.startswith("bind_address=") for s in settings) and any(s.startswith("hostname=") for s in settings)
 
 
 def test_a_failed_finish_names_the_step_undoes_it_and_works_the_second_time(qtbot, tmp_path, started_services):

@@ -80,7 +80,9 @@ def test_install_steps_create_accounts_ownership_settings_and_unit(tmp_path):
     fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
     fake.chmod(0o755)
     target = install.Target(data_dir=base / "data", user=f"p3i{suffix}", admin_group=f"p3a{suffix}",
-                            unit_dir=tmp_path / "units", pam_dir=tmp_path / "pam.d", systemctl=(str(fake),))
+                            unit_dir=tmp_path / "units", pam_dir=tmp_path / "pam.d", systemctl=(str(fake),),
+                            settings=(install.initial_setting("port=1110"),
+                                      install.initial_setting("bind_address=127.0.0.1")))
     try:
         assert install.execute(install.install_steps(target)) == 0
         user = pwd.getpwnam(target.user)
@@ -94,6 +96,9 @@ def test_install_steps_create_accounts_ownership_settings_and_unit(tmp_path):
         with sqlite3.connect(target.data_dir / "pop3svc.db") as db:
             value = db.execute("select value from settings where name='admin_group'").fetchone()[0]
         assert json.loads(value) == target.admin_group
+        with sqlite3.connect(target.data_dir / "pop3svc.db") as db:   # stored before the unit's first start
+            stored = dict(db.execute("select name, value from settings where name in ('port', 'bind_address')"))
+        assert {k: json.loads(v) for k, v in stored.items()} == {"port": 1110, "bind_address": "127.0.0.1"}
         unit = target.unit_path.read_text()
         assert f"--data-dir {target.data_dir} --user {target.user}" in unit
         assert calls.read_text().splitlines() == ["daemon-reload", f"enable --now {install.UNIT_NAME}"]
@@ -117,3 +122,16 @@ def test_a_failing_step_is_named(capsys):
     steps = [install.Step("first", lambda: None), install.Step("write the unit", boom)]
     assert install.execute(steps) == 1
     assert "step 2 (write the unit) failed: no space left" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("port", "NAME=VALUE"),
+    ("port=abc", "whole number"),
+    ("ldap_bind_password=hunter2", "is a secret"),
+    ("nosuch=1", "There is no setting"),
+], ids=["no-equals", "bad-value", "secret", "unknown"])
+def test_install_refuses_a_bad_setting_and_changes_nothing(tmp_path, capsys, text, message):
+    with pytest.raises(SystemExit) as exit_:
+        install.main(["--dry-run", "--data-dir", str(tmp_path / "d"), "--setting", text])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
