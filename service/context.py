@@ -76,7 +76,7 @@ class ReaderPool:
     at once take turns at the GIL with each other and with the loop at every system call, a
     context switch each: with 8 busy, POP3 lost 30 % of its throughput (docs/BENCHMARKS.md)."""
 
-    STUCK_AFTER = 0.02   # seconds without a finished or started read: the lane is stuck
+    STUCK_AFTER = 0.1   # seconds without a started or finished read: the lane is stuck
 
     def __init__(self, spares: int) -> None:
         self.lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
