@@ -7,9 +7,10 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,6 +69,48 @@ class EventBus:
                 log.exception("event subscriber failed")
 
 
+class ReaderPool:
+    """The threads that open and read message files (issue 14). One of them, the lane, takes all
+    the work while it keeps up; the spares take new work only while the lane has made no progress
+    for STUCK_AFTER (a slow disk), so one stuck read never holds the others. Several reader threads
+    at once take turns at the GIL with each other and with the loop at every system call, a
+    context switch each: with 8 busy, POP3 lost 30 % of its throughput (docs/BENCHMARKS.md)."""
+
+    STUCK_AFTER = 0.1   # seconds without a started or finished read: the lane is stuck
+
+    def __init__(self, spares: int) -> None:
+        self.lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read")
+        self.spares = ThreadPoolExecutor(max_workers=spares, thread_name_prefix="read-spare")
+        self._submitted = 0    # work given to the lane (written by the submitter, the event loop)
+        self._finished = 0     # work the lane finished (written by the lane's thread)
+        self._progress = 0.0   # when the lane last started or finished work, or was given it idle
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Start ``fn(*args)`` on the lane, or on a spare while the lane is stuck. Call it on the loop."""
+        if self._submitted != self._finished and time.monotonic() - self._progress > self.STUCK_AFTER:
+            return self.spares.submit(fn, *args)
+        if self._submitted == self._finished:
+            self._progress = time.monotonic()
+        self._submitted += 1
+        try:
+            return self.lane.submit(self._run, fn, args)
+        except BaseException:
+            self._submitted -= 1
+            raise
+
+    def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        self._progress = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self._finished += 1
+            self._progress = time.monotonic()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for pool in (self.lane, self.spares):
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 class ServiceContext:
     """Shared state of one running service process."""
 
@@ -84,7 +127,7 @@ class ServiceContext:
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="store")
         # Message files are opened and read on threads of their own (RETR, TOP): a slow disk then
         # holds at most these, never the event loop nor the store's database work (issue 14).
-        self.reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="read")
+        self.reads = ReaderPool(spares=7)
         self.auth: Any = None          # the auth provider (core.auth), set by the daemon
         self.auth_methods: Any = None  # service.auth_methods.AuthMethods: builds and switches ``auth``
         # Logons get threads of their own: PAM takes ~2 s to refuse a password, and a burst of
@@ -163,7 +206,7 @@ class ServiceContext:
         """Start every worker thread now (blocking: call it off the loop). A pool starts its threads
         one by one as work comes, and ``Thread.start`` waits for the new thread to run: on a busy
         machine that wait, tens of ms, would fall on the event loop that submitted the work."""
-        for pool in (self.executor, self.auth_executor, self.reads):
+        for pool in (self.executor, self.auth_executor, self.reads.lane, self.reads.spares):
             size = pool._max_workers
             barrier = threading.Barrier(size + 1)
             try:
@@ -175,7 +218,7 @@ class ServiceContext:
 
     def read_file(self, fn: Callable[..., T], /, *args: Any) -> asyncio.Future[T]:
         """Start a message-file open or read on the reader threads; await the result."""
-        return self.loop.run_in_executor(self.reads, functools.partial(fn, *args))
+        return asyncio.wrap_future(self.reads.submit(fn, *args), loop=self.loop)
 
     def close_file(self, handle: Any) -> None:
         """Close an open message file on a reader thread, without waiting for it."""

@@ -35,7 +35,6 @@ events = EventLog(log)
 READ_CHUNK = 256 * 1024        # a message is read from disk in pieces of this size
 AHEAD_BELOW = 64 * 1024        # after RETR n, the small messages that follow are read ahead ...
 AHEAD_BYTES = 128 * 1024       # ... in one hop to a reader thread, at most this much per session
-YIELD_AFTER = 1024 * 1024     # a long RETR to a fast client lets other sessions run this often
 FLUSH_AT = 64 * 1024           # write the output buffer out once it holds this much
 WRITE_HIGH, WRITE_LOW = 512 * 1024, 128 * 1024   # transport buffer limits (flow control)
 QUEUE_PAUSE, QUEUE_RESUME = 256, 32              # queued lines: stop / restart reading
@@ -431,31 +430,27 @@ class Pop3Session(asyncio.Protocol):
         except OSError as exc:
             return self._unreadable(number, info, exc)
         ahead: asyncio.Future[bytes] | None = None
-        unyielded = 0   # bytes sent since this session last let the loop run something else
         try:
             encoder = wire.MessageEncoder(body_lines)
             if body_lines is None:
                 self.write(b"+OK %d octets\r\n" % info.size)
             else:
                 self.write(b"+OK top of message follows\r\n")
-            while chunk:
-                # Not at the end yet: the next piece is read while this one goes out.
-                ahead = None if handle.closed else self.ctx.read_file(handle.read, READ_CHUNK)
-                out = encoder.feed(chunk)
+            out = encoder.feed(chunk)
+            while True:
                 if out:
                     self.write(out)
-                if encoder.complete or ahead is None:
+                if encoder.complete or handle.closed:
                     break
-                if self._out_size >= FLUSH_AT or self._write_paused:
-                    await self.drain()
-                unyielded += len(chunk)
-                if not ahead.done():
-                    unyielded = 0   # awaiting it below lets the others run
-                elif unyielded >= YIELD_AFTER:   # read already, a fast client: the others' turn now
-                    await asyncio.sleep(0)
-                    unyielded = 0
+                await self.drain()   # what is written goes out while the next piece is read
+                # The next piece is read and encoded on a reader thread, started only now that the
+                # loop has nothing left to do for this session: the thread then finds the GIL free
+                # instead of taking turns with the loop at every system call (a context switch each).
+                # The encoder is touched by that hop alone until it is awaited. Awaiting it always
+                # suspends, so a fast client never keeps the other sessions waiting.
+                ahead = self.ctx.read_file(_read_encoded, handle, encoder, READ_CHUNK)
                 try:
-                    chunk = await ahead
+                    out = await ahead
                 except OSError as exc:
                     # "+OK" and part of the text are out: the only honest end is to hang up.
                     log.error("POP3 session %s: reading %s failed mid-message: %s; closing the connection",
@@ -644,6 +639,11 @@ def _read_whole(wanted: list[tuple[int, str, int]]) -> dict[int, tuple[str, byte
         if len(text) <= size:   # a short read of a regular file: all of it
             found[number] = (path, text)
     return found
+
+
+def _read_encoded(handle: MessageFile, encoder: wire.MessageEncoder, size: int) -> bytes:
+    """On a reader thread: the wire form of the next ``size`` bytes of an open message file."""
+    return encoder.feed(handle.read(size))
 
 
 def _open_and_read(path: str, size: int) -> tuple[MessageFile, bytes]:
