@@ -256,6 +256,9 @@ class Postfix(Server):
                 "mynetworks": "127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128", "home_mailbox": "Maildir/",
                 "default_transport": "error", "relay_transport": "error",
                 "maillog_file": "/var/log/postfix-bench.log", "inet_protocols": "ipv4"}
+        main_cf = Path("/etc/postfix/main.cf")   # Debian's "No configuration" install leaves none
+        if not main_cf.exists():
+            main_cf.touch()
         subprocess.run(["postconf", "-e"] + [f"{k}={v}" for k, v in conf.items()], check=True)
         master = Path("/etc/postfix/master.cf")
         text = master.read_text()
