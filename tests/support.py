@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -317,3 +318,20 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
             raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
             found.add((str(ipaddress.ip_address(raw)), int(hex_port, 16)))
     return found
+
+
+def reset_connection(sock: socket.socket) -> None:
+    """Close with a TCP RST (SO_LINGER 0), as a crashing or hostile client does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def read_line(sock: socket.socket) -> bytes:
+    """One reply line, read a byte at a time (nothing after it is consumed); what came if the peer closed."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import struct
 import time
 
 import pytest
 
 from service.lograte import CLIENT, CLIENT_BURST, SUMMARY, EventLog, FloodFilter
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, wait_for, read_line as _line, reset_connection as _reset
 
 ROUNDS = 500            # of each of the kinds below: 3,000 client-triggered events in all
 MAX_NEW_LINES = 200     # a few of each kind, and the counts
@@ -24,21 +23,6 @@ def service(tmp_path):
     svc.call("settings.set", name="max_connections_per_ip", value=1)
     yield svc
     svc.stop()
-
-
-def _reset(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def _line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _connect(port: int) -> socket.socket:

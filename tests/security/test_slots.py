@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import struct
 
 import pytest
 
 from service.listeners import Limits, Listener, Refusal, client_key
 from tests.service.test_pop3_support import pop3  # noqa: F401 - the in-process POP3 fixture
-from tests.support import ServiceProcess, free_port, unverified_tls, wait_for
+from tests.support import ServiceProcess, free_port, unverified_tls, wait_for, read_line as _line, reset_connection as _reset
 
 PER_ADDRESS = 3
 ROUNDS = 12          # four times the per-address limit: one leaked slot per round would lock us out
@@ -48,22 +47,6 @@ def _connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close with a TCP RST (SO_LINGER 0), as a crashing or hostile client does."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def _line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _client_hello_start(port: int) -> bytes:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from service.ipc.tcp import LOGIN_TIMEOUT, MAX_PER_ADDRESS
-from tests.support import ServiceProcess, free_port, unverified_tls, wait_for
+from tests.support import ServiceProcess, free_port, unverified_tls, wait_for, read_line as _line
 
 LIMIT = 2           # seconds: pop3_logon_timeout and smtp_logon_timeout in these tests
 TRANSACTION = 3     # seconds: smtp_transaction_timeout
@@ -65,16 +65,6 @@ def _trickle(sock: socket.socket, data: bytes, within: float) -> tuple[bytes, fl
 
 def _connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=5)
-
-
-def _line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def pop3_a_trickling_client_is_cut_at_the_logon_limit(service: ServiceProcess) -> None:
