@@ -24,3 +24,16 @@ def service(tmp_path):
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def system_user():
+    """A throw-away system account with no shell, removed afterwards (tests that run as root)."""
+    import secrets
+    import subprocess
+    name = "p3t" + secrets.token_hex(4)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)

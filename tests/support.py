@@ -335,3 +335,13 @@ def read_line(sock: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+def process_ids(pid: int) -> dict[str, list[int]]:
+    """Uid and Gid lines of /proc/PID/status (real, effective, saved, filesystem)."""
+    ids = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Uid", "Gid"):
+            ids[key] = [int(v) for v in rest.split()]
+    return ids

@@ -15,22 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServiceProcess, wait_for
+from tests.support import process_ids as ids_of, ServiceProcess, wait_for
 from tests.support import unverified_tls as tls
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the service starts as root and drops "
                                 "to a test user; PAM and useradd need root (CI runs as root)")
 PASSWORD = "Privsep-pw-4471"
-
-
-def ids_of(pid: int) -> dict[str, list[int]]:
-    """Uid and Gid lines of /proc/PID/status (real, effective, saved, filesystem)."""
-    ids = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Uid", "Gid"):
-            ids[key] = [int(v) for v in rest.split()]
-    return ids
 
 
 def children_of(pid: int) -> list[int]:
@@ -42,20 +32,10 @@ def children_of(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def service_user():
-    name = "p3t" + secrets.token_hex(4)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False)
-
-
-@pytest.fixture
-def dropped_service(service_user):
+def dropped_service(system_user):
     base = Path(tempfile.mkdtemp(prefix="pop3-privsep-"))
     os.chmod(base, 0o755)
-    proc = ServiceProcess(base / "data", extra_args=("--user", service_user))
+    proc = ServiceProcess(base / "data", extra_args=("--user", system_user))
     try:
         yield proc.start()
     finally:
@@ -86,9 +66,9 @@ def smtp_auth(service: ServiceProcess, login: str, password: str) -> int:
             return exc.smtp_code
 
 
-def test_local_accounts_with_an_unprivileged_network_process(dropped_service, service_user):
+def test_local_accounts_with_an_unprivileged_network_process(dropped_service, system_user):
     service = dropped_service
-    uid = pwd.getpwnam(service_user).pw_uid
+    uid = pwd.getpwnam(system_user).pw_uid
     name = "pop3t_" + secrets.token_hex(4)
     try:
         service.winpop("set", "auth", "local", check=True)

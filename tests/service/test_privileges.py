@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServiceProcess
+from tests.support import process_ids as status_ids, ServiceProcess
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 PASSWORD = "Dr0p-privileges!"
@@ -32,25 +32,6 @@ def free_privileged_port() -> int:
             except OSError:
                 continue
     pytest.skip("no free port below 1024")
-
-
-@pytest.fixture
-def system_user():
-    name = "p3t" + secrets.token_hex(4)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False)
-
-
-def status_ids(pid: int) -> dict[str, list[int]]:
-    ids = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Uid", "Gid"):
-            ids[key] = [int(v) for v in rest.split()]
-    return ids
 
 
 def test_root_start_binds_then_runs_as_the_given_user(system_user):

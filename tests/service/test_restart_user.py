@@ -5,9 +5,7 @@ service manager). Mail stored by the first run is still readable with the same k
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,16 +15,6 @@ from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 ADDRESS, PASSWORD = "again@example.com", "Start-twice-1"
-
-
-@pytest.fixture
-def system_user():
-    name = "p3r" + secrets.token_hex(4)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False)
 
 
 def test_a_second_root_start_with_user_runs(system_user: str) -> None:
