@@ -186,35 +186,67 @@ def _watch_stalls(loop: asyncio.AbstractEventLoop, threshold: float) -> None:
 
 
 def _time_callbacks(threshold: float, logger: logging.Logger) -> bool:
-    """Report every event-loop callback whose wall time, less the time its thread spent waiting
-    for a CPU, reaches ``threshold``: what it spent running or *blocked* (on the disk, a lock, the
-    database), not what a busy machine's scheduler took from it. The run-queue wait comes from
-    /proc/thread-self/schedstat (its second field, in ns). False where that file is missing (then
-    asyncio's own wall-clock report stands)."""
+    """Report every event-loop callback whose wall time, less the time the machine's scheduler
+    kept this process's threads waiting for a CPU, reaches ``threshold``: what it spent running or
+    *blocked* (on the disk, a lock, the database), not what a busy machine took from it.
+
+    Two waits are the scheduler's: the loop thread's own run-queue wait, and that of the other
+    Python threads while the callback ran -- a reader thread holding the GIL that is kept off a
+    CPU keeps the loop waiting for the GIL although the loop itself is not queued. Run-queue waits
+    come from /proc/thread-self/schedstat and /proc/self/task/<tid>/schedstat (second field, ns).
+    The other threads' figures are refreshed at most every 5 ms, so a window may count up to 5 ms
+    of their waits from just before the callback. False where schedstat is missing (then asyncio's
+    own wall-clock report stands)."""
     try:
         fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)   # this thread's: the loop's
     except OSError:
         return False
     loop_thread = threading.get_ident()
     original = asyncio.events.Handle._run
+    others_fds: dict[int, int] = {}
+    others_seen = [0.0, 0]   # when the others' total was last read, and that total (ns)
 
-    def waited_ns() -> int:
-        return int(os.pread(fd, 128, 0).split()[1])
+    def waited_ns(thread_fd: int) -> int:
+        return int(os.pread(thread_fd, 128, 0).split()[1])
+
+    def others_waited_ns() -> int:
+        """The run-queue wait, so far, of every other live Python thread of this process."""
+        total, live = 0, set()
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if tid is None or thread.ident == loop_thread:
+                continue
+            live.add(tid)
+            thread_fd = others_fds.get(tid)
+            if thread_fd is None:
+                try:
+                    thread_fd = others_fds[tid] = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+                except OSError:
+                    continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += waited_ns(thread_fd)
+        for tid in set(others_fds) - live:   # a thread that ended: its figure is gone with it
+            os.close(others_fds.pop(tid))
+        return total
 
     def _run(handle: asyncio.events.Handle) -> None:
         if threading.get_ident() != loop_thread:
             original(handle)
             return
-        start, queued = time.perf_counter(), waited_ns()
+        start, queued = time.perf_counter(), waited_ns(fd)
+        if start - others_seen[0] > 0.005:
+            others_seen[:] = [start, others_waited_ns()]
+        others_before = others_seen[1]
         try:
             original(handle)
         finally:
             wall = time.perf_counter() - start
             if wall >= threshold:
-                runnable = (waited_ns() - queued) / 1e9
-                if wall - runnable >= threshold:
-                    logger.warning("Executing %r took %.3f seconds (%.3f of them waiting for a CPU)",
-                                   handle, wall, runnable)
+                runnable = (waited_ns(fd) - queued) / 1e9
+                others = max(0, others_waited_ns() - others_before) / 1e9
+                if wall - runnable - others >= threshold:
+                    logger.warning("Executing %r took %.3f seconds (%.3f of them waiting for a CPU, "
+                                   "%.3f of other threads' waits)", handle, wall, runnable, others)
 
     asyncio.events.Handle._run = _run   # type: ignore[method-assign]
     return True
