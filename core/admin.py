@@ -30,7 +30,8 @@ from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable, dat
 from core.model import DomainInfo, MailboxInfo, to_json
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import Settings
-from core.store import MailStore, clean_name, shown_path, uidl_for
+from core.store import MailStore
+from core.store.maildir import clean_name, shown_path, uidl_for
 from core.tables import AuditEntry, Domain, Mailbox, Message
 
 log = logging.getLogger(__name__)

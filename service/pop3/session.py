@@ -20,7 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from core.model import MailboxRef, MessageInfo
-from core.store import open_message, shown_path
+from core.store.maildir import open_message, shown_path
 from service.listeners import client_key
 from service.lograte import CLIENT, EventLog
 from service.pop3 import wire

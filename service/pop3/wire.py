@@ -65,7 +65,7 @@ class MessageEncoder:
 
     Bare LF becomes CRLF, CRLF stays, a bare CR stays; a line starting with "." gets a second
     "." (§3 byte-stuffing); a last line without a line end is given CRLF. The octets before
-    stuffing therefore equal ``core.store.pop3_size`` of the file. With ``body_lines`` set, only
+    stuffing therefore equal ``core.store.maildir.pop3_size`` of the file. With ``body_lines`` set, only
     the header, the blank line and that many body lines are passed (TOP, §7)."""
 
     __slots__ = ("_carry_cr", "_line_start", "_empty", "_top", "_in_header", "_body_left", "_done", "octets")

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 
 from core.errors import MailError, NotFound, Unavailable
-from core.store import fsync_dir, write_durably
+from core.store.maildir import fsync_dir, write_durably
 from core.tables import Domain, Mailbox, QueuedMessage, QueuedRecipient
 from service.smtp import delivery
 from service.smtp.dsn import RecipientStatus, build_report

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert  # noqa: E402
 
 from core.db import Database, sqlite_url  # noqa: E402
-from core.store import MailStore, fsync_dir  # noqa: E402
+from core.store import MailStore  # noqa: E402
+from core.store.maildir import fsync_dir  # noqa: E402
 from core.tables import Domain, Mailbox  # noqa: E402
 from tests.core.conftest import make_mailbox  # noqa: E402
 from tests.support import ServiceProcess  # noqa: E402
@@ -110,7 +111,7 @@ def bench_index_paths(count: int = 2000) -> tuple[float, float]:
     connection with the same statements compiled once (what MailStore uses on SQLite)."""
     from datetime import datetime, timezone
 
-    from core.store import _BUMP_DOMAIN, _BUMP_MAILBOX, _CoreIndex, _SqliteIndex
+    from core.store.index import BUMP_DOMAIN, BUMP_MAILBOX, CoreIndexWriter, SqliteIndexWriter
 
     with bench_store() as (db, _store, mid, _raw_dir):
         now = datetime.now(timezone.utc)
@@ -123,12 +124,12 @@ def bench_index_paths(count: int = 2000) -> tuple[float, float]:
                     index = index_type(handle)
                     index.lock_mailboxes([mid])
                     index.insert_message(mid, f"u{i}", f"new/m{i}", 4096, now)
-                    index.bump(_BUMP_MAILBOX, {"mid": mid, "n": 1, "sz": 4096})
-                    index.bump(_BUMP_DOMAIN, {"did": 1, "n": 1, "sz": 4096})
+                    index.bump(BUMP_MAILBOX, {"mid": mid, "n": 1, "sz": 4096})
+                    index.bump(BUMP_DOMAIN, {"did": 1, "n": 1, "sz": 4096})
             return (time.perf_counter() - start) / count * 1e3
 
-        samples = [(timed(db.write_conn, _CoreIndex, 2 * r * count),
-                    timed(db.sqlite_write, _SqliteIndex, (2 * r + 1) * count)) for r in range(3)]
+        samples = [(timed(db.write_conn, CoreIndexWriter, 2 * r * count),
+                    timed(db.sqlite_write, SqliteIndexWriter, (2 * r + 1) * count)) for r in range(3)]
     return statistics.median(c for c, _ in samples), statistics.median(r for _, r in samples)
 
 

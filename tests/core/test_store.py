@@ -12,7 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from core.db import Database
 from core.errors import QuotaExceeded, Unavailable
-from core.store import MailStore, pop3_size, to_maildir, uidl_for
+from core.store import MailStore
+from core.store.maildir import pop3_size, to_maildir, uidl_for
 from core.tables import Domain, Mailbox, Message
 from tests.core.conftest import make_mailbox
 from tests.support import db_url_for

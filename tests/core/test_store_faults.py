@@ -15,7 +15,7 @@ import pytest
 
 from core.admin import check_mailroot_path, import_base
 from core.errors import Conflict, Invalid, Unavailable
-from core.store import _file_pop3_size, open_message, pop3_size, uidl_for
+from core.store.maildir import file_pop3_size, open_message, pop3_size, uidl_for
 from core.tables import Mailbox, Message
 from tests.core.conftest import make_mailbox
 from tests.support import ROOT
@@ -166,7 +166,7 @@ def test_size_of_a_file_read_in_pieces_matches_pop3_size(tmp_path):
     data = (b"x" * 65535 + b"\r\n") + b"y\n" * 3 + b"tail"   # a CRLF split across two pieces
     (tmp_path / "m").write_bytes(data)
     with open_message(tmp_path / "m") as fh:
-        assert _file_pop3_size(fh) == pop3_size(data)
+        assert file_pop3_size(fh) == pop3_size(data)
 
 
 def test_no_delivery_through_a_symlinked_mailbox_or_domain_folder(db, store, tmp_path):

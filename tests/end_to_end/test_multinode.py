@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from core.ipc.client import AdminClient
-from core.store import pop3_size
+from core.store.maildir import pop3_size
 from core.tables import QueuedRecipient
 from tests.support import ServiceProcess, db_url_for, free_port, pg_url, wait_for
 

@@ -119,7 +119,8 @@ def test_big_delivery_writes_what_the_small_path_would(tmp_path: Path, tail: byt
     """The store converts a big message a MB at a time: same file, sizes and counters as the
     one-piece conversion, also where a CR CR LF or a CRLF falls on a MB boundary."""
     from core.db import Database
-    from core.store import BIG_MESSAGE, MailStore, pop3_size, to_maildir
+    from core.store import MailStore
+    from core.store.maildir import BIG_MESSAGE, pop3_size, to_maildir
     from tests.core.conftest import make_mailbox
     from tests.support import db_url_for
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.store import pop3_size
+from core.store.maildir import pop3_size
 from service.pop3 import wire
 
 
