@@ -450,7 +450,7 @@ class Admin:
                     raise Conflict("On PostgreSQL several nodes share one mail root (and the outgoing queue in it); "
                                    "one running node cannot move it. Stop every node, move the folder, and keep "
                                    "its path the same (a mount point or a symbolic link above it).")
-            found = self.store.relocate(path, lambda: self._store_setting("mailroot", str(path)))
+            found = to_json(self.store.relocate(path, lambda: self._store_setting("mailroot", str(path))))
         else:
             self._store_setting("mailroot", str(path))
             found = {}

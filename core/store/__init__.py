@@ -15,13 +15,13 @@ each a module with one job:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import stat
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from core.db import Database
 from core.errors import Conflict
@@ -30,12 +30,21 @@ from core.store.delivery import Delivery
 from core.store.gate import Gate
 from core.store.index import MessageIndex
 from core.store.maildir import MessageNames, shown_path
-from core.store.maildrop import Maildrop
+from core.store.maildrop import Maildrop, MissingFile
 from core.store.mailroot import MailRoot
-from core.store.problems import ProblemList
+from core.store.problems import ProblemList, StoreProblems
 from core.store.repair import Repair
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Relocation:
+    """What a move to another mail root found there (MailStore.relocate)."""
+
+    messages: int
+    mailboxes: int
+    domains: int
 
 
 class MailStore:
@@ -79,8 +88,8 @@ class MailStore:
     def clear_problems(self) -> None:
         self._problems.clear()
 
-    def problems(self) -> dict[str, Any]:
-        """{"total": n, "items": [{"path", "problem"}, ...]} (at most MAX_PROBLEMS items)."""
+    def problems(self) -> StoreProblems:
+        """What the last repair (and reads since) could not fix: all counted, MAX_PROBLEMS listed."""
         return self._problems.report()
 
     # -- folders --------------------------------------------------------------------------
@@ -142,8 +151,8 @@ class MailStore:
         with self._gate.passing():
             return self._maildrop.delete_messages(mailbox_id, message_ids)
 
-    def mark_missing(self, mailbox_id: int, message_id: int) -> tuple[str, str]:
-        """A message file could not be opened: (outcome, path); see Maildrop.mark_missing."""
+    def mark_missing(self, mailbox_id: int, message_id: int) -> MissingFile:
+        """A message file could not be opened: find out why; see Maildrop.mark_missing."""
         with self._gate.passing():
             return self._maildrop.mark_missing(mailbox_id, message_id)
 
@@ -163,7 +172,7 @@ class MailStore:
         self._index.recount(mailbox_ids)
 
     # -- the mail root ----------------------------------------------------------------------
-    def relocate(self, new_root: Path, commit: Callable[[], None]) -> dict[str, int]:
+    def relocate(self, new_root: Path, commit: Callable[[], None]) -> Relocation:
         """Move the running store to another mail root at once, or refuse with nothing changed.
 
         Deliveries, deletions and repairs wait meanwhile (the gate). The new root must already hold
@@ -208,5 +217,5 @@ class MailStore:
             self.forget()
             self.clear_problems()
         log.warning("the mail root is now %s (was %s); %d messages found there", new_root, old_root, messages)
-        return {"messages": messages, "mailboxes": len(boxes), "domains": len(domains)}
+        return Relocation(messages=messages, mailboxes=len(boxes), domains=len(domains))
 

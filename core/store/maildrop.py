@@ -1,10 +1,11 @@
 """The maildrop: a mailbox's messages as POP3 lists, reads and deletes them, from the index."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, delete, select, update
 
@@ -18,6 +19,14 @@ from core.store.problems import ProblemList
 from core.tables import Domain, Mailbox, Message
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingFile:
+    """What became of a message whose file could not be opened (Maildrop.mark_missing)."""
+
+    outcome: Literal["dropped", "moved", "present", "unavailable"]
+    path: str   # the file's path (its new one when moved); "" when another session dropped it first
 
 
 class Maildrop:
@@ -90,10 +99,10 @@ class Maildrop:
         self.changed({mailbox_id})
         return len(rows)
 
-    def mark_missing(self, mailbox_id: int, message_id: int) -> tuple[str, str]:
+    def mark_missing(self, mailbox_id: int, message_id: int) -> MissingFile:
         """A message file could not be opened: find out why and repair the index if the file is gone.
 
-        Returns (outcome, path): "dropped" (the file is gone: its row and counters are removed),
+        The outcome: "dropped" (the file is gone: its row and counters are removed),
         "moved" (found renamed in new/ or cur/, as mail readers do: the row follows; path is the new
         one), "present" (the file is there: a passing error), "unavailable" (the Maildir itself is
         missing or not a folder: nothing changes, a problem is noted)."""
@@ -104,7 +113,7 @@ class Maildrop:
                 .where(Message.id == message_id, Message.mailbox_id == mailbox_id, Message.deleted.is_(False))
             ).first()
         if row is None:
-            return "dropped", ""   # already gone: another session, or the repair
+            return MissingFile("dropped", "")   # already gone: another session, or the repair
         filename, size, mname, dname, domain_id = row
         folder = self.root.mailbox_dir(dname, mname)
         path = folder / filename
@@ -113,9 +122,9 @@ class Maildrop:
             if self.problems.note(folder, f"the mailbox {mname}@{dname} cannot be read ({problem}); its "
                                           "messages are kept in the index"):
                 log.error("mailbox %s@%s cannot be read: %s", mname, dname, problem)
-            return "unavailable", str(path)
+            return MissingFile("unavailable", str(path))
         if os.path.lexists(path):
-            return "present", str(path)
+            return MissingFile("present", str(path))
         moved = self.root.find_renamed(folder, filename)
         if moved is not None:
             with self.db.write() as session:
@@ -125,7 +134,7 @@ class Maildrop:
                     session.execute(update(Message).where(Message.id == message_id).values(filename=moved))
             if taken is None:
                 log.warning("message file %s was renamed to %s; the index follows it", shown_path(path), moved)
-                return "moved", str(folder / moved)
+                return MissingFile("moved", str(folder / moved))
         with self.db.write() as session:
             dropped = cast(CursorResult[Any], session.execute(
                 delete(Message).where(Message.id == message_id, Message.deleted.is_(False))))
@@ -136,4 +145,4 @@ class Maildrop:
             log.warning("message file %s of %s@%s is gone (deleted behind the service's back); its index "
                         "row is dropped", shown_path(path), mname, dname)
             self.changed({mailbox_id})
-        return "dropped", str(path)
+        return MissingFile("dropped", str(path))

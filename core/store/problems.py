@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Any
 
 from core.store.maildir import shown_path
 
@@ -19,8 +18,14 @@ class StoreProblem:
     path: str
     problem: str
 
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "problem": self.problem}
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreProblems:
+    """The problem list as handed out: every problem counted, at most MAX_PROBLEMS listed."""
+
+    total: int
+    items: tuple[StoreProblem, ...]
 
 
 class ProblemList:
@@ -50,7 +55,7 @@ class ProblemList:
             self._items.clear()
             self._total = 0
 
-    def report(self) -> dict[str, Any]:
-        """{"total": n, "items": [{"path", "problem"}, ...]} (at most MAX_PROBLEMS items)."""
+    def report(self) -> StoreProblems:
+        """The problems now, in the order they were first seen."""
         with self._lock:
-            return {"total": self._total, "items": [p.as_dict() for p in self._items.values()]}
+            return StoreProblems(total=self._total, items=tuple(self._items.values()))

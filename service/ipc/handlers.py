@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.errors import Unavailable
+from core.model import to_json
 from core.tables import Domain
 from service.context import ServiceContext
 
@@ -102,7 +103,7 @@ def service_status(ctx: ServiceContext) -> dict[str, Any]:
     # What the start-up repair (or a read since) could not fix in the mail root: {total, items}.
     disk = getattr(ctx, "disk", None)
     return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
-            "disk": disk.snapshot() if disk is not None else [], "store_problems": ctx.store.problems()}
+            "disk": disk.snapshot() if disk is not None else [], "store_problems": to_json(ctx.store.problems())}
 
 
 @handles("service.status")

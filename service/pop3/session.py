@@ -538,19 +538,19 @@ class Pop3Session(asyncio.Protocol):
         counters, this session answers -ERR [SYS/PERM] and the next session no longer lists it."""
         box = self.mailbox
         try:
-            outcome, path = await self.ctx.run(self.ctx.store.mark_missing, box.id, info.id)
+            missing = await self.ctx.run(self.ctx.store.mark_missing, box.id, info.id)
         except Exception as error:   # the database is away: an ordinary temporary failure
             if number not in self._unreadable_logged:
                 log.error("POP3 session %s: the missing file of message %d could not be looked into: %s",
                           self.id, number, error)
             self._unreadable(number, info, exc)
             return None
-        if outcome == "moved":
-            moved = dataclasses.replace(info, path=path)
+        if missing.outcome == "moved":
+            moved = dataclasses.replace(info, path=missing.path)
             self.messages[number - 1] = moved
             return moved
-        if outcome == "dropped":
-            if path:   # "" when another session or the repair dropped it first: logged there
+        if missing.outcome == "dropped":
+            if missing.path:   # "" when another session or the repair dropped it first: logged there
                 self.ctx.stats.incr("pop3.messages_lost")
                 self.log(LOG_MINIMUM, "message %d (%s) is no longer in the mail store; dropped from the index",
                          number, info.uidl)

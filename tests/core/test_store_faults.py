@@ -15,7 +15,10 @@ import pytest
 
 from core.admin import check_mailroot_path, import_base
 from core.errors import Conflict, Invalid, Unavailable
+from core.model import to_json
+from core.store import Relocation
 from core.store.maildir import file_pop3_size, open_message, pop3_size, uidl_for
+from core.store.maildrop import MissingFile
 from core.tables import Mailbox, Message
 from tests.core.conftest import make_mailbox
 from tests.support import ROOT
@@ -32,7 +35,7 @@ def counters(db, mid: int) -> tuple[int, int]:
 
 def problem_for(store, path: Path | str) -> str:
     shown = os.fsencode(path).decode("utf-8", "backslashreplace")
-    found = [p["problem"] for p in store.problems()["items"] if p["path"] == shown]
+    found = [p.problem for p in store.problems().items if p.path == shown]
     assert found, f"no problem listed for {shown}: {store.problems()}"
     return found[0]
 
@@ -92,7 +95,7 @@ def test_one_bad_entry_does_not_stop_the_repair(db, store):
         assert counters(db, bob) == (1, pop3_size(b"stray\n"))
         assert counters(db, alice) == (1, keep.size)       # the folder's row is kept; the marked one not counted
         again = store.reconcile()                          # the next start: the same list, nothing worse
-        assert again.problems == 2 and store.problems()["total"] == 2
+        assert again.problems == 2 and store.problems().total == 2
     assert store.reconcile().tombstones_finished == 1      # once it can be deleted, it is
 
 
@@ -102,12 +105,13 @@ def reconcile_without_read_override(db, store) -> tuple[dict, int]:
     unprivileged user would."""
     if os.geteuid() != 0:
         report = store.reconcile()
-        return store.problems(), report.orphans_indexed
+        return to_json(store.problems()), report.orphans_indexed
     if shutil.which("setpriv") is None:
         pytest.skip("root reads any file, and setpriv (util-linux) is not here to drop that right")
-    script = ("import json, sys; from core.db import Database; from core.store import MailStore; "
+    script = ("import json, sys; from core.db import Database; from core.model import to_json; "
+              "from core.store import MailStore; "
               "db = Database(sys.argv[1]); store = MailStore(db, sys.argv[2]); report = store.reconcile(); "
-              "print(json.dumps([store.problems(), report.orphans_indexed]))")
+              "print(json.dumps([to_json(store.problems()), report.orphans_indexed]))")
     url = db.engine.url.render_as_string(hide_password=False)
     result = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c",
                              script, url, str(store.root)], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -144,7 +148,7 @@ def test_dot_files_empty_files_links_and_pipes_are_never_messages(db, store, tmp
     assert "symbolic link" in problem_for(store, folder / "new" / "link")
     assert "named pipe" in problem_for(store, folder / "cur" / "pipe")
     assert "a folder" in problem_for(store, folder / "new" / "subfolder")
-    assert store.problems()["total"] == 4                  # the dot-file is simply not mail
+    assert store.problems().total == 4                  # the dot-file is simply not mail
 
 
 def test_message_files_are_opened_without_following_links(tmp_path):
@@ -234,17 +238,17 @@ def test_mark_missing_drops_a_gone_file_follows_a_renamed_one_and_keeps_an_unrea
     mid = make_mailbox(db, store, "alice@example.com")
     gone, moved, kept = (store.deliver(mid, MSG + bytes([65 + i]) + b"\r\n") for i in range(3))
     paths = {m.id: m.path for m in store.list_messages(mid)}
-    assert store.mark_missing(mid, gone.message_id)[0] == "present"
+    assert store.mark_missing(mid, gone.message_id).outcome == "present"
     os.unlink(paths[gone.message_id])
-    assert store.mark_missing(mid, gone.message_id) == ("dropped", paths[gone.message_id])
-    assert store.mark_missing(mid, gone.message_id) == ("dropped", "")      # twice is harmless
+    assert store.mark_missing(mid, gone.message_id) == MissingFile("dropped", paths[gone.message_id])
+    assert store.mark_missing(mid, gone.message_id) == MissingFile("dropped", "")      # twice is harmless
     assert counters(db, mid) == (2, moved.size + kept.size)
     target = paths[moved.message_id].replace("/new/", "/cur/") + ":2,RS"
     os.rename(paths[moved.message_id], target)
-    assert store.mark_missing(mid, moved.message_id) == ("moved", target)
+    assert store.mark_missing(mid, moved.message_id) == MissingFile("moved", target)
     folder = store.mailbox_dir("example.com", "alice")
     os.rename(folder / "new", folder / "new.away")
-    assert store.mark_missing(mid, kept.message_id)[0] == "unavailable"
+    assert store.mark_missing(mid, kept.message_id).outcome == "unavailable"
     assert counters(db, mid) == (2, moved.size + kept.size)
     assert "cannot be read" in problem_for(store, folder)
 
@@ -273,7 +277,7 @@ def test_relocate_refuses_while_the_new_root_lacks_the_mail(db, store, tmp_path)
     assert store.root == old_root and committed == [] and os.listdir(target) == []
     shutil.copytree(old_root, target, dirs_exist_ok=True, symlinks=True)   # the administrator's copy
     found = store.relocate(target, lambda: committed.append(True))
-    assert found == {"messages": 1, "mailboxes": 1, "domains": 1} and committed == [True]
+    assert found == Relocation(messages=1, mailboxes=1, domains=1) and committed == [True]
     assert store.root == target
     store.deliver(mid, MSG)                                 # new mail goes to the new root at once
     assert len(os.listdir(target / "example.com" / "alice" / "new")) == 2
