@@ -1,8 +1,10 @@
 """The console's entry point: ``run_console(data_dir)`` (``python main.py`` calls it)."""
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
@@ -10,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 from gui import icons
 from gui.ipc_client import IpcClient
 from gui.views.main_window import MainWindow
+from gui.wizard.setup_wizard import SetupWizard
 
 ORGANIZATION = "pop3-service"
 APPLICATION = "console"
@@ -22,7 +25,6 @@ def console_settings() -> QSettings:
 
 def needs_setup(data_dir: Path) -> bool:
     """First use: no service answers at ``data_dir/admin.sock`` and there is no data directory yet."""
-    import socket
     data_dir = Path(data_dir)
     if data_dir.exists():
         return False
@@ -47,12 +49,11 @@ def open_console(client: IpcClient, settings: QSettings | None = None) -> MainWi
 def run_console(data_dir: Path) -> int:
     """Open the console for the service whose admin socket is ``data_dir/admin.sock``; on first use,
     the setup wizard comes first and the console opens on what it made."""
-    app = QApplication.instance() or QApplication(sys.argv)
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv))
     app.setApplicationName("POP3 Service")
     app.setOrganizationName(ORGANIZATION)
     app.setWindowIcon(icons.icon("console"))
     if needs_setup(Path(data_dir)):
-        from gui.wizard.setup_wizard import SetupWizard
         wizard = SetupWizard(Path(data_dir))
         windows: list[MainWindow] = []
 

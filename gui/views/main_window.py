@@ -5,41 +5,45 @@ Every action is a function in ``gui.ops``; the models follow the service's chang
 """
 from __future__ import annotations
 
-import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QProcess, QSettings, Qt, QTimer
+from PySide6.QtCore import (
+    QByteArray,
+    QItemSelectionModel,
+    QModelIndex,
+    QSettings,
+    Qt,
+    QTimer,
+)
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
-                               QStackedWidget, QTabWidget, QToolBar, QTreeView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QSplitter,
+    QToolBar,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
-from gui import icons, ops
-from gui.dialogs import error_box
-from gui.dialogs.change_password import ChangePasswordDialog
-from gui.dialogs.confirm_delete import ConfirmDeleteDialog
-from gui.dialogs.item_properties import DomainPropertiesDialog, MailboxPropertiesDialog
-from gui.dialogs.mailbox_created import MailboxCreatedDialog, client_settings
-from gui.dialogs.new_domain import NewDomainDialog
-from gui.dialogs.new_mailbox import NewMailboxDialog
-from gui.dialogs.server_properties import ServerPropertiesDialog
-from gui.models.domain_table import DomainTableModel
-from gui.models.mailbox_table import MailboxTableModel
+from gui import icons
+from gui.controller import ConsoleController
 from gui.models.nodes import ActionState, NodeKind, Target, action_states
-from gui.models.tree_model import Node, ScopeTreeModel
+from gui.models.tree_model import Node
 from gui.views.banner import ConnectionBanner
 from gui.views.help_window import HelpWindow
+from gui.views.item_commands import ItemCommands, stored_flag
 from gui.views.list_pane import ListPane
+from gui.views.result_pane import ResultPane
 from gui.views.server_switch import ServerSwitch
-from gui.views.bans_view import BansView
-from gui.views.queue_view import QueueView
-from gui.views.tokens_view import TokensView
-from gui.dialogs.relay_test import RelayTestDialog
-from gui.views.status_view import StatusView, listener_failures
+from gui.wizard import console as wizard_console
 
 APP_TITLE = "POP3 Service"
-MAIN_PY = Path(__file__).resolve().parents[2] / "main.py"
 
 # name: (text, icon, shortcut, status tip)
 ACTION_SPECS: dict[str, tuple[str, str, str, str]] = {
@@ -61,36 +65,13 @@ ACTION_SPECS: dict[str, tuple[str, str, str, str]] = {
 SERVICE_ACTIONS = ("start", "stop", "pause", "resume", "restart")
 
 
-# QSettings.value(..., type=bool) trips a reference-counting bug in PySide6 (a fatal error at
-# exit), and INI files give text back anyway: read flags and lists by hand.
-def stored_flag(settings: QSettings, key: str, default: bool) -> bool:
-    value = settings.value(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def stored_list(settings: QSettings, key: str) -> list[str]:
-    value = settings.value(key)
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return [str(value)]
-
-
 class MainWindow(QMainWindow):
-    """The POP3 Service console."""
+    """The POP3 Service console: the tree, the result pane, the actions and the window's layout."""
 
     def __init__(self, client: Any, *, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.client = client
         self.settings = settings
-        self.server_settings: dict[str, Any] = {}
-        self.server_info: dict[str, Any] = {}
-        self.service_state = "unknown"
         self.dialog: QDialog | None = None           # the dialog opened last (tests look here)
         self._active_pane = "tree"
         self._restore_path: list[str] | None = None
@@ -98,9 +79,11 @@ class MainWindow(QMainWindow):
         self.help_window: HelpWindow | None = None
         self.last_menu: QMenu | None = None
 
-        self.tree_model = ScopeTreeModel(client, self)
-        self.domain_model = DomainTableModel(client, self)
-        self.mailbox_model = MailboxTableModel(client, self)
+        self.controller = ConsoleController(client, parent=self)
+        self.tree_model = self.controller.tree_model
+        self.domain_model = self.controller.domain_model
+        self.mailbox_model = self.controller.mailbox_model
+        self.commands = ItemCommands(self, self.controller, settings)
         self._build_panes()
         self._build_actions()
         self._build_menus_and_toolbar()
@@ -113,11 +96,10 @@ class MainWindow(QMainWindow):
         self._update_timer.timeout.connect(self.update_actions)
         self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
         self._maybe_restore_selection()
-        self.server_switch = ServerSwitch(self)     # this computer or another; remembered servers
-        self._build_service_panes()
+        # This computer or another; the remembered servers under the root of the tree.
+        self.server_switch = ServerSwitch(self, client, settings=settings, tree_model=self.tree_model, parent=self)
         self.update_actions()
-        if client.is_connected:
-            self._on_connected()
+        self.controller.start()
 
     # -- construction ----------------------------------------------------------------------------
     def _build_panes(self) -> None:
@@ -130,31 +112,14 @@ class MainWindow(QMainWindow):
         self.tree.expand(self.tree_model.index_of(self.tree_model.root))
         self.tree.expand(self.tree_model.index_of(self.tree_model.server))
 
-        self.root_page = QWidget()
-        intro = QLabel("<h3>POP3 Service</h3><p>Use the POP3 Service to create e-mail domains and mailboxes, "
-                       "lock and unlock them, and control the mail service. Select the server below, or in the "
-                       "tree, to see its domains.</p>")
-        intro.setWordWrap(True)
-        self.server_list = QTreeView()
-        self.server_list.setModel(self.tree_model)
-        self.server_list.setRootIndex(self.tree_model.index_of(self.tree_model.root))
-        self.server_list.setRootIsDecorated(False)
-        self.server_list.setItemsExpandable(False)
-        self.server_list.setHeaderHidden(True)
-        page = QVBoxLayout(self.root_page)
-        page.addWidget(intro)
-        page.addWidget(self.server_list, 1)
-
-        self.domain_pane = ListPane(self.domain_model, noun="domains")
-        self.mailbox_pane = ListPane(self.mailbox_model, noun="mailboxes")
-        self.status_view = StatusView(self.client)
-        self.server_tabs = QTabWidget()
-        self.server_tabs.setTabPosition(QTabWidget.TabPosition.South)
-        self.server_tabs.addTab(self.domain_pane, "Domains")
-        self.server_tabs.addTab(self.status_view, "Service Status")
-        self.stack = QStackedWidget()
-        for w in (self.root_page, self.server_tabs, self.mailbox_pane):
-            self.stack.addWidget(w)
+        self.stack = ResultPane(self.controller)
+        self.domain_pane = self.stack.domain_pane
+        self.mailbox_pane = self.stack.mailbox_pane
+        self.server_tabs = self.stack.server_tabs
+        self.status_view = self.stack.status_view
+        self.queue_view = self.stack.queue_view
+        self.bans_view = self.stack.bans_view
+        self.tokens_view = self.stack.tokens_view
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.tree)
@@ -176,7 +141,7 @@ class MainWindow(QMainWindow):
         self.resize(960, 620)
 
     def _build_actions(self) -> None:
-        self.actions: dict[str, QAction] = {}
+        self.named_actions: dict[str, QAction] = {}   # by name (actions() is the QWidget method)
         for name, (text, icon_name, shortcut, tip) in ACTION_SPECS.items():
             action = QAction(icons.icon(icon_name), text, self)
             if shortcut:
@@ -186,7 +151,7 @@ class MainWindow(QMainWindow):
             action.setProperty("base_tip", action.toolTip())
             action.triggered.connect(getattr(self, f"do_{name}"))
             self.addAction(action)
-            self.actions[name] = action
+            self.named_actions[name] = action
         # Alt+Enter: the keypad Enter too.
         QShortcut(QKeySequence("Alt+Enter"), self, self.do_properties)
         self.connect_action = QAction("&Connect to Another Computer…", self)
@@ -200,6 +165,9 @@ class MainWindow(QMainWindow):
         self.find_action.setShortcut(QKeySequence.StandardKey.Find)
         self.find_action.triggered.connect(self._focus_filter)
         self.addAction(self.find_action)
+        self.relay_action = QAction("Test for Open &Relay…", self)
+        self.relay_action.setStatusTip("Try the classic open-relay tricks against this server's SMTP port")
+        self.relay_action.triggered.connect(self.do_relay_test)
 
     def _build_menus_and_toolbar(self) -> None:
         bar = self.menuBar()
@@ -224,7 +192,7 @@ class MainWindow(QMainWindow):
             if name is None:
                 self.toolbar.addSeparator()
             else:
-                self.toolbar.addAction(self.actions[name])
+                self.toolbar.addAction(self.named_actions[name])
         self.addToolBar(self.toolbar)
         self.toolbar_action = self.toolbar.toggleViewAction()
         self.toolbar_action.setText("&Toolbar")
@@ -237,21 +205,27 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.statusbar_action)
         view_menu.addSeparator()
         view_menu.addAction(self.find_action)
-        view_menu.addAction(self.actions["refresh"])
+        view_menu.addAction(self.named_actions["refresh"])
         help_menu = bar.addMenu("&Help")
-        help_menu.addAction(self.actions["help"])
+        help_menu.addAction(self.named_actions["help"])
         help_menu.addSeparator()
         help_menu.addAction(self.about_action)
 
     def _wire(self) -> None:
-        c = self.client
-        c.connected.connect(self._on_connected)
-        c.disconnected.connect(self._on_disconnected)
-        c.event_received.connect(self._on_event)
+        c = self.controller
+        c.connection_changed.connect(self._connection_changed)
+        c.lists_outdated.connect(self._reload_lists)
+        c.server_info_changed.connect(self._server_info_changed)
+        c.status_changed.connect(self.status_view.apply_status)
+        c.logging_level_changed.connect(self.status_view.set_logging_level)
+        c.facts_changed.connect(self.update_actions)
+        c.message.connect(self.show_message)
+        c.event_arrived.connect(self._event_arrived)
+        c.event_applied.connect(self._event_applied)
         self.tree.selectionModel().currentChanged.connect(self._on_node_changed)
         self.tree.customContextMenuRequested.connect(self._tree_menu)
         self.tree_model.domains_loaded.connect(self._maybe_restore_selection)
-        self.tree_model.load_failed.connect(self._load_failed)
+        self.tree_model.load_failed.connect(c.report_read_failure)
         self.tree_model.rowsRemoved.connect(self._schedule_update)
         for pane in (self.domain_pane, self.mailbox_pane):
             pane.view.selectionModel().selectionChanged.connect(self._list_selection_changed)
@@ -260,66 +234,34 @@ class MainWindow(QMainWindow):
             pane.view.activated.connect(partial(self._list_activated, pane))
             pane.model.total_changed.connect(self._update_counts)
             pane.model.loading_changed.connect(self._update_counts)
-            pane.model.load_failed.connect(self._load_failed)
+            pane.model.load_failed.connect(c.report_read_failure)
             pane.model.dataChanged.connect(self._schedule_update)
             pane.model.modelReset.connect(self._schedule_update)
         self.mailbox_model.domain_gone.connect(self._domain_gone)
         self.server_tabs.currentChanged.connect(lambda _i: self._set_active_pane("list"))
         QApplication.instance().focusChanged.connect(self._focus_changed)  # type: ignore[union-attr]
-        self.banner.retry_button.clicked.connect(self.client.retry_now)
+        self.banner.retry_button.clicked.connect(c.retry_now)
         self.banner.start_button.clicked.connect(self.start_service_process)
 
-    # -- connection --------------------------------------------------------------------------------
-    def _on_connected(self) -> None:
-        self.banner.setVisible(False)
-        self.connection_label.setText(f"Connected: {self.client.target}")
-        self.client.request("server.info", {}, self._apply_server_info, self._load_failed)
-        self.client.request("settings.get", {}, self._apply_settings, self._load_failed)
-        self.client.request("service.status", {}, self._apply_status, self._load_failed)
-        self.refresh_lists()
-        self.update_actions()
-
-    def _on_disconnected(self) -> None:
-        self.tree_model.clear()
-        self.tree_model.set_service_state("unknown")
-        self.service_state = "unknown"
-        reason = f" ({self.client.last_error})" if getattr(self.client, "last_error", "") else ""
-        self.banner.show_message(
-            f"<b>The POP3 Service is not reachable</b> at {self.client.location}{reason}.<br>"
-            "The lists below may be out of date. The console reconnects by itself when the service is back.")
+    # -- what the controller reports -----------------------------------------------------------------
+    def _connection_changed(self, connected: bool) -> None:
+        if connected:
+            self.banner.setVisible(False)
+            self.connection_label.setText(f"Connected: {self.client.target}")
+            return
+        self.banner.show_message(self.controller.disconnect_text())
         self.connection_label.setText("Not connected")
         self.update_actions()
 
-    def _apply_server_info(self, info: dict[str, Any]) -> None:
-        self.server_info = dict(info)
-        self.tree_model.set_server_info(info)
-        if hasattr(self.status_view, "set_certificate"):
-            self.status_view.set_certificate(info.get("tls") or {})
-            self.status_view.set_key_problem(str(info.get("key_problem") or ""))
+    def _reload_lists(self) -> None:
+        self.refresh_lists()
+        self.update_actions()
+
+    def _server_info_changed(self, info: dict[str, Any]) -> None:
+        self.stack.apply_server_info(info)
         self.setWindowTitle(f"{APP_TITLE} - [{info.get('hostname') or 'this computer'}]")
-        self.domain_pane.title.setText(f"Domains on {self.tree_model.server.label}")
+        self.stack.set_server_label(self.tree_model.server.label)
         self._update_counts()
-
-    def _apply_settings(self, values: dict[str, Any]) -> None:
-        self.server_settings = dict(values)
-        self.status_view.set_logging_level(values.get("logging", 2))
-        self.update_actions()
-
-    def _apply_status(self, status: dict[str, Any]) -> None:
-        self.service_state = str(status.get("state", "unknown"))
-        self.tree_model.set_service_state(self.service_state)
-        if isinstance(status.get("listeners"), list):
-            self.server_info["listeners"] = status["listeners"]
-        self.status_view.apply_status(status)
-        failures = listener_failures(status)
-        if failures:
-            self.statusBar().showMessage("Not running: " + "; ".join(failures), 15000)
-        self.update_actions()
-
-    def _load_failed(self, error: Any) -> None:
-        if getattr(error, "code", "") == "unavailable":
-            return   # the banner says it
-        self.statusBar().showMessage(f"Could not read from the service: {getattr(error, 'message', error)}", 8000)
 
     def refresh_lists(self) -> None:
         """Read the tree and the shown list again (connect, reconnect, F5), keeping the selection."""
@@ -332,66 +274,99 @@ class MainWindow(QMainWindow):
         self.tree_model.reload()
         if self.current_node().kind is NodeKind.SERVER or node.kind is NodeKind.SERVER:
             self.domain_model.reload()
-        if self.status_view.isVisible():
-            self.status_view.refresh()
+        self.stack.refresh_status()
 
-    def start_service_process(self) -> None:
-        """Offer of the banner: start this user's own service for this data directory (background mode)."""
-        from gui.wizard.console import start_background_service
-        start_background_service(self)
-
-    def do_setup_wizard(self) -> None:
-        """File → Set Up the Server: the setup wizard for ports, certificate and storage."""
-        from gui.wizard.console import open_setup_wizard
-        open_setup_wizard(self)
-
-    def show_first_mailbox(self, domain: str, mailbox: dict[str, Any]) -> None:
-        """After the first setup: the new domain, and the client settings of its first mailbox."""
-        from gui.wizard.console import show_first_mailbox
-        show_first_mailbox(self, domain, mailbox)
-
-    # -- events ------------------------------------------------------------------------------------
-    def _on_event(self, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            return
+    def _event_arrived(self, name: str, data: dict[str, Any]) -> None:
         if name == "domain.deleted" and self.current_node().key == data.get("name") \
                 and self.current_node().kind is NodeKind.DOMAIN:
             # Go up to the server first, as MMC does, rather than to whichever neighbour Qt picks.
-            self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
-            self.statusBar().showMessage(f"The domain {data.get('name')} was deleted.", 5000)
-        self.tree_model.apply_event(name, data)
-        self.domain_model.apply_event(name, data)
-        self.mailbox_model.apply_event(name, data)
-        if name == "settings.changed":
-            self.server_settings[str(data.get("name"))] = data.get("value")
-            if data.get("name") == "logging":
-                self.status_view.set_logging_level(data.get("value"))
-        elif name == "service.state":
-            self._apply_status(data)
-        elif name == "domain.added" and data.get("name") == self._select_when_added:
+            self.select_server()
+            self.show_message(f"The domain {data.get('name')} was deleted.", 5000)
+
+    def _event_applied(self, name: str, data: dict[str, Any]) -> None:
+        if name == "domain.added" and data.get("name") == self._select_when_added:
             self._select_when_added = ""
             self.select_domain(str(data["name"]))
         if name.startswith("domain.") and self.current_node().kind is NodeKind.DOMAIN:
-            self._update_domain_note()
+            self.stack.show_domain_note(self.current_node())
         self._schedule_update()
 
     def _domain_gone(self, name: str) -> None:
-        self.statusBar().showMessage(f"The domain {name} was deleted.", 5000)
+        self.show_message(f"The domain {name} was deleted.", 5000)
+        self.select_server()
+
+    # -- what the wizard, the server switch and the item commands ask (gui.views.host) ---------------
+    def dialog_parent(self) -> QWidget:
+        """Dialogs and message boxes belong to the window."""
+        return self
+
+    def open_dialog(self, dialog: QDialog, topic: str) -> QDialog:
+        """Open ``dialog`` (deleted when closed, F1 opens help ``topic``)."""
+        self.dialog = dialog
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        QShortcut(QKeySequence("F1"), dialog, lambda: self.show_help(topic))
+        dialog.open()
+        return dialog
+
+    def show_dialog(self, dialog: QDialog) -> None:
+        """Open a message box or wizard the caller keeps."""
+        self.dialog = dialog
+        dialog.open()
+
+    def show_message(self, text: str, timeout_ms: int) -> None:
+        """A line in the status bar."""
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def select_server(self) -> None:
+        """Select the server node."""
         self.tree.setCurrentIndex(self.tree_model.index_of(self.tree_model.server))
+
+    def select_domain(self, name: str) -> bool:
+        """Select the domain ``name``; False when the tree does not list it (yet)."""
+        node = self.tree_model.domain_node(name)
+        if node is None:
+            return False
+        self.tree.setCurrentIndex(self.tree_model.index_of(node))
+        return True
+
+    def select_domain_when_added(self, name: str) -> None:
+        """Select ``name`` now, or when its ``domain.added`` event arrives (a new domain)."""
+        if not self.select_domain(name):
+            self._select_when_added = name
+
+    def select_domain_when_loaded(self, name: str) -> None:
+        """Select ``name`` now, or when a page of the tree lists it (after the first setup)."""
+        def select() -> None:
+            if self.select_domain(name):
+                try:
+                    self.tree_model.domains_loaded.disconnect(select)
+                except (RuntimeError, TypeError):
+                    pass
+        self.tree_model.domains_loaded.connect(select)
+        select()
+
+    def show_mailbox_created(self, info: dict[str, Any]) -> None:
+        """The client settings of a new mailbox (after New Mailbox, or after the first setup)."""
+        self.commands.mailbox_created(info)
+
+    def show_first_mailbox(self, domain: str, mailbox: dict[str, Any]) -> None:
+        """After the first setup: the new domain, and the client settings of its first mailbox."""
+        wizard_console.show_first_mailbox(self, domain, mailbox)
+
+    def start_service_process(self) -> None:
+        """Offer of the banner: start this user's own service for this data directory (background mode)."""
+        wizard_console.start_background_service(self)
 
     # -- selection -----------------------------------------------------------------------------------
     def current_node(self) -> Node:
+        """The tree's selected node (the server while nothing below the root is selected)."""
         idx = self.tree.currentIndex()
         node = self.tree_model.node(idx) if idx.isValid() else self.tree_model.server
         return node if node.parent is not None else self.tree_model.server
 
     def current_pane(self) -> ListPane | None:
-        node = self.current_node()
-        if node.kind is NodeKind.SERVER and self.server_tabs.currentWidget() is self.domain_pane:
-            return self.domain_pane
-        if node.kind is NodeKind.DOMAIN:
-            return self.mailbox_pane
-        return None
+        """The list shown for the selected node, if any."""
+        return self.stack.list_for(self.current_node())
 
     def targets(self) -> list[Target]:
         """What an action applies to: the list's selection when the list is active, else the tree node."""
@@ -403,51 +378,25 @@ class MainWindow(QMainWindow):
         return [self.current_node().target()]
 
     def context_domain(self, targets: list[Target]) -> str:
+        """The one domain the targets are in (where New Mailbox adds), or ""."""
         for t in targets:
             if t.domain:
                 return t.domain if len({x.domain for x in targets}) == 1 else ""
         node = self.current_node()
         return node.key if node.kind is NodeKind.DOMAIN else ""
 
-    def select_domain(self, name: str) -> bool:
-        node = self.tree_model.domain_node(name)
-        if node is None:
-            return False
-        self.tree.setCurrentIndex(self.tree_model.index_of(node))
-        return True
-
     def _on_node_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         node = self.current_node()
         if node.kind is NodeKind.REMOTE:
             self.server_switch.node_selected(node.key)   # selects the server node when it switches
             return
-        if node.kind is NodeKind.ROOT:
-            self.stack.setCurrentWidget(self.root_page)
-        elif node.kind is NodeKind.SERVER:
-            self.stack.setCurrentWidget(self.server_tabs)
-            if not self.domain_model.fully_loaded and not self.domain_model.loading and self.client.is_connected:
-                self.domain_model.reload()
-            self.domain_pane.title.setText(f"Domains on {node.label}")
-        elif node.kind is NodeKind.DOMAIN:
-            self.stack.setCurrentWidget(self.mailbox_pane)
-            self.mailbox_pane.title.setText(f"Mailboxes in {node.label}")
-            if self.mailbox_model.domain != node.key:
-                self.mailbox_pane.filter.blockSignals(True)
-                self.mailbox_pane.filter.clear()
-                self.mailbox_pane.filter.blockSignals(False)
-                self.mailbox_model._filter = ""
-                self.mailbox_model.set_domain(node.key)
-            self._update_domain_note()
+        if node.kind is NodeKind.SERVER and not self.domain_model.fully_loaded and not self.domain_model.loading \
+                and self.client.is_connected:
+            self.domain_model.reload()
+        self.stack.show_node(node)
         self._active_pane = "tree"
         self._update_counts()
         self.update_actions()
-
-    def _update_domain_note(self) -> None:
-        node = self.current_node()
-        locked = node.kind is NodeKind.DOMAIN and bool(node.data.get("locked"))
-        self.mailbox_pane.note.setText(f"The domain {node.label} is locked: none of its mailboxes can log on "
-                                       "(mail is still delivered). Unlock the domain to unlock its mailboxes.")
-        self.mailbox_pane.note.setVisible(locked)
 
     def _list_selection_changed(self, *_args: Any) -> None:
         self._active_pane = "list"
@@ -479,18 +428,21 @@ class MainWindow(QMainWindow):
 
     # -- actions: state ------------------------------------------------------------------------------
     def action_state(self) -> dict[str, ActionState]:
+        """Enabled or not, and why, for each action on the current targets."""
         targets = self.targets()
         return action_states(targets, connected=self.client.is_connected,
-                             context_domain=self.context_domain(targets), service_state=self.service_state)
+                             context_domain=self.context_domain(targets),
+                             service_state=self.controller.service_state)
 
     def update_actions(self) -> None:
+        """The one slot that makes the actions follow the selection and the service."""
         for name, state in self.action_state().items():
-            action = self.actions[name]
+            action = self.named_actions[name]
             action.setEnabled(state.enabled)
             base = action.property("base_tip")
             action.setToolTip(base if state.enabled else f"{base}: {state.reason}")
         node = self.current_node()
-        self.actions["help"].setData(node.kind.help_topic())
+        self.named_actions["help"].setData(node.kind.help_topic())
 
     def _fill_menu(self, menu: QMenu, targets: list[Target]) -> None:
         """The context menu and the Action menu, derived from the kinds of the targets."""
@@ -499,33 +451,33 @@ class MainWindow(QMainWindow):
         kinds = {t.kind for t in targets}
         kind = next(iter(kinds)) if len(kinds) == 1 else None
         new_menu = menu.addMenu("&New")
-        new_menu.addAction(self.actions["new_domain"])
-        new_menu.addAction(self.actions["new_mailbox"])
+        new_menu.addAction(self.named_actions["new_domain"])
+        new_menu.addAction(self.named_actions["new_mailbox"])
         if kind is not None and kind.can_lock():
             menu.addSeparator()
-            menu.addAction(self.actions["lock"])
-            menu.addAction(self.actions["unlock"])
+            menu.addAction(self.named_actions["lock"])
+            menu.addAction(self.named_actions["unlock"])
         if kind is not None and kind.can_change_password():
-            menu.addAction(self.actions["change_password"])
+            menu.addAction(self.named_actions["change_password"])
         if kind is not None and kind.controls_service():
             tasks = menu.addMenu("All Tas&ks")
             tasks.setToolTipsVisible(True)
             for name in SERVICE_ACTIONS:
-                tasks.addAction(self.actions[name])
-            if hasattr(self, "relay_action"):
-                tasks.addSeparator()
-                tasks.addAction(self.relay_action)
+                tasks.addAction(self.named_actions[name])
+            tasks.addSeparator()
+            tasks.addAction(self.relay_action)
         menu.addSeparator()
         if kind is not None and kind.can_delete():
-            menu.addAction(self.actions["delete"])
-        menu.addAction(self.actions["refresh"])
+            menu.addAction(self.named_actions["delete"])
+        menu.addAction(self.named_actions["refresh"])
         if kind is not None and kind.has_properties():
             menu.addSeparator()
-            menu.addAction(self.actions["properties"])
+            menu.addAction(self.named_actions["properties"])
         menu.addSeparator()
-        menu.addAction(self.actions["help"])
+        menu.addAction(self.named_actions["help"])
 
     def context_menu(self) -> QMenu:
+        """The context menu for the current targets."""
         menu = QMenu(self)
         menu.setToolTipsVisible(True)
         self._fill_menu(menu, self.targets())
@@ -559,208 +511,70 @@ class MainWindow(QMainWindow):
     def _enabled(self, name: str) -> bool:
         state = self.action_state()[name]
         if not state.enabled:
-            self.statusBar().showMessage(state.reason, 5000)
+            self.show_message(state.reason, 5000)
         return state.enabled
 
-    # -- actions: doing --------------------------------------------------------------------------------
-    def _open(self, dialog: QDialog, topic: str) -> QDialog:
-        self.dialog = dialog
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        QShortcut(QKeySequence("F1"), dialog, lambda: self.show_help(topic))
-        dialog.open()
-        return dialog
-
+    # -- actions: doing ------------------------------------------------------------------------------
     def do_new_domain(self) -> None:
-        if not self._enabled("new_domain"):
-            return
-        dialog: NewDomainDialog
-
-        def submit(name: str, ok: Any, fail: Any) -> None:
-            def done(result: Any) -> None:
-                ok(result)
-                key = str((result or {}).get("name", name))
-                if not self.select_domain(key):
-                    self._select_when_added = key
-            ops.add_domain(self.client, parent=dialog, name=name, on_done=done, on_fail=fail)
-
-        dialog = NewDomainDialog(self, submit=submit)
-        self._open(dialog, "new-domain")
+        if self._enabled("new_domain"):
+            self.commands.new_domain()
 
     def do_new_mailbox(self) -> None:
-        if not self._enabled("new_mailbox"):
-            return
-        domain = self.context_domain(self.targets())
-        node = self.tree_model.domain_node(domain)
-        display = str(node.data.get("display_name") or domain) if node else domain
-        dialog: NewMailboxDialog
-
-        def submit(values: dict[str, Any], ok: Any, fail: Any) -> None:
-            ops.add_mailbox(self.client, parent=dialog, address=values["address"], password=values["password"],
-                            create_user=values["create_user"], on_done=ok, on_fail=fail)
-
-        dialog = NewMailboxDialog(self, domain=domain, display_domain=display,
-                                  auth=str(self.server_settings.get("auth", "passwordfile")),
-                                  create_user_default=bool(self.server_settings.get("createuser", False)),
-                                  submit=submit)
-        dialog.accepted.connect(lambda: self._mailbox_created(getattr(dialog, "created_info", None)
-                                                              or {"address": dialog.address}))
-        self._open(dialog, "new-mailbox")
-
-    def _mailbox_created(self, info: dict[str, Any]) -> None:
-        if stored_flag(self.settings, "confirm/hide_mailbox_created", False):
-            return
-        address = str(info.get("address"))
-        name, _, domain = address.partition("@")
-        rows = client_settings(dict({"name": name, "domain": domain}, **info),
-                               hostname=str(self.server_info.get("hostname") or "this server"),
-                               auth=str(self.server_settings.get("auth", "passwordfile")),
-                               spa_required=bool(self.server_settings.get("sparequired", True)),
-                               ports=self.listener_ports())
-        dialog = MailboxCreatedDialog(self, rows, address=address)
-        dialog.finished.connect(lambda _r: self.settings.setValue("confirm/hide_mailbox_created",
-                                                                  dialog.dont_show.isChecked()))
-        self._open(dialog, "new-mailbox")
-
-    def listener_ports(self) -> dict[str, int]:
-        """Port per listener: the service's report when we have it, else the settings."""
-        ports: dict[str, int] = {}
-        for item in self.server_info.get("listeners") or []:
-            if isinstance(item, dict) and item.get("name"):
-                ports[str(item["name"])] = int(item.get("port") or 0) if item.get("state") != "disabled" else 0
-        s = self.server_settings
-        for name, key in (("pop3", "port"), ("pop3s", "pop3s_port"), ("smtp", "smtp_port"),
-                          ("submission", "submission_port"), ("smtps", "smtps_port")):
-            if name not in ports and key in s:
-                ports[name] = int(s[key] or 0)
-        return ports
-
-    def _batch(self, targets: list[Target], verb: str) -> None:
-        kind = targets[0].kind
-        sender = {
-            (NodeKind.DOMAIN, "lock"): lambda k, **kw: ops.lock_domain(self.client, parent=self, name=k, **kw),
-            (NodeKind.DOMAIN, "unlock"): lambda k, **kw: ops.unlock_domain(self.client, parent=self, name=k, **kw),
-            (NodeKind.MAILBOX, "lock"): lambda k, **kw: ops.lock_mailbox(self.client, parent=self, address=k, **kw),
-            (NodeKind.MAILBOX, "unlock"): lambda k, **kw: ops.unlock_mailbox(self.client, parent=self, address=k,
-                                                                             **kw),
-        }[(kind, verb)]
-        if verb == "lock":
-            keys = [t.key for t in targets if not t.locked]
-        else:
-            keys = [t.key for t in targets if t.locked and not t.data.get("domain_locked")]
-        ops.for_each(keys, sender, parent=self, doing=f"{verb} {len(keys)} {kind.noun(len(keys))}")
+        if self._enabled("new_mailbox"):
+            self.commands.new_mailbox(self.context_domain(self.targets()))
 
     def do_lock(self) -> None:
         if self._enabled("lock"):
-            self._batch(self.targets(), "lock")
+            self.commands.lock(self.targets(), "lock")
 
     def do_unlock(self) -> None:
         if self._enabled("unlock"):
-            self._batch(self.targets(), "unlock")
+            self.commands.lock(self.targets(), "unlock")
 
     def do_delete(self) -> None:
-        if not self._enabled("delete"):
-            return
-        targets = self.targets()
-        dialog = ConfirmDeleteDialog(self, targets, auth=str(self.server_settings.get("auth", "passwordfile")))
-
-        def confirmed() -> None:
-            with_users = not dialog.delete_user.isHidden() and dialog.delete_user.isChecked()
-            keys = [t.key for t in targets]
-            if targets[0].kind is NodeKind.DOMAIN:
-                send = lambda k, **kw: ops.delete_domain(self.client, parent=self, name=k,  # noqa: E731
-                                                         delete_users=with_users, **kw)
-            else:
-                send = lambda k, **kw: ops.delete_mailbox(self.client, parent=self, address=k,  # noqa: E731
-                                                          delete_user=with_users, **kw)
-            ops.for_each(keys, send, parent=self, doing=f"delete {len(keys)} {targets[0].kind.noun(len(keys))}")
-
-        dialog.accepted.connect(confirmed)
-        self._open(dialog, "delete")
+        if self._enabled("delete"):
+            self.commands.delete(self.targets())
 
     def do_change_password(self) -> None:
-        if not self._enabled("change_password"):
-            return
-        address = self.targets()[0].key
-        dialog: ChangePasswordDialog
-
-        def submit(password: str, ok: Any, fail: Any) -> None:
-            ops.change_password(self.client, parent=dialog, address=address, password=password,
-                                on_done=ok, on_fail=fail)
-
-        dialog = ChangePasswordDialog(self, address=address, submit=submit)
-        self._open(dialog, "mailbox")
+        if self._enabled("change_password"):
+            self.commands.change_password(self.targets()[0].key)
 
     def do_properties(self) -> None:
-        if not self._enabled("properties"):
-            return
-        target = self.targets()[0]
-        if target.kind is NodeKind.SERVER:
-            # Read the settings fresh: the dialog must start from what the server has now.
-            self.client.request("settings.get", {}, self._open_server_properties,
-                                lambda e: error_box.show_error(self, e, doing="read the server properties"))
-        elif target.kind is NodeKind.DOMAIN:
-            self._open(DomainPropertiesDialog(self, target.data), "domain")
-        elif target.kind is NodeKind.MAILBOX:
-            self._open(MailboxPropertiesDialog(self, target.data, client=self.client), "mailbox")
-
-    def _open_server_properties(self, values: dict[str, Any]) -> None:
-        self.server_settings = dict(values)
-
-        def open_with(described: list[dict[str, Any]] | None) -> None:
-            dialog = ServerPropertiesDialog(self, client=self.client, settings=values,
-                                            domain_count=self.tree_model.domain_total,
-                                            hostname=str(self.server_info.get("hostname") or ""),
-                                            restart_listeners=self.restart_listeners, described=described,
-                                            listeners=self.server_info.get("listeners"))
-            self._open(dialog, "server-properties")
-
-        # The service's own descriptions: the settings its modules register are editable too.
-        self.client.request("settings.describe", {}, lambda r: open_with((r or {}).get("items")),
-                            lambda _e: open_with(None))
-
-    def restart_listeners(self, names: list[str]) -> None:
-        for name in names:
-            ops._send(self.client, "service.control", {"action": "stop", "listener": name}, parent=self,
-                      doing=f"restart the {name} listener",
-                      on_done=lambda _r, name=name: ops._send(
-                          self.client, "service.control", {"action": "start", "listener": name}, parent=self,
-                          doing=f"restart the {name} listener"))
+        if self._enabled("properties"):
+            self.commands.properties(self.targets()[0])
 
     def do_refresh(self) -> None:
-        if self.client.is_connected:
-            self.client.request("service.status", {}, self._apply_status, self._load_failed)
-            self.refresh_lists()
-        else:
-            self.client.retry_now()
-
-    def _control(self, action: str) -> None:
-        if self._enabled(action):
-            ops.control_service(self.client, parent=self, action=action, on_done=self._apply_status)
+        self.controller.refresh()
 
     def do_start(self) -> None:
-        self._control("start")
+        if self._enabled("start"):
+            self.controller.control("start")
 
     def do_stop(self) -> None:
-        self._control("stop")
+        if self._enabled("stop"):
+            self.controller.control("stop")
 
     def do_pause(self) -> None:
-        self._control("pause")
+        if self._enabled("pause"):
+            self.controller.control("pause")
 
     def do_resume(self) -> None:
-        self._control("resume")
+        if self._enabled("resume"):
+            self.controller.control("resume")
 
     def do_restart(self) -> None:
         if self._enabled("restart"):
-            ops.restart_service(self.client, parent=self, on_done=self._apply_status)
+            self.controller.restart_service()
 
     def do_help(self) -> None:
         kinds = {t.kind for t in self.targets()}
         topic = next(iter(kinds)).help_topic() if len(kinds) == 1 else self.current_node().kind.help_topic()
-        if self.current_node().kind is NodeKind.SERVER and self.server_tabs.currentWidget() is self.status_view:
+        if self.stack.status_shown(self.current_node()):
             topic = "status"
         self.show_help(topic)
 
     def show_help(self, topic: str) -> None:
+        """The help window on ``topic``."""
         if self.help_window is None:
             self.help_window = HelpWindow(self)
         self.help_window.show_topic(topic)
@@ -774,38 +588,15 @@ class MainWindow(QMainWindow):
             return
         self.server_switch.connect_local(data_dir)
 
-    # -- the outgoing queue, bans and the relay test (what the POP3 and SMTP work added) ----------
-    def _build_service_panes(self) -> None:
-        self.queue_view = QueueView(self.client)
-        self.bans_view = BansView(self.client)
-        self.tokens_view = TokensView(self.client, lambda: self.server_info)
-        self.server_tabs.addTab(self.queue_view, "Queue")
-        self.server_tabs.addTab(self.bans_view, "Bans")
-        self.server_tabs.addTab(self.tokens_view, "Remote Admin")
-        self.relay_action = QAction("Test for Open &Relay…", self)
-        self.relay_action.setStatusTip("Try the classic open-relay tricks against this server's SMTP port")
-        self.relay_action.triggered.connect(self.do_relay_test)
-        self.client.event_received.connect(self._service_pane_event)
-
-    def _service_pane_event(self, name: str, _data: Any) -> None:
-        if name.startswith("ban.") and self.bans_view.isVisible():
-            self.bans_view.refresh()
+    def do_setup_wizard(self) -> None:
+        """File → Set Up the Server: the setup wizard for ports, certificate and storage."""
+        wizard_console.open_setup_wizard(self)
 
     def do_relay_test(self) -> None:
-        if not self.client.is_connected:
-            self.statusBar().showMessage("The console is not connected to the POP3 Service.", 5000)
-            return
-        dialog = RelayTestDialog(self)
-        self._open(dialog, "server")
-        ops.relay_test(self.client, parent=dialog, on_done=dialog.show_results,
-                       on_fail=lambda e: dialog.show_error(getattr(e, "message", str(e))))
+        self.commands.relay_test()
 
     def do_about(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, "About POP3 Service",
-                          "<b>POP3 Service</b><br>A point-and-click POP3 and SMTP mail server, after the Windows "
-                          "Server 2003 POP3 Service and its snap-in.", QMessageBox.StandardButton.Ok, self)
-        self.dialog = box
-        box.open()
+        self.commands.about()
 
     # -- status bar --------------------------------------------------------------------------------
     def _update_counts(self, *_args: Any) -> None:
@@ -847,6 +638,7 @@ class MainWindow(QMainWindow):
             self._restore_path = last.split("/")
 
     def save_layout(self) -> None:
+        """Geometry, splitter, columns, what is shown and the selected node, for the next start."""
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())

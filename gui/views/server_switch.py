@@ -10,27 +10,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QSettings
 from PySide6.QtWidgets import QMessageBox
 
 from gui.dialogs.connect_computer import ConnectComputerDialog
-from gui.remote_servers import (RemoteServer, TokenVault, pin_fingerprint, pinned_fingerprint, remember,
-                                remembered)
+from gui.models.tree_model import ScopeTreeModel
+from gui.remote_servers import (
+    RemoteServer,
+    TokenVault,
+    pin_fingerprint,
+    pinned_fingerprint,
+    remember,
+    remembered,
+)
+from gui.views.host import ConsoleHost
 
 LOCAL_KEY = "local"
 
 
 class ServerSwitch(QObject):
-    """Points the window's client at a server and keeps the remembered list in the tree."""
+    """Points the console's client at a server and keeps the remembered list in the tree."""
 
-    def __init__(self, window: Any, vault: TokenVault | None = None) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, host: ConsoleHost, client: Any, *, settings: QSettings, tree_model: ScopeTreeModel,
+                 vault: TokenVault | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.client = client
+        self.settings = settings
+        self.tree_model = tree_model
         self.vault = vault if vault is not None else TokenVault()
         self.server: RemoteServer | None = None        # the remote server being managed, if any
         self._token_to_save = ""
-        self._local_dir = Path(getattr(window.client, "data_dir", ""))
-        client = window.client
+        self._local_dir = Path(getattr(client, "data_dir", ""))
         client.connected.connect(self._on_connected)
         if hasattr(client, "certificate_unknown"):
             client.certificate_unknown.connect(self._certificate_unknown)
@@ -39,8 +50,8 @@ class ServerSwitch(QObject):
 
     # -- what the window calls -------------------------------------------------------------------
     def open_dialog(self, *, preset: RemoteServer | None = None, message: str = "") -> ConnectComputerDialog:
-        names = [s.key for s in remembered(self.window.settings)]
-        dialog = ConnectComputerDialog(self.window, data_dir=str(self._local_dir), remembered=names,
+        names = [s.key for s in remembered(self.settings)]
+        dialog = ConnectComputerDialog(self.host.dialog_parent(), data_dir=str(self._local_dir), remembered=names,
                                        vault=self.vault, preset=preset, message=message)
 
         def chosen() -> None:
@@ -55,7 +66,7 @@ class ServerSwitch(QObject):
             self.connect_remote(server, token, save=choice.remember_token and bool(choice.token))
 
         dialog.accepted.connect(chosen)
-        self.window._open(dialog, "connect")
+        self.host.open_dialog(dialog, "connect")
         return dialog
 
     def node_selected(self, key: str) -> None:
@@ -75,53 +86,51 @@ class ServerSwitch(QObject):
             self.open_dialog(preset=server, message=f"Give the admin token for {server.label}{reason}.")
 
     def connect_local(self, data_dir: Path) -> None:
-        client = self.window.client
+        client = self.client
         self._select_server()
         self.server = None
         self._token_to_save = ""
         self._local_dir = Path(data_dir)
         if hasattr(client, "point_at_local"):
             client.point_at_local(self._local_dir)
-        self.window.settings.setValue("connect/data_dir", str(self._local_dir))
+        self.settings.setValue("connect/data_dir", str(self._local_dir))
         self.refresh_tree()
 
     def connect_remote(self, server: RemoteServer, token: str, *, save: bool) -> None:
         self._select_server()
         self.server = server
         self._token_to_save = token if save else ""
-        remember(self.window.settings, server)
-        self.window.client.point_at_remote(server.host, server.port, token,
-                                           pinned_fingerprint(self.window.settings, server))
+        remember(self.settings, server)
+        self.client.point_at_remote(server.host, server.port, token, pinned_fingerprint(self.settings, server))
         self.refresh_tree()
 
     def refresh_tree(self) -> None:
-        entries = [(s.key, s.label) for s in remembered(self.window.settings) if s != self.server]
+        entries = [(s.key, s.label) for s in remembered(self.settings) if s != self.server]
         if self.server is not None:
             entries.insert(0, (LOCAL_KEY, "This computer"))
-        self.window.tree_model.set_remembered(entries)
+        self.tree_model.set_remembered(entries)
 
     # -- answers from the client -------------------------------------------------------------------
     def _select_server(self) -> None:
-        tree = self.window.tree
-        tree.setCurrentIndex(self.window.tree_model.index_of(self.window.tree_model.server))
+        self.host.select_server()
 
     def _on_connected(self) -> None:
         if self.server is None:
             return
-        client = self.window.client
+        client = self.client
         seen = getattr(client, "seen_fingerprint", "")
         if seen:
-            pin_fingerprint(self.window.settings, self.server, seen)
+            pin_fingerprint(self.settings, self.server, seen)
         if self._token_to_save:
             token, self._token_to_save = self._token_to_save, ""
             if not self.vault.save(self.server, token):
-                self.window.statusBar().showMessage(f"The token was not stored: {self.vault.reason}.", 8000)
+                self.host.show_message(f"The token was not stored: {self.vault.reason}.", 8000)
 
     def _certificate_unknown(self, fingerprint: str, details: str) -> None:
         server = self.server
         if server is None:
             return
-        pinned = pinned_fingerprint(self.window.settings, server)
+        pinned = pinned_fingerprint(self.settings, server)
         if pinned and pinned != fingerprint:
             icon = QMessageBox.Icon.Warning
             text = (f"<b>The certificate of {server.label} has changed.</b><br><br>"
@@ -137,21 +146,19 @@ class ServerSwitch(QObject):
                     "server shows on its Service Status page:<br><br>"
                     f"<tt>{fingerprint}</tt><br><br>Trust this certificate and connect?")
         box = QMessageBox(icon, "Server certificate", text,
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self.window)
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self.host.dialog_parent())
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.setTextFormat(box.textFormat().RichText)
 
         def decided(result: int) -> None:
             if result == QMessageBox.StandardButton.Yes and self.server == server:
-                pin_fingerprint(self.window.settings, server, fingerprint)
-                self.window.client.trust(fingerprint)
+                pin_fingerprint(self.settings, server, fingerprint)
+                self.client.trust(fingerprint)
             elif self.server == server:
-                self.window.statusBar().showMessage(f"Not connected to {server.label}: certificate not trusted.",
-                                                    8000)
+                self.host.show_message(f"Not connected to {server.label}: certificate not trusted.", 8000)
 
         box.finished.connect(decided)
-        self.window.dialog = box
-        box.open()
+        self.host.show_dialog(box)
 
     def _auth_failed(self, message: str) -> None:
         server = self.server

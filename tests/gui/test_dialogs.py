@@ -50,7 +50,7 @@ def test_authentication_method_can_change_on_an_empty_server(qtbot, fake, qsetti
     auth.editor.setCurrentIndex(auth.editor.findData("local"))
     qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: fake.service.settings["auth"] == "local")
-    qtbot.waitUntil(lambda: window.server_settings.get("auth") == "local")   # through settings.changed
+    qtbot.waitUntil(lambda: window.controller.server_settings.get("auth") == "local")   # through settings.changed
 
 
 def test_apply_sends_changes_and_says_which_listener_must_restart(qtbot, window, fake):
@@ -150,8 +150,8 @@ def test_change_password_from_the_mailbox_menu(qtbot, window, fake):
     pane.view.setFocus()
     pane.view.selectRow(row) if hasattr(pane.view, "selectRow") else pane.view.setCurrentIndex(
         window.mailbox_model.index(row, 0))
-    qtbot.waitUntil(lambda: window.actions["change_password"].isEnabled())
-    window.actions["change_password"].trigger()
+    qtbot.waitUntil(lambda: window.named_actions["change_password"].isEnabled())
+    window.named_actions["change_password"].trigger()
     dialog = window.dialog
     assert isinstance(dialog, ChangePasswordDialog)
     qtbot.keyClicks(dialog.password, "n3w-Secret")

@@ -198,7 +198,7 @@ def test_delete_key_deletes_the_selected_mailboxes_after_confirmation(qtbot, win
 
 def test_delete_offers_the_associated_user_with_system_accounts(qtbot, window, fake):
     fake.service.settings["auth"] = "local"
-    window.server_settings["auth"] = "local"
+    window.controller.server_settings["auth"] = "local"
     open_domain(qtbot, window, "fabrikam.com")
     select_rows(window.mailbox_pane, ["jane"])
     window.do_delete()
@@ -213,14 +213,14 @@ def test_delete_offers_the_associated_user_with_system_accounts(qtbot, window, f
 def test_lock_and_unlock_many_domains_at_once(qtbot, window, fake):
     pane = window.domain_pane
     select_rows(pane, ["contoso.com", "fabrikam.com", "northwind.local"])
-    qtbot.waitUntil(lambda: window.actions["lock"].isEnabled() and window.actions["unlock"].isEnabled())
-    window.actions["lock"].trigger()
+    qtbot.waitUntil(lambda: window.named_actions["lock"].isEnabled() and window.named_actions["unlock"].isEnabled())
+    window.named_actions["lock"].trigger()
     qtbot.waitUntil(lambda: all(pane.model.item(n)["locked"] for n in ("contoso.com", "fabrikam.com")))
     assert len(fake.ops_sent("domain.lock")) == 2            # the locked one is left alone
     assert "contoso.com (locked)" in tree_labels(window)
     select_rows(pane, ["contoso.com", "fabrikam.com", "northwind.local"])
-    qtbot.waitUntil(lambda: window.actions["unlock"].isEnabled())
-    window.actions["unlock"].trigger()
+    qtbot.waitUntil(lambda: window.named_actions["unlock"].isEnabled())
+    window.named_actions["unlock"].trigger()
     qtbot.waitUntil(lambda: not any(pane.model.item(n)["locked"]
                                     for n in ("contoso.com", "fabrikam.com", "northwind.local")))
 
@@ -230,8 +230,8 @@ def test_unlock_is_disabled_inside_a_locked_domain_with_the_reason(qtbot, window
     open_domain(qtbot, window, "northwind.local")
     assert window.mailbox_pane.note.isVisibleTo(window)
     select_rows(window.mailbox_pane, ["nancy"])
-    unlock = window.actions["unlock"]
-    qtbot.waitUntil(lambda: window.actions["delete"].isEnabled())
+    unlock = window.named_actions["unlock"]
+    qtbot.waitUntil(lambda: window.named_actions["delete"].isEnabled())
     assert not unlock.isEnabled()
     assert "domain northwind.local is locked" in unlock.toolTip()
 
@@ -270,7 +270,7 @@ def test_alt_enter_opens_properties_of_the_selection(qtbot, window):
 def test_properties_of_the_server_open_the_property_sheet(qtbot, window):
     window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
     window.tree.setFocus()
-    window.actions["properties"].trigger()
+    window.named_actions["properties"].trigger()
     qtbot.waitUntil(lambda: isinstance(window.dialog, ServerPropertiesDialog))
 
 
@@ -304,29 +304,29 @@ def test_losing_the_service_shows_a_banner_and_reconnects(qtbot, window, fake):
     fake.go_offline()
     qtbot.waitUntil(lambda: window.banner.isVisible())
     assert "not reachable" in window.banner.message.text()
-    assert not window.actions["new_domain"].isEnabled()
+    assert not window.named_actions["new_domain"].isEnabled()
     assert window.tree_model.data(window.tree_model.index_of(window.tree_model.server)) == "mail.contoso.com"
     fake.external("domain.add", {"name": "while-away.com"})   # missed: no events while away
     fake.go_online()
     qtbot.waitUntil(lambda: not window.banner.isVisible() and "while-away.com" in tree_labels(window))
-    assert window.actions["new_domain"].isEnabled()
+    assert window.named_actions["new_domain"].isEnabled()
 
 
 def test_service_control_and_the_server_badge(qtbot, window, fake):
     server = window.tree_model.index_of(window.tree_model.server)
     window.tree.setCurrentIndex(server)
     window.tree.setFocus()
-    window.actions["pause"].trigger()
+    window.named_actions["pause"].trigger()
     qtbot.waitUntil(lambda: window.tree_model.data(server) == "mail.contoso.com (Paused)")
-    assert window.actions["resume"].isEnabled() and not window.actions["pause"].isEnabled()
-    window.actions["stop"].trigger()
-    qtbot.waitUntil(lambda: window.service_state == "stopped")
-    assert window.actions["start"].isEnabled()
-    window.actions["start"].trigger()
-    qtbot.waitUntil(lambda: window.service_state == "running")
-    window.actions["restart"].trigger()
+    assert window.named_actions["resume"].isEnabled() and not window.named_actions["pause"].isEnabled()
+    window.named_actions["stop"].trigger()
+    qtbot.waitUntil(lambda: window.controller.service_state == "stopped")
+    assert window.named_actions["start"].isEnabled()
+    window.named_actions["start"].trigger()
+    qtbot.waitUntil(lambda: window.controller.service_state == "running")
+    window.named_actions["restart"].trigger()
     qtbot.waitUntil(lambda: [p["action"] for p in fake.ops_sent("service.control")][-2:] == ["stop", "start"])
-    qtbot.waitUntil(lambda: window.service_state == "running")
+    qtbot.waitUntil(lambda: window.controller.service_state == "running")
 
 
 def test_status_view_shows_listeners_counters_and_events(qtbot, window, fake):

@@ -79,11 +79,11 @@ def test_server_properties_show_the_port_this_run_uses(qtbot, service, qsettings
     client = ipc_client.IpcClient(service.data_dir)
     window = open_window(qtbot, client, qsettings)
     try:
-        qtbot.waitUntil(lambda: bool(window.server_info.get("listeners")))
+        qtbot.waitUntil(lambda: bool(window.controller.server_info.get("listeners")))
         dialogs = []
-        monkeypatch.setattr(window, "_open", lambda dialog, _key: dialogs.append(dialog))
+        monkeypatch.setattr(window, "open_dialog", lambda dialog, _key: dialogs.append(dialog))
         window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
-        window.actions["properties"].trigger()
+        window.named_actions["properties"].trigger()
         qtbot.waitUntil(lambda: bool(dialogs))
         note = dialogs[0].findChild(QLabel, "in_use_port")
         assert note is not None and f"uses port {service.ports['pop3']}" in note.text()
