@@ -66,7 +66,7 @@ class IpcClient(QObject):
         self._retry.timeout.connect(self._try_connect)
         self._retry_ms = RETRY_MS
 
-    # -- public interface (the fake in gui/testing.py has the same) ------------------------------
+    # -- public interface (the fake in tests/fake_service.py has the same) --------------
     @property
     def is_connected(self) -> bool:
         return self._is_connected

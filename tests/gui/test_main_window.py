@@ -12,7 +12,7 @@ from gui.dialogs.new_domain import NewDomainDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
 from gui.views.list_pane import EMPTY_TEXT
-from gui.testing import FakeServiceClient
+from tests.fake_service import FakeServiceClient
 from tests.gui.conftest import open_window
 
 
