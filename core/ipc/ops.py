@@ -10,7 +10,7 @@ all three against this table). Parameters marked ``secret`` never reach a log or
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -25,6 +25,9 @@ class Access(Enum):
     LOGON = "logon"   # also the first request on TCP, before admission: the TCP gate answers it
 
 
+JsonTypes = tuple[type, ...]
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter of an op."""
@@ -35,7 +38,7 @@ class Param:
     default: Any = None
 
     @property
-    def types(self) -> tuple[type, ...]:
+    def types(self) -> JsonTypes:
         return self.type if isinstance(self.type, tuple) else (self.type,)
 
 
@@ -70,14 +73,14 @@ def check_implemented(implemented: Iterable[str], by: str) -> None:
                 (("no handler for", missing), ("not in the op table", unknown), ("more than one handler for", twice))
                 if ops]
     if problems:
-        raise RuntimeError(f"{by} does not match the op table (core/ipc/ops.py): {'; '.join(problems)}.")
+        raise RuntimeError(f"{by} and the op table (core/ipc/ops.py) disagree: {'; '.join(problems)}.")
 
 
 _OPT_STR = Param(str, required=False)
-_PAGE = dict(offset=Param(int, required=False, default=0), limit=Param(int, required=False, default=0),
-             filter=Param(str, required=False, default=""),
-             sort=Param(str, required=False, default="name"),        # name, count, messages, size, state
-             descending=Param(bool, required=False, default=False))
+_PAGE = {"offset": Param(int, required=False, default=0), "limit": Param(int, required=False, default=0),
+         "filter": Param(str, required=False, default=""),
+         "sort": Param(str, required=False, default="name"),        # name, count, messages, size, state
+         "descending": Param(bool, required=False, default=False)}
 
 _DOMAIN_INFO = "DomainInfo {name, display_name, locked, mailbox_count, message_count, total_bytes}"
 _MAILBOX_INFO = ("MailboxInfo {name, domain, address, locked, domain_locked, message_count, total_bytes, "
@@ -117,8 +120,8 @@ OPS: dict[str, OpSpec] = {
         _op("settings.set", "Change one setting", "{name, value, restart}", mutates=True,
             publishes=("settings.changed",), name=Param(str), value=Param((str, int, bool, type(None)))),
         # -- domains -------------------------------------------------------------------------
-        _op("domain.list", "Domains with counters, one page in the order asked for",
-            f"{{total, offset, items: [{_DOMAIN_INFO}]}}", **_PAGE),
+        replace(_op("domain.list", "Domains with counters, one page in the order asked for",
+                    f"{{total, offset, items: [{_DOMAIN_INFO}]}}"), params=_PAGE),
         _op("domain.get", "One domain", _DOMAIN_INFO, name=Param(str)),
         _op("domain.add", "Create a domain", _DOMAIN_INFO, mutates=True, publishes=("domain.added",),
             name=Param(str)),
@@ -129,8 +132,8 @@ OPS: dict[str, OpSpec] = {
         _op("domain.unlock", "Unlock a domain", _DOMAIN_INFO, mutates=True, publishes=("domain.changed",),
             name=Param(str)),
         # -- mailboxes -----------------------------------------------------------------------
-        _op("mailbox.list", "Mailboxes of a domain with counters, one page in the order asked for",
-            f"{{total, offset, domain, items: [{_MAILBOX_INFO}]}}", domain=Param(str), **_PAGE),
+        replace(_op("mailbox.list", "Mailboxes of a domain with counters, one page in the order asked for",
+                    f"{{total, offset, domain, items: [{_MAILBOX_INFO}]}}"), params={"domain": Param(str), **_PAGE}),
         _op("mailbox.get", "One mailbox", _MAILBOX_INFO, address=Param(str)),
         _op("mailbox.add", "Create a mailbox (and its associated user)", _MAILBOX_INFO, mutates=True,
             publishes=("mailbox.added", "domain.changed"),
@@ -250,7 +253,7 @@ _TYPE_WORDS = {str: "text", int: "a whole number", bool: "true or false", type(N
                list: "a list", dict: "an object"}
 
 
-def _type_words(types: tuple[type, ...]) -> str:
+def _type_words(types: JsonTypes) -> str:
     return " or ".join(_TYPE_WORDS.get(t, t.__name__) for t in types)
 
 
