@@ -289,7 +289,8 @@ class IpcClient(QObject):
         if "event" in msg:
             self.event_received.emit(str(msg["event"]), msg.get("data"))
             return
-        callbacks = self._pending.pop(msg.get("id"), None)
+        req_id = msg.get("id")
+        callbacks = self._pending.pop(req_id, None) if isinstance(req_id, int) else None
         if callbacks is None:
             return
         on_ok, on_err = callbacks

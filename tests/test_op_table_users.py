@@ -116,7 +116,7 @@ def test_the_service_has_exactly_one_handler_per_op():
 def test_a_handler_for_an_op_not_in_the_table_or_a_second_one_is_refused():
     table = HandlerTable()
 
-    async def handler(ctx, params):  # noqa: ANN001, ANN202 - never run
+    async def handler(ctx, params):   # never run
         return None
 
     with pytest.raises(RuntimeError, match="not in the op table"):

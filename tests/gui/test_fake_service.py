@@ -39,8 +39,8 @@ def shape_differences(real: Any, fake: Any, path: str) -> list[str]:
     if isinstance(real, list) and isinstance(fake, list):
         return shape_differences(real[0], fake[0], f"{path}[0]") if real and fake else []
     if type(real) is not type(fake):
-        return [f"{path}: the service answers {type(real).__name__} ({real!r}), the fake "
-                f"{type(fake).__name__} ({fake!r})"]
+        return [(f"{path}: the service answers {type(real).__name__} ({real!r}), the fake "
+                 f"{type(fake).__name__} ({fake!r})")]
     return []
 
 
