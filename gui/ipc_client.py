@@ -23,9 +23,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QAbstractSocket, QLocalSocket, QSsl, QSslSocket
 
-from core.errors import MailError, Unavailable, from_dict
+from core.errors import Invalid, MailError, Unavailable, from_dict
 from core.ipc import protocol
 from core.ipc.client import certificate_fingerprint
+from core.ipc.ops import check_params
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class IpcClient(QObject):
         self._retry.timeout.connect(self._try_connect)
         self._retry_ms = RETRY_MS
 
-    # -- public interface (the fake in gui/testing.py has the same) ------------------------------
+    # -- public interface (the fake in tests/fake_service.py has the same) --------------
     @property
     def is_connected(self) -> bool:
         return self._is_connected
@@ -148,7 +149,17 @@ class IpcClient(QObject):
 
     def request(self, op: str, params: dict[str, Any] | None = None,
                 on_ok: OnOk | None = None, on_err: OnErr | None = None) -> None:
-        """Send ``op``; exactly one of ``on_ok(result)`` / ``on_err(error)`` is called later."""
+        """Send ``op``; exactly one of ``on_ok(result)`` / ``on_err(error)`` is called later.
+
+        Only ops of the op table (core/ipc/ops.py) with its parameters are sent: anything else is
+        refused here with the ``invalid`` error the service would answer."""
+        try:
+            check_params(op, params)
+        except Invalid as refused:
+            log.error("the console asked for an op the service does not have: %s", refused.message)
+            if on_err is not None:   # (``refused`` is unbound after the except block: pass it in)
+                QTimer.singleShot(0, self, lambda error=refused: on_err(error))
+            return
         if not self._is_connected:
             err = Unavailable(self._unavailable_text())
             if on_err is not None:
@@ -278,7 +289,8 @@ class IpcClient(QObject):
         if "event" in msg:
             self.event_received.emit(str(msg["event"]), msg.get("data"))
             return
-        callbacks = self._pending.pop(msg.get("id"), None)
+        req_id = msg.get("id")
+        callbacks = self._pending.pop(req_id, None) if isinstance(req_id, int) else None
         if callbacks is None:
             return
         on_ok, on_err = callbacks

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.errors import MailError, Unavailable
 from core.ipc.client import AdminClient
+from core.ipc.protocol import split_host_port
 from core.paths import default_data_dir
 from core.settings import SPECS, port_in_use_note
 
@@ -217,9 +218,12 @@ class Winpop:
 
     def _lock(self, lock: bool) -> None:
         target = self._need_target()
-        kind = "mailbox" if "@" in target else "domain"
-        op = f"{kind}.{'lock' if lock else 'unlock'}"
-        result = self.client.call(op, **({"address": target} if kind == "mailbox" else {"name": target}))
+        if "@" in target:
+            kind = "mailbox"
+            result = self.client.call("mailbox.lock" if lock else "mailbox.unlock", address=target)
+        else:
+            kind = "domain"
+            result = self.client.call("domain.lock" if lock else "domain.unlock", name=target)
         shown = result.get("address") or result.get("name")
         self.out(result, f"{'Locked' if lock else 'Unlocked'} {kind} {shown}.")
 
@@ -421,7 +425,6 @@ class Winpop:
 
 def parse_host(text: str) -> tuple[str, int]:
     """'mail.example.com', 'mail.example.com:9110', '[::1]:9110' → (host, port)."""
-    from core.ipc.protocol import split_host_port
     parsed = split_host_port(text)
     if parsed is None:
         raise Usage(f"'{text}' is not HOST[:PORT]")

@@ -2,7 +2,7 @@
 
     python tools/screenshots.py [--out DIR]
 
-The console runs against the in-memory demo service (gui/testing.py), so the pictures are the
+The console runs against the in-memory demo service (tests/fake_service.py), so the pictures are the
 same on every machine.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     app.setStyle("Fusion")
 
-    from gui.testing import FakeServiceClient, demo_service
+    from tests.fake_service import FakeServiceClient, demo_service
     from gui.views.main_window import MainWindow
 
     settings = QSettings(str(out / ".screenshots.ini"), QSettings.Format.IniFormat)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     window.dialog.close()
 
     from gui.remote_servers import TokenVault
-    from gui.testing import FakeService
+    from tests.fake_service import FakeService
     other = FakeService(hostname="mail.fabrikam.com")
     other.seed({"fabrikam.com": ["jane", "john"], "fabrikam.net": ["orders"]})
     fingerprint = "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"

@@ -20,10 +20,11 @@ POLL_MS = 2000
 PROBLEMS_SHOWN = 20
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
 STATE_WORDS = {"running": "running", "paused": "paused", "stopped": "stopped", "partial": "partly running"}
-COUNTER_LABELS = {
-    "pop3_sessions": "POP3 sessions now", "smtp_sessions": "SMTP sessions now",
-    "messages_received": "Messages received", "messages_retrieved": "Messages retrieved",
-    "logon_failures": "Failed logons", "queue": "Messages in the outbound queue",
+COUNTER_LABELS = {   # the service's counter names (service.context.Counters), in the order shown
+    "pop3.sessions": "POP3 sessions now", "smtp_accepted": "Messages received",
+    "pop3.messages_retrieved": "Messages retrieved", "pop3.logons": "POP3 logons",
+    "pop3.logon_failures": "Failed POP3 logons", "smtp_logon_failures": "Failed SMTP logons",
+    "smtp_queued": "Messages queued for other servers",
 }
 
 

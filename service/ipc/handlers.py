@@ -1,26 +1,64 @@
-"""The admin channel's op implementations: one coroutine per op of core.ipc.ops.OPS."""
+"""The admin channel's op implementations: one coroutine per op of the op table (core.ipc.ops.OPS).
+
+Each handler is registered against its table entry with ``@handles(name)``: a name the table does
+not have, or a second handler for one op, fails at import; the admin server refuses to start
+unless every op has its handler (``HANDLERS.check_complete()``). Parameters are checked against the
+table before a handler runs (service/ipc/server.py), so a handler gets every parameter of its op,
+defaults filled in.
+"""
 from __future__ import annotations
 
 import inspect
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from core.errors import Unavailable
+from core.ipc.ops import OPS, check_implemented
 from core.model import to_json
 from core.tables import Domain
 from service.context import ServiceContext
 
 Handler = Callable[[ServiceContext, dict[str, Any]], Awaitable[Any]]
-HANDLERS: dict[str, Handler] = {}
+
+
+class HandlerTable(Mapping[str, Handler]):
+    """The service's side of the op table: exactly one handler per op, nothing else."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, name: str, handler: Handler) -> Handler:
+        if name not in OPS:
+            raise RuntimeError(f"A handler for '{name}', which is not in the op table (core/ipc/ops.py).")
+        if name in self._handlers:
+            raise RuntimeError(f"A second handler for '{name}'.")
+        self._handlers[name] = handler
+        return handler
+
+    def check_complete(self) -> None:
+        """Raise RuntimeError unless every op of the table has its handler."""
+        check_implemented(self._handlers, "The admin channel's handlers")
+
+    def __getitem__(self, name: str) -> Handler:
+        return self._handlers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+HANDLERS = HandlerTable()
 
 
 def handles(name: str) -> Callable[[Handler], Handler]:
+    """Register the decorated coroutine as the handler of op ``name`` (a name of the op table)."""
     def register(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return fn
+        return HANDLERS.register(name, fn)
     return register
 
 
@@ -48,7 +86,7 @@ for _op, _method in {
     "mailbox.set_quota": "mailbox_set_quota",
     "audit.list": "audit_list",
 }.items():
-    HANDLERS[_op] = _admin(_method)
+    HANDLERS.register(_op, _admin(_method))
 
 
 def _requester() -> Any:

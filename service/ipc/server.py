@@ -82,6 +82,7 @@ class AdminServer:
         self.tcp: Any = None      # service.ipc.tcp.AdminTcpListener (optional, admin_tcp_port)
 
     async def start(self) -> None:
+        HANDLERS.check_complete()   # the dispatch serves the whole op table, or the service does not start
         if self.path.exists() or self.path.is_symlink():
             if self._alive():
                 raise RuntimeError(f"another service is already running on {self.path}")
@@ -275,7 +276,7 @@ class AdminConnection:
             op = msg.get("op")
             if not isinstance(op, str):
                 raise Invalid("The request has no 'op' (the operation's name).")
-            params = check_params(op, msg.get("params"))
+            params = check_params(op, msg.get("params"))   # against the op table, before any handler
             if op == "events.subscribe" and self._unsubscribe is None:
                 self._unsubscribe = self.ctx.events.subscribe(self._on_event)
             current_actor.set(self.actor)

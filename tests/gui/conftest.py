@@ -15,7 +15,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.dialogs import error_box  # noqa: E402
-from gui.testing import FakeService, FakeServiceClient, demo_service  # noqa: E402
+from tests.fake_service import FakeService, FakeServiceClient, demo_service  # noqa: E402
 from gui.views.main_window import MainWindow  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QMessageBox
 from gui.dialogs.connect_computer import ConnectComputerDialog, remember
 from gui.models.nodes import NodeKind
 from gui.remote_servers import RemoteServer, TokenVault, pinned_fingerprint, remembered
-from gui.testing import FakeService
+from tests.fake_service import FakeService
 
 FP = "AA:BB:" + "CC:" * 29 + "DD"
 TOKEN = "p3t_remote-token"

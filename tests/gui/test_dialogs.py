@@ -7,7 +7,7 @@ from gui.dialogs.change_password import ChangePasswordDialog
 from gui.dialogs.item_properties import MailboxPropertiesDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
-from gui.testing import FakeService
+from tests.fake_service import FakeService
 
 
 def open_properties(qtbot, window) -> ServerPropertiesDialog:

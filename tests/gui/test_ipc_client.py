@@ -7,13 +7,18 @@ from pathlib import Path
 import pytest
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
-from core.errors import Conflict, MailError, Unavailable
+from core.errors import Conflict, Invalid, MailError, Unavailable
 from gui import ipc_client
 from gui.ipc_client import IpcClient
 
 
+FAILING_OP = "domain.lock"    # the tiny server refuses it
+HANGING_OP = "relay.test"     # the tiny server never answers it (a slow op)
+
+
 class TinyAdminServer:
-    """Answers ``ping`` and ``fail``, records requests, pushes events, can vanish and come back."""
+    """Echoes every op, refuses FAILING_OP, never answers HANGING_OP; records requests, pushes
+    events, can vanish and come back."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = str(data_dir / "admin.sock")
@@ -47,9 +52,9 @@ class TinyAdminServer:
         while peer.canReadLine():
             msg = json.loads(bytes(peer.readLine().data()))
             self.requests.append(msg)
-            if msg["op"] == "fail":
+            if msg["op"] == FAILING_OP:
                 reply = {"id": msg["id"], "error": {"code": "conflict", "message": "The domain is locked."}}
-            elif msg["op"] == "hang":
+            elif msg["op"] == HANGING_OP:
                 continue
             else:
                 reply = {"id": msg["id"], "result": {"op": msg["op"], "params": msg["params"]}}
@@ -102,8 +107,22 @@ def test_replies_split_across_reads_are_reassembled(qtbot, server, client):
 def test_errors_arrive_as_mail_errors_with_their_code(qtbot, server, client):
     with qtbot.waitSignal(client.connected, timeout=3000):
         client.start()
-    err = call(qtbot, client, "fail")
+    err = call(qtbot, client, FAILING_OP, {"name": "example.com"})
     assert isinstance(err, Conflict) and err.message == "The domain is locked."
+
+
+def test_only_ops_of_the_table_with_its_parameters_are_sent(qtbot, server, client):
+    with qtbot.waitSignal(client.connected, timeout=3000):
+        client.start()
+    qtbot.waitUntil(lambda: bool(server.requests))    # events.subscribe
+    unknown = call(qtbot, client, "domain.explode")
+    assert isinstance(unknown, Invalid) and "Unknown operation 'domain.explode'" in unknown.message
+    assert isinstance(call(qtbot, client, "domain.add", {}), Invalid)                        # missing
+    assert isinstance(call(qtbot, client, "domain.add", {"name": "a.com", "evil": 1}), Invalid)   # unknown
+    assert isinstance(call(qtbot, client, "domain.add", {"name": 5}), Invalid)               # wrong type
+    # Sent as given (no defaults filled in): the wire is what the caller wrote.
+    assert call(qtbot, client, "domain.add", {"name": "a.com"}) == {"op": "domain.add", "params": {"name": "a.com"}}
+    assert [r["op"] for r in server.requests] == ["events.subscribe", "domain.add"]
 
 
 def test_events_are_emitted(qtbot, server, client):
@@ -129,8 +148,8 @@ def test_losing_the_service_fails_pending_requests_and_reconnects(qtbot, server,
     with qtbot.waitSignal(client.connected, timeout=3000):
         client.start()
     pending: list = []
-    client.request("hang", {}, pending.append, pending.append)
-    qtbot.waitUntil(lambda: any(r["op"] == "hang" for r in server.requests))
+    client.request(HANGING_OP, {}, pending.append, pending.append)
+    qtbot.waitUntil(lambda: any(r["op"] == HANGING_OP for r in server.requests))
     with qtbot.waitSignal(client.disconnected, timeout=3000):
         server.vanish()
     qtbot.waitUntil(lambda: bool(pending))

@@ -12,7 +12,7 @@ from gui.dialogs.new_domain import NewDomainDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
 from gui.views.list_pane import EMPTY_TEXT
-from gui.testing import FakeServiceClient
+from tests.fake_service import FakeServiceClient
 from tests.gui.conftest import open_window
 
 
@@ -334,14 +334,14 @@ def test_status_view_shows_listeners_counters_and_events(qtbot, window, fake):
     view = window.status_view
     qtbot.waitUntil(lambda: view.listeners.rowCount() == 5 and view.events.rowCount() == 5)
     assert view.state_label.text() == "The POP3 Service is running."
-    assert view.counter_text("messages_received") == "1,284"
+    assert view.counter_text("smtp_accepted") == "1,284"
     # The newest lines of the service log (log.recent), not the audit log.
     assert view.events.item(0, 1).text() == "INFO" and "bob@contoso.com logged on" in view.events.item(0, 3).text()
     assert view.events.item(2, 1).text() == "WARNING"
     assert view.events_box.title() == "Service log (logging level: Medium)"
     assert ("log.recent", {"limit": 200}) in fake.requests and not fake.ops_sent("audit.list")
-    fake.service.counters["messages_received"] += 1
-    qtbot.waitUntil(lambda: view.counter_text("messages_received") == "1,285", timeout=3000)
+    fake.service.counters["smtp_accepted"] += 1
+    qtbot.waitUntil(lambda: view.counter_text("smtp_accepted") == "1,285", timeout=3000)
 
 
 def test_layout_and_last_node_come_back_on_the_next_start(qtbot, window, fake, qsettings):

@@ -9,7 +9,7 @@ from gui.models import paged_table
 from gui.models.domain_table import DomainTableModel
 from gui.models.mailbox_table import MailboxTableModel
 from gui.models.tree_model import ScopeTreeModel
-from gui.testing import FakeService, FakeServiceClient
+from tests.fake_service import FakeService, FakeServiceClient
 
 FAIL = QAbstractItemModelTester.FailureReportingMode.Fatal
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QApplication
 
 from gui.models import paged_table
-from gui.testing import FakeService, FakeServiceClient
+from tests.fake_service import FakeService, FakeServiceClient
 from tests.gui.conftest import open_window
 
 BIG = "big.example.org"

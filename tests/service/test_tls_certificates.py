@@ -108,7 +108,7 @@ def test_tls_1_1_is_refused_on_every_tls_listener(service):
 
 
 def test_the_status_view_warns_30_days_ahead(qtbot):
-    from gui.testing import FakeServiceClient, demo_service
+    from tests.fake_service import FakeServiceClient, demo_service
     view = StatusView(FakeServiceClient(demo_service()))
     qtbot.addWidget(view)
     view.set_certificate({"subject": "CN=mail", "not_after": "2030-01-01T00:00:00", "days_left": 900,
@@ -124,7 +124,7 @@ def test_the_status_view_warns_30_days_ahead(qtbot):
 
 
 def test_the_status_view_shows_a_server_key_problem(qtbot):
-    from gui.testing import FakeServiceClient, demo_service
+    from tests.fake_service import FakeServiceClient, demo_service
     view = StatusView(FakeServiceClient(demo_service()))
     qtbot.addWidget(view)
     view.set_key_problem("")

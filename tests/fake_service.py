@@ -1,14 +1,14 @@
-"""An in-memory stand-in for the mail service, with the real ``IpcClient``'s interface.
+"""The test double of the mail service, with the real ``IpcClient``'s interface.
 
 ``FakeServiceClient`` implements the op table of ``core/ipc/ops.py`` in memory (parameters are
 checked with the same ``check_params``), answers asynchronously through the event loop like the
 socket would, and pushes the change events the service publishes. Widget tests, the screenshot
-tool and the scale benchmarks drive the console against it. ``external(op, params)`` plays
+tool and the scale benchmarks drive the console against it; tests/gui/test_fake_service.py
+checks that it implements every op the console sends and answers in the real service's shapes. ``external(op, params)`` plays
 another admin (``winpop``, a second console): the change happens and only the events tell us.
 """
 from __future__ import annotations
 
-import bisect
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.ipc.ops import check_params
 from core.model import DomainInfo, MailboxInfo, to_json
-from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
+from core.names import check_token_name, display_domain, normalize_domain, split_address
 from core.settings import SPECS, resolve
 
 OnOk = Callable[[Any], None]
@@ -73,11 +73,11 @@ SERVICE_SETTINGS: list[dict[str, Any]] = [
 ]
 
 LISTENERS = (
-    ("pop3", "pop3", 110, "starttls"),
-    ("pop3s", "pop3", 995, "implicit"),
-    ("smtp", "smtp", 25, "starttls"),
-    ("submission", "smtp", 587, "starttls"),
-    ("smtps", "smtp", 465, "implicit"),
+    ("pop3", "pop3", 110, False),      # tls: implicit TLS on the port (STARTTLS ports say False)
+    ("pop3s", "pop3", 995, True),
+    ("smtp", "smtp", 25, False),
+    ("submission", "smtp", 587, False),
+    ("smtps", "smtp", 465, True),
 )
 
 
@@ -93,13 +93,15 @@ class FakeService:
         self._domain_names: list[str] | None = None
         self.state = "running"
         self.listener_states = {name: "running" for name, *_ in LISTENERS}
-        self.counters = {"pop3_sessions": 0, "smtp_sessions": 0, "messages_received": 0,
-                         "messages_retrieved": 0, "logon_failures": 0, "queue": 0}
+        # Named as service.context.Counters names them (the service shows those it has counted).
+        self.counters = {"pop3.sessions": 0, "pop3.logons": 0, "pop3.logon_failures": 0,
+                         "pop3.messages_retrieved": 0, "smtp_accepted": 0, "smtp_queued": 0}
         self.store_problems: list[dict[str, str]] = []   # service.status store_problems items
         self.audit: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []            # log.recent, newest first
         self.tls: dict[str, Any] = {
-            "subject": f"CN={hostname}", "names": [hostname, "localhost"], "not_after": "2028-03-01T09:00:00+00:00",
+            "subject": f"CN={hostname}", "names": [hostname, "localhost"], "not_before": "2026-03-01T09:00:00+00:00",
+            "not_after": "2028-03-01T09:00:00+00:00", "path": "/var/lib/pop3-service/tls/server.crt",
             "days_left": 730, "expires_soon": False, "self_signed": True,
             "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
         self.bans: list[dict[str, Any]] = []
@@ -107,8 +109,8 @@ class FakeService:
         self.key_problem = ""
         self.queue: list[dict[str, Any]] = []
         self.relay_results: list[dict[str, Any]] = [
-            {"trick": name, "mail_from": "<test@example.org>", "recipient": rcpt, "reply": "554 5.7.1 Relay denied",
-             "verdict": "refused", "relayed": False}
+            {"test": name, "trick": name, "mail_from": "<test@example.org>", "rcpt_to": f"<{rcpt}>",
+             "recipient": rcpt, "reply": "554 5.7.1 Relay denied", "verdict": "refused", "relayed": False}
             for name, rcpt in (("plain", "relaytest@example.org"), ("percent hack", "relaytest%example.org@{host}"),
                                ("bang path", "example.org!relaytest@{host}"),
                                ("quoted", '"relaytest@example.org"@{host}'),
@@ -150,9 +152,11 @@ class FakeService:
         listeners = [{"name": name, "kind": kind, "state": self.listener_states[name],
                       "address": "0.0.0.0", "port": int(self.settings.get(
                           {"pop3": "port"}.get(name, f"{name}_port"), port)),
-                      "tls": tls, "sessions": 0}
+                      "tls": tls, "sessions": 0, "error": None}
                      for name, kind, port, tls in LISTENERS]
         return {"state": self.state, "listeners": listeners, "counters": dict(self.counters),
+                "disk": [{"what": "database, data directory and mail root", "path": "/var/lib/pop3-service",
+                          "free_bytes": 40 * 2**30, "total_bytes": 100 * 2**30, "state": "ok"}],
                 "store_problems": {"total": len(self.store_problems), "items": list(self.store_problems)}}
 
     @staticmethod
@@ -208,31 +212,59 @@ class FakeService:
         return {"hostname": self.settings.get("hostname") or self.hostname, "version": "0.1.0",
                 "auth": self.settings["auth"], "keystore": self.settings["keystore"],
                 "key_problem": self.key_problem, "data_dir": "/var/lib/pop3-service", "mailroot": self.settings["mailroot"],
-                "listeners": self.status()["listeners"], "tls": dict(self.tls),
+                "domains": len(self.domains), "tls": dict(self.tls),
                 "admin_tcp": {"state": "running" if self.settings.get("admin_tcp_port") else "off",
                               "address": "0.0.0.0", "port": int(self.settings.get("admin_tcp_port") or 0),
-                              "error": ""}}
+                              "error": None}, **self.status()}
 
     def op_service_status(self, p: dict, ev: list) -> Any:
         return self.status()
 
     def op_service_control(self, p: dict, ev: list) -> Any:
-        action = p["action"]
-        new = {"start": "running", "stop": "stopped", "pause": "paused", "resume": "running"}.get(action)
-        if new is None:
-            raise Invalid(f"Unknown action '{action}'; use start, stop, pause or resume.")
-        if action == "resume" and self.state != "paused":
-            raise Conflict("The service is not paused.")
-        if action == "pause" and self.state != "running":
-            raise Conflict("Only a running service can be paused.")
-        names = [p["listener"]] if p["listener"] else list(self.listener_states)
-        for n in names:
-            self.listener_states[n] = new
+        # As service/daemon.py control(): per listener, pause only a running one, resume a paused one.
+        action = p["action"].strip().lower()
+        if action not in ("start", "stop", "pause", "resume", "restart"):
+            raise Invalid(f"Unknown action '{action}'; use one of: start, stop, pause, resume, restart.")
+        name = "" if p["listener"] == "all" else p["listener"]
+        if name and name not in self.listener_states:
+            raise NotFound(f"There is no listener '{name}'. Listeners: {', '.join(self.listener_states)}.")
+        for n in [name] if name else list(self.listener_states):
+            old = self.listener_states[n]
+            if action in ("start", "restart", "resume") and (action != "resume" or old == "paused"):
+                self.listener_states[n] = "running"
+            elif action == "stop" or (action == "pause" and old == "running"):
+                self.listener_states[n] = "stopped" if action == "stop" else "paused"
         states = set(self.listener_states.values())
-        self.state = states.pop() if len(states) == 1 else "running"
+        self.state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
         status = self.status()
         ev.append(("service.state", status))
         return status
+
+    def op_service_shutdown(self, p: dict, ev: list) -> Any:
+        if not p["restart"]:
+            self.state = "stopped"
+            self.listener_states = dict.fromkeys(self.listener_states, "stopped")
+        return {"stopping": True, "restart": p["restart"]}
+
+    def _new_certificate(self, hostname: str) -> dict[str, Any]:
+        self.tls.update(subject=f"CN={hostname}", names=[hostname], self_signed=True)
+        return {k: v for k, v in self.tls.items() if k != "fingerprint"}
+
+    def op_tls_generate(self, p: dict, ev: list) -> Any:
+        result = self._new_certificate(p["hostname"] or self.settings.get("hostname") or self.hostname)
+        ev.append(("settings.changed", {"name": "tls_cert", "value": ""}))
+        return result
+
+    def op_tls_import(self, p: dict, ev: list) -> Any:
+        if not (p["cert"] or p["cert_path"]) or not (p["key"] or p["key_path"]):
+            raise Invalid("Give the certificate and its private key as PEM text or as the path of a PEM file.")
+        result = dict(self._new_certificate(self.hostname), self_signed=False)
+        self.tls["self_signed"] = False
+        ev.append(("settings.changed", {"name": "tls_cert", "value": ""}))
+        return result
+
+    def op_auth_login(self, p: dict, ev: list) -> Any:
+        return {"actor": "admin", "token": ""}   # on the Unix socket the peer is already admitted
 
     def op_settings_get(self, p: dict, ev: list) -> Any:
         if p["name"]:
@@ -299,7 +331,7 @@ class FakeService:
         key = keys.get(sort)
         names = self._sorted(self.domain_names(), (lambda n: key(self.domains[n])) if key else None, p["descending"])
         total, names = self._page(names, p)
-        return {"total": total, "items": [self.domain_info(self.domains[n]) for n in names]}
+        return {"total": total, "offset": p["offset"], "items": [self.domain_info(self.domains[n]) for n in names]}
 
     def op_domain_get(self, p: dict, ev: list) -> Any:
         return self.domain_info(self._domain(p["name"]))
@@ -342,7 +374,8 @@ class FakeService:
         key = self._MAILBOX_SORT.get(sort)
         names = self._sorted(d.sorted_names(), (lambda n: key(d.mailboxes[n])) if key else None, p["descending"])
         total, names = self._page(names, p)
-        return {"total": total, "items": [self.mailbox_info(d.mailboxes[n]) for n in names]}
+        return {"total": total, "offset": p["offset"], "domain": d.name,
+                "items": [self.mailbox_info(d.mailboxes[n]) for n in names]}
 
     def op_mailbox_get(self, p: dict, ev: list) -> Any:
         return self.mailbox_info(self._mailbox(p["address"]))
@@ -408,10 +441,17 @@ class FakeService:
         return info
 
     def op_stat(self, p: dict, ev: list) -> Any:
+        if p["domain"]:   # per mailbox of one domain (core/admin.py stat)
+            d = self._domain(p["domain"])
+            boxes = [d.mailboxes[n] for n in d.sorted_names()]
+            return {"domain": d.name, "mailboxes": len(boxes), "messages": sum(m.message_count for m in boxes),
+                    "bytes": sum(m.total_bytes for m in boxes), "locked": d.locked,
+                    "items": [self.mailbox_info(m) for m in boxes], "counters": dict(self.counters)}
         boxes = [m for d in self.domains.values() for m in d.mailboxes.values()]
         return {"domains": len(self.domains), "mailboxes": len(boxes),
-                "messages": sum(m.message_count for m in boxes),
-                "bytes": sum(m.total_bytes for m in boxes), "items": [], "counters": dict(self.counters)}
+                "messages": sum(m.message_count for m in boxes), "bytes": sum(m.total_bytes for m in boxes),
+                "items": [self.domain_info(self.domains[n]) for n in self.domain_names()],
+                "counters": dict(self.counters)}
 
     def op_audit_list(self, p: dict, ev: list) -> Any:
         return {"items": self.audit[: p["limit"]]}
@@ -460,7 +500,6 @@ class FakeService:
         return {"items": [dict(t) for t in self.tokens]}
 
     def op_admin_token_create(self, p: dict, ev: list) -> Any:
-        from core.names import check_token_name
         name = check_token_name(p["name"])
         if any(t["name"] == name for t in self.tokens):
             raise Conflict(f"There is already a token called '{name}'; revoke it first or choose another name.")
@@ -487,7 +526,7 @@ class FakeService:
         m = self._mailbox(address)
         m.message_count += 1
         m.total_bytes += size
-        self.counters["messages_received"] += 1
+        self.counters["smtp_accepted"] += 1
         return [("mailbox.changed", self.mailbox_info(m)),
                 ("domain.changed", self.domain_info(self.domains[m.domain]))]
 
@@ -672,8 +711,8 @@ def demo_service() -> FakeService:
         {"at": "2026-03-02T09:03:11", "actor": "root", "op": "settings.set", "target": "sparequired",
          "detail": "value=1", "outcome": "ok"},
     ]
-    svc.counters.update(pop3_sessions=3, smtp_sessions=1, messages_received=1284, messages_retrieved=1190,
-                        logon_failures=7)
+    svc.counters.update({"pop3.sessions": 3, "pop3.logons": 1190, "pop3.logon_failures": 7,
+                         "pop3.messages_retrieved": 1190, "smtp_accepted": 1284, "smtp_queued": 2})
     svc.log = [
         {"at": "2026-03-02T09:14:05+00:00", "level": "INFO", "source": "service.pop3.session",
          "message": "bob@contoso.com logged on from 192.168.1.23 (APOP), 3 messages"},
@@ -697,12 +736,19 @@ def demo_service() -> FakeService:
          "alice@contoso.com", "client": "192.168.1.40", "is_report": False, "created_at": "2026-03-02T08:40:00+00:00",
          "recipients": ["orders@partner.example"], "attempts": 3, "next_attempt": "2026-03-02T09:40:00+00:00",
          "last_error": "451 4.3.0 Mailbox temporarily unavailable",
+         "recipient_states": [{"address": "orders@partner.example", "domain": "partner.example", "status": "pending",
+                               "attempts": 3, "next_attempt": "2026-03-02T09:40:00+00:00",
+                               "last_error": "451 4.3.0 Mailbox temporarily unavailable", "in_progress": False}],
          "headers": "From: Alice <alice@contoso.com>\r\nTo: orders@partner.example\r\nSubject: Order 4471",
          "body_preview": "Please find the order attached."},
         {"id": 18, "queue_id": "5F3A9C77", "sender": "<>", "size": 3120, "submitted_by": "", "client": "",
          "is_report": True, "created_at": "2026-03-02T09:01:00+00:00", "recipients": ["bounce@spam.example"],
          "attempts": 1, "next_attempt": "2026-03-02T09:16:00+00:00",
          "last_error": "connect to mx.spam.example: Connection timed out", "headers": "From: MAILER-DAEMON",
+         "recipient_states": [{"address": "bounce@spam.example", "domain": "spam.example", "status": "pending",
+                               "attempts": 1, "next_attempt": "2026-03-02T09:16:00+00:00",
+                               "last_error": "connect to mx.spam.example: Connection timed out",
+                               "in_progress": False}],
          "body_preview": ""},
     ]
     return svc
