@@ -488,8 +488,10 @@ class MailStore:
         with self.db.read() as session:
             return session.scalars(select(Domain.id).limit(1)).first() is not None
 
-    def create_domain_folder(self, domain: str) -> Path:
-        self.check_root(create=not self.has_domains())
+    def create_domain_folder(self, domain: str, *, domains_exist: bool | None = None) -> Path:
+        """Create (or adopt) a domain's folder. ``domains_exist``: whether the database holds a
+        domain already, when the caller knows it (read in its own transaction); else read here."""
+        self.check_root(create=not (self.has_domains() if domains_exist is None else domains_exist))
         path = self.domain_dir(domain)
         self.check_folders(domain)
         try:
@@ -499,9 +501,9 @@ class MailStore:
             raise _disk_error(exc) from None
         return path
 
-    def create_mailbox_folder(self, domain: str, name: str) -> Path:
+    def create_mailbox_folder(self, domain: str, name: str, *, domains_exist: bool | None = None) -> Path:
         """Create (or adopt) the Maildir of a mailbox: tmp/, new/ and cur/."""
-        self.create_domain_folder(domain)
+        self.create_domain_folder(domain, domains_exist=domains_exist)
         path = self.mailbox_dir(domain, name)
         self.check_folders(domain, name)
         try:

@@ -333,11 +333,11 @@ def test_import_of_a_message_file_whose_name_is_not_utf8(db, store, tmp_path):
     (box / os.fsdecode(b"caf\xe9.eml")).write_bytes(MSG)
     (box / "P3000001.eml").write_bytes(MSG)
     first = admin.import_windows(str(tmp_path / "win"))
-    assert first["messages"] == 2 and any("not UTF-8" in w for w in first["warnings"])
+    assert first.messages == 2 and any("not UTF-8" in w for w in first.warnings)
     uidls = sorted(m.uidl for m in store.list_messages(1))
     assert uidls == sorted(["P3000001.eml", uidl_for(import_base(os.fsdecode(b"caf\xe9.eml")))])
     again = admin.import_windows(str(tmp_path / "win"))
-    assert again["messages"] == 0 and again["skipped"] == 2
+    assert again.messages == 0 and again.skipped == 2
 
 
 def test_deliveries_during_a_move_wait_for_it_and_land_in_the_new_root(db, store, tmp_path):
