@@ -468,8 +468,8 @@ class Admin:
                               "mail store (one folder per domain).")
             if self.db.is_postgres:
                 with self.db.read() as session:
-                    domains = session.scalar(select(func.count(Domain.id)))
-                if domains:
+                    domain_count = session.scalar(select(func.count(Domain.id)))
+                if domain_count:
                     raise Conflict("On PostgreSQL several nodes share one mail root (and the outgoing queue in it); "
                                    "one running node cannot move it. Stop every node, move the folder, and keep "
                                    "its path the same (a mount point or a symbolic link above it).")

@@ -183,7 +183,8 @@ class HelperClient(Accounts):
                 message = _recv(self._sock)
                 if message is None:
                     break
-                future = self._waiting.pop(message.get("id"), None)
+                req_id = message.get("id")
+                future = self._waiting.pop(req_id, None) if isinstance(req_id, int) else None
                 if future is not None and not future.done():
                     future.set_result(message)
         except (OSError, ValueError):

@@ -472,7 +472,10 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
         dns = [dn for dn in (self.find_entry(n, d) for n, d in rows) if dn is not None]
         self.forget()
         if dns:
-            on_session_event(session, "after_commit", lambda _s: [self.delete_entry(dn) for dn in dns], once=True)
+            def remove(_session: Session) -> None:
+                for dn in dns:
+                    self.delete_entry(dn)
+            on_session_event(session, "after_commit", remove, once=True)
 
     def delete_entry(self, dn: str) -> None:
         """Delete the entry ``dn``; a failure is logged, not raised (it runs after a commit or a rollback)."""
