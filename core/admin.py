@@ -2,7 +2,8 @@
 audit and import. One transaction per operation; a refusal changes nothing.
 
 The service's IPC server calls these (in a worker thread) and audits every mutating call;
-``publish`` carries change events to every open console.
+``publish`` carries change events to every open console. Answers and events are frozen values
+(core.model); the admin channel alone turns them into JSON (core.ipc.wire).
 """
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import pwd
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,28 @@ from sqlalchemy.orm import Session
 
 from core import settings as settings_mod
 from core.access import READ, SEARCH, Requester, open_as
+from core.auth.provider import AccountAdmin
 from core.auth.settings import SEALED_PREFIX, SECRET_SETTINGS, SECRET_SHOWN
 from core.auth.settings import shown as shown_setting
 from core.db import Database
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable, database_error
-from core.model import DomainInfo, MailboxInfo, to_json
+from core.model import (
+    AuditPage,
+    AuditRecord,
+    DomainDeleted,
+    DomainInfo,
+    DomainPage,
+    DomainStat,
+    ImportSummary,
+    MailboxAddress,
+    MailboxDeleted,
+    MailboxInfo,
+    MailboxPage,
+    MailrootMove,
+    ServerStat,
+    SettingChange,
+    SettingChanged,
+)
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import Settings
 from core.store import MailStore
@@ -36,7 +56,8 @@ from core.tables import AuditEntry, Domain, Mailbox, Message
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, Any], None]
+# A change event: its name ("mailbox.added") and the value it carries (core.model).
+Publish = Callable[[str, object], None]
 
 
 def check_mailroot_path(value: str) -> Path:
@@ -78,7 +99,6 @@ def check_mailroot_path(value: str) -> Path:
 
 
 def _user_name(uid: int) -> str:
-    import pwd
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -94,12 +114,14 @@ def import_base(name: str) -> str:
 
 
 def domain_info(row: Domain) -> DomainInfo:
+    """The plain value of a domain row (read inside its session)."""
     return DomainInfo(name=row.name, display_name=display_domain(row.name), locked=row.locked,
                       mailbox_count=row.mailbox_count, message_count=row.message_count,
                       total_bytes=row.total_bytes)
 
 
 def mailbox_info(row: Mailbox, domain: Domain) -> MailboxInfo:
+    """The plain value of a mailbox row and its domain's (read inside their session)."""
     return MailboxInfo(name=row.name, domain=domain.name, address=f"{row.name}@{domain.name}",
                        locked=row.locked, domain_locked=domain.locked, message_count=row.message_count,
                        total_bytes=row.total_bytes, quota_bytes=row.quota_bytes, has_user=row.has_user)
@@ -125,11 +147,11 @@ def _order(table: Any, sort: str, descending: bool) -> list:
 class Admin:
     """Every administrative operation, over the database, the mail store and the auth provider."""
 
-    def __init__(self, db: Database, store: MailStore, *, auth: Any, publish: Publish | None = None,
+    def __init__(self, db: Database, store: MailStore, *, auth: AccountAdmin, publish: Publish | None = None,
                  available_methods: tuple[str, ...] = ("passwordfile",)) -> None:
         self.db = db
         self.store = store
-        self.auth = auth
+        self.auth: AccountAdmin = auth   # replaced when the auth setting changes (service.auth_methods)
         self.publish: Publish = publish or (lambda name, data: None)
         self.available_methods = available_methods
 
@@ -161,181 +183,183 @@ class Admin:
 
     # -- domains --------------------------------------------------------------------------
     def domain_list(self, offset: int = 0, limit: int = 0, filter: str = "", sort: str = "name",
-                    descending: bool = False) -> dict:
+                    descending: bool = False) -> DomainPage:
+        """A page of the domains (all of them with ``limit`` 0), sorted and filtered."""
         with self.db.read() as session:
             query = select(Domain)
             count = select(func.count(Domain.id))
             if filter:
                 cond = Domain.name.contains(filter.strip().lower(), autoescape=True)
                 query, count = query.where(cond), count.where(cond)
-            total = session.scalar(count)
+            total = int(session.scalar(count) or 0)
             query = query.order_by(*_order(Domain, sort, descending)).offset(max(0, offset))
             if limit > 0:
                 query = query.limit(limit)
-            items = [to_json(domain_info(d)) for d in session.scalars(query)]
-        return {"total": total, "offset": offset, "items": items}
+            items = tuple(domain_info(d) for d in session.scalars(query))
+        return DomainPage(total=total, offset=offset, items=items)
 
-    def domain_get(self, name: str) -> dict:
+    def domain_get(self, name: str) -> DomainInfo:
         with self.db.read() as session:
-            return to_json(domain_info(self._domain(session, name)))
+            return domain_info(self._domain(session, name))
 
-    def domain_add(self, name: str) -> dict:
+    def domain_add(self, name: str) -> DomainInfo:
+        """Create a domain and its folder in one transaction (the folder goes again if it fails)."""
         canonical = normalize_domain(name)
-        with self.db.read() as session:
-            if session.scalars(select(Domain.id).where(Domain.name == canonical)).first() is not None:
-                raise Conflict(f"The domain {canonical} already exists.")
-        existed = self.store.domain_dir(canonical).exists()
-        self.store.create_domain_folder(canonical)
-        lost_race = False   # another request made the same domain meanwhile: its folder is not ours to remove
+        made_folder = False   # removed again on failure; never a folder another request made meanwhile
         try:
             with self.db.write() as session:
                 if session.scalars(select(Domain.id).where(Domain.name == canonical)).first() is not None:
-                    lost_race = True
                     raise Conflict(f"The domain {canonical} already exists.")
+                domains_exist = session.scalars(select(Domain.id).limit(1)).first() is not None
+                existed = self.store.domain_dir(canonical).exists()
+                self.store.create_domain_folder(canonical, domains_exist=domains_exist)
+                made_folder = not existed
                 row = Domain(name=canonical, locked=False, mailbox_count=0, message_count=0, total_bytes=0)
                 session.add(row)
                 try:
                     session.flush()
-                except IntegrityError:   # added at the same moment by another node
-                    lost_race = True
+                except IntegrityError:   # added at the same moment by another node: its folder now
+                    made_folder = False
                     raise Conflict(f"The domain {canonical} already exists.") from None
                 info = domain_info(row)
         except BaseException:
-            if not existed and not lost_race:
+            if made_folder:
                 with contextlib.suppress(OSError):
                     self.store.domain_dir(canonical).rmdir()
             raise
-        self.publish("domain.added", to_json(info))
-        return to_json(info)
+        self.publish("domain.added", info)
+        return info
 
-    def domain_delete(self, name: str, delete_users: bool = False) -> dict:
+    def domain_delete(self, name: str, delete_users: bool = False) -> DomainDeleted:
         canonical = normalize_domain(name)
         with self.db.read() as session:
             self._domain(session, canonical)
         with self.store.removing(self.store.domain_dir(canonical)):
             with self.db.write() as session:
                 row = self._domain(session, canonical, lock=True)
-                if delete_users and hasattr(self.auth, "delete_users"):
+                if delete_users:
                     self.auth.delete_users(session, row.id)
                 session.delete(row)
         self.store.forget()
-        self.publish("domain.deleted", {"name": canonical})
-        return {"name": canonical}
+        deleted = DomainDeleted(name=canonical)
+        self.publish("domain.deleted", deleted)
+        return deleted
 
-    def _set_domain_lock(self, name: str, locked: bool) -> dict:
+    def _set_domain_lock(self, name: str, locked: bool) -> DomainInfo:
         with self.db.write() as session:
             row = self._domain(session, name, lock=True)
             row.locked = locked
             info = domain_info(row)
-        self.publish("domain.changed", to_json(info))
-        return to_json(info)
+        self.publish("domain.changed", info)
+        return info
 
-    def domain_lock(self, name: str) -> dict:
+    def domain_lock(self, name: str) -> DomainInfo:
         return self._set_domain_lock(name, True)
 
-    def domain_unlock(self, name: str) -> dict:
+    def domain_unlock(self, name: str) -> DomainInfo:
         return self._set_domain_lock(name, False)
 
     # -- mailboxes ------------------------------------------------------------------------
     def mailbox_list(self, domain: str, offset: int = 0, limit: int = 0, filter: str = "", sort: str = "name",
-                     descending: bool = False) -> dict:
+                     descending: bool = False) -> MailboxPage:
         """A page of a domain's mailboxes; plain column reads (a domain may hold 100,000)."""
         with self.db.read() as session:
             drow = self._domain(session, domain)
             cond = Mailbox.domain_id == drow.id
             if filter:
                 cond = cond & Mailbox.name.contains(filter.strip().lower(), autoescape=True)
-            total = session.scalar(select(func.count(Mailbox.id)).where(cond))
+            total = int(session.scalar(select(func.count(Mailbox.id)).where(cond)) or 0)
             query = (select(Mailbox.name, Mailbox.locked, Mailbox.message_count, Mailbox.total_bytes,
                             Mailbox.quota_bytes, Mailbox.has_user)
                      .where(cond).order_by(*_order(Mailbox, sort, descending)).offset(max(0, offset)))
             if limit > 0:
                 query = query.limit(limit)
             dname, dlocked = drow.name, drow.locked
-            items = [{"name": name, "domain": dname, "address": f"{name}@{dname}", "locked": locked,
-                      "domain_locked": dlocked, "message_count": count, "total_bytes": size,
-                      "quota_bytes": quota, "has_user": has_user}
-                     for name, locked, count, size, quota, has_user in session.execute(query)]
-        return {"total": total, "offset": offset, "domain": dname, "items": items}
+            items = tuple(MailboxInfo(name=name, domain=dname, address=f"{name}@{dname}", locked=locked,
+                                      domain_locked=dlocked, message_count=count, total_bytes=size,
+                                      quota_bytes=quota, has_user=has_user)
+                          for name, locked, count, size, quota, has_user in session.execute(query))
+        return MailboxPage(total=total, offset=offset, domain=dname, items=items)
 
-    def mailbox_get(self, address: str) -> dict:
+    def mailbox_get(self, address: str) -> MailboxInfo:
         with self.db.read() as session:
             box, domain = self._mailbox(session, address)
-            return to_json(mailbox_info(box, domain))
+            return mailbox_info(box, domain)
 
     def mailbox_add(self, address: str, password: str | None = None, create_user: bool | None = None,
-                    quota: Any = None) -> dict:
-        with self.db.read() as session:
-            method = self._method(session)
-            name, domain_name = split_address(address, method)
-            domain = self._domain(session, domain_name)
-            if create_user is None:
-                create_user = bool(Settings.get(session, "createuser"))
-            quota_bytes = settings_mod.resolve("default_quota").check(
-                quota if quota is not None else Settings.get(session, "default_quota"))
-            if session.scalars(select(Mailbox.id).where(Mailbox.domain_id == domain.id,
-                                                        Mailbox.name == name)).first() is not None:
-                raise Conflict(f"The mailbox {name}@{domain.name} already exists.")
-        if method == "passwordfile":
-            if not password:
-                raise Invalid("A mailbox of the encrypted password file needs a password: give one at the "
-                              "prompt or with --password-stdin.")
-            create_user = True  # as the original's /createuser: the password file entry is the user
-        if hasattr(self.auth, "check_new_mailbox"):
-            self.auth.check_new_mailbox(name, domain.name, create_user=create_user, password=password)
-        if password is not None and hasattr(self.auth, "check_password"):
-            self.auth.check_password(password)
-        folder = self.store.mailbox_dir(domain.name, name)
-        existed = folder.exists()
-        self.store.create_mailbox_folder(domain.name, name)
-        lost_race = False   # another request made the same mailbox meanwhile: its folder is not ours to remove
+                    quota: Any = None) -> MailboxInfo:
+        """Create a mailbox, its Maildir and its password or associated user in one transaction.
+
+        Every check runs inside it, under the domain's lock, before anything is made, so bad input
+        changes nothing and two requests for one name cannot both pass. What lies outside the
+        database goes again if the transaction fails: the folder here, a system account or a
+        directory entry in the auth method (undone when the session rolls back)."""
+        folder: Path | None = None
+        made_folder = False
         try:
             with self.db.write() as session:
-                drow = self._domain(session, domain.name, lock=True)
-                # Again under the domain's lock: two requests for one name may both have passed
-                # the check above (a pipelined client, two consoles, two nodes).
-                if session.scalars(select(Mailbox.id).where(Mailbox.domain_id == drow.id,
+                method = self._method(session)
+                name, domain_name = split_address(address, method)
+                domain = self._domain(session, domain_name, lock=True)
+                if create_user is None:
+                    create_user = bool(Settings.get(session, "createuser"))
+                quota_bytes = settings_mod.resolve("default_quota").check(
+                    quota if quota is not None else Settings.get(session, "default_quota"))
+                if session.scalars(select(Mailbox.id).where(Mailbox.domain_id == domain.id,
                                                             Mailbox.name == name)).first() is not None:
-                    lost_race = True
                     raise Conflict(f"The mailbox {name}@{domain.name} already exists.")
-                box = Mailbox(domain_id=drow.id, name=name, locked=False, quota_bytes=quota_bytes,
+                if method == "passwordfile":
+                    if not password:
+                        raise Invalid("A mailbox of the encrypted password file needs a password: give one at "
+                                      "the prompt or with --password-stdin.")
+                    create_user = True  # as the original's /createuser: the password file entry is the user
+                self.auth.check_new_mailbox(session, name, domain.name, create_user=create_user, password=password)
+                if password is not None:
+                    self.auth.check_password(password)
+                folder = self.store.mailbox_dir(domain.name, name)
+                existed = folder.exists()
+                self.store.create_mailbox_folder(domain.name, name, domains_exist=True)
+                made_folder = not existed
+                box = Mailbox(domain_id=domain.id, name=name, locked=False, quota_bytes=quota_bytes,
                               message_count=0, total_bytes=0, has_user=bool(create_user))
                 session.add(box)
                 try:
                     session.flush()
-                except IntegrityError:
-                    lost_race = True
+                except IntegrityError:   # added at the same moment by another node: its folder now
+                    made_folder = False
                     raise Conflict(f"The mailbox {name}@{domain.name} already exists.") from None
                 # The associated user first: with local accounts or a directory the password is
-                # set on the account, so it must exist (the password file has no create_user).
-                if create_user and hasattr(self.auth, "create_user"):
-                    self.auth.create_user(session, box.id, name, drow.name, password)
+                # set on the account, so it must exist.
+                if create_user:
+                    self.auth.create_user(session, box.id, name, domain.name, password)
                 elif password is not None:
                     self.auth.set_password(session, box.id, password)
-                session.execute(update(Domain).where(Domain.id == drow.id)
+                session.execute(update(Domain).where(Domain.id == domain.id)
                                 .values(mailbox_count=Domain.mailbox_count + 1))
+                session.refresh(domain)
                 box_id = box.id
+                info, domain_now = mailbox_info(box, domain), domain_info(domain)
         except BaseException:
-            if not existed and not lost_race:
+            if made_folder and folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
             raise
         if existed:
             adopted = self.store.adopt(box_id, folder)
             if adopted:
-                log.warning("mailbox %s@%s adopted %d messages already in %s", name, domain.name, adopted, folder)
-        info = self.mailbox_get(f"{name}@{domain.name}")
+                log.warning("mailbox %s@%s adopted %d messages already in %s", name, domain_now.name, adopted, folder)
+                info, domain_now = self.mailbox_get(info.address), self.domain_get(domain_now.name)
         self.publish("mailbox.added", info)
-        self._publish_domain(domain.name)
+        self.publish("domain.changed", domain_now)
         return info
 
-    def mailbox_delete(self, address: str, delete_user: bool = False) -> dict:
+    def mailbox_delete(self, address: str, delete_user: bool = False) -> MailboxAddress:
         with self.db.read() as session:
             box, domain = self._mailbox(session, address)
             name, domain_name = box.name, domain.name
         with self.store.removing(self.store.mailbox_dir(domain_name, name)):
             with self.db.write() as session:
                 box, domain = self._mailbox(session, f"{name}@{domain_name}", lock=True)
-                if delete_user and hasattr(self.auth, "delete_user"):
+                if delete_user:
                     self.auth.delete_user(session, box.id, name, domain_name)
                 session.execute(update(Domain).where(Domain.id == domain.id).values(
                     mailbox_count=Domain.mailbox_count - 1,
@@ -343,66 +367,65 @@ class Admin:
                     total_bytes=Domain.total_bytes - box.total_bytes))
                 box_id = box.id
                 session.delete(box)
+                session.flush()
+                session.refresh(domain)
+                domain_now = domain_info(domain)
         self.store.forget([box_id])
         address = f"{name}@{domain_name}"
-        self.publish("mailbox.deleted", {"address": address, "domain": domain_name, "name": name})
-        self._publish_domain(domain_name)
-        return {"address": address}
+        self.publish("mailbox.deleted", MailboxDeleted(address=address, domain=domain_name, name=name))
+        self.publish("domain.changed", domain_now)
+        return MailboxAddress(address=address)
 
-    def _publish_domain(self, name: str) -> None:
-        with contextlib.suppress(NotFound):
-            self.publish("domain.changed", self.domain_get(name))
-
-    def _set_mailbox_lock(self, address: str, locked: bool) -> dict:
+    def _set_mailbox_lock(self, address: str, locked: bool) -> MailboxInfo:
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
             if not locked and domain.locked:
                 raise Conflict(f"The domain {domain.name} is locked: unlock the domain, not the mailbox "
                                "(a mailbox inside a locked domain cannot be unlocked on its own).")
             box.locked = locked
-            info = to_json(mailbox_info(box, domain))
+            info = mailbox_info(box, domain)
         self.publish("mailbox.changed", info)
         return info
 
-    def mailbox_lock(self, address: str) -> dict:
+    def mailbox_lock(self, address: str) -> MailboxInfo:
         return self._set_mailbox_lock(address, True)
 
-    def mailbox_unlock(self, address: str) -> dict:
+    def mailbox_unlock(self, address: str) -> MailboxInfo:
         return self._set_mailbox_lock(address, False)
 
-    def mailbox_set_password(self, address: str, password: str) -> dict:
-        if hasattr(self.auth, "check_password"):
-            self.auth.check_password(password)
+    def mailbox_set_password(self, address: str, password: str) -> MailboxAddress:
+        self.auth.check_password(password)
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
             self.auth.set_password(session, box.id, password)
-            info = to_json(mailbox_info(box, domain))
+            info = mailbox_info(box, domain)
         self.publish("mailbox.changed", info)
-        return {"address": info["address"]}
+        return MailboxAddress(address=info.address)
 
-    def mailbox_set_quota(self, address: str, quota: Any = None) -> dict:
+    def mailbox_set_quota(self, address: str, quota: Any = None) -> MailboxInfo:
         quota_bytes = settings_mod.resolve("default_quota").check(quota)
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
             box.quota_bytes = quota_bytes
-            info = to_json(mailbox_info(box, domain))
+            info = mailbox_info(box, domain)
         self.publish("mailbox.changed", info)
         return info
 
     # -- settings -------------------------------------------------------------------------
-    def settings_get(self, name: str | None = None) -> dict:
+    def settings_get(self, name: str | None = None) -> dict[str, object]:
+        """Every setting (or one) by name, as people may see it: a secret shows as "(set)"."""
         with self.db.read() as session:
             if name:
                 spec = settings_mod.resolve(name)
                 return {spec.name: shown_setting(spec.name, Settings.get(session, spec.name))}
             return {k: shown_setting(k, v) for k, v in Settings.get_all(session).items()}
 
-    def settings_set(self, name: str, value: Any) -> dict:
+    def settings_set(self, name: str, value: Any) -> SettingChange | MailrootMove:
         spec = settings_mod.resolve(name)
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' is chosen when the service is set up and cannot be changed.")
         if spec.name in SECRET_SETTINGS and value == SECRET_SHOWN:
-            return {"name": spec.name, "value": SECRET_SHOWN, "restart": spec.restart}   # unchanged
+            return SettingChange(name=spec.name, value=SECRET_SHOWN, restart=spec.restart)   # unchanged
         checked = spec.check(value)
         if spec.name == "mailroot":
             return self._set_mailroot(checked, restart=spec.restart)
@@ -421,10 +444,11 @@ class Admin:
                     raise Unavailable(f"The '{checked}' method is not available on this server yet; "
                                       f"available: {', '.join(self.available_methods)}.")
             Settings.put(session, spec.name, checked)
-        self.publish("settings.changed", {"name": spec.name, "value": shown_setting(spec.name, checked)})
-        return {"name": spec.name, "value": shown_setting(spec.name, checked), "restart": spec.restart}
+        shown = shown_setting(spec.name, checked)
+        self.publish("settings.changed", SettingChanged(name=spec.name, value=shown))
+        return SettingChange(name=spec.name, value=shown, restart=spec.restart)
 
-    def _set_mailroot(self, value: str, *, restart: str | None) -> dict:
+    def _set_mailroot(self, value: str, *, restart: str | None) -> SettingChange | MailrootMove:
         """Change the root mail directory as one operation: the running store moves to it at once
         (MailStore.relocate: only if it already holds every indexed message file) or nothing changes."""
         path = check_mailroot_path(value)
@@ -445,39 +469,43 @@ class Admin:
                               "mail store (one folder per domain).")
             if self.db.is_postgres:
                 with self.db.read() as session:
-                    domains = session.scalar(select(func.count(Domain.id)))
-                if domains:
+                    domain_count = session.scalar(select(func.count(Domain.id)))
+                if domain_count:
                     raise Conflict("On PostgreSQL several nodes share one mail root (and the outgoing queue in it); "
                                    "one running node cannot move it. Stop every node, move the folder, and keep "
                                    "its path the same (a mount point or a symbolic link above it).")
-            found = to_json(self.store.relocate(path, lambda: self._store_setting("mailroot", str(path))))
+            found = self.store.relocate(path, lambda: self._store_setting("mailroot", str(path)))
+            result: SettingChange | MailrootMove = MailrootMove(
+                name="mailroot", value=str(path), restart=restart, messages=found.messages,
+                mailboxes=found.mailboxes, domains=found.domains)
         else:
             self._store_setting("mailroot", str(path))
-            found = {}
-        self.publish("settings.changed", {"name": "mailroot", "value": str(path)})
-        return {"name": "mailroot", "value": str(path), "restart": restart, **found}
+            result = SettingChange(name="mailroot", value=str(path), restart=restart)
+        self.publish("settings.changed", SettingChanged(name="mailroot", value=str(path)))
+        return result
 
     def _store_setting(self, name: str, value: Any) -> None:
         with self.db.write() as session:
             Settings.put(session, name, value)
 
     # -- statistics and audit -------------------------------------------------------------
-    def stat(self, domain: str | None = None) -> dict:
+    def stat(self, domain: str | None = None) -> ServerStat | DomainStat:
         """Totals from the counters (never a folder walk): per domain, or per mailbox of one domain."""
         if domain:
             with self.db.read() as session:
                 drow = self._domain(session, domain)
-                info = {"domain": drow.name, "mailboxes": drow.mailbox_count, "messages": drow.message_count,
-                        "bytes": drow.total_bytes, "locked": drow.locked}
-            return {**info, "items": self.mailbox_list(domain)["items"]}
+                name, mailboxes, messages, size, locked = (drow.name, drow.mailbox_count, drow.message_count,
+                                                           drow.total_bytes, drow.locked)
+            return DomainStat(domain=name, mailboxes=mailboxes, messages=messages, bytes=size, locked=locked,
+                              items=self.mailbox_list(domain).items)
         with self.db.read() as session:
             n_domains, n_boxes, n_msgs, n_bytes = session.execute(
                 select(func.count(Domain.id), func.coalesce(func.sum(Domain.mailbox_count), 0),
                        func.coalesce(func.sum(Domain.message_count), 0),
                        func.coalesce(func.sum(Domain.total_bytes), 0))).one()
-            items = [to_json(domain_info(d)) for d in session.scalars(select(Domain).order_by(Domain.name))]
-        return {"domains": n_domains, "mailboxes": int(n_boxes), "messages": int(n_msgs), "bytes": int(n_bytes),
-                "items": items}
+            items = tuple(domain_info(d) for d in session.scalars(select(Domain).order_by(Domain.name)))
+        return ServerStat(domains=n_domains, mailboxes=int(n_boxes), messages=int(n_msgs), bytes=int(n_bytes),
+                          items=items)
 
     def audit(self, actor: str, op: str, target: str, detail: str, outcome: str, *,
               at: datetime | None = None) -> bool:
@@ -495,15 +523,16 @@ class Admin:
             return False
         return True
 
-    def audit_list(self, limit: int = 50) -> dict:
+    def audit_list(self, limit: int = 50) -> AuditPage:
+        """The newest ``limit`` audit entries (1 to 10,000), newest first."""
         with self.db.read() as session:
             rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(max(1, min(limit, 10000))))
-            items = [{"at": r.at.isoformat(), "actor": r.actor, "op": r.op, "target": r.target,
-                      "detail": r.detail, "outcome": r.outcome} for r in rows]
-        return {"items": items}
+            items = tuple(AuditRecord(at=r.at, actor=r.actor, op=r.op, target=r.target, detail=r.detail,
+                                      outcome=r.outcome) for r in rows)
+        return AuditPage(items=items)
 
     # -- import ---------------------------------------------------------------------------
-    def import_windows(self, path: str, requester: Requester | None = None) -> dict:
+    def import_windows(self, path: str, requester: Requester | None = None) -> ImportSummary:
         """Import ``DIR/<domain>/P3_<name>.mbx/*.eml``; each message keeps its file name as UIDL.
         Running it again imports only what is new. Only regular files below ``path`` are read,
         never through a symbolic link (each one is skipped and reported), and only what
@@ -515,8 +544,8 @@ class Admin:
         except (NotFound, Invalid):
             raise NotFound(f"{root} is not a folder. Give the Windows POP3 Service's mail root (the folder "
                            r"holding one folder per domain, e.g. a copy of C:\Inetpub\mailroot\Mailbox).") from None
-        summary: dict[str, Any] = {"domains": 0, "mailboxes": 0, "messages": 0, "skipped": 0, "warnings": []}
-        warnings: list[str] = summary["warnings"]
+        summary = _ImportTally()
+        warnings = summary.warnings
         found_any = False
         refused = 0
 
@@ -531,7 +560,7 @@ class Admin:
             for _arrived_ns, eml in files:
                 base = import_base(eml)   # names are bytes: one that is not UTF-8 gets a stable digest name
                 if uidl_for(base) in known:
-                    summary["skipped"] += 1
+                    summary.skipped += 1
                     continue
                 fd = _open_below(bfd, eml, who, bdir / eml, warnings, directory=False)
                 if fd is None:
@@ -552,7 +581,7 @@ class Admin:
                     warnings.append(f"could not import {shown_path(bdir / eml)}: {exc.message}")
                     continue
                 known.add(uidl_for(base))
-                summary["messages"] += 1
+                summary.messages += 1
 
         def import_domain(dfd: int, dir_name: str, ddir: Path) -> None:
             nonlocal found_any, refused
@@ -568,7 +597,7 @@ class Admin:
                 return
             try:
                 self.domain_add(dname)
-                summary["domains"] += 1
+                summary.domains += 1
             except Conflict:
                 pass
             for box_name in boxes:
@@ -608,17 +637,17 @@ class Admin:
             log.warning("import from %s: %d entries skipped (links, special files, or not readable by %s)",
                         root, refused + sum(1 for w in warnings if "symbolic link" in w), who.shown)
         if len(warnings) > _MAX_WARNINGS:
-            summary["warnings"] = warnings[:_MAX_WARNINGS] + [f"... and {len(warnings) - _MAX_WARNINGS} more"]
-            warnings = summary["warnings"]
+            warnings = warnings[:_MAX_WARNINGS] + [f"... and {len(warnings) - _MAX_WARNINGS} more"]
         if not found_any:
             raise NotFound(f"No Windows POP3 Service mailboxes under {root}: expected "
                            "<domain>\\P3_<name>.mbx\\*.eml folders.")
-        if summary["mailboxes"]:
+        if summary.mailboxes:
             warnings.append("Imported mailboxes have no password yet (Windows keeps it in a form that "
                             "cannot be carried over): set one with winpop changepwd.")
-        return summary
+        return ImportSummary(domains=summary.domains, mailboxes=summary.mailboxes, messages=summary.messages,
+                             skipped=summary.skipped, warnings=tuple(warnings))
 
-    def _import_mailbox(self, name: str, domain: str, summary: dict) -> int | None:
+    def _import_mailbox(self, name: str, domain: str, summary: _ImportTally) -> int | None:
         with self.db.read() as session:
             drow = self._domain(session, domain)
             existing = session.scalars(select(Mailbox.id).where(Mailbox.domain_id == drow.id,
@@ -634,13 +663,24 @@ class Admin:
             session.flush()
             session.execute(update(Domain).where(Domain.id == drow.id).values(mailbox_count=Domain.mailbox_count + 1))
             box_id = box.id
-        summary["mailboxes"] += 1
+        summary.mailboxes += 1
         info = self.mailbox_get(f"{name}@{domain}")
         self.publish("mailbox.added", info)
         return box_id
 
 
 _MAX_WARNINGS = 100
+
+
+@dataclass
+class _ImportTally:
+    """What an import has done so far (frozen into an ImportSummary at the end)."""
+
+    domains: int = 0
+    mailboxes: int = 0
+    messages: int = 0
+    skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def _listing(dir_fd: int, where: Path, warnings: list[str]) -> list[tuple[str, os.stat_result]]:

@@ -1,23 +1,12 @@
-"""Plain frozen values that cross threads and the admin channel; never ORM objects."""
+"""Plain frozen values that cross threads and the admin channel; never ORM objects.
+
+``core`` hands these out; the admin channel alone turns them into JSON (core.ipc.wire.to_wire),
+field by field in declaration order, so a value's fields are its wire keys.
+"""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-
-def to_json(value: Any) -> Any:
-    """A dataclass (or list of them) as JSON-ready data; datetimes as ISO 8601 text."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 @dataclass(frozen=True)
@@ -94,3 +83,141 @@ class ReconcileReport:
     deletions_rolled_back: int = 0
     files_refound: int = 0    # rows whose file a mail reader renamed (new/X → cur/X:2,S): they follow it
     problems: int = 0         # entries it could not fix (MailStore.problems lists them)
+
+
+# -- what the administration operations (core.admin) answer and announce -------------------------
+
+@dataclass(frozen=True)
+class DomainPage:
+    """One page of the domain list (``total`` counts every match, not just this page)."""
+
+    total: int
+    offset: int
+    items: tuple[DomainInfo, ...]
+
+
+@dataclass(frozen=True)
+class MailboxPage:
+    """One page of a domain's mailboxes."""
+
+    total: int
+    offset: int
+    domain: str
+    items: tuple[MailboxInfo, ...]
+
+
+@dataclass(frozen=True)
+class DomainDeleted:
+    """A deleted domain (the answer to domain.delete and its event)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class MailboxDeleted:
+    """A deleted mailbox, as the mailbox.deleted event names it."""
+
+    address: str
+    domain: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MailboxAddress:
+    """The mailbox an operation changed or removed (mailbox.delete, mailbox.set_password)."""
+
+    address: str
+
+
+@dataclass(frozen=True)
+class SettingChanged:
+    """A stored setting's new value as people may see it (a secret shows as "(set)")."""
+
+    name: str
+    value: object
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """The answer to settings.set: the value as shown, and what a change needs to take effect."""
+
+    name: str
+    value: object
+    restart: str | None
+
+
+@dataclass(frozen=True)
+class MailrootMove:
+    """The answer to moving the root mail directory: what the new folder was found to hold."""
+
+    name: str
+    value: str
+    restart: str | None
+    messages: int
+    mailboxes: int
+    domains: int
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    """Totals for the whole server, from the counters, with every domain's line."""
+
+    domains: int
+    mailboxes: int
+    messages: int
+    bytes: int
+    items: tuple[DomainInfo, ...]
+
+
+@dataclass(frozen=True)
+class DomainStat:
+    """Totals for one domain, from its counters, with every mailbox's line."""
+
+    domain: str
+    mailboxes: int
+    messages: int
+    bytes: int
+    locked: bool
+    items: tuple[MailboxInfo, ...]
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit log entry: who did what to what, when, and how it ended."""
+
+    at: datetime
+    actor: str
+    op: str
+    target: str
+    detail: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """The newest audit entries, newest first."""
+
+    items: tuple[AuditRecord, ...]
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What an import of a Windows POP3 Service mail root did."""
+
+    domains: int
+    mailboxes: int
+    messages: int
+    skipped: int
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What moving one password-file mailbox to a directory entry did (core.auth.migration)."""
+
+    address: str
+    entry: str
+    created: bool
+    password_carried: bool
+    remaining: int
+    switched: bool

@@ -16,8 +16,8 @@ from typing import Any
 from core.auth import settings as method_settings
 from core.auth.directory import DirectoryConfig, DirectoryProvider, seal_bind_password
 from core.auth.keystore import ServerKey
-from core.auth.local import LocalAccountProvider, SystemAccounts
-from core.auth.provider import PasswordFileProvider
+from core.auth.local import Accounts, LocalAccountProvider, SystemAccounts
+from core.auth.provider import AuthMethod, PasswordFileProvider
 from core.names import AUTH_METHODS
 
 log = logging.getLogger("pop3svc.auth")
@@ -64,7 +64,7 @@ def check_server_key(db: Any, key: ServerKey) -> str:
 class AuthMethods:
     """Builds the provider the settings name and keeps ``ctx.auth`` / ``ctx.admin.auth`` current."""
 
-    def __init__(self, ctx: Any, data_dir: Path, keystore: str, *, accounts: Any = None) -> None:
+    def __init__(self, ctx: Any, data_dir: Path, keystore: str, *, accounts: Accounts | None = None) -> None:
         self.ctx = ctx
         # The privileged helper's client (service.privhelper) when the service started as root;
         # None: the local method works in-process (a service run by an ordinary user).
@@ -84,7 +84,7 @@ class AuthMethods:
             return (method,) + tuple(values.get(n) for n in method_settings.NAMES if n.startswith("ldap_"))
         return (method,)
 
-    def build(self, values: dict[str, Any]) -> Any:
+    def build(self, values: dict[str, Any]) -> AuthMethod:
         """The provider for ``values['auth']``."""
         method = values["auth"]
         self._fingerprint = self._fingerprint_of(values)
@@ -124,6 +124,6 @@ class AuthMethods:
         self.ctx.auth = provider
         if self.ctx.admin is not None:
             self.ctx.admin.auth = provider
-        if old is not provider and hasattr(old, "close"):
+        if old is not None and old is not provider:
             old.close()
         log.warning("authentication method: %s", provider.method)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.db import Database
+from core.ipc.wire import to_wire
 from core.settings import SPECS, Settings
 from core.store import MailStore
 from service.listeners import Limits
@@ -52,6 +53,9 @@ class EventBus:
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
     def publish(self, name: str, data: Any) -> None:
+        """Send an event to every subscriber; a value of core.model goes out as its JSON form
+        (core.ipc.wire), which is what admin connections, other nodes and listeners get."""
+        data = to_wire(data)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

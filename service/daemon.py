@@ -26,7 +26,7 @@ from core.admin import Admin, domain_info, mailbox_info
 from core.db import Database, sqlite_url
 from core.errors import Invalid, MailError, NotFound, Unavailable
 from core.ipc.protocol import socket_path
-from core.model import to_json
+from core.model import DomainInfo, MailboxInfo
 from core.paths import can_bind_privileged, default_data_dir
 from core.hostname import is_loopback_name
 from core.settings import EVERY_ADDRESS, Settings, default_hostname
@@ -677,12 +677,12 @@ class MailService:
             ids, self._changed = self._changed, set()
             self._flush_scheduled = False
 
-        def load() -> tuple[list[dict], list[dict]]:
+        def load() -> tuple[list[MailboxInfo], list[DomainInfo]]:
             with self.ctx.db.read() as session:
                 rows = session.execute(select(Mailbox, Domain).join(Domain, Domain.id == Mailbox.domain_id)
                                        .where(Mailbox.id.in_(list(ids)[:500]))).all()
-                boxes = [to_json(mailbox_info(m, d)) for m, d in rows]
-                domains = {d.id: to_json(domain_info(d)) for _m, d in rows}
+                boxes = [mailbox_info(m, d) for m, d in rows]
+                domains = {d.id: domain_info(d) for _m, d in rows}
             return boxes, list(domains.values())
 
         if self._shutting_down:

@@ -13,6 +13,7 @@ The helper exits when the service's end of the channel closes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from core.auth.local import Accounts, AccountState, SystemAccounts
 from core.errors import Conflict, Forbidden, Invalid, MailError, NotFound, Unavailable
 
 log = logging.getLogger("pop3svc.privhelper")
@@ -76,7 +78,7 @@ def _recv(sock: socket.socket) -> dict[str, Any] | None:
 
 # --- the helper process (root) -------------------------------------------------------------------
 
-def _dispatch(accounts: Any, op: Any, args: Any) -> Any:
+def _dispatch(accounts: Accounts, op: Any, args: Any) -> Any:
     """Run one request against SystemAccounts; each field is checked there (types, names, rules)."""
     if not isinstance(args, dict) or not all(isinstance(v, str) for v in args.values()):
         raise Invalid("The request's arguments must be strings.")
@@ -86,7 +88,7 @@ def _dispatch(accounts: Any, op: Any, args: Any) -> Any:
     if op == "pam_check":
         return accounts.pam_check(a("name"), a("password"), a("service"))
     if op == "describe":
-        return accounts.describe(a("name"))
+        return dataclasses.asdict(accounts.describe(a("name")))   # {exists, refusal} on the channel
     if op == "prepare":
         accounts.prepare()
         return None
@@ -101,7 +103,7 @@ def _dispatch(accounts: Any, op: Any, args: Any) -> Any:
     raise Invalid(f"The helper has no operation {str(op)[:40]!r}.")
 
 
-def serve(sock: socket.socket, accounts: Any) -> None:
+def serve(sock: socket.socket, accounts: Accounts) -> None:
     """Answer requests until the service closes its end."""
     lock = threading.Lock()
     slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
@@ -147,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o022)        # /etc/pam.d and the account databases stay world-readable
     os.chdir("/")
     sock = socket.socket(fileno=args.fd)
-    from core.auth.local import SystemAccounts
     try:
         serve(sock, SystemAccounts())
     finally:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # --- the service's side --------------------------------------------------------------------------
 
-class HelperClient:
+class HelperClient(Accounts):
     """The service's end of the channel: blocking calls (from worker threads) with a deadline,
     answered by id so a slow PAM refusal holds up no other call. Has SystemAccounts' methods."""
 
@@ -182,7 +183,8 @@ class HelperClient:
                 message = _recv(self._sock)
                 if message is None:
                     break
-                future = self._waiting.pop(message.get("id"), None)
+                req_id = message.get("id")
+                future = self._waiting.pop(req_id, None) if isinstance(req_id, int) else None
                 if future is not None and not future.done():
                     future.set_result(message)
         except (OSError, ValueError):
@@ -217,8 +219,9 @@ class HelperClient:
         raise error(str(reply.get("message") or "The account helper refused."))
 
     # SystemAccounts' interface (core.auth.local.Accounts)
-    def describe(self, name: str) -> dict:
-        return self.call("describe", name=name)
+    def describe(self, name: str) -> AccountState:
+        found = self.call("describe", name=name)
+        return AccountState(exists=bool(found["exists"]), refusal=str(found["refusal"]))
 
     def pam_check(self, name: str, password: str, service: str) -> bool:
         return bool(self.call("pam_check", name=name, password=password, service=service))

@@ -19,8 +19,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.ipc.ops import check_params
-from core.model import DomainInfo, MailboxInfo, to_json
-from core.names import check_token_name, display_domain, normalize_domain, split_address
+from core.ipc.wire import to_wire
+from core.model import DomainInfo, MailboxInfo
+from core.names import check_token_name, display_domain, normalize_domain, normalize_mailbox, split_address
 from core.settings import SPECS, resolve
 
 OnOk = Callable[[Any], None]
@@ -137,13 +138,13 @@ class FakeService:
 
     def domain_info(self, d: _Domain) -> dict[str, Any]:
         boxes = d.mailboxes.values()
-        return to_json(DomainInfo(name=d.name, display_name=display_domain(d.name), locked=d.locked,
+        return to_wire(DomainInfo(name=d.name, display_name=display_domain(d.name), locked=d.locked,
                                   mailbox_count=len(d.mailboxes),
                                   message_count=sum(m.message_count for m in boxes),
                                   total_bytes=sum(m.total_bytes for m in boxes)))
 
     def mailbox_info(self, m: _Mailbox) -> dict[str, Any]:
-        return to_json(MailboxInfo(name=m.name, domain=m.domain, address=f"{m.name}@{m.domain}",
+        return to_wire(MailboxInfo(name=m.name, domain=m.domain, address=f"{m.name}@{m.domain}",
                                    locked=m.locked, domain_locked=self.domains[m.domain].locked,
                                    message_count=m.message_count, total_bytes=m.total_bytes,
                                    quota_bytes=m.quota_bytes, has_user=m.has_user))

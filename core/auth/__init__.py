@@ -20,6 +20,8 @@ from core.auth.provider import (
     PLAIN,
     PLAINTEXT_MECHANISMS,
     SCRAM_SHA_256,
+    AccountAdmin,
+    AuthMethod,
     AuthProvider,
     PasswordFileProvider,
     check_password,
@@ -27,6 +29,8 @@ from core.auth.provider import (
 from core.auth.scram import DEFAULT_ITERATIONS, ScramVerifier, make_verifier, verify_plain
 
 __all__ = [
+    "AccountAdmin",
+    "AuthMethod",
     "AuthProvider",
     "CRAM_MD5",
     "Challenge",

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import PlaintextOnly, check_password, mailbox_ref
+from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
 from core.auth.settings import BIND_PASSWORD_AAD, SEALED_PREFIX, parse_urls, unseal_b64
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -138,7 +138,7 @@ def _close(conn: Any) -> None:
         pass
 
 
-class DirectoryProvider(PlaintextOnly):
+class DirectoryProvider(PlaintextOnly, AuthMethod):
     """The ``directory`` method over ldap3."""
 
     method = "directory"
@@ -350,10 +350,8 @@ class DirectoryProvider(PlaintextOnly):
 
     # --- admin hooks --------------------------------------------------------------------------
 
-    def check_password(self, password: str) -> str:
-        return check_password(password)
-
-    def check_new_mailbox(self, name: str, domain: str, *, create_user: bool, password: str | None) -> None:
+    def check_new_mailbox(self, session: Session, name: str, domain: str, *, create_user: bool,
+                          password: str | None) -> None:
         """Without 'create associated user' an entry must already match the mailbox."""
         if create_user:
             return
@@ -369,10 +367,10 @@ class DirectoryProvider(PlaintextOnly):
         dn, created = self.ensure_entry(name, domain)
         if created:
             def undo(_session: Session) -> None:
-                self._delete_entry(dn)
+                self.delete_entry(dn)
             on_session_event(session, "after_rollback", undo, once=True)
         if password:
-            self._set_entry_password(dn, password)
+            self.set_entry_password(dn, password)
 
     def ensure_entry(self, name: str, domain: str) -> tuple[str, bool]:
         """The entry's DN and whether it was created now (False: an entry matched already)."""
@@ -435,10 +433,11 @@ class DirectoryProvider(PlaintextOnly):
         dn = self.find_entry(box.name, domain.name)
         if dn is None:
             raise NotFound(f"No directory entry matches {box.name}@{domain.name}; the password cannot be set.")
-        self._set_entry_password(dn, password)
+        self.set_entry_password(dn, password)
         self.forget(f"{box.name}@{domain.name}")
 
-    def _set_entry_password(self, dn: str, password: str) -> None:
+    def set_entry_password(self, dn: str, password: str) -> None:
+        """Set the password of the entry ``dn`` (also used by core.auth.migration)."""
         with self._service_conn() as conn:
             if self.config.server_type == "ad":
                 ok = conn.extend.microsoft.modify_password(dn, password)
@@ -464,7 +463,7 @@ class DirectoryProvider(PlaintextOnly):
         dn = self.find_entry(name, domain)
         self.forget(f"{name}@{domain}")
         if dn is not None:
-            on_session_event(session, "after_commit", lambda _s: self._delete_entry(dn), once=True)
+            on_session_event(session, "after_commit", lambda _s: self.delete_entry(dn), once=True)
 
     def delete_users(self, session: Session, domain_id: int) -> None:
         """With the domain: delete the entries of its mailboxes that have an associated user."""
@@ -473,9 +472,13 @@ class DirectoryProvider(PlaintextOnly):
         dns = [dn for dn in (self.find_entry(n, d) for n, d in rows) if dn is not None]
         self.forget()
         if dns:
-            on_session_event(session, "after_commit", lambda _s: [self._delete_entry(dn) for dn in dns], once=True)
+            def remove(_session: Session) -> None:
+                for dn in dns:
+                    self.delete_entry(dn)
+            on_session_event(session, "after_commit", remove, once=True)
 
-    def _delete_entry(self, dn: str) -> None:
+    def delete_entry(self, dn: str) -> None:
+        """Delete the entry ``dn``; a failure is logged, not raised (it runs after a commit or a rollback)."""
         try:
             with self._service_conn() as conn:
                 ok = conn.delete(dn)

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import PlaintextOnly, check_password, mailbox_ref
+from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
 from core.auth.settings import PAM_SERVICE_DEFAULT
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, MailError, NotFound, Unavailable
@@ -200,7 +200,45 @@ class AccountRules:
         return ""
 
 
-class SystemAccounts:
+@dataclass(frozen=True)
+class AccountState:
+    """Whether a system account exists, and why a mailbox may not use it ("" when it may)."""
+
+    exists: bool
+    refusal: str
+
+
+class Accounts(Protocol):
+    """The account administration of the ``local`` method, what the provider asks of the
+    privileged side: SystemAccounts in-process, or the helper's client
+    (service.privhelper.HelperClient) with the same methods over its channel."""
+
+    def describe(self, name: str) -> AccountState:
+        """Whether a mailbox may map to the account ``name``, and why not."""
+        ...
+
+    def pam_check(self, name: str, password: str, service: str) -> bool:
+        """PAM's verdict on ``password`` for an account the rules allow (False for any other)."""
+        ...
+
+    def prepare(self) -> None:
+        """The pop3users group and the PAM service file, made when missing."""
+        ...
+
+    def create(self, name: str, comment: str) -> None:
+        """A shell-less, home-less account in pop3users."""
+        ...
+
+    def set_password(self, name: str, password: str) -> None:
+        """A new password for an account the rules allow."""
+        ...
+
+    def delete(self, name: str) -> bool:
+        """Remove an account the service made; False if there was none."""
+        ...
+
+
+class SystemAccounts(Accounts):
     """The privileged account operations of the ``local`` method, each checked against
     ``AccountRules``. Runs in the privileged helper (service/privhelper.py) when the service drops
     root, in-process otherwise; it never trusts its caller's checks."""
@@ -210,10 +248,11 @@ class SystemAccounts:
         self._runner = runner
         self._nobody = "pop3-nobody-" + secrets.token_hex(6)
 
-    def describe(self, name: str) -> dict:
-        """{exists, refusal}: whether a mailbox may map to the account ``name``, and why not."""
+    def describe(self, name: str) -> AccountState:
+        """Whether a mailbox may map to the account ``name``, and why not."""
         check_account_name(name)
-        return {"exists": account_exists(name), "refusal": self.rules.refusal(name) if account_exists(name) else ""}
+        exists = account_exists(name)
+        return AccountState(exists=exists, refusal=self.rules.refusal(name) if exists else "")
 
     def pam_check(self, name: str, password: str, service: str) -> bool:
         """PAM's verdict on ``password``; an account the rules refuse is checked as an unknown one
@@ -321,19 +360,7 @@ def _pam_authenticate(account: str, password: str, service: str) -> bool:
     return False
 
 
-class Accounts(Protocol):
-    """What the provider asks of the privileged side: SystemAccounts in-process, or the helper's
-    client (service.privhelper.HelperClient) with the same methods over its channel."""
-
-    def describe(self, name: str) -> dict: ...
-    def pam_check(self, name: str, password: str, service: str) -> bool: ...
-    def prepare(self) -> None: ...
-    def create(self, name: str, comment: str) -> None: ...
-    def set_password(self, name: str, password: str) -> None: ...
-    def delete(self, name: str) -> bool: ...
-
-
-class LocalAccountProvider(PlaintextOnly):
+class LocalAccountProvider(PlaintextOnly, AuthMethod):
     """The ``local`` method: mailboxes over system accounts, checked and changed through ``accounts``."""
 
     method = "local"
@@ -383,28 +410,25 @@ class LocalAccountProvider(PlaintextOnly):
 
     # --- admin hooks --------------------------------------------------------------------------
 
-    def check_password(self, password: str) -> str:
-        return check_password(password)
-
-    def check_new_mailbox(self, name: str, domain: str, *, create_user: bool, password: str | None) -> None:
+    def check_new_mailbox(self, session: Session, name: str, domain: str, *, create_user: bool,
+                          password: str | None) -> None:
         """Names unique across domains; an account to create must not exist, one to map to must
         exist and be one the rules allow (AccountRules)."""
-        with self._db.read() as session:
-            other = session.execute(select(Domain.name).join(Mailbox, Mailbox.domain_id == Domain.id)
-                                    .where(Mailbox.name == name).limit(1)).scalar()
+        other = session.execute(select(Domain.name).join(Mailbox, Mailbox.domain_id == Domain.id)
+                                .where(Mailbox.name == name).limit(1)).scalar()
         if other is not None:
             raise Conflict(f"With local system accounts a mailbox name is unique across all domains: "
                            f"{name}@{other} already uses the account '{name}'. Choose another name.")
         info = self.accounts.describe(name)
-        if create_user and info["exists"]:
+        if create_user and info.exists:
             raise Conflict(f"A system account named '{name}' already exists. Add the mailbox without "
                            "'create associated user' to use that account and its password.")
         if not create_user:
-            if not info["exists"]:
+            if not info.exists:
                 raise NotFound(f"There is no system account named '{name}'. Choose 'create associated user' "
                                "(winpop add --createuser) or create the account first.")
-            if info["refusal"]:
-                raise Forbidden(f"A mailbox may not use the account '{name}': {info['refusal']}")
+            if info.refusal:
+                raise Forbidden(f"A mailbox may not use the account '{name}': {info.refusal}")
             if password:
                 raise Invalid(f"Without 'create associated user' the mailbox uses the existing account "
                               f"'{name}' and its password; give no password here (winpop changepwd changes it).")
@@ -425,14 +449,14 @@ class LocalAccountProvider(PlaintextOnly):
         box = session.get(Mailbox, mailbox_id)
         if box is None:
             raise NotFound(f"There is no mailbox with id {mailbox_id}; it may have been deleted.")
-        if not self.accounts.describe(box.name)["exists"]:
+        if not self.accounts.describe(box.name).exists:
             raise NotFound(f"The system account '{box.name}' does not exist any more; delete the mailbox "
                            "or create the account again.")
         self.accounts.set_password(box.name, password)
 
     def delete_user(self, session: Session, mailbox_id: int, name: str, domain: str) -> None:
         """userdel the account after the mailbox is gone; only accounts the service made (pop3users)."""
-        if not self.accounts.describe(name)["exists"]:
+        if not self.accounts.describe(name).exists:
             return
         if not account_in_group(name):
             raise Conflict(f"'{name}' is a system account the POP3 service did not create (it is not in the "

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from core.auth.ntlm import NtlmError, NtlmServer
 from core.auth.provider import CRAM_MD5, LOGIN, NTLM, PLAIN, SCRAM_SHA_256, AuthProvider
-from core.auth.scram import DEFAULT_ITERATIONS, ScramError, ScramServer, ScramVerifier
+from core.auth.scram import ScramError, ScramServer, ScramVerifier
 from core.errors import Invalid, MailError, Unavailable
 from core.model import MailboxRef
 
@@ -253,8 +253,7 @@ class ScramSha256Mechanism(_Exchange):
         super().__init__(provider, hostname=hostname)
         self._principal: MailboxRef | None = None
         # Unknown users are shown the iteration count real verifiers get, so "i=" reveals nothing.
-        fake_iterations = getattr(provider, "scram_iterations", DEFAULT_ITERATIONS)
-        self._scram = ScramServer(self._lookup, server_nonce=server_nonce, fake_iterations=fake_iterations)
+        self._scram = ScramServer(self._lookup, server_nonce=server_nonce, fake_iterations=provider.scram_iterations)
         self._awaiting_final = False
 
     def _lookup(self, username: str) -> ScramVerifier | None:

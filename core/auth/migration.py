@@ -9,14 +9,15 @@ authentication method to ``directory`` — the one way to change it while domain
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy import func, select
 
 from core.auth.directory import DirectoryProvider
+from core.auth.keystore import ServerKey
 from core.auth.provider import secret_aad
 from core.db import Database
 from core.errors import Conflict, NotFound
+from core.model import Migration
 from core.names import split_address
 from core.settings import Settings
 from core.tables import Credential, Domain, Mailbox
@@ -24,8 +25,8 @@ from core.tables import Credential, Domain, Mailbox
 log = logging.getLogger(__name__)
 
 
-def migrate_to_directory(db: Database, key: Any, directory: DirectoryProvider, address: str) -> dict[str, Any]:
-    """Move one mailbox; returns {address, entry, created, password_carried, remaining, switched}."""
+def migrate_to_directory(db: Database, key: ServerKey, directory: DirectoryProvider, address: str) -> Migration:
+    """Move one mailbox to its directory entry (the original's migrateToAD); says what it did."""
     with db.read() as session:
         method = Settings.get(session, "auth")
         if method != "passwordfile":
@@ -47,9 +48,9 @@ def migrate_to_directory(db: Database, key: Any, directory: DirectoryProvider, a
     carried = False
     if password and created:
         try:
-            directory._set_entry_password(dn, password)
+            directory.set_entry_password(dn, password)
         except BaseException:
-            directory._delete_entry(dn)
+            directory.delete_entry(dn)
             raise
         carried = True
     elif password:
@@ -68,5 +69,5 @@ def migrate_to_directory(db: Database, key: Any, directory: DirectoryProvider, a
             Settings.put(session, "auth", "directory")
     log.warning("migrated %s@%s to the directory entry %s%s", name, domain_name, dn,
                 "; the server now uses the directory method" if switched else f" ({remaining} mailboxes to go)")
-    return {"address": f"{name}@{domain_name}", "entry": dn, "created": created, "password_carried": carried,
-            "remaining": remaining, "switched": switched}
+    return Migration(address=f"{name}@{domain_name}", entry=dn, created=created, password_carried=carried,
+                     remaining=remaining, switched=switched)

@@ -1,8 +1,9 @@
 """Auth providers: who a login is and whether a password is right (DESIGN §6).
 
-``AuthProvider`` is the interface the protocol servers and the SASL mechanisms use; the
-``passwordfile`` method implements it here over the database and the server key. The ``local``
-(PAM) and ``directory`` (LDAP) methods implement the same interface.
+``AuthProvider`` is the interface the protocol servers and the SASL mechanisms use,
+``AccountAdmin`` the one the administration operations use; ``AuthMethod`` is both, and every
+method declares it: ``passwordfile`` here over the database and the server key, ``local`` (PAM)
+in core.auth.local, ``directory`` (LDAP) in core.auth.directory.
 """
 from __future__ import annotations
 
@@ -69,10 +70,13 @@ class _Found(NamedTuple):
 
 @runtime_checkable
 class AuthProvider(Protocol):
-    """Resolves logins ('alice@example.com') to mailboxes and checks their passwords."""
+    """What the protocol servers and the SASL mechanisms ask of an authentication method:
+    resolve logins ('alice@example.com') to mailboxes and check their passwords."""
 
     method: str
     supports_challenge_response: bool
+    # PBKDF2 rounds of new SCRAM verifiers; shown to unknown users too, so "i=" reveals nothing.
+    scram_iterations: int
 
     def resolve(self, login: str) -> MailboxRef | None:
         """The mailbox ``login`` names (locked or not), or None."""
@@ -94,12 +98,50 @@ class AuthProvider(Protocol):
         """The SASL mechanisms to advertise on a connection with or without TLS."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the method holds open (directory connections) when it is replaced."""
+        ...
+
+
+@runtime_checkable
+class AccountAdmin(Protocol):
+    """What the administration operations (core.admin) ask of an authentication method about a
+    mailbox's account. Each call gets the caller's write transaction: work outside the database
+    (a system account, a directory entry) is undone when it rolls back, or done after it commits."""
+
+    def check_password(self, password: str) -> str:
+        """``password`` if this method can set it, else Invalid saying why (before anything changes)."""
+        ...
+
+    def check_new_mailbox(self, session: Session, name: str, domain: str, *, create_user: bool,
+                          password: str | None) -> None:
+        """Refuse a new mailbox this method cannot serve (the name taken, its account missing...)."""
+        ...
+
+    def create_user(self, session: Session, mailbox_id: int, name: str, domain: str, password: str | None) -> None:
+        """Make the mailbox's associated user (and set its password, if given)."""
+        ...
+
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """Store a new password for a mailbox inside the caller's write transaction."""
         ...
 
+    def delete_user(self, session: Session, mailbox_id: int, name: str, domain: str) -> None:
+        """Remove the mailbox's associated user with the mailbox."""
+        ...
 
-class PasswordFileProvider:
+    def delete_users(self, session: Session, domain_id: int) -> None:
+        """Remove the associated users of a domain's mailboxes with the domain."""
+        ...
+
+
+@runtime_checkable
+class AuthMethod(AuthProvider, AccountAdmin, Protocol):
+    """One authentication method of the server setting ``auth`` (passwordfile, local, directory):
+    the logon side and the administration side together."""
+
+
+class PasswordFileProvider(AuthMethod):
     """The ``passwordfile`` method: SCRAM verifiers and server-key-encrypted secrets in the database."""
 
     method = "passwordfile"
@@ -176,7 +218,28 @@ class PasswordFileProvider:
             offered += [PLAIN, LOGIN]
         return offered
 
+    def close(self) -> None:
+        """Nothing to let go of: the database belongs to the service."""
+
     # --- changes ------------------------------------------------------------------------------
+
+    def check_password(self, password: str) -> str:
+        return check_password(password)
+
+    def check_new_mailbox(self, session: Session, name: str, domain: str, *, create_user: bool,
+                          password: str | None) -> None:
+        """Any name will do; core.admin requires the password (the password file's entry is the user)."""
+
+    def create_user(self, session: Session, mailbox_id: int, name: str, domain: str, password: str | None) -> None:
+        """The password file's entry is the user: storing its password makes it."""
+        if password is not None:
+            self.set_password(session, mailbox_id, password)
+
+    def delete_user(self, session: Session, mailbox_id: int, name: str, domain: str) -> None:
+        """Nothing to do: the credentials row goes with the mailbox row."""
+
+    def delete_users(self, session: Session, domain_id: int) -> None:
+        """Nothing to do: the credentials rows go with the mailbox rows."""
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """Store the SCRAM verifier and the encrypted secret for ``mailbox_id`` in ``session``."""
@@ -198,13 +261,13 @@ class PasswordFileProvider:
         session.flush()
 
 
-
 class PlaintextOnly:
     """For providers that can only check a password they are given (PAM, an LDAP bind): no
     reusable secret, so no APOP, CRAM-MD5, SCRAM or NTLM; PLAIN and LOGIN, inside TLS when SPA
     is required."""
 
     supports_challenge_response = False
+    scram_iterations = DEFAULT_ITERATIONS   # no verifiers here; what an unknown user's SCRAM is shown
 
     def secret_for(self, login: str) -> None:
         return None
@@ -214,3 +277,9 @@ class PlaintextOnly:
 
     def mechanisms(self, *, tls: bool, spa_required: bool) -> list[str]:
         return [PLAIN, LOGIN] if tls or not spa_required else []
+
+    def check_password(self, password: str) -> str:
+        return check_password(password)
+
+    def close(self) -> None:
+        """Nothing held open by default."""

@@ -110,13 +110,17 @@ class MailStore:
     def has_domains(self) -> bool:
         return self._index.has_domains()
 
-    def create_domain_folder(self, domain: str) -> Path:
-        """Create (or adopt) a domain's folder; the mail root too while no domain exists."""
-        return self._mailroot.create_domain_folder(domain, create_root=not self.has_domains())
+    def create_domain_folder(self, domain: str, *, domains_exist: bool | None = None) -> Path:
+        """Create (or adopt) a domain's folder; the mail root too while no domain exists.
+        ``domains_exist``: whether the database holds a domain already, when the caller knows it
+        (read in its own transaction); else read here."""
+        exist = self.has_domains() if domains_exist is None else domains_exist
+        return self._mailroot.create_domain_folder(domain, create_root=not exist)
 
-    def create_mailbox_folder(self, domain: str, name: str) -> Path:
+    def create_mailbox_folder(self, domain: str, name: str, *, domains_exist: bool | None = None) -> Path:
         """Create (or adopt) the Maildir of a mailbox: tmp/, new/ and cur/."""
-        return self._mailroot.create_mailbox_folder(domain, name, create_root=not self.has_domains())
+        exist = self.has_domains() if domains_exist is None else domains_exist
+        return self._mailroot.create_mailbox_folder(domain, name, create_root=not exist)
 
     def removing(self, path: Path) -> contextlib.AbstractContextManager[None]:
         """Remove a folder around a database change; if the change fails the folder is put back."""

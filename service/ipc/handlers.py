@@ -17,7 +17,7 @@ from typing import Any
 
 from core.errors import Unavailable
 from core.ipc.ops import OPS, check_implemented
-from core.model import to_json
+from core.ipc.wire import to_wire
 from core.tables import Domain
 from service.context import ServiceContext
 
@@ -64,7 +64,7 @@ def handles(name: str) -> Callable[[Handler], Handler]:
 
 def _admin(method: str) -> Handler:
     async def run(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-        return await ctx.run(getattr(ctx.admin, method), **params)
+        return to_wire(await ctx.run(getattr(ctx.admin, method), **params))
     return run
 
 
@@ -98,7 +98,7 @@ def _requester() -> Any:
 @handles("import.windows")
 async def import_windows(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     """Read the import tree only as far as the requesting administrator could (no links followed)."""
-    return await ctx.run(ctx.admin.import_windows, params["path"], requester=_requester())
+    return to_wire(await ctx.run(ctx.admin.import_windows, params["path"], requester=_requester()))
 
 
 # Settings naming a file the service reads: the requester must be able to read it themselves.
@@ -117,7 +117,7 @@ async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     # A new method rebuilds the auth provider (key files, /etc/pam.d), TLS re-reads its files:
     # off the event loop.
     await ctx.run(ctx.apply_settings)
-    return result
+    return to_wire(result)
 
 
 @handles("settings.describe")
@@ -141,7 +141,7 @@ def service_status(ctx: ServiceContext) -> dict[str, Any]:
     # What the start-up repair (or a read since) could not fix in the mail root: {total, items}.
     disk = getattr(ctx, "disk", None)
     return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
-            "disk": disk.snapshot() if disk is not None else [], "store_problems": to_json(ctx.store.problems())}
+            "disk": disk.snapshot() if disk is not None else [], "store_problems": to_wire(ctx.store.problems())}
 
 
 @handles("service.status")
@@ -204,12 +204,12 @@ async def mailbox_migrate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
         result = await ctx.run(migrate_to_directory, ctx.db, methods.key, directory, params["address"])
     finally:
         directory.close()
-    ctx.events.publish("mailbox.changed", await ctx.run(ctx.admin.mailbox_get, result["address"]))
-    if result["switched"]:
+    ctx.events.publish("mailbox.changed", await ctx.run(ctx.admin.mailbox_get, result.address))
+    if result.switched:
         await ctx.run(ctx.reload_settings)
         await ctx.run(ctx.apply_settings)
         ctx.events.publish("settings.changed", {"name": "auth", "value": "directory"})
-    return result
+    return to_wire(result)
 
 
 @handles("service.control")
@@ -220,7 +220,7 @@ async def control(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 @handles("stat")
 async def stat(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    result = await ctx.run(ctx.admin.stat, params.get("domain"))
+    result = to_wire(await ctx.run(ctx.admin.stat, params.get("domain")))
     result["counters"] = ctx.stats.snapshot()
     return result
 

@@ -366,7 +366,7 @@ class Pop3Session(asyncio.Protocol):
 
     def greeting(self) -> bytes:
         text = f"{self.ctx.hostname} POP3 Service ready"
-        if getattr(self.ctx.auth, "supports_challenge_response", False):
+        if self.ctx.auth is not None and self.ctx.auth.supports_challenge_response:
             # RFC 1939 §7: a unique timestamp in angle brackets makes APOP possible.
             self.timestamp = f"<{os.getpid()}.{secrets.token_hex(6)}.{int(time.time())}@{self.ctx.hostname}>"
             text += " " + self.timestamp

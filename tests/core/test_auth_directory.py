@@ -114,7 +114,7 @@ def test_a_bind_account_without_rights_maps_but_cannot_create(db, store, slapd):
     admin.domain_add(d)
     with pytest.raises(Forbidden, match="may not create entries"):
         admin.mailbox_add(f"erin@{d}", password=PASSWORD, create_user=True)
-    assert admin.mailbox_list(d)["total"] == 0
+    assert admin.mailbox_list(d).total == 0
     slapd.add_person(f"erin@{d}", "erin-own-pw")
     admin.mailbox_add(f"erin@{d}", create_user=True)      # an entry exists: mapped, not created
     assert reader.verify_password(f"erin@{d}", "erin-own-pw") is not None
@@ -191,7 +191,7 @@ def test_the_bind_password_is_sealed_in_the_database_and_shown_as_set(db, store,
         result = admin.settings_set("ldap_bind_password", "clear-secret-99")
     finally:
         method_settings.install_sealer(None)
-    assert result["value"] == "(set)"
+    assert result.value == "(set)"
     assert admin.settings_get("ldap_bind_password") == {"ldap_bind_password": "(set)"}
     assert admin.settings_get()["ldap_bind_password"] == "(set)"
     with db.read() as session:
@@ -199,7 +199,7 @@ def test_the_bind_password_is_sealed_in_the_database_and_shown_as_set(db, store,
         values = Settings.get_all(session)
     assert "clear-secret-99" not in raw and "sealed:" in raw
     assert DirectoryConfig.from_settings(values, key).bind_password == "clear-secret-99"
-    assert admin.settings_set("ldap_bind_password", "(set)")["value"] == "(set)"     # unchanged
+    assert admin.settings_set("ldap_bind_password", "(set)").value == "(set)"     # unchanged
     with db.read() as session:
         assert session.get(Setting, "ldap_bind_password").value == raw
 
@@ -214,10 +214,10 @@ def test_migrate_moves_a_password_file_mailbox_keeping_its_password(db, store, s
     admin.mailbox_add(f"lee@{d}", password="lees-old-pw")
     directory = DirectoryProvider(db, DirectoryConfig.from_settings(slapd.settings(), None))
     first = migrate_to_directory(db, key, directory, f"kim@{d}")
-    assert first["created"] and first["password_carried"] and first["remaining"] == 1 and not first["switched"]
+    assert first.created and first.password_carried and first.remaining == 1 and not first.switched
     assert directory.verify_password(f"kim@{d}", "kims-old-pw") is not None
     last = migrate_to_directory(db, key, directory, f"lee@{d}")
-    assert last["switched"] and last["remaining"] == 0
+    assert last.switched and last.remaining == 0
     with db.read() as session:
         assert Settings.get(session, "auth") == "directory"
         assert session.query(Credential).count() == 0

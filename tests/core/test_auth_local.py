@@ -206,7 +206,7 @@ def test_the_systems_password_refusal_is_passed_on_without_the_password(db, stor
     # The transaction rolled back, and with it the account it had created.
     with pytest.raises(KeyError):
         pwd.getpwnam(name)
-    assert admin.mailbox_list("a.example")["total"] == 0
+    assert admin.mailbox_list("a.example").total == 0
 
 
 def test_pam_that_cannot_check_is_unavailable_not_a_wrong_password(db, store, admin, accounts):

@@ -39,7 +39,7 @@ def test_messages_written_in_the_same_second_keep_their_arrival_order(db, store,
     monkeypatch.setattr(Path, "glob", listed)
     admin = Admin(db, store, auth=None)
     summary = admin.import_windows(str(root))
-    assert summary["messages"] == 3, summary
+    assert summary.messages == 3, summary
     with db.read() as session:
         mailbox_id = session.scalars(select(Mailbox.id).where(Mailbox.name == "alice")).one()
     messages = store.list_messages(mailbox_id)

@@ -15,7 +15,7 @@ import pytest
 
 from core.admin import check_mailroot_path, import_base
 from core.errors import Conflict, Invalid, Unavailable
-from core.model import to_json
+from core.ipc.wire import to_wire
 from core.store import Relocation
 from core.store.maildir import file_pop3_size, open_message, pop3_size, uidl_for
 from core.store.maildrop import MissingFile
@@ -105,13 +105,13 @@ def reconcile_without_read_override(db, store) -> tuple[dict, int]:
     unprivileged user would."""
     if os.geteuid() != 0:
         report = store.reconcile()
-        return to_json(store.problems()), report.orphans_indexed
+        return to_wire(store.problems()), report.orphans_indexed
     if shutil.which("setpriv") is None:
         pytest.skip("root reads any file, and setpriv (util-linux) is not here to drop that right")
-    script = ("import json, sys; from core.db import Database; from core.model import to_json; "
+    script = ("import json, sys; from core.db import Database; from core.ipc.wire import to_wire; "
               "from core.store import MailStore; "
               "db = Database(sys.argv[1]); store = MailStore(db, sys.argv[2]); report = store.reconcile(); "
-              "print(json.dumps([to_json(store.problems()), report.orphans_indexed]))")
+              "print(json.dumps([to_wire(store.problems()), report.orphans_indexed]))")
     url = db.engine.url.render_as_string(hide_password=False)
     result = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c",
                              script, url, str(store.root)], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -337,11 +337,11 @@ def test_import_of_a_message_file_whose_name_is_not_utf8(db, store, tmp_path):
     (box / os.fsdecode(b"caf\xe9.eml")).write_bytes(MSG)
     (box / "P3000001.eml").write_bytes(MSG)
     first = admin.import_windows(str(tmp_path / "win"))
-    assert first["messages"] == 2 and any("not UTF-8" in w for w in first["warnings"])
+    assert first.messages == 2 and any("not UTF-8" in w for w in first.warnings)
     uidls = sorted(m.uidl for m in store.list_messages(1))
     assert uidls == sorted(["P3000001.eml", uidl_for(import_base(os.fsdecode(b"caf\xe9.eml")))])
     again = admin.import_windows(str(tmp_path / "win"))
-    assert again["messages"] == 0 and again["skipped"] == 2
+    assert again.messages == 0 and again.skipped == 2
 
 
 def test_deliveries_during_a_move_wait_for_it_and_land_in_the_new_root(db, store, tmp_path):

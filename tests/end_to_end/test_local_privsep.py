@@ -127,6 +127,7 @@ def test_the_helper_checks_every_request_itself():
     import json
     import struct
 
+    from core.auth.local import AccountState
     from core.errors import Forbidden, Invalid, Unavailable
     from service.privhelper import MAX_FRAME, start_helper
 
@@ -148,8 +149,8 @@ def test_the_helper_checks_every_request_itself():
                 helper.set_password(account, "Taken-over-pw-9")
             with pytest.raises(Forbidden):
                 helper.delete(account)
-        assert helper.describe("root") == {"exists": True, "refusal": "'root' is a superuser account (uid 0); "
-                                                                       "a mailbox can never use it."}
+        assert helper.describe("root") == AccountState(exists=True, refusal="'root' is a superuser account "
+                                                                     "(uid 0); a mailbox can never use it.")
         with pytest.raises(Invalid, match="must be strings"):
             helper.call("describe", name=["root"])     # type: ignore[arg-type]
         # A frame longer than any request: the helper stops talking rather than read it.
