@@ -21,7 +21,7 @@ from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.ipc.ops import check_params
 from core.ipc.wire import to_wire
 from core.model import DomainInfo, MailboxInfo
-from core.names import check_token_name, display_domain, normalize_domain, normalize_mailbox, split_address
+from core.names import check_token_name, display_domain, normalize_domain, split_address
 from core.settings import SPECS, resolve
 
 OnOk = Callable[[Any], None]
