@@ -72,7 +72,7 @@ class AdminServer:
     (``scope.admin_tcp``, off unless admin_tcp_port is set)."""
 
     def __init__(self, scope: AdminScope, path: Path) -> None:
-        self.ctx = scope
+        self.scope = scope
         self.path = path
         self.tcp = scope.admin_tcp
         self._server: asyncio.AbstractServer | None = None
@@ -95,7 +95,7 @@ class AdminServer:
     def apply_group(self) -> None:
         """Socket 0600 in a 0700 data directory; with an admin group, socket 0660 and the
         directory 0710 (its members may reach the socket, not read the files)."""
-        group = self.ctx.setting("admin_group")
+        group = self.scope.setting("admin_group")
         mode, dir_mode = 0o600, 0o700
         if group:
             try:
@@ -135,10 +135,10 @@ class AdminServer:
             self.path.unlink()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._track(AdminConnection(self.ctx, reader, writer, UnixPeerGate(self.ctx, writer)))
+        await self._track(AdminConnection(self.scope, reader, writer, UnixPeerGate(self.scope, writer)))
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: TokenGate) -> None:
-        await self._track(AdminConnection(self.ctx, reader, writer, gate))
+        await self._track(AdminConnection(self.scope, reader, writer, gate))
 
     async def _track(self, connection: AdminConnection) -> None:
         """Serve one connection; ``stop`` cancels those still open."""
@@ -156,18 +156,18 @@ class UnixPeerGate:
     """Admits a Unix-socket client by its credentials (SO_PEERCRED): root, the service's user or
     a member of the admin group."""
 
-    def __init__(self, ctx: AdminScope, writer: asyncio.StreamWriter) -> None:
-        self.ctx = ctx
+    def __init__(self, scope: AdminScope, writer: asyncio.StreamWriter) -> None:
+        self.scope = scope
         self.pid, self.uid, self.gid = peer_credentials(writer.get_extra_info("socket"))
         self.actor = _actor(self.pid, self.uid)
         # Whose rights a path named in a request is read with (core.access, issue 12 §2).
         self.requester = Requester(self.uid, frozenset(_groups_of(self.pid, self.gid)))
 
     async def admit(self, conn: AdminConnection) -> bool:
-        if is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
+        if is_admin(self.pid, self.uid, self.gid, self.scope.setting("admin_group")):
             return True
         log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
-        await self.ctx.pending_audit.write(self.actor, "connect", "", "", "forbidden")
+        await self.scope.pending_audit.write(self.actor, "connect", "", "", "forbidden")
         err = Forbidden("You may not administer this mail service: run as root, as the service's "
                         "user, or as a member of its admin group.")
         # Answer the first request (so the client sees why), then hang up.
@@ -198,9 +198,9 @@ class AdminConnection:
     client may administer and names it (``actor``) for the audit log: ``UnixPeerGate`` on the
     Unix socket, ``service.ipc.tcp.TokenGate`` on the TCP listener."""
 
-    def __init__(self, ctx: AdminScope, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, scope: AdminScope, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  gate: UnixPeerGate | TokenGate) -> None:
-        self.ctx = ctx
+        self.scope = scope
         self.reader = reader
         self.writer = writer
         self.gate = gate
@@ -269,10 +269,10 @@ class AdminConnection:
                 raise Invalid("The request has no 'op' (the operation's name).")
             params = check_params(op, msg.get("params"))
             if op == "events.subscribe" and self._unsubscribe is None:
-                self._unsubscribe = self.ctx.events.subscribe(self._on_event)
+                self._unsubscribe = self.scope.events.subscribe(self._on_event)
             current_actor.set(self.actor)
             current_requester.set(self.gate.requester if isinstance(self.gate, UnixPeerGate) else REMOTE)
-            result = await HANDLERS[op](self.ctx, params)
+            result = await HANDLERS[op](self.scope, params)
         except Exception as exc:
             # A full disk or a lock held too long is a refusal worded for a person, not a bug.
             refusal = database_error(exc)
@@ -303,4 +303,4 @@ class AdminConnection:
         detail = json.dumps({k: v for k, v in shown.items() if v not in (None, "")}, ensure_ascii=False)
         if message:
             detail = f"{detail} {message}"
-        await self.ctx.pending_audit.write(self.actor, op, _target(params), detail, outcome)
+        await self.scope.pending_audit.write(self.actor, op, _target(params), detail, outcome)

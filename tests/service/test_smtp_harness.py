@@ -53,15 +53,15 @@ class SmtpHarness:
         self.store = MailStore(self.db, self.root / "mailroot", hostname="test")
         self.settings = LiveSettings.load(self.db, fallback_hostname="mx.test")
         self.workers = Workers(self.loop)
-        self.counters = Counters()
+        self.statistics = Counters()
         self.events = EventBus(self.loop)
         self.provider = PasswordFileProvider(self.db, ServerKey.generate(), mailroot=self.store.root)
         self.tls = TlsMaterial(self.root, "localhost")
-        self.throttle = (LoginThrottle(self.db, self.settings, self.workers, self.counters, self.events)
+        self.throttle = (LoginThrottle(self.db, self.settings, self.workers, self.statistics, self.events)
                          if throttle else None)
         self.listeners: dict[str, Listener] = {}
         self.server = SmtpServer(loop=self.loop, db=self.db, store=self.store, data_dir=self.root,
-                                 settings=self.settings, workers=self.workers, counters=self.counters,
+                                 settings=self.settings, workers=self.workers, counters=self.statistics,
                                  events=self.events, auth=FixedAuth(self.provider), tls=self.tls,
                                  throttle=self.throttle, listeners=self.listeners)
         self.admin = Admin(self.db, self.store, auth=self.provider, publish=self.events.publish)
@@ -107,7 +107,7 @@ class SmtpHarness:
         return [Path(m.path).read_bytes() for m in self.store.list_messages(mid)]
 
     def counters(self) -> dict[str, int]:
-        return self.counters.snapshot()
+        return self.statistics.snapshot()
 
     def queue(self) -> list[dict]:
         return self.call(self.server.queue_list())
