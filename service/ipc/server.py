@@ -12,6 +12,7 @@ import pwd
 import socket
 import ssl
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class AdminServer:
     def apply_group(self) -> None:
         """Socket 0600 in a 0700 data directory; with an admin group, socket 0660 and the
         directory 0710 (its members may reach the socket, not read the files)."""
+        if self._server is None:   # not open yet (a settings change during start-up): start() applies it
+            return
         group = self.scope.setting("admin_group")
         mode, dir_mode = 0o600, 0o700
         if group:
@@ -204,7 +207,7 @@ class AdminConnection:
         self.reader = reader
         self.writer = writer
         self.gate = gate
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task] = set()
 
     @property

@@ -151,11 +151,11 @@ class Pop3Server:
             await self.workers.run(self.locks.release, mailbox_id, holder)
         except Exception as exc:  # the row is dead: the next logon ignores it and deletes it
             self._undeleted[mailbox_id] = holder
-            if database_error(exc) is None:
+            refusal = database_error(exc)
+            if refusal is None:
                 log.exception("could not release the session lock of mailbox %s", mailbox_id)
             else:
-                log.warning("could not release the session lock of mailbox %s: %s", mailbox_id,
-                            database_error(exc).message)
+                log.warning("could not release the session lock of mailbox %s: %s", mailbox_id, refusal.message)
 
     async def _renew_leases(self) -> None:
         """Extend this node's leases at a third of their length while any is held."""
