@@ -10,15 +10,23 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy.exc import IntegrityError
 
 from core.auth import settings as method_settings
 from core.auth.directory import DirectoryConfig, DirectoryProvider, seal_bind_password
 from core.auth.keystore import ServerKey
 from core.auth.local import Accounts, LocalAccountProvider, SystemAccounts
 from core.auth.provider import AuthMethod, PasswordFileProvider
+from core.db import Database
+from core.errors import Unavailable
 from core.names import AUTH_METHODS
+from core.tables import Setting
+from service.live_settings import SettingsReader
 
 log = logging.getLogger("pop3svc.auth")
 
@@ -29,15 +37,10 @@ KEY_CHECK_ROW = "_server_key_check"   # a row of the settings table, not a setti
 _KEY_CHECK_TEXT = b"POP3 Service server key check"
 
 
-def check_server_key(db: Any, key: ServerKey) -> str:
+def check_server_key(db: Database, key: ServerKey) -> str:
     """Whether ``key`` is the key this database's secrets are sealed with. The first start records a
     value sealed with its key; every later start, on any node, must be able to open it. Returns ""
     when it can (or it was just recorded), else what the administrator must do."""
-    from sqlalchemy.exc import IntegrityError
-
-    from core.errors import Unavailable
-    from core.tables import Setting
-
     for _attempt in range(2):   # two nodes starting at once on a new database: one insert wins
         try:
             with db.write() as session:
@@ -61,20 +64,50 @@ def check_server_key(db: Any, key: ServerKey) -> str:
     return ""
 
 
-class AuthMethods:
-    """Builds the provider the settings name and keeps ``ctx.auth`` / ``ctx.admin.auth`` current."""
+class AuthSource(Protocol):
+    """Where the protocol servers find the auth provider in force now (it changes with the
+    ``auth`` setting, without a restart)."""
 
-    def __init__(self, ctx: Any, data_dir: Path, keystore: str, *, accounts: Accounts | None = None) -> None:
-        self.ctx = ctx
+    @property
+    def provider(self) -> AuthMethod: ...
+
+
+@dataclass(frozen=True)
+class FixedAuth:
+    """One provider for good (tests, tools): an AuthSource that never switches."""
+
+    provider: AuthMethod
+
+
+class AuthMethods:
+    """Builds the provider the settings name and switches it when they change; ``on_switch``
+    callbacks hear of each new provider (the admin operations follow it so)."""
+
+    def __init__(self, db: Database, settings: SettingsReader, key: ServerKey, *, mailroot: Path,
+                 accounts: Accounts | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.key = key
+        self.mailroot = mailroot
         # The privileged helper's client (service.privhelper) when the service started as root;
         # None: the local method works in-process (a service run by an ordinary user).
         self.accounts = accounts
-        self.key = ServerKey.load(data_dir, keystore, create=True)
-        self.key_problem = check_server_key(ctx.db, self.key)
+        self.key_problem = check_server_key(db, key)
         if self.key_problem:
             log.error("%s", self.key_problem)
         self._fingerprint: tuple | None = None
+        self._switched: list[Callable[[AuthMethod], None]] = []
         method_settings.install_sealer(lambda text: seal_bind_password(self.key, text))
+        self._provider: AuthMethod = self.build(self._values())
+
+    @property
+    def provider(self) -> AuthMethod:
+        """The provider in force now."""
+        return self._provider
+
+    def on_switch(self, callback: Callable[[AuthMethod], None]) -> None:
+        """Call ``callback(provider)`` after every switch to a new provider."""
+        self._switched.append(callback)
 
     def _fingerprint_of(self, values: dict[str, Any]) -> tuple:
         method = values["auth"]
@@ -88,42 +121,51 @@ class AuthMethods:
         """The provider for ``values['auth']``."""
         method = values["auth"]
         self._fingerprint = self._fingerprint_of(values)
-        root = self.ctx.store.root
+        root = self.mailroot
         if method == "local":
             accounts = self.accounts if self.accounts is not None else SystemAccounts()
             try:
                 accounts.prepare()   # the PAM file and the pop3users group, made where missing
             except Exception as exc:  # noqa: BLE001 - not root: PAM falls back to 'other', useradd fails later
                 log.warning("could not prepare the local accounts method: %s", getattr(exc, "message", exc))
-            return LocalAccountProvider(self.ctx.db, mailroot=root, pam_service=str(values.get("pam_service") or ""),
+            return LocalAccountProvider(self.db, mailroot=root, pam_service=str(values.get("pam_service") or ""),
                                         accounts=accounts)
         if method == "directory":
             return self.directory(values)
-        return PasswordFileProvider(self.ctx.db, self.key, mailroot=root)
+        return PasswordFileProvider(self.db, self.key, mailroot=root)
 
     def directory(self, values: dict[str, Any] | None = None) -> DirectoryProvider:
         """A directory provider over the current ``ldap_*`` settings (also used by mailbox.migrate)."""
         values = values if values is not None else self._values()
-        return DirectoryProvider(self.ctx.db, DirectoryConfig.from_settings(values, self.key), mailroot=self.ctx.store.root)
+        return DirectoryProvider(self.db, DirectoryConfig.from_settings(values, self.key), mailroot=self.mailroot)
 
     def _values(self) -> dict[str, Any]:
-        return {name: self.ctx.setting(name) for name in ("auth", *method_settings.NAMES)}
+        return {name: self.settings.get(name) for name in ("auth", *method_settings.NAMES)}
 
     def apply(self) -> None:
         """After a settings change: rebuild the provider if the method or its settings changed."""
         values = self._values()
         if self._fingerprint_of(values) == self._fingerprint:
             return
-        old = self.ctx.auth
+        old = self._provider
         try:
             provider = self.build(values)
         except Exception as exc:   # a bad setting must not take logons down: keep the old provider
             log.error("could not switch to the %r authentication method: %s", values["auth"],
                       getattr(exc, "message", exc))
             return
-        self.ctx.auth = provider
-        if self.ctx.admin is not None:
-            self.ctx.admin.auth = provider
-        if old is not None and old is not provider:
-            old.close()
+        self._provider = provider
+        for callback in self._switched:
+            callback(provider)
+        if old is not provider:
+            close_provider(old)
         log.warning("authentication method: %s", provider.method)
+
+    def close(self) -> None:
+        """At shutdown: let the provider in force go (LDAP connections)."""
+        close_provider(self._provider)
+
+
+def close_provider(provider: AuthMethod) -> None:
+    """Let a provider go (the directory's holds connections; the others have nothing to close)."""
+    provider.close()

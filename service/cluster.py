@@ -13,6 +13,7 @@ sends, so a slow database never blocks the event loop. Both reconnect on their o
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
@@ -21,6 +22,18 @@ import socket
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import make_url
+
+from core.db import Database
+from core.store import MailStore
+from service.counters import Counters
+from service.event_bus import EventBus
+from service.live_settings import LiveSettings
+from service.throttle import LoginThrottle
+from service.workers import Runs
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +45,6 @@ LOCAL_ONLY = frozenset({"service.state", "log.recent"})
 
 def psycopg_conninfo(url: str) -> str:
     """The libpq connection string of a SQLAlchemy ``postgresql+psycopg://`` URL."""
-    from psycopg.conninfo import make_conninfo
-    from sqlalchemy.engine import make_url
-
     u = make_url(url)
     params = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database}
     params.update({k: v for k, v in u.query.items() if isinstance(v, str)})
@@ -44,7 +54,7 @@ def psycopg_conninfo(url: str) -> str:
 class EventRelay:
     """Sends this node's change events to the other nodes and publishes theirs here."""
 
-    def __init__(self, url: str, *, publish: Callable[[str, Any], None], loop: Any,
+    def __init__(self, url: str, *, publish: Callable[[str, Any], None], loop: asyncio.AbstractEventLoop,
                  subscribe: Callable[[Callable[[str, Any], None]], Any], node: str | None = None,
                  on_receive: Callable[[str], None] | None = None) -> None:
         self.conninfo = psycopg_conninfo(url)
@@ -76,6 +86,7 @@ class EventRelay:
             self._threads.append(thread)
         if not self.listening.wait(timeout):
             log.error("cluster events: cannot LISTEN yet; changes made on other nodes show up after a reconnect")
+        log.info("cluster events: node %s listening on channel %s", self.node, CHANNEL)
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -105,8 +116,6 @@ class EventRelay:
         self._outbox.put(payload)
 
     def _send_loop(self) -> None:
-        import psycopg
-
         conn = None
         pending: str | None = None
         while not self._stop.is_set():
@@ -131,8 +140,6 @@ class EventRelay:
 
     # -- receiving ------------------------------------------------------------------------
     def _listen_loop(self) -> None:
-        import psycopg
-
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, application_name="pop3svc-listen") as conn:
@@ -178,40 +185,43 @@ class EventRelay:
             self._relaying = False
 
 
-def attach(ctx: Any) -> EventRelay | None:
-    """Start the relay for a service on PostgreSQL (None on SQLite: one node, nothing to relay)
-    and wire what a remote change means for this node. Blocking: call it off the loop."""
-    if not getattr(ctx.db, "is_postgres", False):
+def relay_for(db: Database, events: EventBus, counters: Counters,
+              loop: asyncio.AbstractEventLoop) -> EventRelay | None:
+    """The relay of a service on PostgreSQL (None on SQLite: one node, nothing to relay); not yet
+    started."""
+    if not db.is_postgres:
         return None
-    relay = EventRelay(ctx.db.url, publish=ctx.events.publish, loop=ctx.loop, subscribe=ctx.events.subscribe,
-                       on_receive=lambda _name: ctx.stats.incr("cluster.events_received"))
+    return EventRelay(db.url, publish=events.publish, loop=loop, subscribe=events.subscribe,
+                      on_receive=lambda _name: counters.incr("cluster.events_received"))
+
+
+def follow_other_nodes(relay: EventRelay, *, settings: LiveSettings, workers: Runs, store: MailStore,
+                       throttle: LoginThrottle, loop: asyncio.AbstractEventLoop) -> None:
+    """Wire what a change made on another node means for this one."""
 
     def settings_changed(_data: Any) -> None:
         async def reload() -> None:
             # Both read the database or files (the auth provider's, TLS's): off the loop (issue 14).
             try:
-                await ctx.run(ctx.reload_settings)
-                await ctx.run(ctx.apply_settings)
+                await workers.run(settings.reload)
+                await workers.run(settings.apply)
             except Exception as exc:   # the database went away: the next change brings them
                 log.error("cluster events: cannot reload the settings another node changed: %s", exc)
-        ctx.loop.create_task(reload())
+        loop.create_task(reload())
 
     def forget_targets(_data: Any) -> None:   # delivery's cached paths of deleted mailboxes
-        ctx.store.forget()
+        store.forget()
 
-    def throttle(method: str) -> Callable[[Any], None]:
+    def with_dict(method: Callable[[dict], None]) -> Callable[[Any], None]:
         def call(data: Any) -> None:
-            if ctx.throttle is not None and hasattr(ctx.throttle, method) and isinstance(data, dict):
-                getattr(ctx.throttle, method)(data)
+            if isinstance(data, dict):
+                method(data)
         return call
 
     relay.on("settings.changed", settings_changed)
     relay.on("domain.deleted", forget_targets)
     relay.on("mailbox.deleted", forget_targets)
-    relay.on("ban.added", throttle("remote_ban"))
-    relay.on("ban.lifted", throttle("remote_lift"))
-    relay.on("node.logon_failed", throttle("remote_failure"))
-    relay.on("node.logon_ok", throttle("remote_success"))
-    relay.start()
-    log.info("cluster events: node %s listening on channel %s", relay.node, CHANNEL)
-    return relay
+    relay.on("ban.added", with_dict(throttle.remote_ban))
+    relay.on("ban.lifted", with_dict(throttle.remote_lift))
+    relay.on("node.logon_failed", with_dict(throttle.remote_failure))
+    relay.on("node.logon_ok", with_dict(throttle.remote_success))

@@ -1,4 +1,6 @@
-"""The mail service process: start-up, listeners, the admin channel, signals, shutdown.
+"""The mail service process: the command line, logging, privileges, signals, the pid file and
+the event-loop stall watcher. The service's parts come from service/app.py: ``build(config)``
+makes them, the Runtime starts and stops them.
 
 ``python main.py service --data-dir DIR`` runs it in the foreground (DESIGN §2).
 """
@@ -6,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import contextlib
 import errno
+import importlib
 import logging
 import logging.handlers
 import os
@@ -18,36 +20,32 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select
-
-from core.admin import Admin, domain_info, mailbox_info
-from core.db import Database, sqlite_url
-from core.errors import Invalid, MailError, NotFound, Unavailable
+from core.errors import MailError
 from core.ipc.protocol import socket_path
-from core.model import DomainInfo, MailboxInfo
-from core.paths import can_bind_privileged, default_data_dir
-from core.hostname import is_loopback_name
-from core.settings import EVERY_ADDRESS, Settings, default_hostname
-from core.store import MailStore
-from core.tables import Domain, Mailbox, Setting
-from service.context import ServiceContext
-from service.ipc.server import AdminServer
-from service.listeners import ConnectionBudget, Listener, ListenerState, connection_budget
+from core.paths import default_data_dir
+from service import migrate_db
+from service.app import (
+    Process,
+    Runtime,
+    ServiceConfig,
+    StartupError,
+    build,
+    run_in_own_thread,
+)
+from service.db_password import shown_url
+from service.listeners import ConnectionBudget, ListenerState, connection_budget
+from service.logbook import RecentHandler
+from service.lograte import FloodFilter, flush, loop_exception_handler
+from service.privhelper import HelperClient, start_helper
+from service.privileges import RunAs, drop_to, hand_over, preload
 
 log = logging.getLogger("pop3svc")
 
 LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
-# listener name → (its port setting, its command-line flag)
-PORTS = {
-    "pop3": ("port", "pop3_port"),
-    "pop3s": ("pop3s_port", "pop3s_port"),
-    "smtp": ("smtp_port", "smtp_port"),
-    "submission": ("submission_port", "submission_port"),
-    "smtps": ("smtps_port", "smtps_port"),
-}
-ACTIONS = ("start", "stop", "pause", "resume", "restart")
+# listener name → its command-line flag (--pop3-port ...): the port for this run
+PORT_FLAGS = {"pop3": "pop3_port", "pop3s": "pop3s_port", "smtp": "smtp_port", "submission": "submission_port",
+              "smtps": "smtps_port"}
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,9 +121,7 @@ def setup_logging(data_dir: Path, level: int) -> None:
     stream.set_name("stderr")
     root.addHandler(file_handler)
     root.addHandler(stream)
-    from service.logbook import RecentHandler
     root.addHandler(RecentHandler())
-    from service.lograte import FloodFilter
     flood = FloodFilter()   # client behaviour cannot drive rotation by size (issue 12)
     for handler in root.handlers:
         handler.addFilter(flood)
@@ -263,69 +259,36 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
-    """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
-    from core.auth.keystore import choose_keystore
-
-    _register_all_settings()   # the values returned are then every setting there is (issue 14)
-    with db.write() as session:
-        values = Settings.get_all(session)
-        stored = set(session.scalars(select(Setting.name)))
-        if not values["mailroot"]:
-            Settings.put(session, "mailroot", str((data_dir / "mailroot").resolve()))
-        if "keystore" not in stored:
-            store = choose_keystore()
-            Settings.put(session, "keystore", store)
-            log.warning("first start: the server key is kept in the %s (shown by 'winpop get keystore')",
-                        "system keyring" if store == "keyring" else f"key file {data_dir / 'server.key'}")
-        if not values["hostname"]:
-            Settings.put(session, "hostname", default_hostname())
-        elif is_loopback_name(values["hostname"]) and not is_loopback_name(default_hostname()):
-            # Earlier versions stored socket.getfqdn(), which is "localhost" on many Debian machines.
-            log.warning("the stored host name '%s' is a loopback name; using the machine's name '%s' "
-                        "(change with winpop set hostname)", values["hostname"], default_hostname())
-            Settings.put(session, "hostname", default_hostname())
-        if "port" not in stored and not can_bind_privileged():
-            # A user without the right to bind ports below 1024 gets working ports, not failures.
-            for name, port in UNPRIVILEGED_PORTS.items():
-                Settings.put(session, name, port)
-            log.warning("first start without the right to bind ports below 1024: using POP3 %d/%d and SMTP "
-                        "%d/%d/%d (change with winpop set)", *UNPRIVILEGED_PORTS.values())
-        return Settings.get_all(session)
-
-
 def _register_all_settings() -> None:
-    """Import the modules that register settings of their own, so the service's settings cache is
-    complete from the start and a lookup never has to go to the database on the event loop."""
-    import importlib
-
+    """Import the modules that register settings of their own (service/install.py, before it
+    reads the settings; the service itself imports them all through service.app)."""
     for name in ("service.pop3.settings", "service.throttle", "service.smtp.server", "service.ipc.tcp",
                  "core.auth.settings", "core.auth.policy"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
 
-UNPRIVILEGED_PORTS = {"port": 1110, "pop3s_port": 1995, "smtp_port": 2525, "submission_port": 1587,
-                      "smtps_port": 1465}
+def service_config(args: argparse.Namespace) -> ServiceConfig:
+    """The command line's options as the service's typed configuration."""
+    ports = {name: int(getattr(args, flag)) for name, flag in PORT_FLAGS.items()
+             if getattr(args, flag, None) is not None}
+    return ServiceConfig(data_dir=(args.data_dir or default_data_dir()).expanduser().resolve(),
+                         db_url=args.db_url or None, db_password_file=args.db_password_file,
+                         bind=args.bind, ports=ports, user=args.user or None)
 
 
 class MailService:
-    """One running service: owns the loop's components and their order of start and stop."""
+    """One service process: what surrounds the Runtime (privileges, logging, signals, pid file)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.data_dir: Path = (args.data_dir or default_data_dir()).expanduser().resolve()
-        self.ctx: ServiceContext | None = None
-        self.admin_server: AdminServer | None = None
+        self.config = service_config(args)
+        self.data_dir: Path = self.config.data_dir
+        self.runtime: Runtime | None = None
         self._stopping = asyncio.Event()
-        self._changed: set[int] = set()    # mailboxes whose counters moved, for the next change events
-        self._flush_scheduled = False
-        self._changed_lock = threading.Lock()
         self.restart_requested = False
         self.dropped_privileges = False
-        self._shutting_down = False        # set by shutdown(): no new work for the store's threads
         self.budget = ConnectionBudget(connection_budget(1024))
-        self.privhelper: Any = None        # service.privhelper.HelperClient while started as root
+        self.privhelper: HelperClient | None = None   # the privileged helper's client while started as root
 
     # -- start-up -------------------------------------------------------------------------
     async def run(self) -> int:
@@ -334,17 +297,15 @@ class MailService:
             loop.add_signal_handler(sig, self._stopping.set)
         os.umask(0o077)  # the database, mail and keys are the service's alone
         run_as = None
-        if getattr(self.args, "user", None) and os.geteuid() == 0:
-            from service.privileges import RunAs
+        if self.config.user and os.geteuid() == 0:
             try:
-                run_as = RunAs.lookup(self.args.user)
+                run_as = RunAs.lookup(self.config.user)
             except MailError as exc:
                 print(f"python main.py service: {exc.message}", file=sys.stderr)
                 return 2
         if os.geteuid() == 0:
             # Before anything else and before root is dropped: the helper that keeps root for PAM
             # and the local accounts (DESIGN §1 "Privileges"; service/privhelper.py).
-            from service.privhelper import start_helper
             try:
                 self.privhelper = start_helper()
             except OSError as exc:
@@ -352,127 +313,64 @@ class MailService:
                 return 2
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         setup_logging(self.data_dir, 2)
-        from service.lograte import loop_exception_handler
         loop.set_exception_handler(loop_exception_handler)
         open_files = raise_open_file_limit()
         self.budget.capacity = connection_budget(open_files)
         log.info("open files: at most %d; client connections of all listeners together: at most %d",
                  open_files, self.budget.capacity)
-        from service.db_password import database_url
-        password_file = getattr(self.args, "db_password_file", None)
+        process = Process(loop=loop, budget=self.budget, set_log_level=set_level,
+                          request_shutdown=self.request_shutdown, accounts=self.privhelper)
         try:
-            if self.args.db_url:
-                url = database_url(self.args.db_url, password_file=password_file)
-            elif password_file is not None:
-                raise Invalid("--db-password-file needs --db-url (the default SQLite database has no password).")
-            else:
-                url = sqlite_url(self.data_dir / "pop3svc.db")
-        except Invalid as exc:
+            runtime = await loop.run_in_executor(None, build, self.config, process)
+        except StartupError as exc:
             log.critical("%s", exc.message)
             return 2
-        db = Database(url)
-        try:
-            await loop.run_in_executor(None, db.upgrade)
-        except Exception as exc:
-            log.critical("cannot open the database %s: %s", _safe_url(url), exc)
-            return 2
-        try:
-            values = await loop.run_in_executor(None, _first_run_settings, db, self.data_dir)
-        except MailError as exc:
-            log.critical("%s", exc.message)
-            return 2
-        set_level(int(values["logging"]))
-        hostname = values["hostname"] or default_hostname()
-        store = MailStore(db, Path(values["mailroot"]), hostname=hostname)
-        ctx = ServiceContext(data_dir=self.data_dir, db=db, store=store, loop=loop, hostname=hostname,
-                             settings=values)
-        self.ctx = ctx
-        try:
-            ctx.auth = await ctx.run(self._make_provider, ctx, values)   # key files, keyring: a thread
-        except MailError as exc:
-            log.critical("%s", exc.message)
-            return 2
-        from service.auth_methods import AVAILABLE_METHODS
-        ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish, available_methods=AVAILABLE_METHODS)
-        ctx.on_settings_changed = self._apply_settings
-        ctx.controller = self.control
-        ctx.request_shutdown = self.request_shutdown
-        store.on_change.append(self._store_changed)
-        if db.is_postgres:   # several nodes may share this database: relay change events (issue 8)
-            from service.cluster import attach
-            ctx.cluster = await loop.run_in_executor(None, attach, ctx)
-        try:
-            await ctx.run(lambda: store.check_root(create=not store.has_domains()))
-            # On a shared database a young unindexed file may be another node's delivery in flight.
-            report = await ctx.run(store.reconcile, orphan_min_age=0.0 if db.is_sqlite else 600.0)
-            log.info("reconciled %d mailboxes", report.mailboxes_checked)
-        except Exception as exc:   # the service still starts: the console and winpop say what is wrong
-            log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
-        await ctx.run(self._make_tls, ctx, values)   # PEM files, perhaps a new self-signed certificate
-        await ctx.run(self._make_throttle, ctx)      # bans from the database
-        await loop.run_in_executor(None, ctx.start_threads)   # no thread start on the loop later
+        self.runtime = runtime
+        await loop.run_in_executor(None, runtime.prepare)   # no thread start on the loop later
         if run_as is not None:   # the slow part of the privilege drop, before the admin channel opens
-            await self._prepare_drop(run_as)
-        self.admin_server = AdminServer(ctx, socket_path(self.data_dir))
+            await self._prepare_drop(runtime, run_as)
         threshold = asyncio_debug_threshold()
         if threshold is not None:   # from the moment the admin channel can answer: nothing may stall
             _watch_stalls(loop, threshold)
         try:
-            await self.admin_server.start()
-        except (OSError, RuntimeError) as exc:
-            log.critical("cannot open the admin channel at %s: %s", socket_path(self.data_dir), exc)
+            await runtime.open_admin()
+        except StartupError as exc:
+            log.critical("%s", exc.message)
             return 2
-        self._make_listeners(ctx)
-        for listener in ctx.listeners.values():   # bind while privileged; start() reports failures
-            with contextlib.suppress(OSError):
-                listener.bind()
+        runtime.bind()   # while privileged; start() reports failures
         if run_as is not None:   # no await since the admin channel opened: nothing was served as root
             self._drop_privileges(run_as)
-        await ctx.run(self._write_pid)
-        for listener in ctx.listeners.values():
-            try:
-                await listener.start()
-            except OSError as exc:
-                log.error("listener %s: %s", listener.name, listener.error or exc)
-        if ctx.smtp is not None and hasattr(ctx.smtp, "start"):
-            await ctx.smtp.start()
-        self._announce(ctx)
-        self._watch_disks(ctx)
-        ctx.events.publish("service.state", self._status())
-        watch = loop.create_task(self._watch_tls(), name="tls-watch")
+        await runtime.workers.run(self._write_pid)
+        await runtime.serve()
+        self._announce(runtime)
         await self._stopping.wait()
-        watch.cancel()
-        if getattr(ctx, "disk", None) is not None:
-            await ctx.disk.stop()
         await self.shutdown()
         return 0
 
     # -- privileges, pid file, whole-process control (issue 6) -------------------------------
-    async def _prepare_drop(self, run_as: Any) -> None:
+    async def _prepare_drop(self, runtime: Runtime, run_as: RunAs) -> None:
         """Import every module while root can read them and hand the data directory and the mail
         root to ``run_as``: imports and a walk of the mail root, so in a thread (issue 14)."""
-        from service.privileges import hand_over, preload
         # Every method runs unprivileged: with 'local', PAM checks and account changes go to the
         # privileged helper started at the beginning of run().
         def prepare() -> int:
             preload()
             # The data directory is the service's own. A mail root elsewhere may hold what others
             # own: only what root made there (an earlier start as root) changes hands (issue 12 §2).
-            data_dir, root = Path(self.data_dir).resolve(), Path(self.ctx.store.root).resolve()
+            data_dir, root = Path(self.data_dir).resolve(), Path(runtime.store.root).resolve()
             inside = root == data_dir or data_dir in root.parents
             changed = hand_over([data_dir, root] if inside else [data_dir], run_as)
             if not inside:
                 changed += hand_over([root], run_as, only_from=0)
             return changed
 
-        changed = await self.ctx.run(prepare)
+        changed = await runtime.workers.run(prepare)
         if changed:
-            log.warning("gave %d files of %s and %s to %s", changed, self.data_dir, self.ctx.store.root,
+            log.warning("gave %d files of %s and %s to %s", changed, self.data_dir, runtime.store.root,
                         run_as.name)
 
-    def _drop_privileges(self, run_as: Any) -> None:
+    def _drop_privileges(self, run_as: RunAs) -> None:
         """Stop being root (in the main thread); the admin socket made since is ``run_as``'s too."""
-        from service.privileges import drop_to, hand_over
         hand_over([socket_path(self.data_dir)], run_as)
         drop_to(run_as)
         self.dropped_privileges = True
@@ -495,250 +393,32 @@ class MailService:
         self.restart_requested = restart
         self._stopping.set()
 
-    async def _watch_tls(self) -> None:
-        """Pick up a renewed certificate within a minute, and repeat the expiry warning daily."""
-        ticks = 0
-        while True:
-            await asyncio.sleep(60)
-            ticks += 1
-            tls = self.ctx.tls
-            if tls is None:
-                continue
-            with contextlib.suppress(Exception):   # stat and read the PEM files: in a thread (issue 14)
-                await self.ctx.run(tls.refresh)
-                if ticks % (24 * 60) == 0:
-                    await self.ctx.run(tls.warn_if_expiring, tls.cert_path)
-
-    def _make_provider(self, ctx: ServiceContext, values: dict[str, Any]) -> Any:
-        """The provider the ``auth`` setting names (service/auth_methods.py switches it later)."""
-        from service.auth_methods import AuthMethods
-
-        ctx.auth_methods = AuthMethods(ctx, self.data_dir, values["keystore"], accounts=self.privhelper)
-        return ctx.auth_methods.build(values)
-
-    def _watch_disks(self, ctx: ServiceContext) -> None:
-        """Measure free space on the data directory's and the mail root's disks (service/disk.py)."""
-        from service.disk import DiskWatch
-
-        def places() -> dict[str, Path]:
-            found = {"data directory": self.data_dir, "mail root": ctx.store.root}
-            if ctx.db.is_sqlite and ctx.db.engine.url.database:
-                found = {"database": Path(ctx.db.engine.url.database).parent, **found}
-            return found
-
-        def changed() -> None:
-            ctx.events.publish("service.state", self._status())
-            pending = getattr(ctx, "pending_audit", None)   # audit entries a full disk held back
-            if pending is not None and pending.entries:
-                ctx.loop.create_task(pending.flush())
-
-        ctx.disk = DiskWatch(places, ctx.run, changed)
-        ctx.disk.start()
-
-    def _make_tls(self, ctx: ServiceContext, values: dict[str, Any]) -> None:
-        from service.tls import TlsMaterial
-        try:
-            ctx.tls = TlsMaterial(self.data_dir, ctx.hostname, values["tls_cert"], values["tls_key"])
-        except Exception as exc:  # bad PEM files: say so; plaintext listeners still run
-            log.error("TLS is not available: %s (check the certificate and key settings)", exc)
-            ctx.tls = None
-
-    def _make_throttle(self, ctx: ServiceContext) -> None:
-        try:
-            from service.throttle import LoginThrottle
-        except ImportError:
-            return
-        ctx.throttle = LoginThrottle(ctx)
-
-    def _port(self, name: str) -> int:
-        setting, flag = PORTS[name]
-        override = getattr(self.args, flag, None)
-        return int(override) if override is not None else int(self.ctx.setting(setting))
-
-    def _host(self) -> str:
-        """The listeners' address: ``--bind`` for this run, else the stored ``bind_address``."""
-        override = getattr(self.args, "bind", None)
-        if override is not None:
-            return override or EVERY_ADDRESS
-        return str(self.ctx.setting("bind_address") or EVERY_ADDRESS)
-
-    def _make_listeners(self, ctx: ServiceContext) -> None:
-        host = self._host()
-        banned = ctx.throttle.is_banned if ctx.throttle is not None else None
-        tls = ctx.tls.context if ctx.tls is not None else None
-        try:
-            from service.pop3.server import Pop3Server
-        except ImportError:
-            Pop3Server = None  # noqa: N806
-        if Pop3Server is not None:
-            pop3 = Pop3Server(ctx)
-            ctx.pop3 = pop3
-            for name, implicit in (("pop3", False), ("pop3s", True)):
-                port = self._port(name)
-                if port == 0 or (implicit and tls is None):
-                    continue
-                ctx.listeners[name] = Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
-                                               refusal=pop3.refusal, ssl_context=tls if implicit else None,
-                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
-        try:
-            from service.smtp.server import SmtpServer
-        except ImportError:
-            SmtpServer = None  # noqa: N806
-        if SmtpServer is not None:
-            smtp = SmtpServer(ctx)
-            ctx.smtp = smtp
-            for name in ("smtp", "submission", "smtps"):
-                port = self._port(name)
-                if port == 0 or (name == "smtps" and tls is None):
-                    continue
-                ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
-                                               refusal=smtp.refusal, ssl_context=tls if name == "smtps" else None,
-                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
-
-    def _announce(self, ctx: ServiceContext) -> None:
-        parts = [f"{lst.name}={lst.host}:{lst.bound_port}" for lst in ctx.listeners.values()
+    def _announce(self, runtime: Runtime) -> None:
+        parts = [f"{lst.name}={lst.host}:{lst.bound_port}" for lst in runtime.listeners.values()
                  if lst.state == ListenerState.RUNNING]
         line = (f"POP3 Service ready: data dir {self.data_dir}; admin socket {socket_path(self.data_dir)}; "
                 f"listeners {' '.join(parts) or 'none'}")
         log.warning("%s", line)
         print(line, flush=True)
 
-    # -- running --------------------------------------------------------------------------
-    def _status(self) -> dict[str, Any]:
-        from service.ipc.handlers import service_status
-        return service_status(self.ctx)
-
-    async def control(self, action: str, name: str = "") -> None:
-        """service.control: act on one listener or all of them."""
-        ctx = self.ctx
-        action = action.strip().lower()
-        if action not in ACTIONS:
-            raise Invalid(f"Unknown action '{action}'; use one of: {', '.join(ACTIONS)}.")
-        if name == "all":   # a setting every listener follows (bind_address) names them so
-            name = ""
-        if name and name not in ctx.listeners:
-            known = ", ".join(ctx.listeners) or "none"
-            raise NotFound(f"There is no listener '{name}'. Listeners: {known}.")
-        targets = [ctx.listeners[name]] if name else list(ctx.listeners.values())
-        failures = []
-        for listener in targets:
-            if action in ("stop", "restart"):
-                await listener.stop()
-            if action in ("start", "restart"):
-                if listener.state == ListenerState.PAUSED:
-                    listener.resume()
-                    continue
-                if listener.state == ListenerState.STOPPED:
-                    listener.port = self._port(listener.name)
-                    listener.host = self._host()
-                try:
-                    await listener.start()
-                except OSError:
-                    failures.append(f"{listener.name}: {listener.error}")
-            elif action == "pause":
-                listener.pause()
-            elif action == "resume":
-                listener.resume()
-        ctx.events.publish("service.state", self._status())
-        if failures:
-            raise Unavailable("Could not start " + "; ".join(failures) +
-                              ". Choose a free port, or run the service with the rights to bind it.")
-
-    def _apply_settings(self) -> None:
-        level = int(self.ctx.setting("logging"))
-        set_level(level)
-        hostname = str(self.ctx.setting("hostname") or default_hostname())
-        if hostname != self.ctx.hostname:   # greetings, Received: and HELO follow it at once, no restart
-            log.warning("the server's host name is now %s", hostname)
-            self.ctx.hostname = hostname
-            if self.ctx.tls is not None:
-                self.ctx.tls.hostname = hostname
-        if getattr(self.ctx, "auth_methods", None) is not None:
-            self.ctx.auth_methods.apply()   # `winpop set auth ...`: switch the provider now
-        if self.admin_server is not None:
-            self.admin_server.apply_group()
-        if self.ctx.tls is not None:
-            with contextlib.suppress(Exception):
-                self.ctx.tls.configure(self.ctx.setting("tls_cert"), self.ctx.setting("tls_key"))
-
-    def _store_changed(self, mailbox_ids: set[int]) -> None:
-        """Called from a store thread after counters moved: coalesce into change events. Only
-        the first change of a quarter second wakes the event loop, not every delivery."""
-        with self._changed_lock:
-            self._changed |= mailbox_ids
-            if self._flush_scheduled:
-                return
-            self._flush_scheduled = True
-        self.ctx.loop.call_soon_threadsafe(
-            self.ctx.loop.call_later, 0.25, lambda: self.ctx.loop.create_task(self._flush_changes()))
-
-    async def _flush_changes(self) -> None:
-        with self._changed_lock:
-            ids, self._changed = self._changed, set()
-            self._flush_scheduled = False
-
-        def load() -> tuple[list[MailboxInfo], list[DomainInfo]]:
-            with self.ctx.db.read() as session:
-                rows = session.execute(select(Mailbox, Domain).join(Domain, Domain.id == Mailbox.domain_id)
-                                       .where(Mailbox.id.in_(list(ids)[:500]))).all()
-                boxes = [mailbox_info(m, d) for m, d in rows]
-                domains = {d.id: domain_info(d) for _m, d in rows}
-            return boxes, list(domains.values())
-
-        if self._shutting_down:
-            return     # the store's threads are going away; nobody is left to tell
-        boxes, domains = await self.ctx.run(load)
-        for info in boxes:
-            self.ctx.events.publish("mailbox.changed", info)
-        for info in domains:
-            self.ctx.events.publish("domain.changed", info)
-
     # -- shutdown -------------------------------------------------------------------------
     async def shutdown(self) -> None:
-        ctx = self.ctx
-        self._shutting_down = True
         log.warning("stopping the service")
-        if ctx.smtp is not None and hasattr(ctx.smtp, "stop"):
-            with contextlib.suppress(Exception):
-                await ctx.smtp.stop()
-        for listener in ctx.listeners.values():
-            with contextlib.suppress(Exception):
-                await listener.stop()
-        pop3 = getattr(ctx, "pop3", None)
-        if pop3 is not None and hasattr(pop3, "close"):  # give back mailbox session locks
-            with contextlib.suppress(Exception):
-                await pop3.close()
-        if self.admin_server is not None:
-            await self.admin_server.stop()
-        if getattr(ctx, "cluster", None) is not None:
-            await asyncio.get_running_loop().run_in_executor(None, ctx.cluster.stop)
+        if self.runtime is not None:
+            await self.runtime.stop()
 
-        def finish() -> None:
-            # Each of these waits (for the store's threads, the database's connections, the
-            # helper's exit): in a thread of its own, so the event loop never does (issue 14).
-            ctx.reads.shutdown(wait=True, cancel_futures=True)
-            ctx.executor.shutdown(wait=True, cancel_futures=True)
-            ctx.auth_executor.shutdown(wait=False, cancel_futures=True)   # a PAM delay need not hold the exit
-            if hasattr(ctx.auth, "close"):
-                ctx.auth.close()
-            ctx.db.dispose()
+        def finish() -> None:   # waits (the helper's exit): in a thread of its own (issue 14)
             if self.privhelper is not None:
                 self.privhelper.close()
             self._remove_pid()
-            from service.lograte import flush
             flush()   # the counts of client-triggered lines not written one by one
 
-        last = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="shutdown")
-        try:
-            await asyncio.get_running_loop().run_in_executor(last, finish)
-        finally:
-            last.shutdown(wait=False)
+        await run_in_own_thread(finish)
         log.warning("service stopped")
 
 
 def _safe_url(url: str) -> str:
     """A database URL without its password, for logs."""
-    from service.db_password import shown_url
     return shown_url(url)
 
 
@@ -747,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     add_service_arguments(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "migrate-db":   # copy an installation's SQLite database to PostgreSQL
-        from service.migrate_db import main as migrate_main
-        return migrate_main(argv[1:])
+        return migrate_db.main(argv[1:])
     args = parser.parse_args(argv)
     service = MailService(args)
     try:

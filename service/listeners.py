@@ -24,6 +24,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.lograte import EventLog
 
@@ -95,11 +96,15 @@ class _SlotSocket(socket.socket):
 
     __slots__ = ("_release",)
 
+    def __init__(self, *args: Any, release: Callable[[], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
     def close(self) -> None:
         try:
             super().close()
         finally:
-            release, self._release = getattr(self, "_release", None), None
+            release, self._release = self._release, None
             if release is not None:
                 release()
 
@@ -347,8 +352,8 @@ class Listener:
             self._refuse(conn, reason)
             return
         slot = _Slot(key)
-        sock = _SlotSocket(conn.family, conn.type, conn.proto, fileno=conn.detach())
-        sock._release = lambda: self._release(slot)
+        sock = _SlotSocket(conn.family, conn.type, conn.proto, fileno=conn.detach(),
+                           release=lambda: self._release(slot))
         sock.setblocking(False)
         self._slots.add(slot)
         self._per_address[key] = self._per_address.get(key, 0) + 1

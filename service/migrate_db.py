@@ -31,6 +31,7 @@ from core.db import Database
 from core.errors import MailError, Unavailable
 from core.paths import default_data_dir
 from core.tables import Base, Domain, Mailbox, Message, QueuedMessage, Setting
+from service.db_password import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -317,5 +318,4 @@ def _without_password(url: str) -> str:
 
 
 def _safe(url: str) -> str:
-    from service.daemon import _safe_url
-    return _safe_url(url)
+    return shown_url(url)

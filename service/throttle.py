@@ -24,15 +24,20 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 
+from core.db import Database
 from core.errors import Invalid, database_error
 from core.names import login_key
-from core.settings import SPECS, SettingSpec, register, whole_number
+from core.settings import SettingSpec, register, whole_number
 from core.tables import Ban
+from service.counters import Counters
+from service.event_bus import Publisher
 from service.listeners import client_key
+from service.live_settings import SettingsReader
+from service.workers import Runs
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +76,10 @@ for _spec in (
 THROTTLE_SETTINGS = ("throttle_allow", "throttle_failures", "throttle_window", "throttle_delay_ms", "ban_duration")
 
 
-def ensure_settings_loaded(ctx: Any, names: Any) -> None:
-    """Reload the context's settings cache if it was filled before these settings were
-    registered (the daemon builds its context before it imports the protocol servers), so values
-    stored by an administrator count from the start, not from the next settings change."""
-    cached = getattr(ctx, "_settings", None)
-    if isinstance(cached, dict) and any(name not in cached for name in names):
-        ctx.reload_settings()
+class Peers(Protocol):
+    """The other service nodes on a shared database (service.cluster.EventRelay), told of logons."""
 
-
-def setting(ctx: Any, name: str) -> Any:
-    """A setting from the context's cache, or its default if it was registered after the cache was
-    filled (the daemon may build its context before importing the protocol servers)."""
-    try:
-        return ctx.setting(name)
-    except KeyError:
-        return SPECS[name].default
+    def send(self, name: str, data: Any) -> None: ...
 
 
 def _aware(value: datetime) -> datetime:
@@ -108,8 +101,14 @@ network_key = client_key
 class LoginThrottle:
     """Counts failed logons, delays the answers, and bans addresses and login names."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, db: Database, settings: SettingsReader, workers: Runs, counters: Counters,
+                 events: Publisher, *, peers: Peers | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.workers = workers
+        self.counters = counters
+        self.events = events
+        self.peers = peers   # None: this node alone (SQLite)
         self._by_address: dict[str, _Failures] = {}
         self._by_login: dict[str, _Failures] = {}
         self._known: dict[str, dict[str, float]] = {}    # login -> network -> last successful logon
@@ -119,13 +118,12 @@ class LoginThrottle:
         self._refreshing = False
         self._allow_text: str | None = None
         self._allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        ensure_settings_loaded(ctx, THROTTLE_SETTINGS)
         self._refresh_now()
 
     # -- queries --------------------------------------------------------------------------
     def allowed(self, address: str) -> bool:
         """Is ``address`` on the allow-list (never delayed or banned)?"""
-        text = str(setting(self.ctx, "throttle_allow") or "")
+        text = str(self.settings.get("throttle_allow") or "")
         if text != self._allow_text:
             self._allow_text = text
             self._allow = [ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()]
@@ -172,7 +170,7 @@ class LoginThrottle:
         """Sleep before answering a failed logon: the base delay, doubled per recent failure."""
         if self.allowed(address):
             return
-        base = int(setting(self.ctx, "throttle_delay_ms")) / 1000.0
+        base = int(self.settings.get("throttle_delay_ms")) / 1000.0
         if base <= 0:
             return
         now = time.time()
@@ -186,11 +184,10 @@ class LoginThrottle:
         if self.allowed(address):
             return None
         now = time.time()
-        limit = int(setting(self.ctx, "throttle_failures"))
+        limit = int(self.settings.get("throttle_failures"))
         made = None
-        cluster = getattr(self.ctx, "cluster", None)
-        if cluster is not None:   # other nodes count it too: the limit holds across the cluster
-            cluster.send("node.logon_failed", {"address": address, "login": login or ""})
+        if self.peers is not None:   # other nodes count it too: the limit holds across the cluster
+            self.peers.send("node.logon_failed", {"address": address, "login": login or ""})
         key = client_key(address)   # an IPv6 client counts (and is banned) by its /64
         if self._bump(self._by_address, key, now) >= limit:
             self._by_address.pop(key, None)
@@ -214,10 +211,9 @@ class LoginThrottle:
             self._by_login.pop(key, None)
             seen = self._known.get(key, {}).get(network_key(address))
             self._remember(key, address)
-            cluster = getattr(self.ctx, "cluster", None)
             # Tell the other nodes about a new network (or one not seen for a day), not every logon.
-            if cluster is not None and (seen is None or time.time() - seen > 86400):
-                cluster.send("node.logon_ok", {"address": address, "login": key})
+            if self.peers is not None and (seen is None or time.time() - seen > 86400):
+                self.peers.send("node.logon_ok", {"address": address, "login": key})
 
     def _remember(self, key: str, address: str) -> None:
         if not address:
@@ -235,7 +231,7 @@ class LoginThrottle:
         entry = table.get(key)
         if entry is None:
             return 0
-        if now - entry.first > int(setting(self.ctx, "throttle_window")):
+        if now - entry.first > int(self.settings.get("throttle_window")):
             del table[key]
             return 0
         return entry.count
@@ -255,24 +251,24 @@ class LoginThrottle:
         return entry.count
 
     async def _ban(self, kind: str, value: str, failures: int) -> None:
-        seconds = int(setting(self.ctx, "ban_duration"))
+        seconds = int(self.settings.get("ban_duration"))
         expires = datetime.now(timezone.utc) + timedelta(seconds=seconds)
         self._local[(kind, value)] = expires.timestamp()
         reason = f"{failures} failed logons"
         log.warning("banned %s %s for %d s after %s", kind, value, seconds, reason)
-        self.ctx.stats.incr("throttle.bans")
+        self.counters.incr("throttle.bans")
         try:
-            await self.ctx.run(self._store_ban, kind, value, reason, failures, expires)
+            await self.workers.run(self._store_ban, kind, value, reason, failures, expires)
         except Exception as exc:  # the in-memory ban still holds on this node
             refusal = database_error(exc)
             if refusal is None:
                 log.exception("could not store the ban of %s %s", kind, value)
             else:
                 log.warning("could not store the ban of %s %s: %s", kind, value, refusal.message)
-        self.ctx.events.publish("ban.added", {"kind": kind, "value": value, "expires_at": expires.isoformat()})
+        self.events.publish("ban.added", {"kind": kind, "value": value, "expires_at": expires.isoformat()})
 
     def _store_ban(self, kind: str, value: str, reason: str, failures: int, expires: datetime) -> None:
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             row = session.scalars(select(Ban).where(Ban.kind == kind, Ban.value == value)).first()
             if row is None:
                 session.add(Ban(kind=kind, value=value, reason=reason, failures=failures, expires_at=expires))
@@ -320,7 +316,7 @@ class LoginThrottle:
     def list_bans(self) -> list[dict]:
         """Current bans, newest first: kind, value, reason, failures, created_at, expires_at."""
         now = datetime.now(timezone.utc)
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             rows = session.scalars(select(Ban).order_by(Ban.created_at.desc())).all()
             bans = [{"kind": r.kind, "value": r.value, "reason": r.reason, "failures": r.failures,
                      "created_at": _aware(r.created_at).isoformat(), "expires_at": _aware(r.expires_at).isoformat()}
@@ -331,7 +327,7 @@ class LoginThrottle:
         """Lift every ban (address or login) on ``value``; returns how many were lifted."""
         value = str(value).strip()
         keys = {value, _norm(value), client_key(value)}   # an IPv6 address lifts its /64
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             result = session.execute(delete(Ban).where(Ban.value.in_(keys)))
             lifted = result.rowcount or 0
         for kind in ("address", "login"):
@@ -343,7 +339,7 @@ class LoginThrottle:
         self._by_login.pop(_norm(value), None)
         if lifted:
             log.info("lifted the ban on %s", value)
-            self.ctx.events.publish("ban.lifted", {"value": value})
+            self.events.publish("ban.lifted", {"value": value})
         return lifted
 
     # -- the cache ------------------------------------------------------------------------
@@ -360,7 +356,7 @@ class LoginThrottle:
 
     async def _refresh_async(self) -> None:
         try:
-            self._banned = await self.ctx.run(self._load)
+            self._banned = await self.workers.run(self._load)
         except Exception:
             log.exception("could not read the ban list")
         finally:
@@ -376,11 +372,11 @@ class LoginThrottle:
 
     def _load(self) -> dict[tuple[str, str], float]:
         now = datetime.now(timezone.utc)
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             rows = session.execute(select(Ban.kind, Ban.value, Ban.expires_at)).all()
         if any(_aware(e) <= now for _k, _v, e in rows):  # tidy up: expired bans are history
             try:
-                with self.ctx.db.write() as session:
+                with self.db.write() as session:
                     session.execute(delete(Ban).where(Ban.expires_at <= now))
             except Exception as exc:   # a full disk or a busy database: tidy up next time
                 if database_error(exc) is None:

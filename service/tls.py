@@ -7,13 +7,13 @@ import os
 import ssl
 from pathlib import Path
 
+from core.certificates import EXPIRY_WARNING_DAYS, self_signed, summarize
+
 log = logging.getLogger(__name__)
 
 
 def generate_self_signed(cert_path: Path, key_path: Path, hostname: str, *, days: int = 825) -> None:
     """Write a self-signed leaf certificate for ``hostname`` (and localhost) with a 0600 key file."""
-    from core.certificates import self_signed
-
     cert_pem, key_bytes = self_signed(hostname, days=days)
     tmp_key = key_path.with_suffix(".tmp")
     fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -28,8 +28,6 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str, *, days
 
 def certificate_info(cert_path: Path) -> dict:
     """Subject, names, expiry (and whether it is within the 30-day warning) of a PEM certificate."""
-    from core.certificates import summarize
-
     return summarize(Path(cert_path).read_bytes()).as_dict()
 
 
@@ -65,15 +63,28 @@ class TlsMaterial:
 
     Reloading in place matters: SMTP keeps the context it was given for STARTTLS, so a new
     context object would never reach it; the same object with a new chain reaches everyone.
+
+    With ``load=False`` nothing is read until ``configure``; until a pair loads, ``available`` is
+    False and the service runs its plaintext listeners only (bad PEM files at start).
     """
 
-    def __init__(self, data_dir: Path, hostname: str, cert: str = "", key: str = "") -> None:
+    def __init__(self, data_dir: Path, hostname: str, cert: str = "", key: str = "", *, load: bool = True) -> None:
         self.data_dir = Path(data_dir)
         self.hostname = hostname
         self._context: ssl.SSLContext | None = None
-        self.configure(cert, key)
+        self.cert_path = self.key_path = Path()
+        self._stamp: tuple[float, float] = (0, 0)
+        if load:
+            self.configure(cert, key)
+
+    @property
+    def available(self) -> bool:
+        """Has a certificate been loaded (so TLS can be offered)?"""
+        return self._context is not None
 
     def configure(self, cert: str, key: str) -> None:
+        """Use the PEM files ``cert`` and ``key``, or (both empty) DATA_DIR/tls, made self-signed if
+        missing. Raises if the pair cannot be used; a pair loaded before stays in force."""
         if cert and key:
             cert_path, key_path = Path(cert), Path(key)
         else:
@@ -104,6 +115,8 @@ class TlsMaterial:
 
     def refresh(self) -> bool:
         """Reload if the files changed since the last load; True when a new certificate was loaded."""
+        if self._context is None:
+            return False
         try:
             stamp = self._mtimes()
         except OSError as exc:
@@ -123,7 +136,6 @@ class TlsMaterial:
 
     @staticmethod
     def warn_if_expiring(cert_path: Path) -> None:
-        from core.certificates import EXPIRY_WARNING_DAYS, summarize
         try:
             summary = summarize(Path(cert_path).read_bytes())
         except Exception:  # noqa: BLE001 - reported by whoever reads the certificate next

@@ -94,7 +94,7 @@ class FakeService:
         self._domain_names: list[str] | None = None
         self.state = "running"
         self.listener_states = {name: "running" for name, *_ in LISTENERS}
-        # Named as service.context.Counters names them (the service shows those it has counted).
+        # Named as service.counters.Counters names them (the service shows those it has counted).
         self.counters = {"pop3.sessions": 0, "pop3.logons": 0, "pop3.logon_failures": 0,
                          "pop3.messages_retrieved": 0, "smtp_accepted": 0, "smtp_queued": 0}
         self.store_problems: list[dict[str, str]] = []   # service.status store_problems items

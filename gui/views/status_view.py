@@ -20,7 +20,7 @@ POLL_MS = 2000
 PROBLEMS_SHOWN = 20
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
 STATE_WORDS = {"running": "running", "paused": "paused", "stopped": "stopped", "partial": "partly running"}
-COUNTER_LABELS = {   # the service's counter names (service.context.Counters), in the order shown
+COUNTER_LABELS = {   # the service's counter names (service.counters.Counters), in the order shown
     "pop3.sessions": "POP3 sessions now", "smtp_accepted": "Messages received",
     "pop3.messages_retrieved": "Messages retrieved", "pop3.logons": "POP3 logons",
     "pop3.logon_failures": "Failed POP3 logons", "smtp_logon_failures": "Failed SMTP logons",

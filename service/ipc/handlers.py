@@ -11,16 +11,30 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import socket
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from core.errors import Unavailable
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from core.access import read_file_as
+from core.auth.migration import migrate_to_directory
+from core.certificates import check_pair
+from core.errors import Forbidden, Invalid
+from core.ipc.client import certificate_fingerprint
 from core.ipc.ops import OPS, check_implemented
 from core.ipc.wire import to_wire
+from core.settings import SPECS, Settings, resolve
 from core.tables import Domain
-from service.context import ServiceContext
+from service.ipc.scope import AdminScope, current_actor, current_requester
+from service.logbook import recent
+from service.tls import certificate_info, generate_self_signed, write_pair
 
+ServiceContext = AdminScope   # what every handler receives (service/ipc/scope.py)
 Handler = Callable[[ServiceContext, dict[str, Any]], Awaitable[Any]]
 
 
@@ -91,7 +105,6 @@ for _op, _method in {
 
 def _requester() -> Any:
     """Whose file permissions a path in the current request is read with (core.access)."""
-    from service.ipc.server import current_requester
     return current_requester.get()
 
 
@@ -107,8 +120,6 @@ _PATH_SETTINGS = ("tls_cert", "tls_key", "ldap_ca_file")
 
 @handles("settings.set")
 async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    from core.access import read_file_as
-    from core.settings import resolve
     value = params.get("value")
     if resolve(str(params.get("name", ""))).name in _PATH_SETTINGS and isinstance(value, str) and value.strip():
         await ctx.run(read_file_as, os.path.abspath(os.path.expanduser(value.strip())), _requester())
@@ -122,26 +133,17 @@ async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 @handles("settings.describe")
 async def settings_describe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    from core.settings import SPECS
     return {"items": [{"name": s.name, "label": s.label, "default": s.default, "help": s.help,
                        "restart": s.restart, "writable": s.writable} for s in SPECS.values()]}
 
 
 @handles("log.recent")
 async def log_recent(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    from service.logbook import recent
     return {"level": ctx.setting("logging"), "items": recent(max(1, min(int(params.get("limit") or 100), 1000)))}
 
 
 def service_status(ctx: ServiceContext) -> dict[str, Any]:
-    listeners = [lst.describe() for lst in ctx.listeners.values()]
-    states = {entry["state"] for entry in listeners}
-    state = "running" if "running" in states else ("paused" if "paused" in states else "stopped")
-    # Free space, measured off the loop every few seconds (service/disk.py): a full disk shows.
-    # What the start-up repair (or a read since) could not fix in the mail root: {total, items}.
-    disk = getattr(ctx, "disk", None)
-    return {"state": state, "listeners": listeners, "counters": ctx.stats.snapshot(),
-            "disk": disk.snapshot() if disk is not None else [], "store_problems": to_wire(ctx.store.problems())}
+    return ctx.status.report()
 
 
 @handles("service.status")
@@ -151,12 +153,6 @@ async def status(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 def _fingerprint(cert_path: Any) -> str:
     """SHA-256 of the certificate, as the console and winpop --fingerprint show and pin it."""
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from core.ipc.client import certificate_fingerprint
     cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     return certificate_fingerprint(cert.public_bytes(Encoding.DER))
 
@@ -164,9 +160,8 @@ def _fingerprint(cert_path: Any) -> str:
 @handles("server.info")
 async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     def read_certificate() -> dict[str, Any]:   # a file read: off the event loop
-        if ctx.tls is None:
+        if not ctx.tls.available:
             return {}
-        from service.tls import certificate_info
         try:
             found = certificate_info(ctx.tls.cert_path)
             found["path"] = str(ctx.tls.cert_path)
@@ -177,16 +172,14 @@ async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
     tls = await ctx.run(read_certificate)
 
-    listener = getattr(ctx, "admin_tcp", None)
-    admin_tcp = listener.describe() if listener is not None else {"state": "off"}
+    admin_tcp = ctx.admin_tcp.describe()
 
     def count_domains() -> int:
         with ctx.db.read() as session:
             return session.query(Domain).count()
 
-    methods = getattr(ctx, "auth_methods", None)
     return {"hostname": ctx.hostname, "version": ctx.version, "auth": ctx.setting("auth"),
-            "keystore": ctx.setting("keystore"), "key_problem": getattr(methods, "key_problem", ""),
+            "keystore": ctx.setting("keystore"), "key_problem": ctx.auth_methods.key_problem,
             "data_dir": str(ctx.data_dir),
             "mailroot": str(ctx.store.root), "domains": await ctx.run(count_domains),
             "tls": tls, "admin_tcp": admin_tcp, **service_status(ctx)}
@@ -195,10 +188,7 @@ async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 @handles("mailbox.migrate")
 async def mailbox_migrate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     """winpop migrate: a password-file mailbox to a directory entry (core/auth/migration.py)."""
-    from core.auth.migration import migrate_to_directory
     methods = ctx.auth_methods
-    if methods is None:
-        raise Unavailable("The authentication methods are not set up in this service.")
     directory = methods.directory()
     try:
         result = await ctx.run(migrate_to_directory, ctx.db, methods.key, directory, params["address"])
@@ -225,11 +215,8 @@ async def stat(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return result
 
 
-async def _call(ctx: ServiceContext, component: Any, name: str, what: str, *args: Any) -> Any:
+async def _call(ctx: ServiceContext, method: Callable[..., Any], *args: Any) -> Any:
     """Call a component's method: awaited if it is a coroutine, else off the loop (it may block)."""
-    if component is None or not hasattr(component, name):
-        raise Unavailable(f"The {what} is not part of this service (yet).")
-    method = getattr(component, name)
     if inspect.iscoroutinefunction(method):
         return await method(*args)
     return await ctx.run(method, *args)
@@ -237,33 +224,33 @@ async def _call(ctx: ServiceContext, component: Any, name: str, what: str, *args
 
 @handles("ban.list")
 async def ban_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    items = await _call(ctx, ctx.throttle, "list_bans", "logon throttle")
+    items = await _call(ctx, ctx.throttle.list_bans)
     return {"items": items}
 
 
 @handles("ban.lift")
 async def ban_lift(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"lifted": await _call(ctx, ctx.throttle, "lift", "logon throttle", params["value"])}
+    return {"lifted": await _call(ctx, ctx.throttle.lift, params["value"])}
 
 
 @handles("queue.list")
 async def queue_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": await _call(ctx, ctx.smtp, "queue_list", "outgoing mail queue")}
+    return {"items": await _call(ctx, ctx.smtp.queue_list)}
 
 
 @handles("queue.show")
 async def queue_show(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return await _call(ctx, ctx.smtp, "queue_show", "outgoing mail queue", params["id"])
+    return await _call(ctx, ctx.smtp.queue_show, params["id"])
 
 
 @handles("queue.retry")
 async def queue_retry(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"retried": await _call(ctx, ctx.smtp, "queue_retry", "outgoing mail queue", params.get("id"))}
+    return {"retried": await _call(ctx, ctx.smtp.queue_retry, params.get("id"))}
 
 
 @handles("queue.delete")
 async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"deleted": await _call(ctx, ctx.smtp, "queue_delete", "outgoing mail queue", params["id"])}
+    return {"deleted": await _call(ctx, ctx.smtp.queue_delete, params["id"])}
 
 
 RELAY_TEST_PORTS = (25, 465, 587)
@@ -288,10 +275,8 @@ def _is_local_address(host: str) -> bool:
 async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     """Test this server only: a target host must be one of its own addresses and the port an SMTP
     port (25, 465, 587 or one of its listeners), so the test probes no other computer or service."""
-    from core.errors import Forbidden
-    from service.ipc.server import current_actor
     host, port = str(params.get("host") or ""), int(params.get("port") or 0)
-    own_ports = {lst.bound_port for lst in ctx.listeners.values() if getattr(lst, "kind", "") == "smtp"}
+    own_ports = {lst.bound_port for lst in ctx.listeners.values() if lst.kind == "smtp"}
     problem = ""
     if port and port not in (*RELAY_TEST_PORTS, *own_ports):
         problem = f"The relay test connects only to SMTP ports ({', '.join(map(str, RELAY_TEST_PORTS))} or this " \
@@ -302,26 +287,22 @@ async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
         await ctx.run(ctx.admin.audit, current_actor.get(), "relay.test", host,
                       json.dumps({"host": host, "port": port}), "refused: forbidden")
         raise Forbidden(problem)
-    return {"items": await _call(ctx, ctx.smtp, "relay_test", "SMTP service", host, port)}
+    return {"items": await _call(ctx, ctx.smtp.relay_test, host, port)}
 
 
 @handles("auth.login")
 async def auth_login(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     # A TCP connection's gate answers its first auth.login (service/ipc/tcp.py); here the client
     # is already admitted (Unix socket credentials, or a token earlier on this connection).
-    from service.ipc.server import current_actor
     return {"actor": current_actor.get(), "token": ""}
 
 
 def _tokens(ctx: ServiceContext) -> Any:
-    from core.tokens import AdminTokens
-    listener = getattr(ctx, "admin_tcp", None)
-    return listener.tokens if listener is not None else AdminTokens(ctx.db)
+    return ctx.tokens
 
 
 @handles("admin.token_create")
 async def token_create(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    from service.ipc.server import current_actor
     return await ctx.run(_tokens(ctx).create, params["name"], current_actor.get())
 
 
@@ -344,9 +325,7 @@ async def subscribe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 # -- process and TLS certificate (setup wizard, issue 6) ------------------------------------------
 @handles("service.shutdown")
 async def shutdown(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    request = getattr(ctx, "request_shutdown", None)
-    if request is None:
-        raise Unavailable("This service cannot be stopped through the admin channel.")
+    request = ctx.request_shutdown
     restart = bool(params.get("restart"))
     # After this answer is on its way: the connection closes with the service.
     ctx.loop.call_later(0.05, request, restart)
@@ -356,34 +335,19 @@ async def shutdown(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 def _install_certificate(ctx: ServiceContext, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
     """Check a pair, store it as DATA_DIR/tls/server.{crt,key} (key 0600), point the settings at
     it and load it into the running listeners (no restart)."""
-    from core.certificates import check_pair
-    from core.settings import Settings
-    from service.tls import TlsMaterial, write_pair
-
     summary = check_pair(cert_pem, key_pem)
     cert_path, _key_path = write_pair(ctx.data_dir / "tls", cert_pem, key_pem)
     with ctx.db.write() as session:   # the default location: no path settings needed
         for name in ("tls_cert", "tls_key"):
             Settings.put(session, name, "")
     ctx.reload_settings()
-    if ctx.tls is None:
-        ctx.tls = TlsMaterial(ctx.data_dir, ctx.hostname)
-    else:
-        ctx.tls.configure("", "")
+    ctx.tls.configure("", "")
     ctx.tls.refresh()
     return {**summary.as_dict(), "path": str(cert_path)}
 
 
 @handles("tls.generate")
 async def tls_generate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    import tempfile
-    from pathlib import Path
-
-    import re
-
-    from core.errors import Invalid
-    from service.tls import generate_self_signed
-
     hostname = (params.get("hostname") or ctx.hostname).strip().rstrip(".").lower()
     if not re.fullmatch(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", hostname) or len(hostname) > 253:
         raise Invalid(f"'{hostname}' is not a host name: use letters, digits and hyphens, with dots between "
@@ -404,11 +368,6 @@ async def tls_generate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 @handles("tls.import")
 async def tls_import(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    from pathlib import Path
-
-    from core.access import read_file_as
-    from core.errors import Invalid
-
     requester = _requester()
 
     def read(text: str, path: str, what: str) -> bytes:

@@ -3,9 +3,7 @@ the audit log and pushed change events (DESIGN §3)."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import contextvars
 import grp
 import json
 import logging
@@ -14,8 +12,7 @@ import pwd
 import socket
 import ssl
 import struct
-import threading
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +20,9 @@ from core.access import Requester
 from core.errors import Forbidden, Invalid, database_error
 from core.ipc import protocol
 from core.ipc.ops import OPS, check_params, redact
-from service.context import ServiceContext
 from service.ipc.handlers import HANDLERS
-from service.ipc.tcp import AdminTcpListener
+from service.ipc.scope import REMOTE, AdminScope, current_actor, current_requester
+from service.ipc.tcp import TokenGate
 
 log = logging.getLogger(__name__)
 MAX_BUFFER = 8 * 1024 * 1024  # a subscriber further behind than this is disconnected
@@ -72,14 +69,15 @@ def _target(params: dict[str, Any]) -> str:
 
 
 class AdminServer:
-    """Listens on ``admin.sock`` and serves the op table."""
+    """Listens on ``admin.sock`` and serves the op table; starts and stops the TCP listener too
+    (``scope.admin_tcp``, off unless admin_tcp_port is set)."""
 
-    def __init__(self, ctx: ServiceContext, path: Path) -> None:
-        self.ctx = ctx
+    def __init__(self, scope: AdminScope, path: Path) -> None:
+        self.scope = scope
         self.path = path
+        self.tcp = scope.admin_tcp
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
-        self.tcp: Any = None      # service.ipc.tcp.AdminTcpListener (optional, admin_tcp_port)
 
     async def start(self) -> None:
         HANDLERS.check_complete()   # the dispatch serves the whole op table, or the service does not start
@@ -94,14 +92,14 @@ class AdminServer:
         finally:
             os.umask(old_umask)
         self.apply_group()
-        self.tcp = AdminTcpListener(self.ctx, self._track)
-        self.ctx.admin_tcp = self.tcp
-        await self.tcp.start()
+        await self.tcp.start(self._serve_tcp)
 
     def apply_group(self) -> None:
         """Socket 0600 in a 0700 data directory; with an admin group, socket 0660 and the
         directory 0710 (its members may reach the socket, not read the files)."""
-        group = self.ctx.setting("admin_group")
+        if self._server is None:   # not open yet (a settings change during start-up): start() applies it
+            return
+        group = self.scope.setting("admin_group")
         mode, dir_mode = 0o600, 0o700
         if group:
             try:
@@ -126,9 +124,8 @@ class AdminServer:
             probe.close()
 
     async def stop(self) -> None:
-        if self.tcp is not None:
-            await self.tcp.stop()
-            self.tcp.close()
+        await self.tcp.stop()
+        self.tcp.close()
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):
@@ -142,7 +139,10 @@ class AdminServer:
             self.path.unlink()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self._track(AdminConnection(self.ctx, reader, writer))
+        await self._track(AdminConnection(self.scope, reader, writer, UnixPeerGate(self.scope, writer)))
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: TokenGate) -> None:
+        await self._track(AdminConnection(self.scope, reader, writer, gate))
 
     async def _track(self, connection: AdminConnection) -> None:
         """Serve one connection; ``stop`` cancels those still open."""
@@ -160,18 +160,18 @@ class UnixPeerGate:
     """Admits a Unix-socket client by its credentials (SO_PEERCRED): root, the service's user or
     a member of the admin group."""
 
-    def __init__(self, ctx: ServiceContext, writer: asyncio.StreamWriter) -> None:
-        self.ctx = ctx
+    def __init__(self, scope: AdminScope, writer: asyncio.StreamWriter) -> None:
+        self.scope = scope
         self.pid, self.uid, self.gid = peer_credentials(writer.get_extra_info("socket"))
         self.actor = _actor(self.pid, self.uid)
         # Whose rights a path named in a request is read with (core.access, issue 12 §2).
         self.requester = Requester(self.uid, frozenset(_groups_of(self.pid, self.gid)))
 
     async def admit(self, conn: AdminConnection) -> bool:
-        if is_admin(self.pid, self.uid, self.gid, self.ctx.setting("admin_group")):
+        if is_admin(self.pid, self.uid, self.gid, self.scope.setting("admin_group")):
             return True
         log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
-        await PendingAudit.of(self.ctx).write(self.actor, "connect", "", "", "forbidden")
+        await self.scope.pending_audit.write(self.actor, "connect", "", "", "forbidden")
         err = Forbidden("You may not administer this mail service: run as root, as the service's "
                         "user, or as a member of its admin group.")
         # Answer the first request (so the client sees why), then hang up.
@@ -184,11 +184,6 @@ class UnixPeerGate:
         return False
 
 
-# Who is making the current request (for handlers that record it, e.g. admin.token_create).
-current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("current_actor", default="")
-# Whose file permissions apply to a path the request names: the Unix peer, or (TCP token) nobody's.
-REMOTE = Requester(None)
-current_requester: contextvars.ContextVar[Requester] = contextvars.ContextVar("current_requester", default=REMOTE)
 # Changes received before their client hung up: carried out and audited all the same (issue 12 §2).
 _CARRIED_ON: set[asyncio.Task] = set()
 
@@ -207,13 +202,13 @@ class AdminConnection:
     client may administer and names it (``actor``) for the audit log: ``UnixPeerGate`` on the
     Unix socket, ``service.ipc.tcp.TokenGate`` on the TCP listener."""
 
-    def __init__(self, ctx: ServiceContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 gate: Any = None) -> None:
-        self.ctx = ctx
+    def __init__(self, scope: AdminScope, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 gate: UnixPeerGate | TokenGate) -> None:
+        self.scope = scope
         self.reader = reader
         self.writer = writer
-        self.gate = gate if gate is not None else UnixPeerGate(ctx, writer)
-        self._unsubscribe = None
+        self.gate = gate
+        self._unsubscribe: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -278,10 +273,10 @@ class AdminConnection:
                 raise Invalid("The request has no 'op' (the operation's name).")
             params = check_params(op, msg.get("params"))   # against the op table, before any handler
             if op == "events.subscribe" and self._unsubscribe is None:
-                self._unsubscribe = self.ctx.events.subscribe(self._on_event)
+                self._unsubscribe = self.scope.events.subscribe(self._on_event)
             current_actor.set(self.actor)
-            current_requester.set(getattr(self.gate, "requester", REMOTE))
-            result = await HANDLERS[op](self.ctx, params)
+            current_requester.set(self.gate.requester if isinstance(self.gate, UnixPeerGate) else REMOTE)
+            result = await HANDLERS[op](self.scope, params)
         except Exception as exc:
             # A full disk or a lock held too long is a refusal worded for a person, not a bug.
             refusal = database_error(exc)
@@ -312,54 +307,4 @@ class AdminConnection:
         detail = json.dumps({k: v for k, v in shown.items() if v not in (None, "")}, ensure_ascii=False)
         if message:
             detail = f"{detail} {message}"
-        await PendingAudit.of(self.ctx).write(self.actor, op, _target(params), detail, outcome)
-
-
-class PendingAudit:
-    """Audit entries the database could not take (a full disk, a lock held too long): kept in
-    memory, in order, and written with their own times as soon as it takes writes again, so a
-    refusal made while the disk was full is in the audit log afterwards (issue 14)."""
-
-    LIMIT = 10_000   # entries kept; past it the oldest go (and the service log says so)
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
-        self.entries: collections.deque[tuple] = collections.deque()
-        self.dropped = 0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def of(cls, ctx: ServiceContext) -> PendingAudit:
-        pending = getattr(ctx, "pending_audit", None)
-        if pending is None:
-            pending = ctx.pending_audit = cls(ctx)  # type: ignore[attr-defined]
-        return pending
-
-    async def write(self, actor: str, op: str, target: str, detail: str, outcome: str) -> None:
-        """Write one entry (after any kept ones), off the event loop; keep it if refused."""
-        self.entries.append((actor, op, target, detail, outcome, datetime.now(timezone.utc)))
-        await self.flush()
-
-    async def flush(self) -> None:
-        """Write the kept entries now (the daemon calls it when a full disk has room again)."""
-        await self.ctx.run(self._flush)
-
-    def _flush(self) -> None:
-        with self._lock:   # one writer at a time keeps the order and writes each entry once
-            while len(self.entries) > self.LIMIT:
-                self.entries.popleft()
-                self.dropped += 1
-            self._write_kept()
-
-    def _write_kept(self) -> None:
-        while self.entries:
-            actor, op, target, detail, outcome, at = self.entries[0]
-            if not self.ctx.admin.audit(actor, op, target, detail, outcome, at=at):
-                if len(self.entries) == 1 or len(self.entries) % 100 == 0:
-                    log.warning("audit entries kept in memory until the database takes writes again: %d",
-                                len(self.entries))
-                return
-            self.entries.popleft()
-        if self.dropped:
-            log.error("%d audit entries were lost while the database could not be written", self.dropped)
-            self.dropped = 0
+        await self.scope.pending_audit.write(self.actor, op, _target(params), detail, outcome)

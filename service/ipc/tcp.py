@@ -3,7 +3,7 @@
 Off by default (``admin_tcp_port`` 0). When on, it serves exactly the op table of the Unix
 socket, with the same ``AdminConnection`` request loop; only the gate differs:
 
-- TLS 1.2 or newer with the service's certificate (``ctx.tls``), never plaintext;
+- TLS 1.2 or newer with the service's certificate (service.tls), never plaintext;
 - the first request must be ``auth.login`` with a token made by ``admin.token_create``
   (``winpop token create NAME``); the service keeps only its SHA-256;
 - a wrong token is answered ``forbidden`` after the logon throttle's delay, counts as a failed
@@ -26,12 +26,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.admin import Admin
 from core.errors import Forbidden, Invalid
 from core.ipc import protocol
 from core.settings import SettingSpec, _int_range, register
 from core.tokens import AdminTokens
-from service.context import ServiceContext
+from service.counters import Counters
+from service.event_bus import EventBus
 from service.listeners import Limits, Listener
+from service.live_settings import LiveSettings
+from service.throttle import LoginThrottle
+from service.tls import TlsMaterial
+from service.workers import Runs
 
 log = logging.getLogger(__name__)
 
@@ -66,26 +72,26 @@ for _spec in (
 TCP_SETTINGS = ("admin_tcp_port", "admin_tcp_bind")
 
 
-def _setting(ctx: ServiceContext, name: str) -> Any:
-    try:
-        return ctx.setting(name)
-    except KeyError:   # the context's cache was filled before this module registered its settings
-        ctx.reload_settings()
-        return ctx.setting(name)
+# Serves one admitted TCP client: the admin channel's request loop (service.ipc.server).
+ServeConnection = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "TokenGate"], Awaitable[None]]
 
 
 class TokenGate:
     """Admits a TCP client that sends ``auth.login`` with a valid token first."""
 
-    def __init__(self, ctx: ServiceContext, writer: asyncio.StreamWriter, tokens: AdminTokens) -> None:
-        self.ctx = ctx
+    def __init__(self, writer: asyncio.StreamWriter, tokens: AdminTokens, *, throttle: LoginThrottle | None,
+                 workers: Runs, counters: Counters, admin: Admin) -> None:
         self.tokens = tokens
+        self.throttle = throttle
+        self.workers = workers
+        self.counters = counters
+        self.admin = admin
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.address = str(peer[0])
         self.actor = f"{peer[0]}:{peer[1]}" if ":" not in str(peer[0]) else f"[{peer[0]}]:{peer[1]}"
 
     async def admit(self, conn: Any) -> bool:
-        throttle = self.ctx.throttle
+        throttle = self.throttle
         if throttle is not None and throttle.is_banned(self.address):
             await self._refuse(conn, None, "banned", "Too many failed logons from this address; try again later.")
             return False
@@ -110,12 +116,12 @@ class TokenGate:
             await self._refuse(conn, req_id, "no login",
                                "Log in first: the first request on this port must be auth.login with a token.")
             return False
-        name = await self.ctx.run(self.tokens.verify, token, self.address)
+        name = await self.workers.run(self.tokens.verify, token, self.address)
         if name is None:
             if throttle is not None:
                 await throttle.failure(self.address, None)
                 await throttle.delay(self.address, None)
-            self.ctx.stats.incr("admin_tcp.failures")
+            self.counters.incr("admin_tcp.failures")
             await self._refuse(conn, req_id, "bad token",
                                "The token is not valid (revoked, mistyped, or made for another server).")
             return False
@@ -134,47 +140,62 @@ class TokenGate:
             await conn.writer.drain()
 
     async def _audit(self, outcome: str) -> None:
-        await self.ctx.run(self.ctx.admin.audit, self.actor, "connect", "tcp", "", outcome)
+        await self.workers.run(self.admin.audit, self.actor, "connect", "tcp", "", outcome)
 
 
 class AdminTcpListener:
-    """Starts, stops and re-binds the TCP admin listener as its settings say."""
+    """Starts, stops and re-binds the TCP admin listener as its settings say. The admin server
+    starts it with the function that serves an admitted client."""
 
-    def __init__(self, ctx: ServiceContext, serve: Callable[[Any], Awaitable[None]]) -> None:
-        self.ctx = ctx
-        self._serve = serve
-        self.tokens = AdminTokens(ctx.db)
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, settings: LiveSettings, workers: Runs, tls: TlsMaterial,
+                 events: EventBus, tokens: AdminTokens, throttle: LoginThrottle | None, counters: Counters,
+                 admin: Admin) -> None:
+        self.loop = loop
+        self.settings = settings
+        self.workers = workers
+        self.tls = tls
+        self.events = events
+        self.tokens = tokens
+        self.throttle = throttle
+        self.counters = counters
+        self.admin = admin
+        self._serve: ServeConnection | None = None
         self._listener: Listener | None = None
         self.state = "off"
         self.error = ""
         self.bound: tuple[str, int] | None = None
         self._lock = asyncio.Lock()
-        self._unsubscribe = ctx.events.subscribe(self._on_event)
+        self._unsubscribe: Callable[[], None] | None = None
 
     def describe(self) -> dict[str, Any]:
-        host, port = self.bound or (_setting(self.ctx, "admin_tcp_bind"), int(_setting(self.ctx, "admin_tcp_port")))
+        host, port = self.bound or (self.settings.get("admin_tcp_bind"), int(self.settings.get("admin_tcp_port")))
         return {"state": self.state, "address": host, "port": port, "error": self.error}
 
-    async def start(self) -> None:
+    async def start(self, serve: ServeConnection) -> None:
+        """Listen as the settings say, serving admitted clients with ``serve``, and follow the
+        settings from now on."""
+        self._serve = serve
+        if self._unsubscribe is None:
+            self._unsubscribe = self.events.subscribe(self._on_event)
         async with self._lock:
             await self._start()
 
     async def _start(self) -> None:
-        port = int(_setting(self.ctx, "admin_tcp_port"))
-        host = str(_setting(self.ctx, "admin_tcp_bind"))
+        port = int(self.settings.get("admin_tcp_port"))
+        host = str(self.settings.get("admin_tcp_bind"))
         self.error = ""
-        if port == 0:
+        if port == 0 or self._serve is None:
             self.state = "off"
             return
-        if self.ctx.tls is None:
+        serve = self._serve
+        if not self.tls.available:
             self.state, self.error = "stopped", "TLS is not available, and remote administration never runs without it"
             log.error("the remote administration listener is off: %s", self.error)
             return
-        from service.ipc.server import AdminConnection
-
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            gate = TokenGate(self.ctx, writer, self.tokens)
-            await self._serve(AdminConnection(self.ctx, reader, writer, gate))
+            gate = TokenGate(writer, self.tokens, throttle=self.throttle, workers=self.workers,
+                             counters=self.counters, admin=self.admin)
+            await serve(reader, writer, gate)
 
         loop = asyncio.get_running_loop()
 
@@ -183,7 +204,7 @@ class AdminTcpListener:
             return asyncio.StreamReaderProtocol(reader, on_connect, loop=loop)
 
         listener = Listener("admin_tcp", "admin", host, port, stream_protocol, refusal=lambda _reason: b"",
-                            ssl_context=self.ctx.tls.context, limits=lambda: Limits(MAX_CONNECTIONS, MAX_PER_ADDRESS),
+                            ssl_context=self.tls.context, limits=lambda: Limits(MAX_CONNECTIONS, MAX_PER_ADDRESS),
                             handshake_timeout=HANDSHAKE_TIMEOUT)
         try:
             await listener.start()
@@ -214,13 +235,15 @@ class AdminTcpListener:
             await self._start()
 
     def close(self) -> None:
-        self._unsubscribe()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def _on_event(self, name: str, data: Any) -> None:
         if name == "settings.changed" and isinstance(data, dict) and data.get("name") in TCP_SETTINGS:
-            self.ctx.loop.create_task(self._follow_settings())
+            self.loop.create_task(self._follow_settings())
 
     async def _follow_settings(self) -> None:
-        # The event can arrive before the context's settings cache is refreshed: read afresh.
-        await self.ctx.run(self.ctx.reload_settings)
+        # The event can arrive before the settings cache is refreshed: read afresh.
+        await self.workers.run(self.settings.reload)
         await self.restart()

@@ -9,19 +9,36 @@ import base64
 import binascii
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from core.auth import Challenge, Failure, LogonRules, Success, check_apop, create_mechanism
+from core.auth import (
+    Challenge,
+    Failure,
+    LogonRules,
+    Success,
+    check_apop,
+    create_mechanism,
+)
 from core.auth.provider import PLAINTEXT_MECHANISMS
 from core.errors import MailError, database_error
 from core.model import MailboxRef
 from service.pop3 import wire
-from service.pop3.session import LOG_MAXIMUM, LOG_MEDIUM, LOG_MINIMUM, TOO_LONG, Pop3Session, SessionClosed, State
-from service.pop3.session import events as session_events
-from service.throttle import setting
+from service.pop3.state import (
+    LOG_MAXIMUM,
+    LOG_MEDIUM,
+    LOG_MINIMUM,
+    TOO_LONG,
+    SessionClosed,
+    State,
+)
+from service.pop3.state import events as session_events
+
+if TYPE_CHECKING:   # the session runs these commands: it imports this module
+    from service.pop3.session import Pop3Session
 
 log = logging.getLogger("service.pop3")
 
-Command = Callable[[Pop3Session, str], Awaitable[None]]
+Command = Callable[["Pop3Session", str], Awaitable[None]]
 
 # Reply texts used in more than one place (and by the tests).
 PLAINTEXT_REFUSED = ("Plaintext logons are refused on an unencrypted connection: use STLS (or port 995) "
@@ -40,7 +57,7 @@ LOGIN_BANNED = "Too many failed logons for this login name; try again later."
 # -- helpers ----------------------------------------------------------------------------------
 def rules(session: Pop3Session) -> LogonRules:
     """The logon rules on this connection (SPA, TLS for every logon, trusted networks)."""
-    return LogonRules.for_connection(lambda name: setting(session.ctx, name), tls=session.tls,
+    return LogonRules.for_connection(session.server.settings.get, tls=session.tls,
                                      address=session.address)
 
 
@@ -55,15 +72,15 @@ def refusal_text(session: Pop3Session) -> str:
 
 
 def offered_mechanisms(session: Pop3Session) -> list[str]:
-    return [m.upper() for m in rules(session).mechanisms(session.ctx.auth)]
+    return [m.upper() for m in rules(session).mechanisms(session.server.auth.provider)]
 
 
 def bad(session: Pop3Session, text: str) -> None:
     """Answer a bad command; past the limit, end the session (STYLE: Dovecot hangs up after 20)."""
     session.bad_commands += 1
-    if session.bad_commands >= int(setting(session.ctx, "pop3_bad_commands")):
+    if session.bad_commands >= int(session.server.settings.get("pop3_bad_commands")):
         session.log(LOG_MINIMUM, "too many bad commands, closing")
-        session.ctx.stats.incr("pop3.bad_command_hangups")
+        session.server.counters.incr("pop3.bad_command_hangups")
         session.write(wire.err(TOO_MANY_BAD))
         session.close()
         return
@@ -102,13 +119,13 @@ def redacted(verb: str, arg: str) -> str:
 
 async def finish_logon(session: Pop3Session, outcome: MailboxRef | Failure, login: str | None, how: str) -> None:
     """The common end of USER/PASS, APOP and AUTH: throttle, lock checks, session lock, maildrop."""
-    ctx, server = session.ctx, session.server
+    server = session.server
     if isinstance(outcome, Failure):
         if outcome.temporary:
             session.log(LOG_MINIMUM, "logon (%s) for %s could not be checked: %s", how, login, outcome.reason)
             session.write(wire.err(TEMPORARY, "SYS/TEMP"))
             return
-        ctx.stats.incr("pop3.logon_failures")
+        server.counters.incr("pop3.logon_failures")
         session.log(LOG_MINIMUM, "logon (%s) failed for %s: %s", how, login or "?", outcome.reason)
         banned = await server.throttle.failure(session.address, login)
         await server.throttle.delay(session.address, login)
@@ -123,7 +140,7 @@ async def finish_logon(session: Pop3Session, outcome: MailboxRef | Failure, logi
     if ref.locked or ref.domain_locked:
         what = "domain " + ref.domain if ref.domain_locked else "mailbox " + ref.address
         session.log(LOG_MINIMUM, "logon refused for %s: the %s is locked", ref.address, what)
-        ctx.stats.incr("pop3.logons_refused_locked")
+        server.counters.incr("pop3.logons_refused_locked")
         session.write(wire.err(f"The {what} is locked by the administrator; mail is still delivered, but it "
                                "cannot be retrieved until the lock is removed.", "SYS/PERM"))
         return
@@ -141,12 +158,12 @@ async def finish_logon(session: Pop3Session, outcome: MailboxRef | Failure, logi
         return
     if not acquired:
         session.log(LOG_MEDIUM, "logon refused for %s: mailbox in use", ref.address)
-        ctx.stats.incr("pop3.logons_in_use")
+        server.counters.incr("pop3.logons_in_use")
         session.write(wire.err(IN_USE, "IN-USE"))
         return
     session.lock_holder, session.mailbox = holder, ref
     try:
-        messages = await ctx.run(ctx.store.list_messages, ref.id)
+        messages = await server.workers.run(server.store.list_messages, ref.id)
     except Exception as exc:
         log.error("POP3 session %s: the maildrop of %s cannot be read: %s", session.id, ref.address, exc)
         await session.release_lock()
@@ -156,7 +173,7 @@ async def finish_logon(session: Pop3Session, outcome: MailboxRef | Failure, logi
     session.messages = messages
     session.total_octets = sum(m.size for m in messages)
     session.state = State.TRANSACTION
-    ctx.stats.incr("pop3.logons")
+    server.counters.incr("pop3.logons")
     session.log(LOG_MEDIUM, "logged on (%s%s), %d messages, %d octets", how, ", TLS" if session.tls else "",
                 len(messages), session.total_octets)
     session.write(wire.ok(f"{ref.address} has {len(messages)} messages ({session.total_octets} octets)"))
@@ -183,7 +200,7 @@ async def cmd_capa(session: Pop3Session, arg: str) -> None:
         mechanisms = offered_mechanisms(session)
         if mechanisms:
             caps.append("SASL " + " ".join(mechanisms))
-        if not session.tls and session.ctx.tls is not None:
+        if not session.tls and session.server.tls.available:
             caps.append("STLS")
     caps.append("IMPLEMENTATION POP3-Service")
     session.write(wire.multiline(wire.ok("Capability list follows"), caps))
@@ -211,9 +228,9 @@ async def cmd_pass(session: Pop3Session, arg: str) -> None:
         return
     if refused_login(session, login):
         return
-    ctx = session.ctx
+    server = session.server
     try:
-        ref = await ctx.run_auth(ctx.auth.verify_password, login, arg)
+        ref = await server.workers.run_auth(server.auth.provider.verify_password, login, arg)
     except MailError as exc:
         outcome: MailboxRef | Failure = Failure(exc.message, login, temporary=True)
     except Exception as exc:
@@ -239,9 +256,9 @@ async def cmd_apop(session: Pop3Session, arg: str) -> None:
     session.user = None
     if refused_login(session, login):
         return
-    ctx = session.ctx
+    server = session.server
     try:
-        result = await ctx.run_auth(check_apop, ctx.auth, login, session.timestamp, digest)
+        result = await server.workers.run_auth(check_apop, server.auth.provider, login, session.timestamp, digest)
     except Exception as exc:
         log.exception("POP3 session %s: APOP check failed", session.id)
         result = Failure(str(exc), login, temporary=True)
@@ -251,7 +268,7 @@ async def cmd_apop(session: Pop3Session, arg: str) -> None:
 
 async def cmd_auth(session: Pop3Session, arg: str) -> None:
     """RFC 5034: a SASL exchange in base64 lines; "*" cancels; "=" is an empty initial response."""
-    ctx = session.ctx
+    server = session.server
     offered = offered_mechanisms(session)
     if not arg.strip():   # the RFC 1734 habit some clients keep: list the mechanisms
         session.write(wire.multiline(wire.ok("Supported mechanisms follow"), offered))
@@ -274,8 +291,8 @@ async def cmd_auth(session: Pop3Session, arg: str) -> None:
             session.write(wire.err("The initial response is not valid base64; authentication cancelled."))
             return
     try:
-        mechanism = create_mechanism(name, ctx.auth, hostname=ctx.hostname)
-        result = await ctx.run_auth(mechanism.start, initial)
+        mechanism = create_mechanism(name, server.auth.provider, hostname=server.settings.hostname)
+        result = await server.workers.run_auth(mechanism.start, initial)
     except MailError as exc:
         session.write(wire.err(exc.message))
         return
@@ -284,7 +301,7 @@ async def cmd_auth(session: Pop3Session, arg: str) -> None:
         data = await _client_response(session)
         if data is None:
             return
-        result = await ctx.run_auth(mechanism.step, data)
+        result = await server.workers.run_auth(mechanism.step, data)
     if isinstance(result, Success):
         if result.final:
             # RFC 5034 §4: additional data with success goes in a last challenge, answered empty.
@@ -330,7 +347,7 @@ async def cmd_stls(session: Pop3Session, arg: str) -> None:
     if session.tls:
         session.write(wire.err("This connection already uses TLS."))
         return
-    if session.ctx.tls is None:
+    if not session.server.tls.available:
         session.write(wire.err("TLS is not available on this server."))
         return
     session.write(wire.ok("Begin TLS negotiation now"))
@@ -339,7 +356,7 @@ async def cmd_stls(session: Pop3Session, arg: str) -> None:
     except SessionClosed:
         raise
     except Exception as exc:   # a failed handshake: the client's problem, the session is over
-        if int(setting(session.ctx, "logging")) >= LOG_MINIMUM:   # a reset flood: a count, not a line each
+        if int(session.server.settings.get("logging")) >= LOG_MINIMUM:   # a reset flood: a count, not a line each
             session_events("tls failed", logging.WARNING, "pop3 %s %s: TLS negotiation failed: %s",
                            session.id, session.address, exc or type(exc).__name__)
         session.abort()
@@ -349,7 +366,7 @@ async def cmd_stls(session: Pop3Session, arg: str) -> None:
 
 
 async def cmd_quit_authorization(session: Pop3Session, arg: str) -> None:
-    session.write(wire.ok(f"{session.ctx.hostname} POP3 Service signing off"))
+    session.write(wire.ok(f"{session.server.settings.hostname} POP3 Service signing off"))
     session.close()
 
 
@@ -424,13 +441,13 @@ async def cmd_rset(session: Pop3Session, arg: str) -> None:
 async def cmd_quit_transaction(session: Pop3Session, arg: str) -> None:
     """RFC 1939 §6: the UPDATE state. Marked messages go in one transaction, then the lock."""
     session.state = State.UPDATE
-    ctx, box = session.ctx, session.mailbox
+    server, box = session.server, session.mailbox
     assert box is not None
     ids = [session.messages[i].id for i in sorted(session.deleted)]
     removed = 0
     if ids:
         try:
-            removed = await ctx.run(ctx.store.delete_messages, box.id, ids)
+            removed = await server.workers.run(server.store.delete_messages, box.id, ids)
         except Exception as exc:
             log.error("POP3 session %s: deleting %d messages of %s failed: %s", session.id, len(ids), box.address,
                       getattr(database_error(exc), "message", exc))
@@ -438,7 +455,7 @@ async def cmd_quit_transaction(session: Pop3Session, arg: str) -> None:
             session.write(wire.err("Some deleted messages were not removed; they will be shown again.", "SYS/TEMP"))
             session.close()
             return
-        ctx.stats.incr("pop3.messages_deleted", removed)   # the store's change hook tells the console
+        server.counters.incr("pop3.messages_deleted", removed)   # the store's change hook tells the console
     session.log(LOG_MEDIUM, "quit: %d retrieved, %d deleted", session.retrieved, removed)
     # The lock goes before the answer, so a client that reconnects at once is not told [IN-USE].
     await session.release_lock()
@@ -472,7 +489,7 @@ async def dispatch(session: Pop3Session, line: object) -> None:
         bad(session, "Unrecognised command.")
         return
     verb, arg = parsed
-    if int(setting(session.ctx, "logging")) >= LOG_MAXIMUM:
+    if int(session.server.settings.get("logging")) >= LOG_MAXIMUM:
         session.log(LOG_MAXIMUM, "C: %s", redacted(verb, arg))
     handler = TABLES[session.state].get(verb)
     if handler is None:

@@ -1,12 +1,13 @@
 """The POP3 server: builds sessions for the pop3 and pop3s listeners, words their refusals, and
 keeps this node's mailbox lock leases alive.
 
-The daemon wires it up::
+service/app.py wires it up::
 
-    srv = Pop3Server(ctx)
+    srv = Pop3Server(loop=..., store=..., auth=..., tls=..., throttle=..., locks=..., settings=...,
+                     counters=..., workers=...)
     Listener("pop3", "pop3", host, port, srv.protocol_factory(implicit_tls=False), refusal=srv.refusal, ...)
     Listener("pop3s", "pop3", host, port, srv.protocol_factory(implicit_tls=True), refusal=srv.refusal,
-             ssl_context=ctx.tls.context, ...)
+             ssl_context=tls.context, ...)
 """
 from __future__ import annotations
 
@@ -16,17 +17,21 @@ import itertools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 from core.errors import DiskFull, database_error
+from core.store import MailStore
 from core.tables import SessionLock
+from service.auth_methods import AuthSource
+from service.counters import Counters
 from service.listeners import Refusal
+from service.live_settings import LiveSettings
 from service.pop3 import settings as _settings  # noqa: F401  (registers the POP3 settings)
 from service.pop3 import wire
 from service.pop3.lock import MailboxLocks
 from service.pop3.session import Pop3Session
-from service.pop3 import commands as _commands  # noqa: F401,E402 - loaded at start-up, not by the first session on the loop
-from service.throttle import LoginThrottle, ensure_settings_loaded, setting
+from service.throttle import LoginThrottle
+from service.tls import TlsMaterial
+from service.workers import Workers
 
 log = logging.getLogger("service.pop3")
 
@@ -39,16 +44,22 @@ REFUSALS = {
 
 
 class Pop3Server:
-    """Everything the POP3 listeners share: the context, the session locks, the throttle."""
+    """What the POP3 sessions of both listeners share: the store, the auth provider, TLS, the
+    logon throttle, the mailbox session locks, the settings, the counters and the worker threads."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-        self.loop: asyncio.AbstractEventLoop = ctx.loop
-        ensure_settings_loaded(ctx, (_settings.BAD_COMMANDS.name, _settings.LOCK_LEASE.name,
-                                     _settings.LOGON_TIMEOUT.name))
-        if ctx.throttle is None:
-            ctx.throttle = LoginThrottle(ctx)
-        self.locks = MailboxLocks(ctx.db, lease_seconds=int(setting(ctx, "pop3_lock_lease")))
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, store: MailStore, auth: AuthSource, tls: TlsMaterial,
+                 throttle: LoginThrottle, locks: MailboxLocks, settings: LiveSettings, counters: Counters,
+                 workers: Workers) -> None:
+        self.loop = loop
+        self.store = store
+        self.db = store.db
+        self.auth = auth
+        self.tls = tls
+        self.throttle = throttle
+        self.locks = locks
+        self.settings = settings
+        self.counters = counters
+        self.workers = workers
         self.sessions: set[Pop3Session] = set()
         self._ids = itertools.count(1)
         self._renewer: asyncio.Task | None = None
@@ -56,10 +67,6 @@ class Pop3Server:
         self._tasks: set[asyncio.Task] = set()
         self._memory_locks: dict[int, str] = {}   # mailbox id -> holder, while the database's disk is full
         self._undeleted: dict[int, str] = {}      # lock rows given back that could not be deleted
-
-    @property
-    def throttle(self) -> LoginThrottle:
-        return self.ctx.throttle
 
     def protocol_factory(self, *, implicit_tls: bool) -> Callable[[], asyncio.BaseProtocol]:
         """A factory of sessions for one listener (port 110 with STLS, or 995 with TLS from the start)."""
@@ -77,13 +84,13 @@ class Pop3Server:
         self.sessions.add(session)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self.ctx.stats.incr("pop3.sessions")
-        self.ctx.stats.incr("pop3.sessions_total")
+        self.counters.incr("pop3.sessions")
+        self.counters.incr("pop3.sessions_total")
 
     def session_lost(self, session: Pop3Session) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            self.ctx.stats.incr("pop3.sessions", -1)
+            self.counters.incr("pop3.sessions", -1)
 
     # -- mailbox locks --------------------------------------------------------------------
     async def acquire_lock(self, mailbox_id: int, holder: str) -> bool:
@@ -93,11 +100,11 @@ class Pop3Server:
         if mailbox_id in self._memory_locks:
             return False
         try:
-            acquired = await self.ctx.run(self._acquire, mailbox_id, holder)
+            acquired = await self.workers.run(self._acquire, mailbox_id, holder)
         except Exception as exc:
-            if not (self.ctx.db.is_sqlite and isinstance(database_error(exc), DiskFull)):
+            if not (self.db.is_sqlite and isinstance(database_error(exc), DiskFull)):
                 raise
-            acquired = await self.ctx.run(self._acquire_in_memory, mailbox_id, holder)
+            acquired = await self.workers.run(self._acquire_in_memory, mailbox_id, holder)
             if not acquired or mailbox_id in self._memory_locks:   # another logon got there during the read
                 return False
             log.warning("the database's disk is full: the session lock of mailbox %s is kept in memory", mailbox_id)
@@ -105,7 +112,7 @@ class Pop3Server:
             return True
         if acquired and mailbox_id in self._memory_locks:   # taken in memory while this one waited
             with contextlib.suppress(Exception):
-                await self.ctx.run(self.locks.release, mailbox_id, holder)
+                await self.workers.run(self.locks.release, mailbox_id, holder)
             return False
         if acquired:
             self._held += 1
@@ -128,7 +135,7 @@ class Pop3Server:
         """In a worker thread, the database being read-only for want of space: free unless a live
         session holds a lock row (rows this node could not delete are not live)."""
         now = datetime.now(timezone.utc)
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             row = session.get(SessionLock, mailbox_id)
             if row is None or self._undeleted.get(mailbox_id) == row.holder:
                 return True
@@ -141,21 +148,21 @@ class Pop3Server:
             return
         self._held = max(0, self._held - 1)
         try:
-            await self.ctx.run(self.locks.release, mailbox_id, holder)
+            await self.workers.run(self.locks.release, mailbox_id, holder)
         except Exception as exc:  # the row is dead: the next logon ignores it and deletes it
             self._undeleted[mailbox_id] = holder
-            if database_error(exc) is None:
+            refusal = database_error(exc)
+            if refusal is None:
                 log.exception("could not release the session lock of mailbox %s", mailbox_id)
             else:
-                log.warning("could not release the session lock of mailbox %s: %s", mailbox_id,
-                            database_error(exc).message)
+                log.warning("could not release the session lock of mailbox %s: %s", mailbox_id, refusal.message)
 
     async def _renew_leases(self) -> None:
         """Extend this node's leases at a third of their length while any is held."""
         while self._held > 0:
             await asyncio.sleep(self.locks.lease_seconds / 3)
             try:
-                await self.ctx.run(self.locks.renew)
+                await self.workers.run(self.locks.renew)
             except Exception as exc:
                 refusal = database_error(exc)
                 if refusal is None:
@@ -176,4 +183,4 @@ class Pop3Server:
                 await self._renewer
             self._renewer = None
         with contextlib.suppress(Exception):
-            await self.ctx.run(self.locks.release_all)
+            await self.workers.run(self.locks.release_all)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import os
 import secrets
@@ -22,15 +21,21 @@ from typing import TYPE_CHECKING, Any
 from core.model import MailboxRef, MessageInfo
 from core.store.maildir import open_message, shown_path
 from service.listeners import client_key
-from service.lograte import CLIENT, EventLog
-from service.pop3 import wire
-from service.throttle import setting
+from service.lograte import CLIENT
+from service.pop3 import commands, wire
+from service.pop3.state import (
+    LOG_MAXIMUM,
+    LOG_MEDIUM,
+    LOG_MINIMUM,
+    TOO_LONG,
+    SessionClosed,
+    State,
+    events,
+    log,
+)
 
 if TYPE_CHECKING:
     from service.pop3.server import Pop3Server
-
-log = logging.getLogger("service.pop3")
-events = EventLog(log)
 
 READ_CHUNK = 256 * 1024        # a message is read from disk in pieces of this size
 AHEAD_BELOW = 64 * 1024        # after RETR n, the small messages that follow are read ahead ...
@@ -38,30 +43,11 @@ AHEAD_BYTES = 128 * 1024       # ... in one hop to a reader thread, at most this
 FLUSH_AT = 64 * 1024           # write the output buffer out once it holds this much
 WRITE_HIGH, WRITE_LOW = 512 * 1024, 128 * 1024   # transport buffer limits (flow control)
 QUEUE_PAUSE, QUEUE_RESUME = 256, 32              # queued lines: stop / restart reading
-TOO_LONG = object()            # marker queued instead of an over-long line
-
-# Logging levels of the "logging" setting (winpop set logging): what each one adds.
-LOG_MINIMUM, LOG_MEDIUM, LOG_MAXIMUM = 1, 2, 3
-
-
-class State(enum.Enum):
-    """RFC 1939 §3 session states."""
-
-    AUTHORIZATION = "authorization"
-    TRANSACTION = "transaction"
-    UPDATE = "update"
-
-
-class SessionClosed(Exception):
-    """The connection went away while a command was writing."""
-
-
 class Pop3Session(asyncio.Protocol):
     """One client connection and its POP3 state."""
 
     def __init__(self, server: Pop3Server, *, implicit_tls: bool) -> None:
         self.server = server
-        self.ctx = server.ctx
         self.id = server.next_session_id()
         self.tls = implicit_tls
         self.state = State.AUTHORIZATION
@@ -115,7 +101,7 @@ class Pop3Session(asyncio.Protocol):
         self._last_activity = loop.time()
         self._timer = loop.call_later(self.idle_timeout(), self._check_idle)
         # A total time to log on, however slowly the client trickles its bytes (issue 12).
-        self._logon_timer = loop.call_later(float(setting(self.ctx, "pop3_logon_timeout")), self._logon_expired)
+        self._logon_timer = loop.call_later(float(self.server.settings.get("pop3_logon_timeout")), self._logon_expired)
         self._task = loop.create_task(self._run())
         self.server.session_started(self, self._task)
 
@@ -263,7 +249,7 @@ class Pop3Session(asyncio.Protocol):
         loop = self.server.loop
         self._upgrading = True
         try:
-            new_transport = await loop.start_tls(self.transport, self, self.ctx.tls.context(), server_side=True,
+            new_transport = await loop.start_tls(self.transport, self, self.server.tls.context(), server_side=True,
                                                  ssl_handshake_timeout=30)
         finally:
             self._upgrading = False
@@ -276,7 +262,7 @@ class Pop3Session(asyncio.Protocol):
 
     # -- timeouts -------------------------------------------------------------------------
     def idle_timeout(self) -> float:
-        return float(setting(self.ctx, "idle_timeout"))
+        return float(self.server.settings.get("idle_timeout"))
 
     def _logon_expired(self) -> None:
         """The client has not logged on within pop3_logon_timeout: tell it and hang up."""
@@ -284,8 +270,8 @@ class Pop3Session(asyncio.Protocol):
         if self.lost or self.closing or self.state != State.AUTHORIZATION:
             return
         events("logon time limit", logging.INFO, "pop3 %s %s: no logon within %s s, closing",
-               self.id, self.address, setting(self.ctx, "pop3_logon_timeout"))
-        self.ctx.stats.incr("pop3.logon_timeouts")
+               self.id, self.address, self.server.settings.get("pop3_logon_timeout"))
+        self.server.counters.incr("pop3.logon_timeouts")
         self.closing = True
         transport = self.transport
         if self._upgrading:   # in the middle of a TLS handshake: no reply fits in there
@@ -319,7 +305,7 @@ class Pop3Session(asyncio.Protocol):
         if idle >= timeout:
             # RFC 1939 §3: an autologout timer closes the connection without entering UPDATE.
             self.log(LOG_MEDIUM, "idle for %.0f s, closing", idle)
-            self.ctx.stats.incr("pop3.timeouts")
+            self.server.counters.incr("pop3.timeouts")
             # Give the mailbox back before the client sees the close, so a reconnect right after
             # it is not refused [IN-USE] (the lock is a database row, on another server maybe).
             self.server.loop.create_task(self._close_after_release())
@@ -334,8 +320,6 @@ class Pop3Session(asyncio.Protocol):
 
     # -- the command loop -----------------------------------------------------------------
     async def _run(self) -> None:
-        from service.pop3 import commands
-
         try:
             self.log(LOG_MEDIUM, "connected%s", " (TLS)" if self.tls else "")
             self.write(self.greeting())
@@ -365,10 +349,10 @@ class Pop3Session(asyncio.Protocol):
                 self.server.session_lost(self)
 
     def greeting(self) -> bytes:
-        text = f"{self.ctx.hostname} POP3 Service ready"
-        if self.ctx.auth is not None and self.ctx.auth.supports_challenge_response:
+        text = f"{self.server.settings.hostname} POP3 Service ready"
+        if self.server.auth.provider.supports_challenge_response:
             # RFC 1939 §7: a unique timestamp in angle brackets makes APOP possible.
-            self.timestamp = f"<{os.getpid()}.{secrets.token_hex(6)}.{int(time.time())}@{self.ctx.hostname}>"
+            self.timestamp = f"<{os.getpid()}.{secrets.token_hex(6)}.{int(time.time())}@{self.server.settings.hostname}>"
             text += " " + self.timestamp
         return wire.ok(text)
 
@@ -417,14 +401,14 @@ class Pop3Session(asyncio.Protocol):
                 handle, chunk = MessageFile(None), whole
             else:
                 handle, chunk = await (self._take_first_ahead(number, info.path)
-                                       or self.ctx.read_file(_open_and_read, info.path, first_read))
+                                       or self.server.workers.read_file(_open_and_read, info.path, first_read))
         except FileNotFoundError as exc:
             moved = await self._missing(number, info, exc)
             if moved is None:
                 return False
             info = moved
             try:
-                handle, chunk = await self.ctx.read_file(_open_and_read, info.path, first_read)
+                handle, chunk = await self.server.workers.read_file(_open_and_read, info.path, first_read)
             except OSError as error:
                 return self._unreadable(number, info, error)
         except OSError as exc:
@@ -448,7 +432,7 @@ class Pop3Session(asyncio.Protocol):
                 # instead of taking turns with the loop at every system call (a context switch each).
                 # The encoder is touched by that hop alone until it is awaited. Awaiting it always
                 # suspends, so a fast client never keeps the other sessions waiting.
-                ahead = self.ctx.read_file(_read_encoded, handle, encoder, READ_CHUNK)
+                ahead = self.server.workers.read_file(_read_encoded, handle, encoder, READ_CHUNK)
                 try:
                     out = await ahead
                 except OSError as exc:
@@ -463,12 +447,12 @@ class Pop3Session(asyncio.Protocol):
             if ahead is not None:   # a read nobody waits for any more: its failure is no news
                 ahead.add_done_callback(_ignore_outcome)
             if not handle.closed:   # TOP ended early, or the client went away
-                self.ctx.close_file(handle)
+                self.server.workers.close_file(handle)
         if body_lines is None:
             self._plan_ahead(number)
             self.retrieved += 1
-            self.ctx.stats.incr("pop3.messages_retrieved")
-            self.ctx.stats.incr("pop3.bytes_retrieved", encoder.octets)
+            self.server.counters.incr("pop3.messages_retrieved")
+            self.server.counters.incr("pop3.bytes_retrieved", encoder.octets)
         return True
 
     async def _read_ahead(self, number: int, info: MessageInfo, *, keep: bool) -> bytes | None:
@@ -504,13 +488,13 @@ class Pop3Session(asyncio.Protocol):
             wanted.append((following, info.path, info.size))
             total += info.size
         if wanted:
-            self._ahead_read = (frozenset(n for n, _p, _s in wanted), self.ctx.read_file(_read_whole, wanted))
+            self._ahead_read = (frozenset(n for n, _p, _s in wanted), self.server.workers.read_file(_read_whole, wanted))
             return
         following = next((n for n in range(number + 1, len(self.messages) + 1) if self.visible(n)), None)
         if following is not None and self._first_ahead is None:
             info = self.messages[following - 1]
             self._first_ahead = (following, info.path,
-                                 self.ctx.read_file(_open_and_read, info.path, min(READ_CHUNK, info.size + 1)))
+                                 self.server.workers.read_file(_open_and_read, info.path, min(READ_CHUNK, info.size + 1)))
 
     def _take_first_ahead(self, number: int, path: str) -> asyncio.Future[tuple[MessageFile, bytes]] | None:
         """The read ahead of message ``number``'s first piece, if there is one (else it is dropped)."""
@@ -523,7 +507,7 @@ class Pop3Session(asyncio.Protocol):
 
     def _close_unused(self, future: asyncio.Future[tuple[MessageFile, bytes]]) -> None:
         if not future.cancelled() and future.exception() is None and not future.result()[0].closed:
-            self.ctx.close_file(future.result()[0])
+            self.server.workers.close_file(future.result()[0])
 
     def _drop_ahead(self) -> None:
         self._ahead.clear()
@@ -538,7 +522,7 @@ class Pop3Session(asyncio.Protocol):
         counters, this session answers -ERR [SYS/PERM] and the next session no longer lists it."""
         box = self.mailbox
         try:
-            missing = await self.ctx.run(self.ctx.store.mark_missing, box.id, info.id)
+            missing = await self.server.workers.run(self.server.store.mark_missing, box.id, info.id)
         except Exception as error:   # the database is away: an ordinary temporary failure
             if number not in self._unreadable_logged:
                 log.error("POP3 session %s: the missing file of message %d could not be looked into: %s",
@@ -551,7 +535,7 @@ class Pop3Session(asyncio.Protocol):
             return moved
         if missing.outcome == "dropped":
             if missing.path:   # "" when another session or the repair dropped it first: logged there
-                self.ctx.stats.incr("pop3.messages_lost")
+                self.server.counters.incr("pop3.messages_lost")
                 self.log(LOG_MINIMUM, "message %d (%s) is no longer in the mail store; dropped from the index",
                          number, info.uidl)
             # RFC 3206 §4: SYS/PERM, a failure that trying again will not fix.
@@ -566,7 +550,7 @@ class Pop3Session(asyncio.Protocol):
             self._unreadable_logged.add(number)
             log.error("POP3 session %s (%s): message %d cannot be read from %s: %s", self.id,
                       self.mailbox.address if self.mailbox else "?", number, shown_path(info.path), exc.strerror or exc)
-            self.ctx.stats.incr("pop3.read_errors")
+            self.server.counters.incr("pop3.read_errors")
         self.write(wire.err(f"Message {number} cannot be read right now; try again later.", "SYS/TEMP"))
         return False
 
@@ -574,7 +558,7 @@ class Pop3Session(asyncio.Protocol):
     def log(self, level: int, message: str, *args: Any) -> None:
         """Log at one of the four levels of the "logging" setting (0 None … 3 Maximum): failures at
         Minimum (WARNING), sessions and logons at Medium (INFO), commands at Maximum (DEBUG)."""
-        if int(setting(self.ctx, "logging")) >= level:
+        if int(self.server.settings.get("logging")) >= level:
             who = self.mailbox.address if self.mailbox is not None else (self.user or "-")
             log.log(_PY_LEVELS[level], "pop3 %s %s %s: " + message, self.id, self.address, who, *args,
                     extra={CLIENT: self.client})   # one flooding client cannot use up the log's budget

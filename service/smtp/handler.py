@@ -20,14 +20,27 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import MISSING, AuthResult, Envelope, Session, SMTP, TLSSetupException
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    Session,
+    TLSSetupException,
+)
 
 from core.auth.mechanisms import Challenge, Failure, Success, create_mechanism
 from core.auth.policy import LogonRules
-from core.errors import DiskFull, Invalid, MailError, NotFound, QuotaExceeded, Unavailable
+from core.errors import (
+    DiskFull,
+    Invalid,
+    MailError,
+    NotFound,
+    QuotaExceeded,
+    Unavailable,
+)
 from core.model import MailboxRef
 from service.smtp.policy import Address, LocalMailbox, parse_address, same_address
-from service.throttle import setting as current_setting
 
 if TYPE_CHECKING:
     from service.smtp.server import SmtpServer
@@ -242,7 +255,11 @@ class SmtpHandler:
 
     def __init__(self, service: SmtpServer, listener: str) -> None:
         self.service = service
-        self.ctx = service.ctx
+        self.settings = service.settings
+        self.counters = service.counters
+        self.workers = service.workers
+        self.auth = service.auth
+        self.throttle = service.throttle
         self.listener = listener
         # RFC 6409 §4.3: the submission ports take mail only from authenticated users.
         self.submission = listener in ("submission", "smtps")
@@ -253,8 +270,8 @@ class SmtpHandler:
         """Count a refused command; past the budget, say goodbye and hang up."""
         conv = conversation(session)
         conv.errors += 1
-        self.ctx.stats.incr("smtp_refused")
-        if conv.errors >= int(self.ctx.setting("smtp_error_budget")):
+        self.counters.incr("smtp_refused")
+        if conv.errors >= int(self.settings.get("smtp_error_budget")):
             log.warning("smtp %s: %s made %d refused commands; disconnecting", self.listener,
                         client_ip(session), conv.errors)
             transport = server.transport
@@ -265,15 +282,10 @@ class SmtpHandler:
 
     def rules(self, server: SMTP) -> LogonRules:
         """The logon rules on this connection (SPA, TLS for every logon, trusted networks)."""
-        return LogonRules.for_connection(self._setting, tls=uses_tls(server), address=client_ip(server.session))
-
-    def _setting(self, name: str) -> Any:
-        return current_setting(self.ctx, name)   # a default if registered after the cache filled
+        return LogonRules.for_connection(self.settings.get, tls=uses_tls(server), address=client_ip(server.session))
 
     def mechanisms(self, server: SMTP) -> list[str]:
-        if self.ctx.auth is None:
-            return []
-        return [m for m in self.rules(server).mechanisms(self.ctx.auth) if m in SASL_HOOKS]
+        return [m for m in self.rules(server).mechanisms(self.auth.provider) if m in SASL_HOOKS]
 
     # -- EHLO: AUTH ourselves (aiosmtpd hides it on port 465, its issue #281), PIPELINING --
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
@@ -295,7 +307,7 @@ class SmtpHandler:
         allowed = self.mechanisms(server)
         if mechanism in allowed:
             return MISSING
-        if mechanism in SASL_HOOKS and not uses_tls(server) and self.ctx.auth is not None:
+        if mechanism in SASL_HOOKS and not uses_tls(server):
             # RFC 4954 §6: 538 when the mechanism would be accepted inside TLS.
             rules = self.rules(server)
             if not rules.any_logon or (mechanism in ("PLAIN", "LOGIN") and not rules.plaintext):
@@ -303,10 +315,9 @@ class SmtpHandler:
         return AUTH_UNKNOWN
 
     async def _sasl(self, server: SMTP, name: str, args: list[str]) -> AuthResult:
-        ctx = self.ctx
         ip = client_ip(server.session)
         try:
-            mechanism = create_mechanism(name, ctx.auth, hostname=ctx.hostname)
+            mechanism = create_mechanism(name, self.auth.provider, hostname=self.settings.hostname)
         except Invalid:
             await server.push(AUTH_UNKNOWN)
             return AuthResult(success=False, handled=True)
@@ -320,13 +331,13 @@ class SmtpHandler:
                 except (binascii.Error, ValueError):
                     await server.push("501 5.5.2 Cannot decode the base64 data")
                     return AuthResult(success=False, handled=True)
-        step = await ctx.run_auth(mechanism.start, initial)
+        step = await self.workers.run_auth(mechanism.start, initial)
         while isinstance(step, Challenge):
             answer = await server.challenge_auth(step.data, encode_to_b64=True)
             if answer is MISSING:   # '*' or bad base64: aiosmtpd has replied already
                 return AuthResult(success=False, handled=True)
-            step = await ctx.run_auth(mechanism.step, answer)
-        throttle = ctx.throttle
+            step = await self.workers.run_auth(mechanism.step, answer)
+        throttle = self.throttle
         if isinstance(step, Success):
             who = step.principal
             if throttle is not None and throttle.is_login_banned(who.address, ip):
@@ -334,7 +345,7 @@ class SmtpHandler:
             else:
                 if throttle is not None:
                     await throttle.success(ip, who.address)
-                ctx.stats.incr("smtp_logons")
+                self.counters.incr("smtp_logons")
                 log.info("smtp %s: %s authenticated as %s (%s)", self.listener, ip, who.address, name)
                 message = AUTH_OK
                 if step.final:   # RFC 4954 §4: data sent with success goes in a 334, answered empty
@@ -343,7 +354,7 @@ class SmtpHandler:
                         return AuthResult(success=False, handled=True)
                 return AuthResult(success=True, auth_data=who, message=message)
         assert isinstance(step, Failure)
-        ctx.stats.incr("smtp_logon_failures")
+        self.counters.incr("smtp_logon_failures")
         log.warning("smtp %s: failed logon from %s as %r (%s): %s", self.listener, ip, step.login or "",
                     name, step.reason)
         if step.temporary:
@@ -379,7 +390,7 @@ class SmtpHandler:
         if reply:
             return self._refuse(server, session, reply)
         sender = "" if address == "<>" else address
-        if user is not None and self.ctx.setting("sender_must_match") and not same_address(sender, user.address):
+        if user is not None and self.settings.get("sender_must_match") and not same_address(sender, user.address):
             log.warning("smtp %s: %s tried to send as <%s>", self.listener, user.address, sender)
             return self._refuse(server, session, NOT_YOURS.format(sender, user.address))
         if user is None and sender and await self._forged_local_sender(session, sender):
@@ -398,7 +409,7 @@ class SmtpHandler:
     async def _forged_local_sender(self, session: Session, sender: str) -> bool:
         """True if an unauthenticated client outside the relay networks claims a local domain
         as its envelope sender on port 25 (our own users submit with AUTH)."""
-        if self.listener != "smtp" or not self.ctx.setting("reject_local_senders"):
+        if self.listener != "smtp" or not self.settings.get("reject_local_senders"):
             return False
         try:
             parsed = parse_address(sender)
@@ -412,7 +423,7 @@ class SmtpHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         tx = transaction(envelope)
-        if len(envelope.rcpt_tos) >= int(self.ctx.setting("max_recipients")):
+        if len(envelope.rcpt_tos) >= int(self.settings.get("max_recipients")):
             return TOO_MANY_RCPTS
         reply = address_charset_reply(address, smtputf8=bool(envelope.smtp_utf8))
         if reply:
@@ -461,7 +472,7 @@ class SmtpHandler:
             return TOO_BIG_FOR_QUOTA.format(address)
         used = await self.service.directory.usage(box.id)
         if used + max(size, 1) > quota:
-            return (QUOTA_FULL_TEMP if self.ctx.setting("quota_full_tempfail") else QUOTA_FULL_PERM).format(address)
+            return (QUOTA_FULL_TEMP if self.settings.get("quota_full_tempfail") else QUOTA_FULL_PERM).format(address)
         return None
 
     def goodbye(self, reply: bytes) -> None:
@@ -483,10 +494,10 @@ class SmtpHandler:
         user = principal(session)
         # The header rule rides on the envelope rule: an account allowed to send as anybody (a
         # relay account of another server, sender_must_match off) may carry anybody's From: too.
-        want_from = (user is not None and bool(self.ctx.setting("sender_must_match"))
-                     and bool(self.ctx.setting("from_must_match")))
+        want_from = (user is not None and bool(self.settings.get("sender_must_match"))
+                     and bool(self.settings.get("from_must_match")))
         if len(content) > INLINE_SCAN:
-            facts = await self.ctx.run(inspect_message, content, want_from=want_from)
+            facts = await self.workers.run(inspect_message, content, want_from=want_from)
         else:
             facts = inspect_message(content, want_from=want_from)
         if facts.bare_line_end:
@@ -514,7 +525,7 @@ class SmtpHandler:
                                 hostname=self.service.hostname, protocol=protocol, queue_id=queue_id,
                                 recipients=list(envelope.rcpt_tos))
         if len(content) > INLINE_SCAN:
-            data = await self.ctx.run(b"".join, (trace, content))
+            data = await self.workers.run(b"".join, (trace, content))
         else:
             data = b"".join((trace, content))
         del content

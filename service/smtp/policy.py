@@ -18,10 +18,15 @@ from typing import Any
 from sqlalchemy import select
 
 from core.auth.policy import in_networks
+from core.db import Database
 from core.errors import Invalid
 from core.names import normalize_domain
 from core.tables import Domain, Mailbox
+from service.counters import Counters
+from service.event_bus import Publisher
+from service.live_settings import SettingsReader
 from service.smtp.settings import parse_networks, parse_rate
+from service.workers import Runs
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +90,20 @@ class LocalMailbox:
 
 
 class Directory:
-    """The local domains and mailboxes, cached for a few seconds and dropped on every change event."""
+    """The local domains and mailboxes, cached for a few seconds and dropped on every change event
+    (its owner subscribes ``on_event`` to the service's events)."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, db: Database, settings: SettingsReader, workers: Runs) -> None:
+        self.db = db
+        self.settings = settings
+        self.workers = workers
         self._domains: frozenset[str] | None = None
         self._domains_at = 0.0
         self._boxes: dict[tuple[str, str], tuple[float, LocalMailbox | None]] = {}
         self._postmaster_warned = ""
-        if getattr(ctx, "events", None) is not None:
-            ctx.events.subscribe(self._on_event)
 
-    def _on_event(self, name: str, data: Any) -> None:
+    def on_event(self, name: str, data: Any) -> None:
+        """A change event: drop what it may have made stale."""
         if name == "domain.changed":
             return   # a lock or new counters: neither changes where mail goes
         if name == "mailbox.changed" and isinstance(data, dict) and "address" in data:
@@ -113,13 +120,13 @@ class Directory:
         self._boxes.clear()
 
     def _load_domains(self) -> frozenset[str]:
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             return frozenset(session.scalars(select(Domain.name)))
 
     async def local_domains(self) -> frozenset[str]:
         now = time.monotonic()
         if self._domains is None or now - self._domains_at > CACHE_SECONDS:
-            self._domains = await self.ctx.run(self._load_domains)
+            self._domains = await self.workers.run(self._load_domains)
             self._domains_at = now
         return self._domains
 
@@ -127,7 +134,7 @@ class Directory:
         return domain in await self.local_domains()
 
     def _load_box(self, domain: str, name: str) -> LocalMailbox | None:
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             row = session.execute(
                 select(Mailbox.id, Mailbox.name, Mailbox.quota_bytes).join(Domain, Domain.id == Mailbox.domain_id)
                 .where(Domain.name == domain, Mailbox.name == name)
@@ -144,7 +151,7 @@ class Directory:
         hit = self._boxes.get(key)
         if hit is not None and now - hit[0] <= CACHE_SECONDS:
             return hit[1]
-        box = await self.ctx.run(self._load_box, address.domain, local)
+        box = await self.workers.run(self._load_box, address.domain, local)
         if len(self._boxes) > 10000:
             self._boxes.clear()
         self._boxes[key] = (now, box)
@@ -155,7 +162,7 @@ class Directory:
         ``domain``, or for a bare <postmaster> of the oldest domain."""
         query = (select(Mailbox.id, Mailbox.name, Mailbox.quota_bytes, Domain.name.label("domain"))
                  .join(Domain, Domain.id == Mailbox.domain_id))
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             row = None
             if chosen:
                 local, _, chosen_domain = chosen.rpartition("@")
@@ -174,41 +181,41 @@ class Directory:
         """Where mail for postmaster@``domain`` (or a bare <postmaster>) goes when no mailbox has
         that name (RFC 5321 §4.5.1: every SMTP server accepts it): the postmaster_mailbox setting,
         else the domain's first mailbox."""
-        chosen = str(self.ctx.setting("postmaster_mailbox") or "")
+        chosen = str(self.settings.get("postmaster_mailbox") or "")
         key = (domain or "", "\0postmaster")   # cannot collide with a mailbox name
         now = time.monotonic()
         hit = self._boxes.get(key)
         if hit is not None and now - hit[0] <= CACHE_SECONDS:
             return hit[1]
-        box = await self.ctx.run(self._load_postmaster, domain, chosen)
+        box = await self.workers.run(self._load_postmaster, domain, chosen)
         self._boxes[key] = (now, box)
         return box
 
     def _load_usage(self, mailbox_id: int) -> int:
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             return int(session.scalar(select(Mailbox.total_bytes).where(Mailbox.id == mailbox_id)) or 0)
 
     async def usage(self, mailbox_id: int) -> int:
         """Bytes the mailbox holds now (not cached: the quota check needs the live figure)."""
-        return await self.ctx.run(self._load_usage, mailbox_id)
+        return await self.workers.run(self._load_usage, mailbox_id)
 
 
 class RelayPolicy:
     """Closed by default: relay for authenticated users and allow-listed networks, nobody else."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: SettingsReader) -> None:
+        self.settings = settings
         self._text: str | None = None
         self._networks: list = []
 
     def networks(self) -> list:
-        text = str(self.ctx.setting("relay_networks") or "")
+        text = str(self.settings.get("relay_networks") or "")
         if text != self._text:
             self._networks, self._text = parse_networks(text), text
         return self._networks
 
     def may_relay(self, client_ip: str, *, authenticated: bool) -> bool:
-        if authenticated and self.ctx.setting("relay_authenticated"):
+        if authenticated and self.settings.get("relay_authenticated"):
             return True
         return in_networks(client_ip, tuple(self.networks()))
 
@@ -216,14 +223,16 @@ class RelayPolicy:
 class SendingLimit:
     """Recipients per time window for each authenticated user (a hijacked account stops here)."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
+    def __init__(self, settings: SettingsReader, counters: Counters, events: Publisher) -> None:
+        self.settings = settings
+        self.counters = counters
+        self.events = events
         self._sent: dict[str, collections.deque[float]] = {}
         self._warned: dict[str, float] = {}
 
     def allow(self, login: str, count: int = 1) -> bool:
         """Take ``count`` recipients from ``login``'s budget; False (and the admin told) when empty."""
-        limit, window = parse_rate(self.ctx.setting("send_rate_limit"))
+        limit, window = parse_rate(self.settings.get("send_rate_limit"))
         if limit <= 0:
             return True
         now = time.monotonic()
@@ -235,8 +244,8 @@ class SendingLimit:
                 self._warned[login] = now
                 log.warning("sending limit: %s reached %d recipients in %d s; further mail refused "
                             "(a hijacked account?)", login, limit, window)
-                self.ctx.stats.incr("smtp_rate_limited")
-                self.ctx.events.publish("smtp.rate_limited", {"login": login, "limit": limit, "window": window})
+                self.counters.incr("smtp_rate_limited")
+                self.events.publish("smtp.rate_limited", {"login": login, "limit": limit, "window": window})
             return False
         sent.extend([now] * count)
         return True

@@ -34,11 +34,16 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
+from core.db import Database
 from core.errors import MailError, NotFound, Unavailable
+from core.store import MailStore
 from core.store.maildir import fsync_dir, write_durably
 from core.tables import Domain, Mailbox, QueuedMessage, QueuedRecipient
+from service.counters import Counters
+from service.live_settings import LiveSettings
 from service.smtp import delivery
 from service.smtp.dsn import RecipientStatus, build_report
+from service.workers import Runs
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +122,23 @@ class Batch:
 class OutboundQueue:
     """The spool folder, the queue tables and the runner that empties them."""
 
-    def __init__(self, ctx: Any, *, resolver: Callable[[], delivery.MxResolver],
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, db: Database, store: MailStore, data_dir: Path,
+                 settings: LiveSettings, workers: Runs, counters: Counters,
+                 resolver: Callable[[], delivery.MxResolver],
                  sender: Callable[..., dict[str, delivery.Outcome]] = delivery.send) -> None:
-        self.ctx = ctx
-        self.shared = not getattr(ctx.db, "is_sqlite", True)
-        self.legacy_dir = Path(ctx.data_dir) / "queue"
+        self.loop = loop
+        self.db = db
+        self.store = store
+        self.settings = settings
+        self.workers = workers
+        self.counters = counters
+        self.shared = not db.is_sqlite
+        self.legacy_dir = Path(data_dir) / "queue"
         # One node: the data directory. Several (PostgreSQL): the mail root they share.
-        self.dir = Path(ctx.store.root) / ".queue" if self.shared else self.legacy_dir
+        self.dir = Path(store.root) / ".queue" if self.shared else self.legacy_dir
         self.resolver = resolver          # a fresh MxResolver per attempt follows setting changes
         self.send = sender
-        self.node = f"{socket.gethostname()}:{Path(ctx.data_dir).resolve()}"[:128]
+        self.node = f"{socket.gethostname()}:{Path(data_dir).resolve()}"[:128]
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
@@ -136,7 +148,7 @@ class OutboundQueue:
     def lease(self) -> timedelta:
         """How long a claim lasts without renewal (the queue_lease setting)."""
         try:
-            return timedelta(seconds=int(self.ctx.setting("queue_lease")))
+            return timedelta(seconds=int(self.settings.get("queue_lease")))
         except KeyError:
             return LEASE
 
@@ -171,7 +183,7 @@ class OutboundQueue:
             raise Unavailable(f"The outgoing queue cannot store the message: {exc.strerror or exc}.") from None
         now = utcnow()
         try:
-            with self.ctx.db.write() as session:
+            with self.db.write() as session:
                 message = QueuedMessage(queue_id=queue_id, sender=sender, size=len(data),
                                         submitted_by=submitted_by[:320], client=client[:64],
                                         is_report=is_report, created_at=now)
@@ -184,13 +196,13 @@ class OutboundQueue:
         except BaseException:
             self.discard(queue_id)
             raise
-        self.ctx.stats.incr("smtp_queued")
+        self.counters.incr("smtp_queued")
         log.info("queued %s from <%s> for %d recipient(s)", queue_id, sender, len(recipients))
         return queue_id
 
     def discard(self, queue_id: str) -> bool:
         """Remove a message from the queue (rows and file); False if it was not there."""
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             gone = session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id == queue_id)).rowcount
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.spool_path(queue_id))
@@ -210,12 +222,12 @@ class OutboundQueue:
                 if settled(entry.path):
                     os.unlink(entry.path)
                     report["tmp_removed"] += 1
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             known = set(session.scalars(select(QueuedMessage.queue_id)))
         if self.shared:
             report["adopted"] = self._adopt_legacy(known)
         on_disk = {e.name for e in os.scandir(self.dir / "msg") if e.is_file()}
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             missing = sorted(known - on_disk)
             if missing:
                 dropped = session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id.in_(missing))).rowcount
@@ -268,7 +280,7 @@ class OutboundQueue:
 
     # -- the runner -----------------------------------------------------------------------
     async def start(self) -> None:
-        await self.ctx.run(self.reconcile)
+        await self.workers.run(self.reconcile)
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="smtp-queue")
         self._heartbeat = asyncio.get_running_loop().create_task(self._renew_claims(), name="smtp-queue-lease")
@@ -281,12 +293,12 @@ class OutboundQueue:
             if not self._running:
                 continue
             try:
-                await self.ctx.run(self._renew)
+                await self.workers.run(self._renew)
             except Exception:
                 log.exception("queue: cannot renew the claims of running deliveries")
 
     def _renew(self) -> int:
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             return session.execute(
                 update(QueuedRecipient).where(QueuedRecipient.claimed_by == self.node,
                                               QueuedRecipient.status == PENDING)
@@ -316,9 +328,9 @@ class OutboundQueue:
             self._wake.clear()
             wait = 30.0
             try:
-                room = int(self.ctx.setting("queue_concurrency")) - len(self._running)
+                room = int(self.settings.get("queue_concurrency")) - len(self._running)
                 if room > 0:
-                    batches, wait = await self.ctx.run(self._claim_due, room)
+                    batches, wait = await self.workers.run(self._claim_due, room)
                     for batch in batches:
                         task = asyncio.get_running_loop().create_task(self._attempt(batch))
                         self._running.add(task)
@@ -348,9 +360,9 @@ class OutboundQueue:
         never a release that makes the message due again at once (issue 13: 270 tries a second)."""
         try:
             # Made in a thread: the smart host password is unsealed with the server key (disk, keyring).
-            resolver = await self.ctx.run(self.resolver)
+            resolver = await self.workers.run(self.resolver)
             route = await resolver.route_async(batch.domain)
-            await self.ctx.run(self.attempt, batch, route)
+            await self.workers.run(self.attempt, batch, route)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -358,7 +370,7 @@ class OutboundQueue:
             self.errors.report(problem, "queue: delivery of %s to %s failed in the service itself: %s",
                                batch.queue_id, batch.domain, problem, exc_info=True)
             try:
-                await self.ctx.run(self._failed_attempt, batch, problem)
+                await self.workers.run(self._failed_attempt, batch, problem)
             except Exception as again:   # the database is away: the lease expires, then a retry
                 self.errors.report(f"{type(again).__name__}: {again}",
                                    "queue: cannot record the failed attempt for %s: %s", batch.queue_id, again)
@@ -376,9 +388,9 @@ class OutboundQueue:
 
     def _defer(self, batch: Batch, text: str) -> None:
         """The least that keeps the queue from spinning: one more try, a later due time, the error."""
-        base = int(self.ctx.setting("queue_retry_interval"))
+        base = int(self.settings.get("queue_retry_interval"))
         now = utcnow()
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             for row in session.scalars(select(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))):
                 row.attempts += 1
                 row.last_error = text
@@ -390,7 +402,7 @@ class OutboundQueue:
         now = utcnow()
         free = or_(QueuedRecipient.claimed_until.is_(None), QueuedRecipient.claimed_until < now)
         batches: list[Batch] = []
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             rows = session.execute(
                 select(QueuedRecipient.id, QueuedRecipient.message_id, QueuedRecipient.domain,
                        QueuedRecipient.address, QueuedMessage.queue_id, QueuedMessage.sender)
@@ -447,7 +459,7 @@ class OutboundQueue:
         else:
             pending = list(batch.addresses)
             for hop in route.hops:
-                result = self.send(hop, helo=delivery.local_helo(self.ctx.hostname), sender=batch.sender,
+                result = self.send(hop, helo=delivery.local_helo(self.settings.hostname), sender=batch.sender,
                                    recipients=pending, data=data)
                 outcomes.update(result)
                 # Try the next MX only for recipients this one could not take for a reason of its
@@ -463,14 +475,14 @@ class OutboundQueue:
         now = utcnow()
         failed: list[RecipientStatus] = []
         delayed: list[RecipientStatus] = []
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             message = session.get(QueuedMessage, batch.message_id)
             if message is None:   # deleted by the administrator meanwhile
                 return
             created = aware(message.created_at)
-            lifetime = int(self.ctx.setting("queue_lifetime"))
-            warn_after = int(self.ctx.setting("queue_warn_after"))
-            base = int(self.ctx.setting("queue_retry_interval"))
+            lifetime = int(self.settings.get("queue_lifetime"))
+            warn_after = int(self.settings.get("queue_warn_after"))
+            base = int(self.settings.get("queue_retry_interval"))
             deadline = created + timedelta(seconds=lifetime)
             rows = session.scalars(select(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))).all()
             for row in rows:
@@ -480,7 +492,7 @@ class OutboundQueue:
                 row.last_error = "" if outcome.delivered else outcome.text[:2000]
                 if outcome.delivered:
                     row.status = DELIVERED
-                    self.ctx.stats.incr("smtp_relayed")
+                    self.counters.incr("smtp_relayed")
                     log.info("delivered %s to <%s> via %s", message.queue_id, row.address, outcome.host)
                 elif outcome.permanent or now >= deadline:
                     row.status = FAILED
@@ -510,7 +522,7 @@ class OutboundQueue:
                 data = self.read(queue_id)
             if data is not None:
                 if failed:
-                    self.ctx.stats.incr("smtp_bounced", len(failed))
+                    self.counters.incr("smtp_bounced", len(failed))
                     self.report(sender, failed, data, arrival=created, delayed=False, is_report=is_report)
                 if delayed:
                     self.report(sender, delayed, data, arrival=created, delayed=True, is_report=is_report,
@@ -526,7 +538,7 @@ class OutboundQueue:
         if is_report or not sender or sender == "<>":
             log.info("queue: no report for a message with the null sender (%d recipient(s))", len(recipients))
             return
-        hostname = delivery.local_helo(self.ctx.hostname)
+        hostname = delivery.local_helo(self.settings.hostname)
         message = build_report(reporting_mta=hostname, sender=sender, recipients=recipients, original=original,
                                arrival=arrival, delayed=delayed, retry_until=retry_until)
         try:
@@ -538,26 +550,26 @@ class OutboundQueue:
     def submit_report(self, sender: str, message: bytes) -> None:
         """A local sender gets the report in the mailbox at once; a remote one through the queue."""
         local, _, domain = sender.rpartition("@")
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             box = session.scalar(select(Mailbox.id).join(Domain, Domain.id == Mailbox.domain_id)
                                  .where(Domain.name == domain.lower(), Mailbox.name == local.lower()))
             is_local_domain = session.scalar(select(Domain.id).where(Domain.name == domain.lower())) is not None
         if box is not None:
             # A report must arrive even in a full mailbox: the sender needs to know.
-            self.ctx.store.deliver_many([box], message, check_quota=False)
+            self.store.deliver_many([box], message, check_quota=False)
             log.info("queue: report delivered to <%s>", sender)
         elif is_local_domain:
             log.warning("queue: the sender <%s> has no mailbox here; the report is dropped", sender)
         else:
             self.enqueue("", [(sender, domain.lower())], message, is_report=True)
-            self.ctx.loop.call_soon_threadsafe(self.wake)
+            self.loop.call_soon_threadsafe(self.wake)
 
     # -- administration -------------------------------------------------------------------
     def list(self) -> list[dict]:
         """Every queued message, oldest first: ``id`` (a number for winpop), envelope, a summary
         (attempts, next try, last error) and each recipient's state under ``recipient_states``."""
         now = utcnow()
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             messages = session.scalars(select(QueuedMessage).order_by(QueuedMessage.id)).all()
             rows = session.scalars(select(QueuedRecipient).order_by(QueuedRecipient.id)).all()
         by_message: dict[int, list[QueuedRecipient]] = {}
@@ -595,7 +607,7 @@ class OutboundQueue:
 
     def retry(self, ident: int | str | None = None) -> int:
         """Make pending recipients (of one message, or all) due now; returns how many."""
-        with self.ctx.db.write() as session:
+        with self.db.write() as session:
             query = update(QueuedRecipient).where(QueuedRecipient.status == PENDING)
             if ident is not None and ident != "":
                 query = query.where(QueuedRecipient.message_id == self._message_id(session, ident))
@@ -604,7 +616,7 @@ class OutboundQueue:
 
     def delete(self, ident: int | str) -> int:
         """Delete a queued message without a report; returns 1, or raises NotFound."""
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             queue_id = session.scalar(select(QueuedMessage.queue_id)
                                       .where(QueuedMessage.id == self._message_id(session, ident)))
         if not self.discard(queue_id):
@@ -614,7 +626,7 @@ class OutboundQueue:
 
     def show(self, ident: int | str) -> dict:
         """One queued message: envelope, states, its headers and the first KB of its body."""
-        with self.ctx.db.read() as session:
+        with self.db.read() as session:
             number = self._message_id(session, ident)
         entry = next((m for m in self.list() if m["id"] == number), None)
         if entry is None:

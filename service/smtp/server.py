@@ -2,8 +2,8 @@
 ``smtp`` (25), ``submission`` (587, STARTTLS) and ``smtps`` (465, implicit TLS), the local
 delivery path, and the outgoing queue with its administration.
 
-The daemon builds one ``SmtpServer(ctx)``, makes a Listener per name with
-``protocol_factory(name)`` and ``refusal``, then calls ``start()`` and, at shutdown, ``stop()``.
+service/app.py builds one ``SmtpServer``, makes a Listener per name with ``protocol_factory(name)``
+and ``refusal``, then calls ``start()`` and, at shutdown, ``stop()``.
 """
 from __future__ import annotations
 
@@ -13,21 +13,40 @@ import contextlib
 import errno
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from core.errors import DiskFull, MailError, Unavailable, database_error
+from core.auth.keystore import ServerKey
+from core.db import Database
+from core.errors import DiskFull, QuotaExceeded, Unavailable, database_error
 from core.settings import SettingSpec, register, whole_number
-from service.listeners import Refusal
+from core.store import MailStore
+from service.auth_methods import AuthSource
+from service.counters import Counters
+from service.event_bus import EventBus
+from service.listeners import Listener, Refusal
+from service.live_settings import LiveSettings
 from service.lograte import EventLog
 from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
+from service.smtp.dsn import RecipientStatus
 from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply, uses_tls  # noqa: F401
-from service.smtp.policy import Address, Directory, LocalMailbox, RelayPolicy, SendingLimit
+from service.smtp.policy import (
+    Address,
+    Directory,
+    LocalMailbox,
+    RelayPolicy,
+    SendingLimit,
+)
 from service.smtp.queue import OutboundQueue
 from service.smtp.relaytest import run_relay_test
+from service.throttle import LoginThrottle
+from service.tls import TlsMaterial
+from service.workers import Workers
 
 log = logging.getLogger("service.smtp")
 events = EventLog(log)
@@ -148,9 +167,8 @@ class SmtpProtocol(SMTP):
 
     def __init__(self, handler: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(handler, *args, **kwargs)
-        sessions = getattr(handler, "sessions", None)
-        if sessions is not None:   # the handler says 421 to its open sessions at shutdown
-            sessions.add(self)
+        if isinstance(handler, SmtpHandler):   # the handler says 421 to its open sessions at shutdown
+            handler.sessions.add(self)
 
     async def challenge_auth(self, challenge: str | bytes, encode_to_b64: bool = True,
                              log_client_response: bool = False) -> Any:
@@ -336,18 +354,29 @@ class SmtpProtocol(SMTP):
 class SmtpServer:
     """Everything SMTP in one running service: handlers, relay policy, queue, admin operations."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-        # Importing this module registered the SMTP settings; the context's cache may predate it.
-        if any(name not in ctx._settings for name in (*smtp_settings.NAMES, LOGON_TIMEOUT.name,
-                                                      TRANSACTION_TIMEOUT.name)):
-            ctx.reload_settings()
-        self.directory = Directory(ctx)
-        self.relay = RelayPolicy(ctx)
-        self.sending_limit = SendingLimit(ctx)
-        self.queue = OutboundQueue(ctx, resolver=self.resolver)
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, db: Database, store: MailStore, data_dir: Path,
+                 settings: LiveSettings, workers: Workers, counters: Counters, events: EventBus, auth: AuthSource,
+                 tls: TlsMaterial, throttle: LoginThrottle | None, listeners: Mapping[str, Listener]) -> None:
+        self.loop = loop
+        self.store = store
+        self.data_dir = data_dir
+        self.settings = settings
+        self.workers = workers
+        self.counters = counters
+        self.auth = auth
+        self.tls = tls
+        self.throttle = throttle
+        # The service's listeners by name (its own three among them), filled as they are made:
+        # at shutdown this pauses its own, and relay.test finds the port 25 one.
+        self.listeners = listeners
+        self.directory = Directory(db, settings, workers)
+        events.subscribe(self.directory.on_event)
+        self.relay = RelayPolicy(settings)
+        self.sending_limit = SendingLimit(settings, counters, events)
+        self.queue = OutboundQueue(loop=loop, db=db, store=store, data_dir=data_dir, settings=settings,
+                                   workers=workers, counters=counters, resolver=self.resolver)
         self._handlers: dict[str, SmtpHandler] = {}
-        self._key: Any = None
+        self._key: ServerKey | None = None
         # At most 16 deliveries in the store's 32 threads at once, leaving the others for POP3
         # and the admin channel. They write and fsync their files in parallel; the store's group
         # commit then gives them one fsync per folder and one index transaction (on SQLite one
@@ -358,21 +387,21 @@ class SmtpServer:
 
     @property
     def hostname(self) -> str:
-        return local_helo(self.ctx.hostname)
+        return local_helo(self.settings.hostname)
 
     # -- what the daemon calls ------------------------------------------------------------
     def protocol_factory(self, name: str) -> Callable[[], asyncio.BaseProtocol]:
         """A factory of aiosmtpd protocols for the listener ``name``."""
         handler = self._handlers.setdefault(name, SmtpHandler(self, name))
-        ctx = self.ctx
+        settings, tls = self.settings, self.tls
 
         def make() -> SMTP:
-            level = int(ctx.setting("logging"))
+            level = int(settings.get("logging"))
             _mail_log.setLevel(logging.INFO if level >= 3 else logging.WARNING if level >= 1 else logging.CRITICAL)
-            starttls = ctx.tls.context() if (ctx.tls is not None and name != "smtps") else None
+            starttls = tls.context() if (tls.available and name != "smtps") else None
             protocol = SmtpProtocol(
                 handler,
-                data_size_limit=int(ctx.setting("max_message_size")),
+                data_size_limit=int(settings.get("max_message_size")),
                 enable_SMTPUTF8=True,
                 decode_data=False,
                 hostname=self.hostname,
@@ -385,12 +414,12 @@ class SmtpServer:
                 auth_require_tls=False,
                 auth_required=False,
                 command_call_limit=CALL_LIMITS,
-                loop=ctx.loop,
+                loop=self.loop,
             )
-            transaction = float(ctx.setting(TRANSACTION_TIMEOUT.name))
+            transaction = float(settings.get(TRANSACTION_TIMEOUT.name))
             protocol.transaction_limit = transaction
             protocol.ends_at_logon = name != "smtp"
-            protocol.first_limit = float(ctx.setting(LOGON_TIMEOUT.name)) if protocol.ends_at_logon else transaction
+            protocol.first_limit = float(settings.get(LOGON_TIMEOUT.name)) if protocol.ends_at_logon else transaction
             return protocol
 
         return make
@@ -406,7 +435,7 @@ class SmtpServer:
         """Say 421 to every open SMTP session (RFC 5321 §3.8), then stop the queue."""
         goodbye = f"421 4.3.2 {self.hostname} Service shutting down, closing transmission channel\r\n".encode()
         for name, handler in self._handlers.items():
-            listener = self.ctx.listeners.get(name)
+            listener = self.listeners.get(name)
             if listener is not None:   # until the daemon closes it, a newcomer gets the paused 421
                 listener.pause()
             handler.goodbye(goodbye)
@@ -415,21 +444,20 @@ class SmtpServer:
     # -- delivery of an accepted message --------------------------------------------------
     def resolver(self) -> MxResolver:
         auth = None
-        user = str(self.ctx.setting("smarthost_user") or "")
+        user = str(self.settings.get("smarthost_user") or "")
         if user:
-            auth = (user, self._unseal(str(self.ctx.setting("smarthost_password") or "")))
-        return MxResolver(routes=str(self.ctx.setting("smtp_routes") or ""),
-                          smarthost=str(self.ctx.setting("smarthost") or ""), smarthost_auth=auth,
-                          dns_servers=str(self.ctx.setting("dns_servers") or ""))
+            auth = (user, self._unseal(str(self.settings.get("smarthost_password") or "")))
+        return MxResolver(routes=str(self.settings.get("smtp_routes") or ""),
+                          smarthost=str(self.settings.get("smarthost") or ""), smarthost_auth=auth,
+                          dns_servers=str(self.settings.get("dns_servers") or ""))
 
     async def accept(self, data: bytes, *, sender: str, local: list[LocalMailbox], remote: list[Address],
                      queue_id: str, submitted_by: str, client: str) -> str:
         """Make the message safe for every recipient (queue, then mailboxes), then say 250."""
-        ctx = self.ctx
         queued = False
         try:
             if remote:
-                await ctx.run(self.queue.enqueue, sender, [(a.text, a.domain) for a in remote], data,
+                await self.workers.run(self.queue.enqueue, sender, [(a.text, a.domain) for a in remote], data,
                               submitted_by=submitted_by, client=client, queue_id=queue_id)
                 queued = True
             if local:
@@ -441,15 +469,15 @@ class SmtpServer:
                 refusal = DiskFull("The outgoing mail spool is out of disk space; free space in the data directory.")
             if queued:   # all or nothing: the client will send again
                 with contextlib.suppress(Exception):
-                    await ctx.run(self.queue.discard, queue_id)
+                    await self.workers.run(self.queue.discard, queue_id)
             if refusal is None:
                 raise
             log.warning("smtp: message from %s <%s> not accepted: %s", client, sender, refusal.message)
-            ctx.stats.incr("smtp_refused")
-            return delivery_reply(refusal, tempfail=bool(ctx.setting("quota_full_tempfail")))
-        ctx.stats.incr("smtp_accepted")
+            self.counters.incr("smtp_refused")
+            return delivery_reply(refusal, tempfail=bool(self.settings.get("quota_full_tempfail")))
+        self.counters.incr("smtp_accepted")
         if local:
-            ctx.stats.incr("smtp_delivered", len(local))
+            self.counters.incr("smtp_delivered", len(local))
         if queued:
             self.queue.wake()
         log.info("smtp: accepted %s from %s <%s>: %d local, %d remote recipient(s), %d bytes",
@@ -459,15 +487,13 @@ class SmtpServer:
     async def _deliver_local(self, data: bytes, sender: str, boxes: list[LocalMailbox]) -> None:
         """One file hard-linked into every mailbox. If the quota moved since RCPT, deliver to those
         that still have room and report the rest to the sender (the 250 covers the message)."""
-        from core.errors import QuotaExceeded
-
-        store = self.ctx.store
+        store = self.store
         ids = [b.id for b in boxes]
         try:
             # Always in a worker thread, even for a lone client: a delivery waits on the disk and
             # on the database's write lock, and the event loop must never wait (issue 14).
             async with self._store_gate:
-                await self.ctx.run(store.deliver_many, ids, data)
+                await self.workers.run(store.deliver_many, ids, data)
             return
         except QuotaExceeded:
             if len(boxes) == 1:
@@ -475,38 +501,36 @@ class SmtpServer:
         full = []
         for box in boxes:
             try:
-                await self.ctx.run(store.deliver_many, [box.id], data)
+                await self.workers.run(store.deliver_many, [box.id], data)
             except QuotaExceeded as exc:
                 full.append((box, exc))
         if len(full) == len(boxes):
             raise full[0][1]
-        from service.smtp.dsn import RecipientStatus
-        from datetime import datetime, timezone
-        tempfail = bool(self.ctx.setting("quota_full_tempfail"))
+        tempfail = bool(self.settings.get("quota_full_tempfail"))
         statuses = [RecipientStatus(b.address, "5.2.2" if e.permanent or not tempfail else "4.2.2", e.message)
                     for b, e in full]
-        await self.ctx.run(self.queue.report, sender, statuses, data, arrival=datetime.now(timezone.utc),
+        await self.workers.run(self.queue.report, sender, statuses, data, arrival=datetime.now(timezone.utc),
                            delayed=False, is_report=not sender)
 
     # -- administration (the admin channel's queue.* and relay.test ops) ------------------
     async def queue_list(self) -> list[dict]:
-        return await self.ctx.run(self.queue.list)
+        return await self.workers.run(self.queue.list)
 
     async def queue_retry(self, ident: int | str | None = None) -> int:
-        count = await self.ctx.run(self.queue.retry, ident)
+        count = await self.workers.run(self.queue.retry, ident)
         self.queue.wake()
         return count
 
     async def queue_delete(self, ident: int | str) -> int:
-        return await self.ctx.run(self.queue.delete, ident)
+        return await self.workers.run(self.queue.delete, ident)
 
     async def queue_show(self, ident: int | str) -> dict:
-        return await self.ctx.run(self.queue.show, ident)
+        return await self.workers.run(self.queue.show, ident)
 
     async def relay_test(self, target_host: str = "", port: int | None = None) -> list[dict]:
         """Try the classic open-relay tricks against a running SMTP listener (this server's port
         25 listener unless told otherwise) and report each."""
-        listener = self.ctx.listeners.get("smtp")
+        listener = self.listeners.get("smtp")
         if not port:
             port = listener.bound_port if listener is not None else None
             if not port:
@@ -519,10 +543,9 @@ class SmtpServer:
         return await run_relay_test(target_host, int(port), local_domain=local, helo=self.hostname)
 
     # -- the smart host password: sealed with the server key ------------------------------
-    def _server_key(self) -> Any:
+    def _server_key(self) -> ServerKey:
         if self._key is None:
-            from core.auth.keystore import ServerKey
-            self._key = ServerKey.load(self.ctx.data_dir, str(self.ctx.setting("keystore")), create=True)
+            self._key = ServerKey.load(self.data_dir, str(self.settings.get("keystore")), create=True)
         return self._key
 
     def _seal(self, secret: str) -> str:

@@ -237,7 +237,7 @@ def test_ipv6_addresses_of_one_64_share_one_count():
 
 def test_an_ipv6_64_is_throttled_and_banned_as_one(pop3):  # noqa: F811
     pop3.set("throttle_failures", 3)
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
 
     async def fail_from_three_addresses() -> None:
         for n in range(1, 4):

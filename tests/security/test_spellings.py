@@ -96,7 +96,7 @@ def logon(pop3: Pop3Harness, login: str = ALICE, password: str = PASSWORD) -> by
 
 def test_all_spellings_share_one_failure_budget(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
     pop3.set("throttle_failures", len(SPELLINGS))
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
     for i, spelling in enumerate(SPELLINGS):    # one failure per spelling, each from its own address
         assert not pop3.in_loop(lambda: throttle.is_login_banned(ALICE, "203.0.113.200"))
         pop3.call(throttle.failure(f"192.0.2.{i + 1}", spelling))
@@ -108,7 +108,7 @@ def test_all_spellings_share_one_failure_budget(pop3: Pop3Harness, alice: int) -
 def test_a_guesser_from_one_address_never_locks_the_user_out(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
     pop3.set("throttle_allow", "")              # count loopback, to play both parts from here
     pop3.set("throttle_failures", 3)
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
     for spelling in SPELLINGS[:3]:
         pop3.call(throttle.failure("198.51.100.66", spelling))
     assert pop3.in_loop(lambda: throttle.is_banned("198.51.100.66"))      # the guesser's address
@@ -120,7 +120,7 @@ def test_a_login_ban_spares_the_networks_the_user_logged_on_from(pop3: Pop3Harne
     pop3.set("throttle_allow", "")
     pop3.set("throttle_failures", 4)
     assert logon(pop3, SPELLINGS[1]).startswith(b"+OK")    # the user, from 127.0.0.1, earlier
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
     for i in range(4):                                    # a distributed guess, any spelling
         pop3.call(throttle.failure(f"2001:db8:{i}::1", SPELLINGS[i]))
     assert pop3.in_loop(lambda: throttle.is_login_banned(ALICE, "203.0.113.5"))
@@ -133,9 +133,9 @@ def test_loopback_is_never_banned_by_default(pop3: Pop3Harness, alice: int) -> N
     pop3.set("throttle_failures", 3)
     for _ in range(10):                                   # ten typos on the server itself
         assert b"Invalid login name or password" in logon(pop3, password="typo")
-    assert pop3.in_loop(pop3.ctx.throttle.list_bans) == []
+    assert pop3.in_loop(pop3.throttle.list_bans) == []
     assert logon(pop3).startswith(b"+OK")
-    assert pop3.in_loop(lambda: pop3.ctx.throttle.allowed("::1"))
+    assert pop3.in_loop(lambda: pop3.throttle.allowed("::1"))
 
 
 def test_known_networks_are_shared_with_the_other_nodes_once(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
@@ -145,14 +145,14 @@ def test_known_networks_are_shared_with_the_other_nodes_once(pop3: Pop3Harness, 
         def send(self, name: str, data: dict) -> None:
             sent.append((name, data))
 
-    throttle = pop3.ctx.throttle
-    pop3.ctx.cluster = Cluster()
+    throttle = pop3.throttle
+    throttle.peers = Cluster()
     try:
         for spelling in SPELLINGS[:3]:
             pop3.call(throttle.success("2001:db8:1:2::7", spelling))
         pop3.call(throttle.success("2001:db8:1:2::8", ALICE))   # the same /64: nothing new
     finally:
-        pop3.ctx.cluster = None
+        throttle.peers = None
     assert sent == [("node.logon_ok", {"address": "2001:db8:1:2::7", "login": ALICE})]
     pop3.in_loop(lambda: throttle.remote_success({"address": "198.51.100.4", "login": "bob@example.com"}))
     assert pop3.in_loop(lambda: throttle.known("BOB@example.com.", "198.51.100.4"))

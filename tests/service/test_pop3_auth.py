@@ -231,10 +231,10 @@ def test_failed_logons_ban_the_address_until_lifted(pop3: Pop3Harness, alice: in
     assert c.closed()
     refused = RawClient(pop3.port)
     assert refused.line() == b"-ERR [AUTH] Too many failed logons from your address; try again later.\r\n"
-    bans = pop3.in_loop(pop3.ctx.throttle.list_bans)
+    bans = pop3.in_loop(pop3.throttle.list_bans)
     assert [(b["kind"], b["value"], b["failures"]) for b in bans] == [("address", "127.0.0.1", 3)]
-    assert pop3.in_loop(lambda: pop3.ctx.throttle.lift("127.0.0.1")) == 1
-    assert pop3.in_loop(pop3.ctx.throttle.list_bans) == []
+    assert pop3.in_loop(lambda: pop3.throttle.lift("127.0.0.1")) == 1
+    assert pop3.in_loop(pop3.throttle.list_bans) == []
     c, _ = greeted(pop3)
     c.cmd(f"USER {ALICE}")
     assert c.cmd(f"PASS {PASSWORD}").startswith(b"+OK")
@@ -244,7 +244,7 @@ def test_failed_logons_ban_the_address_until_lifted(pop3: Pop3Harness, alice: in
 def test_login_name_ban_and_allow_list(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
     pop3.set("throttle_allow", "")   # loopback is allow-listed by default; ban it here
     pop3.set("throttle_failures", 2)
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
     # failures for alice from other addresses ban the name alice@example.com
     for address in ("192.0.2.1", "192.0.2.2"):
         pop3.call(throttle.failure(address, ALICE.upper()))
@@ -268,7 +268,7 @@ def test_ban_expires(pop3: Pop3Harness) -> None:  # noqa: F811
     from datetime import datetime, timedelta, timezone
 
     from core.tables import Ban
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
     with pop3.db.write() as session:
         session.add(Ban(kind="address", value="198.51.100.7", reason="test", failures=9,
                         expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
@@ -292,7 +292,7 @@ def test_delay_escalates_and_is_capped(pop3: Pop3Harness, monkeypatch) -> None: 
         slept.append(seconds)
 
     monkeypatch.setattr(throttle_module.asyncio, "sleep", fake_sleep)
-    throttle = pop3.ctx.throttle
+    throttle = pop3.throttle
 
     async def run() -> None:
         for _ in range(8):
@@ -304,19 +304,22 @@ def test_delay_escalates_and_is_capped(pop3: Pop3Harness, monkeypatch) -> None: 
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0, 0.5]
 
 
-def test_stored_settings_count_even_if_the_cache_predates_registration(pop3: Pop3Harness) -> None:  # noqa: F811
-    """The daemon fills its settings cache before it imports the POP3 server and the throttle."""
-    from service.pop3.server import Pop3Server
+def test_stored_settings_count_from_the_start(pop3: Pop3Harness) -> None:  # noqa: F811
+    """The parts are built over a settings cache that holds every setting the service knows, so
+    what an administrator stored counts from the start."""
+    from core.settings import SPECS, Settings
+    from service.live_settings import LiveSettings
     from service.throttle import LoginThrottle
     with pop3.db.write() as session:
-        from core.settings import Settings
         Settings.put(session, "throttle_allow", "10.9.0.0/16")
         Settings.put(session, "pop3_bad_commands", 7)
+    settings = LiveSettings.load(pop3.db, fallback_hostname="pop.test")
+    throttle = LoginThrottle(pop3.db, settings, pop3.workers, pop3.counters, pop3.events)
+    assert throttle.allowed("10.9.1.2") and settings.get("pop3_bad_commands") == 7
+    assert {name: settings.get(name) for name in SPECS} == _all_settings(pop3)
 
-    def rebuild() -> tuple[bool, int]:
-        for name in ("throttle_allow", "pop3_bad_commands"):
-            pop3.ctx._settings.pop(name, None)
-        throttle = LoginThrottle(pop3.ctx)
-        Pop3Server(pop3.ctx)
-        return throttle.allowed("10.9.1.2"), pop3.ctx.setting("pop3_bad_commands")
-    assert pop3.in_loop(rebuild) == (True, 7)
+
+def _all_settings(pop3: Pop3Harness) -> dict:
+    from core.settings import Settings
+    with pop3.db.read() as session:
+        return Settings.get_all(session)

@@ -1,5 +1,5 @@
-"""A POP3 service in a background thread for the POP3 tests: a real ServiceContext over a
-temporary SQLite database and mail root, the password-file provider, self-signed TLS, and the
+"""A POP3 service in a background thread for the POP3 tests: the real parts (settings, workers,
+throttle, Pop3Server) over a temporary SQLite database and mail root, the password-file provider, self-signed TLS, and the
 pop3 / pop3s Listeners on 127.0.0.1 port 0. Tests talk to it through real sockets."""
 from __future__ import annotations
 
@@ -16,15 +16,20 @@ from sqlalchemy import select
 
 from core.auth import PasswordFileProvider, ServerKey
 from core.db import Database
-from tests.support import db_url_for
 from core.settings import Settings
 from core.store import MailStore
 from core.tables import Domain, Mailbox
-from service.context import ServiceContext
+from service.auth_methods import FixedAuth
+from service.counters import Counters
+from service.event_bus import EventBus
 from service.listeners import Limits, Listener
+from service.live_settings import LiveSettings
+from service.pop3.lock import MailboxLocks
 from service.pop3.server import Pop3Server
 from service.throttle import LoginThrottle
 from service.tls import TlsMaterial
+from service.workers import Workers
+from tests.support import db_url_for
 
 PASSWORD = "s3cret pass"
 
@@ -53,18 +58,22 @@ class Pop3Harness:
         self.call(self._start())
 
     async def _start(self) -> None:
-        ctx = ServiceContext(data_dir=self.data_dir, db=self.db, store=self.store, loop=self.loop, hostname="pop.test")
-        ctx.auth = self.provider
-        ctx.tls = TlsMaterial(self.data_dir, "localhost")
-        ctx.throttle = LoginThrottle(ctx)
-        self.ctx = ctx
-        self.server = Pop3Server(ctx)
+        self.settings = LiveSettings.load(self.db, fallback_hostname="pop.test")
+        self.workers = Workers(self.loop)
+        self.counters = Counters()
+        self.events = EventBus(self.loop)
+        self.tls = TlsMaterial(self.data_dir, "localhost")
+        self.throttle = LoginThrottle(self.db, self.settings, self.workers, self.counters, self.events)
+        self.server = Pop3Server(loop=self.loop, store=self.store, auth=FixedAuth(self.provider), tls=self.tls,
+                                 throttle=self.throttle,
+                                 locks=MailboxLocks(self.db, lease_seconds=int(self.settings.get("pop3_lock_lease"))),
+                                 settings=self.settings, counters=self.counters, workers=self.workers)
         self.pop3 = Listener("pop3", "pop3", "127.0.0.1", 0, self.server.protocol_factory(implicit_tls=False),
                              refusal=self.server.refusal, limits=lambda: self.limits,
-                             is_banned=ctx.throttle.is_banned)
+                             is_banned=self.throttle.is_banned)
         self.pop3s = Listener("pop3s", "pop3", "127.0.0.1", 0, self.server.protocol_factory(implicit_tls=True),
-                              refusal=self.server.refusal, ssl_context=ctx.tls.context, limits=lambda: self.limits,
-                              is_banned=ctx.throttle.is_banned)
+                              refusal=self.server.refusal, ssl_context=self.tls.context, limits=lambda: self.limits,
+                              is_banned=self.throttle.is_banned)
         await self.pop3.start()
         await self.pop3s.start()
 
@@ -89,10 +98,10 @@ class Pop3Harness:
         """Change a setting as the admin channel would (stored, then the cache reloaded)."""
         with self.db.write() as session:
             Settings.put(session, name, value)
-        self.in_loop(self.ctx.reload_settings)
+        self.in_loop(self.settings.reload)
 
     def client_tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ctx.tls.cert_path))
+        context = ssl.create_default_context(cafile=str(self.tls.cert_path))
         context.check_hostname = False
         return context
 
@@ -133,7 +142,7 @@ class Pop3Harness:
             return box.message_count, box.total_bytes
 
     def stats(self) -> dict[str, int]:
-        return self.ctx.stats.snapshot()
+        return self.counters.snapshot()
 
     def close(self) -> None:
         async def stop() -> None:
@@ -145,7 +154,7 @@ class Pop3Harness:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
-            self.ctx.executor.shutdown(wait=False)
+            self.workers.executor.shutdown(wait=False)
             self.db.dispose()
 
 

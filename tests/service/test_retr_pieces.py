@@ -1,14 +1,14 @@
 """RETR/TOP of a message read in several pieces: each piece after the first is read and encoded
 (LF -> CRLF, byte-stuffing) on a reader thread, and the reader threads work one at a time unless
-the first is stuck (service.context.ReaderPool)."""
+the first is stuck (service.workers.ReaderPool)."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from service import context as service_context
-from service.context import ReaderPool
+from service import workers as service_workers
+from service.workers import ReaderPool
 from service.pop3 import wire
 from service.pop3.session import READ_CHUNK
 from tests.service.test_pop3_support import Pop3Harness, RawClient, pop3  # noqa: F401
@@ -22,7 +22,7 @@ def _thread_name() -> str:
 
 
 def test_the_lane_takes_every_read_while_it_keeps_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_context.ReaderPool, "STUCK_AFTER", 60.0)
+    monkeypatch.setattr(service_workers.ReaderPool, "STUCK_AFTER", 60.0)
     pool = ReaderPool(spares=2)
     release, started = threading.Event(), threading.Event()
 
@@ -45,7 +45,7 @@ def test_the_lane_takes_every_read_while_it_keeps_up(monkeypatch: pytest.MonkeyP
 
 
 def test_a_stuck_lane_hands_new_reads_to_the_spares(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_context.ReaderPool, "STUCK_AFTER", 0.0)   # any wait is "stuck"
+    monkeypatch.setattr(service_workers.ReaderPool, "STUCK_AFTER", 0.0)   # any wait is "stuck"
     pool = ReaderPool(spares=2)
     release, started = threading.Event(), threading.Event()
 

@@ -16,11 +16,16 @@ from core.auth.provider import PasswordFileProvider
 from core.db import Database
 from core.settings import Settings
 from core.store import MailStore
-from service.context import ServiceContext
+from service.auth_methods import FixedAuth
+from service.counters import Counters
+from service.event_bus import EventBus
 from service.listeners import Listener
-import service.throttle  # noqa: F401 - registers the throttle settings
+from service.live_settings import LiveSettings
 from service.smtp.server import SmtpServer
+from service.throttle import LoginThrottle
 from service.tls import TlsMaterial
+from service.workers import Workers
+
 # The SMTP tests import client_tls and wait_for from here.
 from tests.support import db_url_for, wait_for  # noqa: F401
 from tests.support import unverified_tls as client_tls
@@ -46,42 +51,42 @@ class SmtpHarness:
             for name, value in {**FAST, **(settings or {})}.items():
                 Settings.put(session, name, value)
         self.store = MailStore(self.db, self.root / "mailroot", hostname="test")
-        self.ctx = self.call(self._make_context(throttle))
-        self.admin = Admin(self.db, self.store, auth=self.ctx.auth, publish=self.ctx.events.publish)
-        self.server: SmtpServer = self.ctx.smtp
+        self.settings = LiveSettings.load(self.db, fallback_hostname="mx.test")
+        self.workers = Workers(self.loop)
+        self.statistics = Counters()
+        self.events = EventBus(self.loop)
+        self.provider = PasswordFileProvider(self.db, ServerKey.generate(), mailroot=self.store.root)
+        self.tls = TlsMaterial(self.root, "localhost")
+        self.throttle = (LoginThrottle(self.db, self.settings, self.workers, self.statistics, self.events)
+                         if throttle else None)
+        self.listeners: dict[str, Listener] = {}
+        self.server = SmtpServer(loop=self.loop, db=self.db, store=self.store, data_dir=self.root,
+                                 settings=self.settings, workers=self.workers, counters=self.statistics,
+                                 events=self.events, auth=FixedAuth(self.provider), tls=self.tls,
+                                 throttle=self.throttle, listeners=self.listeners)
+        self.admin = Admin(self.db, self.store, auth=self.provider, publish=self.events.publish)
         self.ports: dict[str, int] = {}
         if listen:
             self.call(self._listen())
 
-    async def _make_context(self, throttle: bool) -> ServiceContext:
-        ctx = ServiceContext(data_dir=self.root, db=self.db, store=self.store, loop=asyncio.get_running_loop(),
-                             hostname="mx.test")
-        ctx.auth = PasswordFileProvider(self.db, ServerKey.generate(), mailroot=self.store.root)
-        ctx.tls = TlsMaterial(self.root, "localhost")
-        if throttle:
-            from service.throttle import LoginThrottle
-            ctx.throttle = LoginThrottle(ctx)
-        ctx.smtp = SmtpServer(ctx)
-        return ctx
-
     async def _listen(self) -> None:
-        ctx = self.ctx
         for name in ("smtp", "submission", "smtps"):
-            listener = Listener(name, "smtp", "127.0.0.1", self.fixed_ports.get(name, 0), ctx.smtp.protocol_factory(name),
-                                refusal=ctx.smtp.refusal, ssl_context=ctx.tls.context if name == "smtps" else None,
-                                limits=ctx.limits,
-                                is_banned=ctx.throttle.is_banned if ctx.throttle is not None else None)
+            listener = Listener(name, "smtp", "127.0.0.1", self.fixed_ports.get(name, 0),
+                                self.server.protocol_factory(name), refusal=self.server.refusal,
+                                ssl_context=self.tls.context if name == "smtps" else None,
+                                limits=self.settings.limits,
+                                is_banned=self.throttle.is_banned if self.throttle is not None else None)
             await listener.start()
-            ctx.listeners[name] = listener
+            self.listeners[name] = listener
             self.ports[name] = listener.bound_port
-        await ctx.smtp.start()
+        await self.server.start()
 
     def call(self, coro: Any, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def set(self, name: str, value: Any) -> None:
         self.admin.settings_set(name, value)
-        self.ctx.reload_settings()
+        self.settings.reload()
 
     def add_domain(self, name: str) -> None:
         self.admin.domain_add(name)
@@ -94,6 +99,7 @@ class SmtpHarness:
         name, domain = address.split("@")
         with self.db.read() as session:
             from sqlalchemy import select
+
             from core.tables import Domain, Mailbox
             mid = session.scalar(select(Mailbox.id).join(Domain, Domain.id == Mailbox.domain_id)
                                  .where(Domain.name == domain, Mailbox.name == name))
@@ -101,7 +107,7 @@ class SmtpHarness:
         return [Path(m.path).read_bytes() for m in self.store.list_messages(mid)]
 
     def counters(self) -> dict[str, int]:
-        return self.ctx.stats.snapshot()
+        return self.statistics.snapshot()
 
     def queue(self) -> list[dict]:
         return self.call(self.server.queue_list())
@@ -113,15 +119,15 @@ class SmtpHarness:
 
     def close(self) -> None:
         async def shutdown() -> None:
-            for listener in self.ctx.listeners.values():
+            for listener in self.listeners.values():
                 await listener.stop()
-            await self.ctx.smtp.stop()
+            await self.server.stop()
         try:
             self.call(shutdown())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
-            self.ctx.executor.shutdown(wait=True)
+            self.workers.executor.shutdown(wait=True)
             self.db.dispose()
 
 

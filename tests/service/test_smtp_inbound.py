@@ -181,7 +181,7 @@ def test_a_slow_disk_never_keeps_a_second_client_waiting(smtp_service: SmtpHarne
     import threading
     import time
 
-    store = smtp_service.ctx.store
+    store = smtp_service.store
     real = store.deliver_many
     entered = threading.Event()
 
@@ -265,7 +265,7 @@ def test_null_sender_accepted_for_local_recipient(smtp_service: SmtpHarness) -> 
 
 
 def test_paused_listener_refuses_with_421(smtp_service: SmtpHarness) -> None:
-    smtp_service.ctx.listeners["smtp"].pause()
+    smtp_service.listeners["smtp"].pause()
     with pytest.raises(smtplib.SMTPConnectError) as info:
         smtp_service.client()
     assert info.value.smtp_code == 421

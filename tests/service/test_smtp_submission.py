@@ -162,7 +162,7 @@ def test_authenticated_user_relays_to_queue(smtp_service: SmtpHarness) -> None:
 def test_sending_rate_limit_tells_the_administrator(smtp_service: SmtpHarness) -> None:
     smtp_service.set("send_rate_limit", "3/hour")
     events = []
-    smtp_service.ctx.events.subscribe(lambda name, data: events.append((name, data)))
+    smtp_service.events.subscribe(lambda name, data: events.append((name, data)))
     with smtp_service.client("smtps") as client:
         client.login("alice@example.com", PASSWORD)
         client.mail("alice@example.com")
@@ -195,7 +195,7 @@ def test_repeated_failures_ban_the_address(smtp_service: SmtpHarness) -> None:
     with smtp_service.client("smtps") as client:
         with pytest.raises(smtplib.SMTPAuthenticationError):
             client.login("alice@example.com", "wrong")   # smtplib tries CRAM-MD5, PLAIN, LOGIN
-    assert smtp_service.ctx.throttle.is_banned("127.0.0.1")
+    assert smtp_service.throttle.is_banned("127.0.0.1")
     with pytest.raises(smtplib.SMTPConnectError) as info:
         smtp_service.client("submission")
     assert info.value.smtp_code == 421

@@ -162,16 +162,13 @@ def test_directory_cache_survives_counter_events() -> None:
     throw away the recipient cache, but a quota change must drop the mailbox's entry."""
     from service.smtp.policy import Directory, LocalMailbox
 
-    class Ctx:
-        events = None
-
-    directory = Directory(Ctx())
+    directory = Directory(None, None, None)  # type: ignore[arg-type] - only the cache is used
     directory._domains = frozenset({"example.com"})
     alice, bob = LocalMailbox(1, "alice@example.com", None), LocalMailbox(2, "bob@example.com", 100)
     directory._boxes = {("example.com", "alice"): (1e12, alice), ("example.com", "bob"): (1e12, bob)}
-    directory._on_event("domain.changed", {"name": "example.com", "message_count": 9})
-    directory._on_event("mailbox.changed", {"address": "Bob@example.com", "quota_bytes": 200})
+    directory.on_event("domain.changed", {"name": "example.com", "message_count": 9})
+    directory.on_event("mailbox.changed", {"address": "Bob@example.com", "quota_bytes": 200})
     assert directory._domains == {"example.com"}
     assert set(directory._boxes) == {("example.com", "alice")}
-    directory._on_event("mailbox.deleted", {"address": "alice@example.com"})
+    directory.on_event("mailbox.deleted", {"address": "alice@example.com"})
     assert directory._boxes == {} and directory._domains is None
