@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.db import Database
-from core.settings import SPECS, Settings
+from core.catalog import SETTINGS
+from core.settings import Settings
 from core.store import MailStore
 from service.listeners import Limits
 
@@ -160,7 +161,7 @@ class ServiceContext:
         try:
             return self._settings[name]
         except KeyError:
-            spec = SPECS.get(name)
+            spec = SETTINGS.get(name)
             if spec is None:
                 raise
             log.warning("setting %s was registered after the settings were loaded; reloading them", name)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.admin import Admin, domain_info, mailbox_info
+from core.catalog import MAIL_LISTENERS
 from core.db import Database, sqlite_url
 from core.errors import Invalid, MailError, NotFound, Unavailable
 from core.ipc.protocol import socket_path
@@ -39,14 +40,8 @@ from service.listeners import ConnectionBudget, Listener, ListenerState, connect
 log = logging.getLogger("pop3svc")
 
 LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
-# listener name → (its port setting, its command-line flag)
-PORTS = {
-    "pop3": ("port", "pop3_port"),
-    "pop3s": ("pop3s_port", "pop3s_port"),
-    "smtp": ("smtp_port", "smtp_port"),
-    "submission": ("submission_port", "submission_port"),
-    "smtps": ("smtps_port", "smtps_port"),
-}
+# listener name → (its port setting, the attribute of its command-line flag): core/catalog.py
+PORTS = {spec.name: (spec.port_setting, spec.flag_dest) for spec in MAIL_LISTENERS}
 ACTIONS = ("start", "stop", "pause", "resume", "restart")
 
 
@@ -61,9 +56,9 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default=None,
                         help="address the mail listeners bind for this run (default: the bind_address setting, "
                              "else every address, 0.0.0.0)")
-    for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
-        parser.add_argument(f"--{flag}-port", type=int, default=None,
-                            help=f"{flag} port for this run (0 disables the listener)")
+    for spec in MAIL_LISTENERS:
+        parser.add_argument(spec.flag, type=int, default=None,
+                            help=f"{spec.name} port for this run (0 disables the listener)")
     parser.add_argument("--user", default=None,
                         help="started as root: bind the ports, then run as this unprivileged user (e.g. pop3svc)")
 
@@ -267,7 +262,6 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
     """Fix, once and explicitly, what a new installation chooses: mail root, key store, host name."""
     from core.auth.keystore import choose_keystore
 
-    _register_all_settings()   # the values returned are then every setting there is (issue 14)
     with db.write() as session:
         values = Settings.get_all(session)
         stored = set(session.scalars(select(Setting.name)))
@@ -294,19 +288,7 @@ def _first_run_settings(db: Database, data_dir: Path) -> dict[str, Any]:
         return Settings.get_all(session)
 
 
-def _register_all_settings() -> None:
-    """Import the modules that register settings of their own, so the service's settings cache is
-    complete from the start and a lookup never has to go to the database on the event loop."""
-    import importlib
-
-    for name in ("service.pop3.settings", "service.throttle", "service.smtp.server", "service.ipc.tcp",
-                 "core.auth.settings", "core.auth.policy"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-
-
-UNPRIVILEGED_PORTS = {"port": 1110, "pop3s_port": 1995, "smtp_port": 2525, "submission_port": 1587,
-                      "smtps_port": 1465}
+UNPRIVILEGED_PORTS = {spec.port_setting: spec.unprivileged_port for spec in MAIL_LISTENERS}
 
 
 class MailService:
@@ -393,7 +375,8 @@ class MailService:
             log.critical("%s", exc.message)
             return 2
         from service.auth_methods import AVAILABLE_METHODS
-        ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish, available_methods=AVAILABLE_METHODS)
+        ctx.admin = Admin(db, store, auth=ctx.auth, publish=ctx.events.publish, available_methods=AVAILABLE_METHODS,
+                          sealer=ctx.auth_methods.sealer)
         ctx.on_settings_changed = self._apply_settings
         ctx.controller = self.control
         ctx.request_shutdown = self.request_shutdown
@@ -585,7 +568,7 @@ class MailService:
         except ImportError:
             SmtpServer = None  # noqa: N806
         if SmtpServer is not None:
-            smtp = SmtpServer(ctx)
+            smtp = SmtpServer(ctx, sealer=ctx.auth_methods.sealer)
             ctx.smtp = smtp
             for name in ("smtp", "submission", "smtps"):
                 port = self._port(name)

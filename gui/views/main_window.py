@@ -15,6 +15,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
                                QStackedWidget, QTabWidget, QToolBar, QTreeView, QVBoxLayout, QWidget)
 
+from core.catalog import MAIL_LISTENERS
 from gui import icons, ops
 from gui.dialogs import error_box
 from gui.dialogs.change_password import ChangePasswordDialog
@@ -628,8 +629,8 @@ class MainWindow(QMainWindow):
             if isinstance(item, dict) and item.get("name"):
                 ports[str(item["name"])] = int(item.get("port") or 0) if item.get("state") != "disabled" else 0
         s = self.server_settings
-        for name, key in (("pop3", "port"), ("pop3s", "pop3s_port"), ("smtp", "smtp_port"),
-                          ("submission", "submission_port"), ("smtps", "smtps_port")):
+        for spec in MAIL_LISTENERS:
+            name, key = spec.name, spec.port_setting
             if name not in ports and key in s:
                 ports[name] = int(s[key] or 0)
         return ports

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from core.catalog import SETTINGS, SMTP_PORTS, resolve
 from core.errors import Unavailable
 from core.tables import Domain
 from service.context import ServiceContext
@@ -69,7 +70,6 @@ _PATH_SETTINGS = ("tls_cert", "tls_key", "ldap_ca_file")
 @handles("settings.set")
 async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     from core.access import read_file_as
-    from core.settings import resolve
     value = params.get("value")
     if resolve(str(params.get("name", ""))).name in _PATH_SETTINGS and isinstance(value, str) and value.strip():
         await ctx.run(read_file_as, os.path.abspath(os.path.expanduser(value.strip())), _requester())
@@ -83,9 +83,7 @@ async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 @handles("settings.describe")
 async def settings_describe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    from core.settings import SPECS
-    return {"items": [{"name": s.name, "label": s.label, "default": s.default, "help": s.help,
-                       "restart": s.restart, "writable": s.writable} for s in SPECS.values()]}
+    return {"items": [spec.describe() for spec in SETTINGS.values()]}
 
 
 @handles("log.recent")
@@ -227,7 +225,7 @@ async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return {"deleted": await _call(ctx, ctx.smtp, "queue_delete", "outgoing mail queue", params["id"])}
 
 
-RELAY_TEST_PORTS = (25, 465, 587)
+RELAY_TEST_PORTS = tuple(sorted(SMTP_PORTS))   # 25, 465, 587
 
 
 def _is_local_address(host: str) -> bool:

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.errors import Forbidden, Invalid
+from core.errors import Forbidden
 from core.ipc import protocol
-from core.settings import SettingSpec, _int_range, register
+from core.catalog import SETTINGS
 from core.tokens import AdminTokens
 from service.context import ServiceContext
 from service.listeners import Limits, Listener
@@ -42,36 +41,8 @@ MAX_CONNECTIONS = 32         # consoles and winpop calls from other computers, a
 MAX_PER_ADDRESS = 8
 
 
-def _bind(value: Any) -> str:
-    text = str(value or "").strip()
-    if not text:
-        return "0.0.0.0"
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        raise Invalid(f"'{text}' is not an IP address; give e.g. 0.0.0.0 (all IPv4), :: (all) or 192.168.1.5.") \
-            from None
-    return text
-
-
-for _spec in (
-    SettingSpec("admin_tcp_port", 0, _int_range(0, 65535), "Remote administration port (TLS)",
-                restart="admin_tcp",
-                help=f"0 = off. Consoles on other computers connect here with a token "
-                     f"(winpop token create NAME); e.g. {DEFAULT_PORT}"),
-    SettingSpec("admin_tcp_bind", "0.0.0.0", _bind, "Remote administration address", restart="admin_tcp",
-                help="the address the remote administration listener binds (0.0.0.0: every IPv4 address)"),
-):
-    register(_spec)
-TCP_SETTINGS = ("admin_tcp_port", "admin_tcp_bind")
-
-
-def _setting(ctx: ServiceContext, name: str) -> Any:
-    try:
-        return ctx.setting(name)
-    except KeyError:   # the context's cache was filled before this module registered its settings
-        ctx.reload_settings()
-        return ctx.setting(name)
+# The settings this listener follows: those whose change restarts it (core/catalog.py).
+TCP_SETTINGS = tuple(name for name, spec in SETTINGS.items() if spec.restart == "admin_tcp")
 
 
 class TokenGate:
@@ -152,7 +123,7 @@ class AdminTcpListener:
         self._unsubscribe = ctx.events.subscribe(self._on_event)
 
     def describe(self) -> dict[str, Any]:
-        host, port = self.bound or (_setting(self.ctx, "admin_tcp_bind"), int(_setting(self.ctx, "admin_tcp_port")))
+        host, port = self.bound or (self.ctx.setting("admin_tcp_bind"), int(self.ctx.setting("admin_tcp_port")))
         return {"state": self.state, "address": host, "port": port, "error": self.error}
 
     async def start(self) -> None:
@@ -160,8 +131,8 @@ class AdminTcpListener:
             await self._start()
 
     async def _start(self) -> None:
-        port = int(_setting(self.ctx, "admin_tcp_port"))
-        host = str(_setting(self.ctx, "admin_tcp_bind"))
+        port = int(self.ctx.setting("admin_tcp_port"))
+        host = str(self.ctx.setting("admin_tcp_bind"))
         self.error = ""
         if port == 0:
             self.state = "off"

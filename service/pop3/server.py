@@ -21,12 +21,11 @@ from typing import Any
 from core.errors import DiskFull, database_error
 from core.tables import SessionLock
 from service.listeners import Refusal
-from service.pop3 import settings as _settings  # noqa: F401  (registers the POP3 settings)
 from service.pop3 import wire
 from service.pop3.lock import MailboxLocks
 from service.pop3.session import Pop3Session
 from service.pop3 import commands as _commands  # noqa: F401,E402 - loaded at start-up, not by the first session on the loop
-from service.throttle import LoginThrottle, ensure_settings_loaded, setting
+from service.throttle import LoginThrottle, setting
 
 log = logging.getLogger("service.pop3")
 
@@ -44,8 +43,6 @@ class Pop3Server:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.loop: asyncio.AbstractEventLoop = ctx.loop
-        ensure_settings_loaded(ctx, (_settings.BAD_COMMANDS.name, _settings.LOCK_LEASE.name,
-                                     _settings.LOGON_TIMEOUT.name))
         if ctx.throttle is None:
             ctx.throttle = LoginThrottle(ctx)
         self.locks = MailboxLocks(ctx.db, lease_seconds=int(setting(ctx, "pop3_lock_lease")))

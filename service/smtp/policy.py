@@ -17,11 +17,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.auth.policy import in_networks
 from core.errors import Invalid
 from core.names import normalize_domain
+from core.parsing import Network, in_networks, parse_networks, parse_rate
 from core.tables import Domain, Mailbox
-from service.smtp.settings import parse_networks, parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +198,9 @@ class RelayPolicy:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self._text: str | None = None
-        self._networks: list = []
+        self._networks: tuple[Network, ...] = ()
 
-    def networks(self) -> list:
+    def networks(self) -> tuple[Network, ...]:
         text = str(self.ctx.setting("relay_networks") or "")
         if text != self._text:
             self._networks, self._text = parse_networks(text), text
@@ -210,7 +209,7 @@ class RelayPolicy:
     def may_relay(self, client_ip: str, *, authenticated: bool) -> bool:
         if authenticated and self.ctx.setting("relay_authenticated"):
             return True
-        return in_networks(client_ip, tuple(self.networks()))
+        return in_networks(client_ip, self.networks())
 
 
 class SendingLimit:

@@ -14,6 +14,7 @@ from core.admin import Admin
 from core.auth.keystore import ServerKey
 from core.auth.provider import PasswordFileProvider
 from core.db import Database
+from core.sealer import Sealer
 from core.settings import Settings
 from core.store import MailStore
 from service.context import ServiceContext
@@ -46,8 +47,10 @@ class SmtpHarness:
             for name, value in {**FAST, **(settings or {})}.items():
                 Settings.put(session, name, value)
         self.store = MailStore(self.db, self.root / "mailroot", hostname="test")
+        self.sealer = Sealer(ServerKey.generate())
         self.ctx = self.call(self._make_context(throttle))
-        self.admin = Admin(self.db, self.store, auth=self.ctx.auth, publish=self.ctx.events.publish)
+        self.admin = Admin(self.db, self.store, auth=self.ctx.auth, publish=self.ctx.events.publish,
+                           sealer=self.sealer)
         self.server: SmtpServer = self.ctx.smtp
         self.ports: dict[str, int] = {}
         if listen:
@@ -61,7 +64,7 @@ class SmtpHarness:
         if throttle:
             from service.throttle import LoginThrottle
             ctx.throttle = LoginThrottle(ctx)
-        ctx.smtp = SmtpServer(ctx)
+        ctx.smtp = SmtpServer(ctx, sealer=self.sealer)
         return ctx
 
     async def _listen(self) -> None:
