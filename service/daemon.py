@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.admin import Admin, domain_info, mailbox_info
-from core.catalog import MAIL_LISTENERS
+from core.catalog import MAIL_LISTENERS, TlsMode
 from core.db import Database, sqlite_url
 from core.errors import Invalid, MailError, NotFound, Unavailable
 from core.ipc.protocol import socket_path
@@ -556,7 +556,8 @@ class MailService:
         if Pop3Server is not None:
             pop3 = Pop3Server(ctx)
             ctx.pop3 = pop3
-            for name, implicit in (("pop3", False), ("pop3s", True)):
+            for spec in (s for s in MAIL_LISTENERS if s.protocol == "pop3"):
+                name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
                 port = self._port(name)
                 if port == 0 or (implicit and tls is None):
                     continue
@@ -570,12 +571,13 @@ class MailService:
         if SmtpServer is not None:
             smtp = SmtpServer(ctx, sealer=ctx.auth_methods.sealer)
             ctx.smtp = smtp
-            for name in ("smtp", "submission", "smtps"):
+            for spec in (s for s in MAIL_LISTENERS if s.protocol == "smtp"):
+                name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
                 port = self._port(name)
-                if port == 0 or (name == "smtps" and tls is None):
+                if port == 0 or (implicit and tls is None):
                     continue
                 ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
-                                               refusal=smtp.refusal, ssl_context=tls if name == "smtps" else None,
+                                               refusal=smtp.refusal, ssl_context=tls if implicit else None,
                                                limits=ctx.limits, is_banned=banned, budget=self.budget)
 
     def _announce(self, ctx: ServiceContext) -> None:
