@@ -36,6 +36,8 @@ from core.tables import Domain, Mailbox, Setting
 from service.context import ServiceContext
 from service.ipc.server import AdminServer
 from service.listeners import ConnectionBudget, Listener, ListenerState, connection_budget
+from service.pop3.server import Pop3Server
+from service.smtp.server import SmtpServer
 
 log = logging.getLogger("pop3svc")
 
@@ -549,36 +551,26 @@ class MailService:
         host = self._host()
         banned = ctx.throttle.is_banned if ctx.throttle is not None else None
         tls = ctx.tls.context if ctx.tls is not None else None
-        try:
-            from service.pop3.server import Pop3Server
-        except ImportError:
-            Pop3Server = None  # noqa: N806
-        if Pop3Server is not None:
-            pop3 = Pop3Server(ctx)
-            ctx.pop3 = pop3
-            for spec in (s for s in MAIL_LISTENERS if s.protocol == "pop3"):
-                name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
-                port = self._port(name)
-                if port == 0 or (implicit and tls is None):
-                    continue
-                ctx.listeners[name] = Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
-                                               refusal=pop3.refusal, ssl_context=tls if implicit else None,
-                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
-        try:
-            from service.smtp.server import SmtpServer
-        except ImportError:
-            SmtpServer = None  # noqa: N806
-        if SmtpServer is not None:
-            smtp = SmtpServer(ctx, sealer=ctx.auth_methods.sealer)
-            ctx.smtp = smtp
-            for spec in (s for s in MAIL_LISTENERS if s.protocol == "smtp"):
-                name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
-                port = self._port(name)
-                if port == 0 or (implicit and tls is None):
-                    continue
-                ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
-                                               refusal=smtp.refusal, ssl_context=tls if implicit else None,
-                                               limits=ctx.limits, is_banned=banned, budget=self.budget)
+        pop3 = Pop3Server(ctx)
+        ctx.pop3 = pop3
+        for spec in (s for s in MAIL_LISTENERS if s.protocol == "pop3"):
+            name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
+            port = self._port(name)
+            if port == 0 or (implicit and tls is None):
+                continue
+            ctx.listeners[name] = Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
+                                           refusal=pop3.refusal, ssl_context=tls if implicit else None,
+                                           limits=ctx.limits, is_banned=banned, budget=self.budget)
+        smtp = SmtpServer(ctx, sealer=ctx.auth_methods.sealer)
+        ctx.smtp = smtp
+        for spec in (s for s in MAIL_LISTENERS if s.protocol == "smtp"):
+            name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
+            port = self._port(name)
+            if port == 0 or (implicit and tls is None):
+                continue
+            ctx.listeners[name] = Listener(name, "smtp", host, port, smtp.protocol_factory(name),
+                                           refusal=smtp.refusal, ssl_context=tls if implicit else None,
+                                           limits=ctx.limits, is_banned=banned, budget=self.budget)
 
     def _announce(self, ctx: ServiceContext) -> None:
         parts = [f"{lst.name}={lst.host}:{lst.bound_port}" for lst in ctx.listeners.values()

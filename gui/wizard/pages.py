@@ -407,7 +407,8 @@ class PortsPage(ReasonPage):
             self.spins[key], self.status[key], self.use_alt[key] = spin, status, alt
             self.registerField(key, spin)
             spin.valueChanged.connect(self.recheck)
-        self.use_all = QPushButton("Use the &non-privileged ports (1110, 1995, 2525, 1587, 1465)")
+        alternatives = ", ".join(str(checks.UNPRIVILEGED[default]) for _k, _l, default, _p in PORT_ROWS)
+        self.use_all = QPushButton(f"Use the &non-privileged ports ({alternatives})")
         self.use_all.clicked.connect(self._use_all_alternatives)
         layout = QVBoxLayout(self)
         layout.addLayout(address_form)
