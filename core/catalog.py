@@ -435,10 +435,6 @@ def listener_of_port_setting(name: str) -> ListenerSpec | None:
     return next((spec for spec in LISTENERS.values() if spec.port_setting == name), None)
 
 
-def port_settings() -> dict[str, str]:
-    """Mail listener name → the setting that holds its port."""
-    return {spec.name: spec.port_setting for spec in MAIL_LISTENERS}
-
 
 def port_in_use_note(name: str, stored: Any, listeners: list[dict[str, Any]] | None) -> str:
     """For a listener's port setting: what this run really uses when a command-line override
