@@ -24,11 +24,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import settings as settings_mod
+from core import catalog
 from core.access import READ, SEARCH, Requester, open_as
 from core.auth.provider import AccountAdmin
-from core.auth.settings import SEALED_PREFIX, SECRET_SETTINGS, SECRET_SHOWN
-from core.auth.settings import shown as shown_setting
 from core.db import Database
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable, database_error
 from core.model import (
@@ -49,6 +47,7 @@ from core.model import (
     SettingChanged,
 )
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
+from core.sealer import Sealer, is_sealed
 from core.settings import Settings
 from core.store import MailStore
 from core.store.maildir import clean_name, shown_path, uidl_for
@@ -148,8 +147,9 @@ class Admin:
     """Every administrative operation, over the database, the mail store and the auth provider."""
 
     def __init__(self, db: Database, store: MailStore, *, auth: AccountAdmin, publish: Publish | None = None,
-                 available_methods: tuple[str, ...] = ("passwordfile",)) -> None:
+                 available_methods: tuple[str, ...] = ("passwordfile",), sealer: Sealer | None = None) -> None:
         self.db = db
+        self.sealer = sealer     # seals secret settings (None: the service's server key is not at hand)
         self.store = store
         self.auth: AccountAdmin = auth   # replaced when the auth setting changes (service.auth_methods)
         self.publish: Publish = publish or (lambda name, data: None)
@@ -303,7 +303,7 @@ class Admin:
                 domain = self._domain(session, domain_name, lock=True)
                 if create_user is None:
                     create_user = bool(Settings.get(session, "createuser"))
-                quota_bytes = settings_mod.resolve("default_quota").check(
+                quota_bytes = catalog.resolve("default_quota").check(
                     quota if quota is not None else Settings.get(session, "default_quota"))
                 if session.scalars(select(Mailbox.id).where(Mailbox.domain_id == domain.id,
                                                             Mailbox.name == name)).first() is not None:
@@ -403,7 +403,7 @@ class Admin:
         return MailboxAddress(address=info.address)
 
     def mailbox_set_quota(self, address: str, quota: Any = None) -> MailboxInfo:
-        quota_bytes = settings_mod.resolve("default_quota").check(quota)
+        quota_bytes = catalog.resolve("default_quota").check(quota)
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
             box.quota_bytes = quota_bytes
@@ -416,22 +416,24 @@ class Admin:
         """Every setting (or one) by name, as people may see it: a secret shows as "(set)"."""
         with self.db.read() as session:
             if name:
-                spec = settings_mod.resolve(name)
-                return {spec.name: shown_setting(spec.name, Settings.get(session, spec.name))}
-            return {k: shown_setting(k, v) for k, v in Settings.get_all(session).items()}
+                spec = catalog.resolve(name)
+                return {spec.name: catalog.shown(spec.name, Settings.get(session, spec.name))}
+            return {k: catalog.shown(k, v) for k, v in Settings.get_all(session).items()}
 
     def settings_set(self, name: str, value: Any) -> SettingChange | MailrootMove:
-        spec = settings_mod.resolve(name)
+        spec = catalog.resolve(name)
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' is chosen when the service is set up and cannot be changed.")
-        if spec.name in SECRET_SETTINGS and value == SECRET_SHOWN:
-            return SettingChange(name=spec.name, value=SECRET_SHOWN, restart=spec.restart)   # unchanged
+        if spec.secret and value == catalog.SECRET_SHOWN:
+            return SettingChange(name=spec.name, value=catalog.SECRET_SHOWN, restart=spec.restart)   # unchanged
         checked = spec.check(value)
         if spec.name == "mailroot":
             return self._set_mailroot(checked, restart=spec.restart)
-        if spec.name in SECRET_SETTINGS and checked and not str(checked).startswith(SEALED_PREFIX):
-            raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
-                              "through the running service (winpop set or the console).")
+        if spec.secret and checked and not is_sealed(checked):
+            if self.sealer is None:
+                raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
+                                  "through the running service (winpop set or the console).")
+            checked = self.sealer.seal(spec.name, str(checked))
         with self.db.write() as session:
             if spec.name == "auth":
                 domains = session.scalar(select(func.count(Domain.id)))
@@ -444,7 +446,7 @@ class Admin:
                     raise Unavailable(f"The '{checked}' method is not available on this server yet; "
                                       f"available: {', '.join(self.available_methods)}.")
             Settings.put(session, spec.name, checked)
-        shown = shown_setting(spec.name, checked)
+        shown = catalog.shown(spec.name, checked)
         self.publish("settings.changed", SettingChanged(name=spec.name, value=shown))
         return SettingChange(name=spec.name, value=shown, restart=spec.restart)
 

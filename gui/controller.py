@@ -11,6 +11,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
+from core.catalog import MAIL_LISTENERS
 from gui import ops
 from gui.models.domain_table import DomainTableModel
 from gui.models.mailbox_table import MailboxTableModel
@@ -18,10 +19,6 @@ from gui.models.tree_model import ScopeTreeModel
 from gui.views.status_view import listener_failures
 
 # (listener, setting) for the ports the service's status report lacks.
-PORT_SETTINGS = (("pop3", "port"), ("pop3s", "pop3s_port"), ("smtp", "smtp_port"),
-                 ("submission", "submission_port"), ("smtps", "smtps_port"))
-
-
 class ConsoleController(QObject):
     """Owns the client and the models; turns the service's answers and events into state and signals."""
 
@@ -140,7 +137,8 @@ class ConsoleController(QObject):
             if isinstance(item, dict) and item.get("name"):
                 ports[str(item["name"])] = int(item.get("port") or 0) if item.get("state") != "disabled" else 0
         s = self.server_settings
-        for name, key in PORT_SETTINGS:
+        for spec in MAIL_LISTENERS:
+            name, key = spec.name, spec.port_setting
             if name not in ports and key in s:
                 ports[name] = int(s[key] or 0)
         return ports

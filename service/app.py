@@ -29,6 +29,7 @@ from sqlalchemy import select
 from core.admin import Admin
 from core.auth.keystore import ServerKey, choose_keystore
 from core.auth.local import SystemAccounts
+from core.catalog import MAIL_LISTENERS, TlsMode
 from core.db import Database, sqlite_url
 from core.errors import Invalid, MailError
 from core.hostname import is_loopback_name
@@ -63,8 +64,7 @@ from service.workers import Workers
 log = logging.getLogger("pop3svc")
 
 VERSION = "0.1.0"
-UNPRIVILEGED_PORTS = {"port": 1110, "pop3s_port": 1995, "smtp_port": 2525, "submission_port": 1587,
-                      "smtps_port": 1465}
+UNPRIVILEGED_PORTS = {spec.port_setting: spec.unprivileged_port for spec in MAIL_LISTENERS}
 TLS_WATCH_SECONDS = 60
 
 
@@ -175,7 +175,8 @@ def build(config: ServiceConfig, process: Process) -> Runtime:
         auth = AuthMethods(db, settings, key, mailroot=store.root, accounts=process.accounts)
     except MailError as exc:
         raise StartupError(exc.message) from exc
-    admin = Admin(db, store, auth=auth.provider, publish=events.publish, available_methods=AVAILABLE_METHODS)
+    admin = Admin(db, store, auth=auth.provider, publish=events.publish, available_methods=AVAILABLE_METHODS,
+                  sealer=auth.sealer)
 
     def admin_follows(provider: Any) -> None:   # `winpop set auth ...` reaches the admin operations too
         admin.auth = provider
@@ -198,7 +199,8 @@ def build(config: ServiceConfig, process: Process) -> Runtime:
                       locks=MailboxLocks(db, lease_seconds=int(settings.get("pop3_lock_lease"))),
                       settings=settings, counters=counters, workers=workers)
     smtp = SmtpServer(loop=loop, db=db, store=store, data_dir=data_dir, settings=settings, workers=workers,
-                      counters=counters, events=events, auth=auth, tls=tls, throttle=throttle, listeners=listeners)
+                      counters=counters, events=events, auth=auth, tls=tls, throttle=throttle, listeners=listeners,
+                      sealer=auth.sealer)
     addresses = ListenerAddresses(settings, bind=config.bind, ports=config.ports)
     for listener in mail_listeners(pop3, smtp, tls=tls, throttle=throttle, settings=settings,
                                    addresses=addresses, budget=process.budget):
@@ -260,19 +262,17 @@ def mail_listeners(pop3: Pop3Server, smtp: SmtpServer, *, tls: TlsMaterial, thro
     """The POP3 and SMTP listeners whose port is not 0; the implicit-TLS ones only with TLS."""
     host = addresses.host()
     made = []
-    for name, implicit in (("pop3", False), ("pop3s", True)):
+    for spec in MAIL_LISTENERS:   # core/catalog.py: name, protocol, TLS mode
+        name, implicit = spec.name, spec.tls == TlsMode.IMPLICIT
         port = addresses.port(name)
         if port == 0 or (implicit and not tls.available):
             continue
-        made.append(Listener(name, "pop3", host, port, pop3.protocol_factory(implicit_tls=implicit),
-                             refusal=pop3.refusal, ssl_context=tls.context if implicit else None,
-                             limits=settings.limits, is_banned=throttle.is_banned, budget=budget))
-    for name in ("smtp", "submission", "smtps"):
-        port = addresses.port(name)
-        if port == 0 or (name == "smtps" and not tls.available):
-            continue
-        made.append(Listener(name, "smtp", host, port, smtp.protocol_factory(name),
-                             refusal=smtp.refusal, ssl_context=tls.context if name == "smtps" else None,
+        if spec.protocol == "pop3":
+            factory, refusal = pop3.protocol_factory(implicit_tls=implicit), pop3.refusal
+        else:
+            factory, refusal = smtp.protocol_factory(name), smtp.refusal
+        made.append(Listener(name, spec.protocol, host, port, factory, refusal=refusal,
+                             ssl_context=tls.context if implicit else None,
                              limits=settings.limits, is_banned=throttle.is_banned, budget=budget))
     return made
 

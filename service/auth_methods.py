@@ -1,8 +1,8 @@
 """The running service's auth provider: built from the ``auth`` setting, switched when it changes.
 
 ``passwordfile``, ``local`` (PAM) and ``directory`` (LDAP) share one interface (core.auth);
-this module chooses one, seals the directory bind password given to ``settings.set`` with the
-server key, and swaps the provider of the protocol servers and the admin operations after
+this module chooses one, loads the server key (and so makes the service's one ``Sealer`` of
+secret settings), and swaps the provider of the protocol servers and the admin operations after
 ``winpop set auth ...`` (or a changed ``ldap_*`` / ``pam_service`` setting) without a restart.
 """
 from __future__ import annotations
@@ -17,14 +17,15 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
-from core.auth import settings as method_settings
-from core.auth.directory import DirectoryConfig, DirectoryProvider, seal_bind_password
+from core.auth.directory import DirectoryConfig, DirectoryProvider
 from core.auth.keystore import ServerKey
 from core.auth.local import Accounts, LocalAccountProvider, SystemAccounts
 from core.auth.provider import AuthMethod, PasswordFileProvider
+from core.catalog import METHOD_SETTINGS
 from core.db import Database
 from core.errors import Unavailable
 from core.names import AUTH_METHODS
+from core.sealer import Sealer
 from core.tables import Setting
 from service.live_settings import SettingsReader
 
@@ -92,12 +93,14 @@ class AuthMethods:
         # The privileged helper's client (service.privhelper) when the service started as root;
         # None: the local method works in-process (a service run by an ordinary user).
         self.accounts = accounts
+        # The server key is loaded once, by the composition root (service/app.py); secret settings
+        # are sealed with it through this one Sealer, which the admin operations and SMTP share.
+        self.sealer = Sealer(key)
         self.key_problem = check_server_key(db, key)
         if self.key_problem:
             log.error("%s", self.key_problem)
         self._fingerprint: tuple | None = None
         self._switched: list[Callable[[AuthMethod], None]] = []
-        method_settings.install_sealer(lambda text: seal_bind_password(self.key, text))
         self._provider: AuthMethod = self.build(self._values())
 
     @property
@@ -114,7 +117,7 @@ class AuthMethods:
         if method == "local":
             return (method, values.get("pam_service"))
         if method == "directory":
-            return (method,) + tuple(values.get(n) for n in method_settings.NAMES if n.startswith("ldap_"))
+            return (method,) + tuple(values.get(n) for n in METHOD_SETTINGS if n.startswith("ldap_"))
         return (method,)
 
     def build(self, values: dict[str, Any]) -> AuthMethod:
@@ -137,10 +140,10 @@ class AuthMethods:
     def directory(self, values: dict[str, Any] | None = None) -> DirectoryProvider:
         """A directory provider over the current ``ldap_*`` settings (also used by mailbox.migrate)."""
         values = values if values is not None else self._values()
-        return DirectoryProvider(self.db, DirectoryConfig.from_settings(values, self.key), mailroot=self.mailroot)
+        return DirectoryProvider(self.db, DirectoryConfig.from_settings(values, self.sealer), mailroot=self.mailroot)
 
     def _values(self) -> dict[str, Any]:
-        return {name: self.settings.get(name) for name in ("auth", *method_settings.NAMES)}
+        return {name: self.settings.get(name) for name in ("auth", *METHOD_SETTINGS)}
 
     def apply(self) -> None:
         """After a settings change: rebuild the provider if the method or its settings changed."""

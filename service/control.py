@@ -6,15 +6,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.errors import Invalid, NotFound, Unavailable
-from core.settings import EVERY_ADDRESS
+from core.catalog import MAIL_LISTENERS
+from core.parsing import EVERY_ADDRESS
 from service.event_bus import Publisher
 from service.listeners import Listener, ListenerState
 from service.live_settings import SettingsReader
 
 ACTIONS = ("start", "stop", "pause", "resume", "restart")
-# listener name → the setting that holds its port
-PORT_SETTINGS = {"pop3": "port", "pop3s": "pop3s_port", "smtp": "smtp_port", "submission": "submission_port",
-                 "smtps": "smtps_port"}
+# listener name → the setting that holds its port (core/catalog.py)
+PORT_SETTINGS = {spec.name: spec.port_setting for spec in MAIL_LISTENERS}
 
 
 class ListenerAddresses:

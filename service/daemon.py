@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import importlib
 import logging
 import logging.handlers
 import os
@@ -21,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from core.catalog import MAIL_LISTENERS
 from core.errors import MailError
 from core.ipc.protocol import socket_path
 from core.paths import default_data_dir
@@ -44,8 +44,7 @@ log = logging.getLogger("pop3svc")
 
 LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
 # listener name → its command-line flag (--pop3-port ...): the port for this run
-PORT_FLAGS = {"pop3": "pop3_port", "pop3s": "pop3s_port", "smtp": "smtp_port", "submission": "submission_port",
-              "smtps": "smtps_port"}
+PORT_FLAGS = {spec.name: spec.flag_dest for spec in MAIL_LISTENERS}
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +58,9 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default=None,
                         help="address the mail listeners bind for this run (default: the bind_address setting, "
                              "else every address, 0.0.0.0)")
-    for flag in ("pop3", "pop3s", "smtp", "submission", "smtps"):
-        parser.add_argument(f"--{flag}-port", type=int, default=None,
-                            help=f"{flag} port for this run (0 disables the listener)")
+    for spec in MAIL_LISTENERS:
+        parser.add_argument(spec.flag, type=int, default=None,
+                            help=f"{spec.name} port for this run (0 disables the listener)")
     parser.add_argument("--user", default=None,
                         help="started as root: bind the ports, then run as this unprivileged user (e.g. pop3svc)")
 
@@ -257,15 +256,6 @@ def raise_open_file_limit() -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
     return soft
-
-
-def _register_all_settings() -> None:
-    """Import the modules that register settings of their own (service/install.py, before it
-    reads the settings; the service itself imports them all through service.app)."""
-    for name in ("service.pop3.settings", "service.throttle", "service.smtp.server", "service.ipc.tcp",
-                 "core.auth.settings", "core.auth.policy"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
 
 
 def service_config(args: argparse.Namespace) -> ServiceConfig:

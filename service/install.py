@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.catalog import resolve
 from core.errors import Invalid, MailError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,15 +119,11 @@ def _unreadable_for_others(path: Path) -> Path | None:
 def initial_setting(text: str) -> tuple[str, Any]:
     """``NAME=VALUE`` of ``--setting``, checked as ``winpop set`` would; secrets are refused (a
     secret on a command line shows in the process list, and only the running service seals it)."""
-    from core.auth.settings import SECRET_SETTINGS
-    from core.settings import resolve
-    from service.daemon import _register_all_settings
-    _register_all_settings()
     name, sep, value = text.partition("=")
     if not sep:
         raise Invalid(f"--setting takes NAME=VALUE, not '{text}'.")
     spec = resolve(name)
-    if spec.name in SECRET_SETTINGS:
+    if spec.secret:
         raise Invalid(f"The setting '{spec.name}' is a secret: set it with winpop once the service runs.")
     return spec.name, spec.check(value)
 

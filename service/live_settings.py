@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from core.db import Database
-from core.settings import SPECS, Settings
+from core.catalog import SETTINGS
+from core.settings import Settings
 from service.listeners import Limits
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class LiveSettings:
         try:
             return self._values[name]
         except KeyError:
-            return SPECS[name].default
+            return SETTINGS[name].default
 
     @property
     def hostname(self) -> str:

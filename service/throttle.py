@@ -19,7 +19,6 @@ share one budget. So that a guesser cannot lock the real user out everywhere:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 
 from core.db import Database
-from core.errors import Invalid, database_error
+from core.errors import database_error
 from core.names import login_key
-from core.settings import SettingSpec, register, whole_number
+from core.parsing import Network, in_networks, parse_networks
 from core.tables import Ban
 from service.counters import Counters
 from service.event_bus import Publisher
@@ -45,35 +44,6 @@ REFRESH_SECONDS = 5.0      # how stale the ban cache may be (bans made by anothe
 MAX_DELAY = 15.0           # the delay stops growing here
 KNOWN_DAYS = 30            # a network a login logged on from stays exempt from its login ban this long
 KNOWN_PER_LOGIN = 16       # networks remembered per login name
-LOOPBACK = "127.0.0.0/8, ::1"
-
-
-def _networks(value: Any) -> str:
-    text = str(value or "").replace(";", ",")
-    items = [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
-    for item in items:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise Invalid(f"'{item}' is not an address or network; give e.g. 192.168.1.0/24 or 10.0.0.5.") from None
-    return ", ".join(items)
-
-
-for _spec in (
-    SettingSpec("throttle_allow", LOOPBACK, _networks, "Logon throttling allow-list",
-                help="addresses or networks never delayed or banned (default: loopback; add e.g. "
-                     "192.168.1.0/24), comma-separated"),
-    SettingSpec("throttle_failures", 10, whole_number(1, 10000, "failures"), "Failed logons before a ban",
-                help="per address and per login name, within the throttle window"),
-    SettingSpec("throttle_window", 900, whole_number(10, 86400, "seconds"), "Failed logon window (s)",
-                help="failures older than this are forgotten"),
-    SettingSpec("throttle_delay_ms", 500, whole_number(0, 60000, "milliseconds"), "First failed logon delay (ms)",
-                help="doubles with every further failure, up to 15 s"),
-    SettingSpec("ban_duration", 900, whole_number(10, 30 * 86400, "seconds"), "Ban duration (s)",
-                help="how long an address or login name stays banned"),
-):
-    register(_spec)
-THROTTLE_SETTINGS = ("throttle_allow", "throttle_failures", "throttle_window", "throttle_delay_ms", "ban_duration")
 
 
 class Peers(Protocol):
@@ -117,7 +87,7 @@ class LoginThrottle:
         self._refreshed = 0.0
         self._refreshing = False
         self._allow_text: str | None = None
-        self._allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self._allow: tuple[Network, ...] = ()
         self._refresh_now()
 
     # -- queries --------------------------------------------------------------------------
@@ -126,16 +96,8 @@ class LoginThrottle:
         text = str(self.settings.get("throttle_allow") or "")
         if text != self._allow_text:
             self._allow_text = text
-            self._allow = [ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()]
-        if not self._allow:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._allow if net.version == ip.version)
+            self._allow = parse_networks(text)
+        return in_networks(address, self._allow)
 
     def is_banned(self, address: str) -> bool:
         """Is this address banned now? Cheap and synchronous: the Listener asks on every accept."""

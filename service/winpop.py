@@ -17,7 +17,7 @@ from core.errors import MailError, Unavailable
 from core.ipc.client import AdminClient
 from core.ipc.protocol import split_host_port
 from core.paths import default_data_dir
-from core.settings import SPECS, port_in_use_note
+from core.catalog import SETTINGS, port_in_use_note, shown as shown_value
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 SLASH_OPTIONS = {"/createuser": "--createuser", "/deleteuser": "--deleteuser", "/json": "--json",
@@ -170,7 +170,7 @@ class Winpop:
         print("\nOptions: --data-dir DIR (or POP3SVC_DATA_DIR) picks the service; --json prints JSON;\n"
               "--host HOST[:PORT] administers another computer over TLS (token: POP3SVC_TOKEN or --token-stdin,\n"
               "--fingerprint SHA256 pins a self-signed certificate).")
-        print("Settings: " + ", ".join(sorted(SPECS)))
+        print("Settings: " + ", ".join(sorted(SETTINGS)))
 
     def _need_target(self) -> str:
         if self.args.target is None:
@@ -268,14 +268,14 @@ class Winpop:
         lines = []
         for name, value in result.items():
             note = port_in_use_note(name, value, listeners)
-            shown = value
+            shown = shown_value(name, value)   # a secret as (set), whatever the service sent
             if name == "logging":
                 shown = f"{value} ({LEVEL_NAMES.get(int(value), '?')})"
             elif isinstance(value, bool):
                 shown = "1" if value else "0"
             elif value is None:
                 shown = "(none)"
-            label = SPECS[name].label if name in SPECS else name
+            label = SETTINGS[name].label if name in SETTINGS else name
             if note:   # a command-line override differs from the stored port (issue 13 §5)
                 shown, label = (f"{shown} ({note})", label) if self.args.target else (shown, f"{label} ({note})")
             lines.append(f"{name}: {shown}" if self.args.target else f"{name:<24}{shown!s:<32}{label}")

@@ -19,10 +19,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.ipc.ops import check_params
+from core.catalog import MAIL_LISTENERS, SETTINGS, TlsMode, resolve, shown
 from core.ipc.wire import to_wire
 from core.model import DomainInfo, MailboxInfo
 from core.names import check_token_name, display_domain, normalize_domain, split_address
-from core.settings import SPECS, resolve
 
 OnOk = Callable[[Any], None]
 OnErr = Callable[[MailError], None]
@@ -53,33 +53,10 @@ class _Domain:
         return self._sorted
 
 
-# Settings the real service's modules register (SMTP, throttle, remote administration): the fake
-# describes them as the service would, so the console's Server Properties can be tested on them.
-SERVICE_SETTINGS: list[dict[str, Any]] = [
-    {"name": "relay_networks", "label": "Networks allowed to relay", "default": "", "restart": None,
-     "help": "addresses or CIDR ranges that may relay without logging on"},
-    {"name": "smarthost", "label": "Smart host", "default": "", "restart": None,
-     "help": "send all outgoing mail through this host (host:port); empty: MX lookup"},
-    {"name": "smarthost_user", "label": "Smart host user name", "default": "", "restart": None, "help": ""},
-    {"name": "smarthost_password", "label": "Smart host password", "default": "", "restart": None, "help": ""},
-    {"name": "queue_lifetime", "label": "Give up and bounce after (s)", "default": 432000, "restart": None,
-     "help": ""},
-    {"name": "send_rate_limit", "label": "Sending limit per user", "default": "200/hour", "restart": None,
-     "help": "messages per hour or minute; 0: none"},
-    {"name": "throttle_failures", "label": "Failed logons before a ban", "default": 10, "restart": None,
-     "help": ""},
-    {"name": "ban_duration", "label": "Ban duration (s)", "default": 900, "restart": None, "help": ""},
-    {"name": "admin_tcp_port", "label": "Remote administration port (TLS)", "default": 0, "restart": "admin_tcp",
-     "help": "0 = off"},
-]
-
-LISTENERS = (
-    ("pop3", "pop3", 110, False),      # tls: implicit TLS on the port (STARTTLS ports say False)
-    ("pop3s", "pop3", 995, True),
-    ("smtp", "smtp", 25, False),
-    ("submission", "smtp", 587, False),
-    ("smtps", "smtp", 465, True),
-)
+# The listeners of the catalog: (name, kind, default port, implicit TLS on the port: the
+# service's listener "tls" field; STARTTLS ports say False).
+LISTENERS = tuple((spec.name, spec.protocol, spec.default_port, spec.tls == TlsMode.IMPLICIT)
+                  for spec in MAIL_LISTENERS)
 
 
 class FakeService:
@@ -87,8 +64,7 @@ class FakeService:
 
     def __init__(self, *, hostname: str = "mail.example.com") -> None:
         self.hostname = hostname
-        self.settings: dict[str, Any] = {name: spec.default for name, spec in SPECS.items()}
-        self.settings.update({d["name"]: d["default"] for d in SERVICE_SETTINGS})
+        self.settings: dict[str, Any] = {name: spec.default for name, spec in SETTINGS.items()}
         self.settings["mailroot"] = "/var/lib/pop3-service/mailroot"
         self.domains: dict[str, _Domain] = {}
         self._domain_names: list[str] | None = None
@@ -152,7 +128,7 @@ class FakeService:
     def status(self) -> dict[str, Any]:
         listeners = [{"name": name, "kind": kind, "state": self.listener_states[name],
                       "address": "0.0.0.0", "port": int(self.settings.get(
-                          {"pop3": "port"}.get(name, f"{name}_port"), port)),
+                          next(s.port_setting for s in MAIL_LISTENERS if s.name == name), port)),
                       "tls": tls, "sessions": 0, "error": None}
                      for name, kind, port, tls in LISTENERS]
         return {"state": self.state, "listeners": listeners, "counters": dict(self.counters),
@@ -270,34 +246,21 @@ class FakeService:
     def op_settings_get(self, p: dict, ev: list) -> Any:
         if p["name"]:
             spec = resolve(p["name"])
-            return {spec.name: self.settings[spec.name]}
-        return dict(self.settings)
+            return {spec.name: shown(spec.name, self.settings[spec.name])}
+        return {name: shown(name, value) for name, value in self.settings.items()}
 
     def op_settings_describe(self, p: dict, ev: list) -> Any:
-        items = [{"name": s.name, "label": s.label, "default": s.default, "help": s.help, "restart": s.restart,
-                  "writable": s.writable} for s in SPECS.values()]
-        known = {i["name"] for i in items}
-        items += [dict(d, writable=True) for d in SERVICE_SETTINGS if d["name"] not in known]
-        return {"items": items}
+        return {"items": [spec.describe() for spec in SETTINGS.values()]}
 
     def op_settings_set(self, p: dict, ev: list) -> Any:
-        extra = {d["name"]: d for d in SERVICE_SETTINGS}
-        if p["name"] in extra:   # (also when the real module registered it: no sealer in the fake)
-            value = p["value"]
-            if p["name"].endswith("password") and value and not str(value).startswith("sealed:"):
-                value = "sealed:" + "x" * len(str(value))     # the service encrypts it
-            elif isinstance(extra[p["name"]]["default"], int):
-                try:
-                    value = int(str(value))
-                except ValueError:
-                    raise Invalid(f"'{value}' is not a whole number.") from None
-            self.settings[p["name"]] = value
-            ev.append(("settings.changed", {"name": p["name"], "value": value}))
-            return {"name": p["name"], "value": value, "restart": extra[p["name"]]["restart"]}
         spec = resolve(p["name"])
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' cannot be changed here.")
+        if spec.secret and p["value"] == shown(spec.name, "x"):
+            return {"name": spec.name, "value": shown(spec.name, "x"), "restart": spec.restart}   # unchanged
         value = spec.check(p["value"])
+        if spec.secret and value and not str(value).startswith("sealed:"):
+            value = "sealed:" + "x" * len(str(value))     # the service encrypts it
         if spec.name == "auth" and self.domains and value != self.settings["auth"]:
             raise Conflict("The authentication method can be changed only while no domain exists.")
         if spec.name == "mailroot" and value != self.settings["mailroot"]:
@@ -310,8 +273,8 @@ class FakeService:
                 raise Conflict(f"The store holds {messages} messages and {messages} of them are not in {value}. "
                                "Nothing was changed: the service never moves mail by itself.")
         self.settings[spec.name] = value
-        ev.append(("settings.changed", {"name": spec.name, "value": value}))
-        return {"name": spec.name, "value": value, "restart": spec.restart}
+        ev.append(("settings.changed", {"name": spec.name, "value": shown(spec.name, value)}))
+        return {"name": spec.name, "value": shown(spec.name, value), "restart": spec.restart}
 
     # The service's list order: the column, then the name (core/admin.py _order).
     _MAILBOX_SORT = {"size": lambda m: m.total_bytes, "messages": lambda m: m.message_count,
@@ -391,7 +354,7 @@ class FakeService:
             create_user = True
         if create_user and not p["password"]:
             raise Invalid("Give a password for the mailbox's user.")
-        quota = SPECS["default_quota"].check(p["quota"]) if p["quota"] is not None \
+        quota = SETTINGS["default_quota"].check(p["quota"]) if p["quota"] is not None \
             else self.settings["default_quota"]
         d.mailboxes[local] = m = _Mailbox(local, dom, quota_bytes=quota, has_user=bool(create_user),
                                           password=p["password"] or "")
@@ -436,7 +399,7 @@ class FakeService:
 
     def op_mailbox_set_quota(self, p: dict, ev: list) -> Any:
         m = self._mailbox(p["address"])
-        m.quota_bytes = SPECS["default_quota"].check(p["quota"])
+        m.quota_bytes = SETTINGS["default_quota"].check(p["quota"])
         info = self.mailbox_info(m)
         ev.append(("mailbox.changed", info))
         return info

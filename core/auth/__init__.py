@@ -11,7 +11,7 @@ from core.auth.mechanisms import (
     check_apop,
     create_mechanism,
 )
-from core.auth.policy import LogonRules  # noqa: F401 - also registers its settings
+from core.auth.policy import LogonRules  # noqa: F401
 from core.auth.provider import (
     CRAM_MD5,
     LOGIN,

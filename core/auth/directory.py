@@ -13,7 +13,6 @@ runs them in worker threads.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -32,11 +31,12 @@ from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
 from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
-from core.auth.settings import BIND_PASSWORD_AAD, SEALED_PREFIX, parse_urls, unseal_b64
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from core.model import MailboxRef
 from core.names import split_address
+from core.parsing import parse_ldap_urls
+from core.sealer import Sealer, is_sealed
 from core.tables import Domain, Mailbox
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,14 @@ class DirectoryConfig:
         return f"DirectoryConfig(urls={self.urls!r}, base_dn={self.base_dn!r}, bind_dn={self.bind_dn!r})"
 
     @classmethod
-    def from_settings(cls, values: dict[str, Any], key: Any | None) -> DirectoryConfig:
-        """Build from the settings dict; unseals the bind password with the server key ``key``."""
+    def from_settings(cls, values: dict[str, Any], sealer: Sealer | None) -> DirectoryConfig:
+        """Build from the settings dict; ``sealer`` unseals the bind password (core/sealer.py)."""
         stored = str(values.get("ldap_bind_password") or "")
-        password = ""
-        if stored.startswith(SEALED_PREFIX):
-            if key is None:
-                raise Unavailable("The directory bind password cannot be read without the server key.")
-            password = key.decrypt(unseal_b64(stored), BIND_PASSWORD_AAD).decode("utf-8")
-        elif stored:
-            password = stored   # only in tests that bypass the sealer
-        return cls(urls=tuple(parse_urls(values.get("ldap_urls", ""))), base_dn=str(values.get("ldap_base_dn") or ""),
+        if is_sealed(stored) and sealer is None:
+            raise Unavailable("The directory bind password cannot be read without the server key.")
+        # A clear value only in tests that bypass the sealer.
+        password = sealer.unseal("ldap_bind_password", stored) if sealer is not None else stored
+        return cls(urls=tuple(parse_ldap_urls(values.get("ldap_urls", ""))), base_dn=str(values.get("ldap_base_dn") or ""),
                    bind_dn=str(values.get("ldap_bind_dn") or ""), bind_password=password,
                    server_type=str(values.get("ldap_type") or "openldap"),
                    starttls=bool(values.get("ldap_starttls", True)), ca_file=str(values.get("ldap_ca_file") or ""),
@@ -91,11 +88,6 @@ class DirectoryConfig:
                    user_container=str(values.get("ldap_user_container") or ""),
                    page_size=int(values.get("ldap_page_size") or 500), timeout=int(values.get("ldap_timeout") or 5),
                    bind_cache_seconds=int(values.get("ldap_bind_cache_seconds") or 0))
-
-
-def seal_bind_password(key: Any, password: str) -> str:
-    """The stored form of the bind password: ``sealed:<base64 of AES-GCM under the server key>``."""
-    return SEALED_PREFIX + base64.b64encode(key.encrypt(password.encode("utf-8"), BIND_PASSWORD_AAD)).decode("ascii")
 
 
 def _ldap3() -> Any:

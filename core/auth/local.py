@@ -35,7 +35,7 @@ from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
 from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
-from core.auth.settings import PAM_SERVICE_DEFAULT
+from core.catalog import PAM_SERVICE_DEFAULT
 from core.db import Database
 from core.errors import Conflict, Forbidden, Invalid, MailError, NotFound, Unavailable
 from core.model import MailboxRef

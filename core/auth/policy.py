@@ -11,57 +11,12 @@ trusted networks, in one place for POP3 and SMTP (DESIGN §6).
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from core.errors import Invalid
-from core.settings import SettingSpec, _bool, register
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(value: Any) -> tuple[_Network, ...]:
-    """'127.0.0.1, 192.168.1.0/24' -> the networks; Invalid naming the first bad item."""
-    items = [p.strip() for p in str(value or "").replace(";", ",").replace(" ", ",").split(",") if p.strip()]
-    networks = []
-    for item in items:
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise Invalid(f"'{item}' is not an address or network; give e.g. 127.0.0.1 or 192.168.1.0/24.") from None
-    return tuple(networks)
-
-
-def _networks_text(value: Any) -> str:
-    return ", ".join(str(n) for n in parse_networks(value))
-
-
-SPECS = (
-    SettingSpec("require_tls_logon", False, _bool, "Require TLS for every logon",
-                help="1: no logon at all without TLS (STLS/995, STARTTLS/465), APOP, CRAM-MD5, SCRAM and "
-                     "NTLM included: a captured exchange allows offline guessing of the password"),
-    SettingSpec("trusted_networks", "", _networks_text, "Networks trusted for plaintext logons",
-                help="clients here may log on without TLS even when SPA or TLS is required "
-                     "(e.g. 127.0.0.1 for a local webmail); comma-separated; empty: none"),
-)
-NAMES = tuple(spec.name for spec in SPECS)
-for _spec in SPECS:
-    register(_spec)
-
-
-def in_networks(address: str, networks: tuple[_Network, ...]) -> bool:
-    """Is ``address`` (an IP, possibly IPv4-mapped or with a zone) inside one of ``networks``?"""
-    if not networks or not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
-    except ValueError:
-        return False
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in networks if net.version == ip.version)
+from core.parsing import Network, in_networks, parse_networks
 
 
 @dataclass(frozen=True)
@@ -101,10 +56,10 @@ class LogonRules:
         return self.any_logon
 
 
-_NETWORK_CACHE: dict[str, tuple[_Network, ...]] = {}
+_NETWORK_CACHE: dict[str, tuple[Network, ...]] = {}
 
 
-def _cached_networks(text: str) -> tuple[_Network, ...]:
+def _cached_networks(text: str) -> tuple[Network, ...]:
     found = _NETWORK_CACHE.get(text)
     if found is None:
         try:

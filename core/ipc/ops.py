@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from core.catalog import is_secret
 from core.errors import Invalid
 
 
@@ -263,9 +264,6 @@ def redact(op: str, params: dict[str, Any]) -> dict[str, Any]:
     if spec is None:
         return {}
     shown = {k: ("***" if spec.params.get(k, Param(str)).secret else v) for k, v in params.items()}
-    if op == "settings.set" and str(params.get("name", "")).strip().lower() in _SECRET_SETTINGS and "value" in shown:
-        shown["value"] = "***"   # the directory bind password (core.auth.settings)
+    if op == "settings.set" and is_secret(str(params.get("name", ""))) and "value" in shown:
+        shown["value"] = "***"   # a secret setting (core/catalog.py)
     return shown
-
-
-_SECRET_SETTINGS = frozenset({"ldap_bind_password", "smarthost_password"})

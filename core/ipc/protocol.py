@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import Invalid
+from core.parsing import parse_host_port
 
 SOCKET_NAME = "admin.sock"
 DEFAULT_TCP_PORT = 9110           # the suggested remote administration port (admin_tcp_port)
@@ -56,16 +57,7 @@ def decode(line: bytes, *, limit: int = MAX_LINE) -> dict[str, Any]:
 
 def split_host_port(text: str, default_port: int = DEFAULT_TCP_PORT) -> tuple[str, int] | None:
     """'mail.example.com', 'mail.example.com:9110', '[::1]:9110' → (host, port); None if not one."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    if not host or any(ch.isspace() or ch in "/\\@" for ch in host):
+    try:
+        return parse_host_port(text, default_port)
+    except Invalid:
         return None
-    if port and (not port.isdigit() or not 0 < int(port) < 65536):
-        return None
-    return host, int(port) if port else default_port

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, Q
                                QWidget)
 
 from core.errors import MailError
-from core.settings import SPECS
+from core.catalog import SETTINGS
 from gui import icons, ops
 from gui.dialogs.form import Reason
 from gui.dialogs.server_properties import size_text
@@ -92,7 +92,7 @@ class MailboxPropertiesDialog(QDialog):
         self._validate()
 
     def _quota_value(self) -> int | None:
-        return SPECS["default_quota"].check(self.quota.text())
+        return SETTINGS["default_quota"].check(self.quota.text())
 
     def _validate(self) -> bool:
         try:

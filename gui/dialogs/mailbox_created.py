@@ -9,7 +9,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QStyle,
                                QVBoxLayout, QWidget)
 
-_SECURITY = {"starttls": "STARTTLS", "implicit": "SSL/TLS", "none": "no encryption"}
+from core.catalog import LISTENERS
 
 
 def _port(ports: dict[str, int], name: str) -> int:
@@ -32,12 +32,10 @@ def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_re
                 ("Account name", f"{address} (or {name})" if auth == "local" else address),
                 ("Secure Password Authentication (SPA)", "off: not available with "
                  + ("local system accounts" if auth == "local" else "a directory") + "; the connection is encrypted instead")]
-    pop3 = [f"{_port(ports, n)} with {tls}" for n, tls in (("pop3", "STARTTLS"), ("pop3s", "SSL/TLS"))
-            if _port(ports, n)]
+    pop3 = [f"{_port(ports, n)} with {LISTENERS[n].tls.shown}" for n in ("pop3", "pop3s") if _port(ports, n)]
     rows.append(("Incoming mail server (POP3)", hostname))
     rows.append(("POP3 port", ", or ".join(pop3) if pop3 else "no POP3 listener is enabled"))
-    smtp = [f"{_port(ports, n)} with {tls}" for n, tls in (("submission", "STARTTLS"), ("smtps", "SSL/TLS"))
-            if _port(ports, n)]
+    smtp = [f"{_port(ports, n)} with {LISTENERS[n].tls.shown}" for n in ("submission", "smtps") if _port(ports, n)]
     rows.append(("Outgoing mail server (SMTP)", hostname))
     rows.append(("SMTP port", ", or ".join(smtp) if smtp
                  else "no submission listener is enabled"))

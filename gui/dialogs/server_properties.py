@@ -2,10 +2,10 @@
 
 General holds the original's six properties; the other tabs hold what the POP3, SMTP, throttle,
 directory and remote-administration work adds, placed by name. The service describes every
-setting it knows (label, default, help, restart need), so settings registered by its modules are
-editable here without code; the console checks locally what it knows (core/settings.py) and the
-service checks the rest when they are applied. Passwords show as "(set)" and are sent only
-when typed.
+setting it knows (label, default, help, kind, secret flag, restart need), so settings a newer
+service has are editable here without code; the console checks locally what it knows (the catalog,
+core/catalog.py) and the service checks the rest when they are applied. Secret settings show as
+"(set)" and are sent only when typed.
 OK / Cancel / Apply: Apply sends one ``settings.set`` per changed value; Cancel also puts back
 any value this dialog applied, so the server is left as it was found.
 """
@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QTabWidget, QVBoxLayout, QWidget)
 
 from core.errors import Invalid, MailError
-from core.settings import SPECS, SettingSpec, _bool, port_in_use_note
+from core.catalog import SECRET_SHOWN, SETTINGS, Kind, SettingSpec, is_secret, port_in_use_note
+from core.parsing import yes_no
 from gui import ops
 from gui.dialogs import error_box
 from gui.dialogs.form import Reason
@@ -28,7 +29,6 @@ from gui.dialogs.form import Reason
 AUTH_LABELS = {"passwordfile": "Encrypted Password File", "local": "Local Linux Accounts (PAM)",
                "directory": "Active Directory / LDAP"}
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
-SIZE_SETTINGS = {"default_quota", "max_message_size"}
 FOLDER_SETTINGS = {"mailroot"}
 FILE_SETTINGS = {"tls_cert", "tls_key"}
 
@@ -70,11 +70,6 @@ def tab_of(name: str) -> str:
     return "Other"
 
 
-def is_secret(name: str) -> bool:
-    """Settings whose value is a password: shown as "(set)", sent only when typed."""
-    return name.endswith(("password", "_secret"))
-
-
 def _whole_number(value: Any) -> int:
     try:
         return int(str(value).strip())
@@ -93,12 +88,19 @@ def spec_from_description(item: dict[str, Any]) -> SettingSpec:
     """A setting the service described: the console's own spec when it has one (with its exact
     check), else one whose check only knows the type; the service checks the rest on Apply."""
     name = str(item["name"])
-    if name in SPECS:
-        return SPECS[name]
+    if name in SETTINGS:
+        return SETTINGS[name]
     default = item.get("default")
-    check = _bool if isinstance(default, bool) else _whole_number if isinstance(default, int) else _as_text
+    try:
+        kind = Kind(str(item.get("type")))
+    except ValueError:   # a service that does not say: the kind the default suggests
+        kind = Kind.YES_NO if isinstance(default, bool) else Kind.NUMBER if isinstance(default, int) else Kind.TEXT
+    if name == "port" or name.endswith("_port"):
+        kind = Kind.PORT
+    check = yes_no if kind == Kind.YES_NO else _whole_number if kind in (Kind.NUMBER, Kind.PORT) else _as_text
     return SettingSpec(name, default, check, str(item.get("label") or name), restart=item.get("restart") or None,
-                       writable=bool(item.get("writable", True)), help=str(item.get("help") or ""))
+                       writable=bool(item.get("writable", True)), help=str(item.get("help") or ""), kind=kind,
+                       secret=bool(item.get("secret")) or kind == Kind.SECRET)
 
 
 def size_text(value: Any) -> str:
@@ -137,16 +139,16 @@ class SettingField(QWidget):
                 combo.addItem(f"{text}", i)
             combo.currentIndexChanged.connect(self.changed)
             self.editor = combo
-        elif isinstance(spec.default, bool):
+        elif spec.kind == Kind.YES_NO:
             box = QCheckBox(spec.label)
             box.toggled.connect(self.changed)
             self.editor = box
-        elif is_secret(name):
+        elif spec.secret:
             edit = QLineEdit()
             edit.setEchoMode(QLineEdit.EchoMode.Password)
             edit.textChanged.connect(self.changed)
             self.editor = edit
-        elif name == "port" or name.endswith("_port"):
+        elif spec.kind == Kind.PORT:
             spin = QSpinBox()
             spin.setRange(0, 65535)
             spin.setSpecialValueText("Off")
@@ -155,7 +157,7 @@ class SettingField(QWidget):
         else:
             edit = QLineEdit()
             edit.textChanged.connect(self.changed)
-            if name in SIZE_SETTINGS:
+            if spec.kind == Kind.SIZE:
                 edit.setPlaceholderText("none" if spec.default is None else "e.g. 25 MB")
             self.editor = edit
         self.editor.setAccessibleName(spec.label)
@@ -176,7 +178,7 @@ class SettingField(QWidget):
         self.changed.connect(self.validate)
 
     def set_value(self, value: Any) -> None:
-        if is_secret(self.spec.name):
+        if self.spec.secret:
             # The stored value is sealed by the service; an empty field keeps it.
             self.stored_secret = value
             self.editor.setPlaceholderText("(set; type to replace)" if value else "(none)")  # type: ignore[attr-defined]
@@ -194,7 +196,7 @@ class SettingField(QWidget):
             elif isinstance(e, QSpinBox):
                 e.setValue(int(value or 0))
             elif isinstance(e, QLineEdit):
-                e.setText(size_text(value) if self.spec.name in SIZE_SETTINGS else ("" if value is None else str(value)))
+                e.setText(size_text(value) if self.spec.kind == Kind.SIZE else ("" if value is None else str(value)))
         finally:
             e.blockSignals(False)
         self.validate()
@@ -211,7 +213,7 @@ class SettingField(QWidget):
 
     def value(self) -> Any:
         """The checked value; raises MailError (Invalid) with a reason when it is not acceptable."""
-        if is_secret(self.spec.name):
+        if self.spec.secret:
             typed = self.raw()
             return typed if typed else getattr(self, "stored_secret", "")   # the service seals it
         return self.spec.check(self.raw())
@@ -255,7 +257,7 @@ class ServerPropertiesDialog(QDialog):
         if described:
             self.specs = {str(d["name"]): spec_from_description(d) for d in described if d.get("name")}
         else:
-            self.specs = dict(SPECS)
+            self.specs = dict(SETTINGS)
         self.tabs = QTabWidget()
         pages: dict[str, QFormLayout] = {}
         for title, _names, intro in TABS + [("Other", [], "Further settings of the service.")]:
@@ -278,7 +280,7 @@ class ServerPropertiesDialog(QDialog):
             field.set_value(settings.get(name, spec.default))
             field.changed.connect(self._update_buttons)
             self.fields[name] = field
-            label = "" if isinstance(spec.default, bool) else f"{spec.label}:"
+            label = "" if spec.kind == Kind.YES_NO else f"{spec.label}:"
             pages[tab_of(name)].addRow(label, field)
             if spec.restart:
                 field.editor.setToolTip((spec.help + "\n" if spec.help else "") +
@@ -292,7 +294,7 @@ class ServerPropertiesDialog(QDialog):
                 pages[tab_of(name)].addRow("", in_use)
         for name, value in settings.items():   # settings the service has and did not describe
             if name not in self.specs:
-                shown = QLineEdit("(set)" if is_secret(name) and value else str(value))
+                shown = QLineEdit(SECRET_SHOWN if is_secret(name) and value else str(value))
                 shown.setReadOnly(True)
                 pages["Other"].addRow(f"{name}:", shown)
         for index in reversed(range(self.tabs.count())):   # no empty tabs

@@ -17,15 +17,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
+from core.catalog import MAIL_LISTENERS
+from core.parsing import EVERY_ADDRESS
 from gui import service_process
 from gui.ipc_client import IpcClient
 
 CONNECT_TIMEOUT_MS = 45_000
 POLL_MS = 100
-PORT_SETTINGS = ("port", "pop3s_port", "smtp_port", "submission_port", "smtps_port")
-LISTENER_OF = {"port": "pop3", "pop3s_port": "pop3s", "smtp_port": "smtp", "submission_port": "submission",
-               "smtps_port": "smtps"}
-EVERY_ADDRESS = "0.0.0.0"
+PORT_SETTINGS = tuple(spec.port_setting for spec in MAIL_LISTENERS)
+LISTENER_OF = {spec.port_setting: spec.name for spec in MAIL_LISTENERS}
+FLAG_OF = {spec.port_setting: spec.flag for spec in MAIL_LISTENERS}   # the service's --pop3-port ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class SetupPlan:
         args = ["--bind", self.host]
         for key in PORT_SETTINGS:
             if key in self.ports:
-                args += [f"--{LISTENER_OF[key]}-port", str(int(self.ports[key]))]
+                args += [str(FLAG_OF[key]), str(int(self.ports[key]))]
         return tuple(args)
 
     def install_args(self) -> tuple[str, ...]:
@@ -88,8 +89,7 @@ class SetupPlan:
         rows.append(("Host name", self.hostname))
         rows.append(("Root mail directory", self.mailroot))
         rows.append(("Listens on", self.bind_address or "every address of this computer"))
-        names = (("POP3", "port"), ("POP3/TLS", "pop3s_port"), ("SMTP", "smtp_port"),
-                 ("Submission", "submission_port"), ("SMTP/TLS", "smtps_port"))
+        names = tuple((spec.short, spec.port_setting) for spec in MAIL_LISTENERS)
         rows.append(("Ports", ", ".join(f"{label} {self.ports[key]}" for label, key in names if key in self.ports)))
         rows.append(("TLS certificate", f"self-signed for {self.tls[1]}" if self.tls[0] == "generate"
                      else "from the chosen PEM files"))

@@ -10,10 +10,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.catalog import MAIL_LISTENERS
 from core.paths import can_bind_privileged  # noqa: F401 - one check, shared with the service
 
 # What a user without root gets instead (the service's own first-start choice, service/daemon.py).
-UNPRIVILEGED = {110: 1110, 995: 1995, 25: 2525, 587: 1587, 465: 1465}
+UNPRIVILEGED = {spec.default_port: spec.unprivileged_port for spec in MAIL_LISTENERS if spec.unprivileged_port}
 
 
 def systemd_running() -> bool:

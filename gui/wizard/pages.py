@@ -16,21 +16,18 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QFileDialog, QFormLayout
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout,
                                QWidget, QWizardPage)
 
+from core.catalog import MAIL_LISTENERS
 from core.errors import MailError
 from core.names import normalize_domain, normalize_mailbox
+from core.parsing import EVERY_ADDRESS, bind_address, parse_ldap_urls
 from gui.wizard import checks
 
 if TYPE_CHECKING:
     from gui.wizard.setup_wizard import SetupWizard
 
 REASON_STYLE = "color: #a4262c;"
-PORT_ROWS = (  # (setting, label, default, what it is for)
-    ("port", "POP3", 110, "mail clients fetch mail (STARTTLS)"),
-    ("pop3s_port", "POP3 over TLS", 995, "mail clients fetch mail (SSL/TLS)"),
-    ("smtp_port", "SMTP", 25, "other mail servers deliver mail to you"),
-    ("submission_port", "SMTP submission", 587, "mail clients send mail (STARTTLS)"),
-    ("smtps_port", "SMTP over TLS", 465, "mail clients send mail (SSL/TLS)"),
-)
+PORT_ROWS = tuple(  # (setting, label, default, what it is for): the mail listeners of the catalog
+    (spec.port_setting, spec.label, spec.default_port, spec.purpose) for spec in MAIL_LISTENERS)
 AUTH_CHOICES = (
     ("passwordfile", "&Encrypted password file",
      "Choose this for a small office or a home: the service keeps its own mailbox passwords, nothing else "
@@ -273,12 +270,11 @@ class DirectoryPage(ReasonPage):
                 self.password.text())
 
     def form_problem(self) -> str:
-        from core.auth.settings import parse_urls   # the service's own rules for these settings
         url, base, bind, password = self.values()
         if not url:
             return "Give the directory server, such as ldaps://dc1.example.com."
         try:
-            parse_urls(url)
+            parse_ldap_urls(url)   # the service's own rule for the setting
         except MailError as exc:
             return exc.message
         if not base or "=" not in base:
@@ -411,7 +407,8 @@ class PortsPage(ReasonPage):
             self.spins[key], self.status[key], self.use_alt[key] = spin, status, alt
             self.registerField(key, spin)
             spin.valueChanged.connect(self.recheck)
-        self.use_all = QPushButton("Use the &non-privileged ports (1110, 1995, 2525, 1587, 1465)")
+        alternatives = ", ".join(str(checks.UNPRIVILEGED[default]) for _k, _l, default, _p in PORT_ROWS)
+        self.use_all = QPushButton(f"Use the &non-privileged ports ({alternatives})")
         self.use_all.clicked.connect(self._use_all_alternatives)
         layout = QVBoxLayout(self)
         layout.addLayout(address_form)
@@ -455,7 +452,6 @@ class PortsPage(ReasonPage):
             self.spins[key].setValue(checks.UNPRIVILEGED[default])
 
     def problem(self) -> str:
-        from core.settings import EVERY_ADDRESS, bind_address   # the service's own rule for the setting
         wiz = self.wiz()
         privileged = wiz.will_have_privileges()
         ports = self.ports()

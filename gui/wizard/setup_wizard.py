@@ -15,7 +15,10 @@ from typing import Any
 
 from PySide6.QtWidgets import QWidget, QWizard
 
+from core.catalog import MAIL_LISTENERS
+from core.errors import MailError
 from core.hostname import machine_name
+from core.parsing import bind_address
 from gui import icons
 from gui.ipc_client import IpcClient
 from gui.wizard import checks
@@ -137,9 +140,8 @@ class SetupWizard(QWizard):
         if self.rerun:
             return {k: int(self.current[k]) for k in PORT_SETTINGS if k in self.current}
         if self.will_have_privileges():
-            return {"port": 110, "pop3s_port": 995, "smtp_port": 25, "submission_port": 587, "smtps_port": 465}
-        return {k: checks.UNPRIVILEGED[v] for k, v in (("port", 110), ("pop3s_port", 995), ("smtp_port", 25),
-                                                        ("submission_port", 587), ("smtps_port", 465))}
+            return {spec.port_setting: spec.default_port for spec in MAIL_LISTENERS}
+        return {spec.port_setting: checks.UNPRIVILEGED[spec.default_port] for spec in MAIL_LISTENERS}
 
     def plan(self) -> SetupPlan:
         directory = self.pages[Page.DIRECTORY]
@@ -234,8 +236,6 @@ class SetupWizard(QWizard):
 
 def _canonical_address(text: str) -> str:
     """The bind address as the service stores it ('' for every address)."""
-    from core.errors import MailError
-    from core.settings import bind_address
     try:
         return bind_address(text)
     except MailError:

@@ -28,7 +28,8 @@ from core.errors import Forbidden, Invalid
 from core.ipc.client import certificate_fingerprint
 from core.ipc.ops import OPS, check_implemented
 from core.ipc.wire import to_wire
-from core.settings import SPECS, Settings, resolve
+from core.catalog import SETTINGS, SMTP_PORTS, resolve
+from core.settings import Settings
 from core.tables import Domain
 from service.ipc.scope import AdminScope, current_actor, current_requester
 from service.logbook import recent
@@ -133,8 +134,7 @@ async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
 
 @handles("settings.describe")
 async def settings_describe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": [{"name": s.name, "label": s.label, "default": s.default, "help": s.help,
-                       "restart": s.restart, "writable": s.writable} for s in SPECS.values()]}
+    return {"items": [spec.describe() for spec in SETTINGS.values()]}
 
 
 @handles("log.recent")
@@ -253,7 +253,7 @@ async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     return {"deleted": await _call(ctx, ctx.smtp.queue_delete, params["id"])}
 
 
-RELAY_TEST_PORTS = (25, 465, 587)
+RELAY_TEST_PORTS = tuple(sorted(SMTP_PORTS))   # 25, 465, 587
 
 
 def _is_local_address(host: str) -> bool:

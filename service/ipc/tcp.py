@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.admin import Admin
-from core.errors import Forbidden, Invalid
+from core.errors import Forbidden
 from core.ipc import protocol
-from core.settings import SettingSpec, _int_range, register
+from core.catalog import SETTINGS
 from core.tokens import AdminTokens
 from service.counters import Counters
 from service.event_bus import EventBus
@@ -48,28 +47,8 @@ MAX_CONNECTIONS = 32         # consoles and winpop calls from other computers, a
 MAX_PER_ADDRESS = 8
 
 
-def _bind(value: Any) -> str:
-    text = str(value or "").strip()
-    if not text:
-        return "0.0.0.0"
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        raise Invalid(f"'{text}' is not an IP address; give e.g. 0.0.0.0 (all IPv4), :: (all) or 192.168.1.5.") \
-            from None
-    return text
-
-
-for _spec in (
-    SettingSpec("admin_tcp_port", 0, _int_range(0, 65535), "Remote administration port (TLS)",
-                restart="admin_tcp",
-                help=f"0 = off. Consoles on other computers connect here with a token "
-                     f"(winpop token create NAME); e.g. {DEFAULT_PORT}"),
-    SettingSpec("admin_tcp_bind", "0.0.0.0", _bind, "Remote administration address", restart="admin_tcp",
-                help="the address the remote administration listener binds (0.0.0.0: every IPv4 address)"),
-):
-    register(_spec)
-TCP_SETTINGS = ("admin_tcp_port", "admin_tcp_bind")
+# The settings this listener follows: those whose change restarts it (core/catalog.py).
+TCP_SETTINGS = tuple(name for name, spec in SETTINGS.items() if spec.restart == "admin_tcp")
 
 
 # Serves one admitted TCP client: the admin channel's request loop (service.ipc.server).

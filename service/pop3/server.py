@@ -25,7 +25,6 @@ from service.auth_methods import AuthSource
 from service.counters import Counters
 from service.listeners import Refusal
 from service.live_settings import LiveSettings
-from service.pop3 import settings as _settings  # noqa: F401  (registers the POP3 settings)
 from service.pop3 import wire
 from service.pop3.lock import MailboxLocks
 from service.pop3.session import Pop3Session

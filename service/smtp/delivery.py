@@ -24,7 +24,7 @@ import dns.rdatatype
 import dns.resolver
 
 from core.hostname import machine_name
-from service.smtp.settings import parse_dns_servers, parse_host_port, parse_routes
+from core.parsing import parse_dns_servers, parse_host_port, parse_routes
 
 log = logging.getLogger(__name__)
 

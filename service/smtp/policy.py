@@ -17,15 +17,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.auth.policy import in_networks
 from core.db import Database
 from core.errors import Invalid
 from core.names import normalize_domain
+from core.parsing import Network, in_networks, parse_networks, parse_rate
 from core.tables import Domain, Mailbox
 from service.counters import Counters
 from service.event_bus import Publisher
 from service.live_settings import SettingsReader
-from service.smtp.settings import parse_networks, parse_rate
 from service.workers import Runs
 
 log = logging.getLogger(__name__)
@@ -206,9 +205,9 @@ class RelayPolicy:
     def __init__(self, settings: SettingsReader) -> None:
         self.settings = settings
         self._text: str | None = None
-        self._networks: list = []
+        self._networks: tuple[Network, ...] = ()
 
-    def networks(self) -> list:
+    def networks(self) -> tuple[Network, ...]:
         text = str(self.settings.get("relay_networks") or "")
         if text != self._text:
             self._networks, self._text = parse_networks(text), text
@@ -217,7 +216,7 @@ class RelayPolicy:
     def may_relay(self, client_ip: str, *, authenticated: bool) -> bool:
         if authenticated and self.settings.get("relay_authenticated"):
             return True
-        return in_networks(client_ip, tuple(self.networks()))
+        return in_networks(client_ip, self.networks())
 
 
 class SendingLimit:

@@ -8,7 +8,6 @@ and ``refusal``, then calls ``start()`` and, at shutdown, ``stop()``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
 import logging
@@ -20,10 +19,9 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from core.auth.keystore import ServerKey
 from core.db import Database
 from core.errors import DiskFull, QuotaExceeded, Unavailable, database_error
-from core.settings import SettingSpec, register, whole_number
+from core.sealer import Sealer
 from core.store import MailStore
 from service.auth_methods import AuthSource
 from service.counters import Counters
@@ -31,7 +29,6 @@ from service.event_bus import EventBus
 from service.listeners import Listener, Refusal
 from service.live_settings import LiveSettings
 from service.lograte import EventLog
-from service.smtp import settings as smtp_settings  # noqa: F401 - registers the SMTP settings
 from service.smtp.delivery import MxResolver, local_helo
 from service.smtp.dsn import RecipientStatus
 from service.smtp.handler import OK_RCPT, SmtpHandler, delivery_reply, uses_tls  # noqa: F401
@@ -57,16 +54,9 @@ COMMAND_TIMEOUT = 300           # RFC 5321 §4.5.3.2.7: five minutes
 # unlimited: one connection may carry thousands of messages.
 CALL_LIMITS = {"AUTH": 10, "EHLO": 20, "HELO": 20, "NOOP": 50, "VRFY": 10, "EXPN": 10, "HELP": 10,
                "STARTTLS": 3, "*": 10**9}
-# Total time limits against slow clients (issue 12): aiosmtpd's COMMAND_TIMEOUT restarts with
-# every byte, so a client trickling one byte a minute would otherwise stay for ever.
-LOGON_TIMEOUT = register(SettingSpec(
-    "smtp_logon_timeout", 60, whole_number(1, 3600, "seconds"), "SMTP submission logon time limit (s)",
-    help="on the submission ports (587, 465): a client that has neither logged on (AUTH) nor finished a "
-         "message this long after connecting is disconnected"))
-TRANSACTION_TIMEOUT = register(SettingSpec(
-    "smtp_transaction_timeout", 600, whole_number(1, 86400, "seconds"), "SMTP transaction time limit (s)",
-    help="on port 25 (and after a message on the submission ports without AUTH): the time a client has to "
-         "finish each message, counted from the connection or the end of the previous message"))
+# Total time limits against slow clients (issue 12) are the settings smtp_logon_timeout and
+# smtp_transaction_timeout (core/catalog.py): aiosmtpd's COMMAND_TIMEOUT restarts with every byte,
+# so a client trickling one byte a minute would otherwise stay for ever.
 _REFUSALS = {
     Refusal.PAUSED: b"421 4.3.2 Service paused; try again later\r\n",
     Refusal.BUSY: b"421 4.3.2 Too many connections; try again later\r\n",
@@ -187,7 +177,7 @@ class SmtpProtocol(SMTP):
         await super().smtp_STARTTLS(arg)   # a failed handshake: see SmtpHandler.handle_exception
 
     # Total time limits (set by SmtpServer.protocol_factory): the first for the connection until it
-    # logs on or finishes a message, then one per message; 0 = none. See LOGON_TIMEOUT.
+    # logs on or finishes a message, then one per message; 0 = none. See the smtp_logon_timeout setting.
     first_limit = 0.0
     transaction_limit = 0.0
     ends_at_logon = False     # submission: a logged-on user has the per-command timeout only
@@ -356,7 +346,8 @@ class SmtpServer:
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop, db: Database, store: MailStore, data_dir: Path,
                  settings: LiveSettings, workers: Workers, counters: Counters, events: EventBus, auth: AuthSource,
-                 tls: TlsMaterial, throttle: LoginThrottle | None, listeners: Mapping[str, Listener]) -> None:
+                 tls: TlsMaterial, throttle: LoginThrottle | None, listeners: Mapping[str, Listener],
+                 sealer: Sealer | None) -> None:
         self.loop = loop
         self.store = store
         self.data_dir = data_dir
@@ -366,6 +357,7 @@ class SmtpServer:
         self.auth = auth
         self.tls = tls
         self.throttle = throttle
+        self.sealer = sealer     # opens the smart host password (None: the service has no server key)
         # The service's listeners by name (its own three among them), filled as they are made:
         # at shutdown this pauses its own, and relay.test finds the port 25 one.
         self.listeners = listeners
@@ -376,14 +368,12 @@ class SmtpServer:
         self.queue = OutboundQueue(loop=loop, db=db, store=store, data_dir=data_dir, settings=settings,
                                    workers=workers, counters=counters, resolver=self.resolver)
         self._handlers: dict[str, SmtpHandler] = {}
-        self._key: ServerKey | None = None
         # At most 16 deliveries in the store's 32 threads at once, leaving the others for POP3
         # and the admin channel. They write and fsync their files in parallel; the store's group
         # commit then gives them one fsync per folder and one index transaction (on SQLite one
         # writer commits for all, so none of them waits in SQLite's busy handler). Measured with
         # 20 connections: 8 at once gave 856 messages/s, 16 gave 955, 24 no better than 16.
         self._store_gate = asyncio.Semaphore(16)
-        smtp_settings.install_sealer(self._seal)
 
     @property
     def hostname(self) -> str:
@@ -416,10 +406,10 @@ class SmtpServer:
                 command_call_limit=CALL_LIMITS,
                 loop=self.loop,
             )
-            transaction = float(settings.get(TRANSACTION_TIMEOUT.name))
+            transaction = float(settings.get("smtp_transaction_timeout"))
             protocol.transaction_limit = transaction
             protocol.ends_at_logon = name != "smtp"
-            protocol.first_limit = float(settings.get(LOGON_TIMEOUT.name)) if protocol.ends_at_logon else transaction
+            protocol.first_limit = float(settings.get("smtp_logon_timeout")) if protocol.ends_at_logon else transaction
             return protocol
 
         return make
@@ -542,18 +532,10 @@ class SmtpServer:
         local = domains[0] if domains else self.hostname
         return await run_relay_test(target_host, int(port), local_domain=local, helo=self.hostname)
 
-    # -- the smart host password: sealed with the server key ------------------------------
-    def _server_key(self) -> ServerKey:
-        if self._key is None:
-            self._key = ServerKey.load(self.data_dir, str(self.settings.get("keystore")), create=True)
-        return self._key
-
-    def _seal(self, secret: str) -> str:
-        blob = self._server_key().encrypt(secret.encode("utf-8"), b"smarthost_password")
-        return smtp_settings.SEALED_PREFIX + base64.b64encode(blob).decode("ascii")
-
+    # -- the smart host password: sealed with the server key ----------------------------------
     def _unseal(self, stored: str) -> str:
         if not stored:
             return ""
-        blob = smtp_settings.unseal_b64(stored)
-        return self._server_key().decrypt(blob, b"smarthost_password").decode("utf-8")
+        if self.sealer is None:
+            raise Unavailable("The smart host password cannot be read without the server key.")
+        return self.sealer.unseal("smarthost_password", stored)

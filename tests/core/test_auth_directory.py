@@ -7,12 +7,12 @@ import time
 import pytest
 
 from core.admin import Admin
-from core.auth import settings as method_settings
 from core.auth.directory import DirectoryConfig, DirectoryProvider
 from core.auth.keystore import ServerKey
 from core.auth.migration import migrate_to_directory
 from core.auth.provider import LOGIN, PLAIN, AuthProvider, PasswordFileProvider
 from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from core.sealer import Sealer
 from core.settings import Settings
 from core.tables import Credential, Setting
 from tests.slapd import PEOPLE, READER_DN, READER_PW, Slapd, make_certificates, missing_reason
@@ -185,12 +185,8 @@ def test_the_bind_password_is_sealed_in_the_database_and_shown_as_set(db, store,
     admin = Admin(db, store, auth=None, available_methods=("passwordfile", "directory"))
     with pytest.raises(Unavailable, match="stored encrypted"):
         admin.settings_set("ldap_bind_password", "clear-secret-99")   # no service key: refused
-    from core.auth.directory import seal_bind_password
-    method_settings.install_sealer(lambda text: seal_bind_password(key, text))
-    try:
-        result = admin.settings_set("ldap_bind_password", "clear-secret-99")
-    finally:
-        method_settings.install_sealer(None)
+    admin = Admin(db, store, auth=None, available_methods=("passwordfile", "directory"), sealer=Sealer(key))
+    result = admin.settings_set("ldap_bind_password", "clear-secret-99")
     assert result.value == "(set)"
     assert admin.settings_get("ldap_bind_password") == {"ldap_bind_password": "(set)"}
     assert admin.settings_get()["ldap_bind_password"] == "(set)"
@@ -198,7 +194,7 @@ def test_the_bind_password_is_sealed_in_the_database_and_shown_as_set(db, store,
         raw = session.get(Setting, "ldap_bind_password").value
         values = Settings.get_all(session)
     assert "clear-secret-99" not in raw and "sealed:" in raw
-    assert DirectoryConfig.from_settings(values, key).bind_password == "clear-secret-99"
+    assert DirectoryConfig.from_settings(values, Sealer(key)).bind_password == "clear-secret-99"
     assert admin.settings_set("ldap_bind_password", "(set)").value == "(set)"     # unchanged
     with db.read() as session:
         assert session.get(Setting, "ldap_bind_password").value == raw

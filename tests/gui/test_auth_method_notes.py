@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.settings import SPECS
+from core.catalog import SETTINGS
 from gui.dialogs.mailbox_created import client_settings
 
 PORTS = {"pop3": 110, "pop3s": 995, "submission": 587, "smtps": 465}
@@ -27,4 +27,4 @@ def test_the_password_file_keeps_its_spa_account_name():
 
 
 def test_the_server_properties_tooltip_explains_spa_for_these_methods():
-    assert "means TLS is required" in SPECS["sparequired"].help
+    assert "means TLS is required" in SETTINGS["sparequired"].help

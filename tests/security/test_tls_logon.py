@@ -12,7 +12,8 @@ import smtplib
 
 import pytest
 
-from core.auth.policy import LogonRules, in_networks, parse_networks
+from core.auth.policy import LogonRules
+from core.parsing import in_networks, parse_networks
 from core.errors import Invalid
 from tests.support import ServiceProcess, unverified_tls
 

@@ -13,6 +13,10 @@ import poplib
 import pytest
 import spnego
 
+from core.catalog import SETTINGS
+from core.settings import Settings
+from service.live_settings import LiveSettings
+from service.throttle import LoginThrottle
 from tests.service.test_pop3_support import PASSWORD, Pop3Harness, RawClient, message, pop3  # noqa: F401
 
 ALICE = "alice@example.com"
@@ -305,21 +309,18 @@ def test_delay_escalates_and_is_capped(pop3: Pop3Harness, monkeypatch) -> None: 
 
 
 def test_stored_settings_count_from_the_start(pop3: Pop3Harness) -> None:  # noqa: F811
-    """The parts are built over a settings cache that holds every setting the service knows, so
-    what an administrator stored counts from the start."""
-    from core.settings import SPECS, Settings
-    from service.live_settings import LiveSettings
-    from service.throttle import LoginThrottle
+    """The settings cache holds every setting of the catalog as soon as it is filled (nothing
+    registers later), so what an administrator stored counts from the first session."""
     with pop3.db.write() as session:
         Settings.put(session, "throttle_allow", "10.9.0.0/16")
         Settings.put(session, "pop3_bad_commands", 7)
     settings = LiveSettings.load(pop3.db, fallback_hostname="pop.test")
     throttle = LoginThrottle(pop3.db, settings, pop3.workers, pop3.counters, pop3.events)
     assert throttle.allowed("10.9.1.2") and settings.get("pop3_bad_commands") == 7
-    assert {name: settings.get(name) for name in SPECS} == _all_settings(pop3)
+    assert {name: settings.get(name) for name in SETTINGS} == _all_settings(pop3)
+
 
 
 def _all_settings(pop3: Pop3Harness) -> dict:
-    from core.settings import Settings
     with pop3.db.read() as session:
         return Settings.get_all(session)

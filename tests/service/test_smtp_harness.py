@@ -14,6 +14,7 @@ from core.admin import Admin
 from core.auth.keystore import ServerKey
 from core.auth.provider import PasswordFileProvider
 from core.db import Database
+from core.sealer import Sealer
 from core.settings import Settings
 from core.store import MailStore
 from service.auth_methods import FixedAuth
@@ -55,6 +56,7 @@ class SmtpHarness:
         self.workers = Workers(self.loop)
         self.statistics = Counters()
         self.events = EventBus(self.loop)
+        self.sealer = Sealer(ServerKey.generate())
         self.provider = PasswordFileProvider(self.db, ServerKey.generate(), mailroot=self.store.root)
         self.tls = TlsMaterial(self.root, "localhost")
         self.throttle = (LoginThrottle(self.db, self.settings, self.workers, self.statistics, self.events)
@@ -63,8 +65,9 @@ class SmtpHarness:
         self.server = SmtpServer(loop=self.loop, db=self.db, store=self.store, data_dir=self.root,
                                  settings=self.settings, workers=self.workers, counters=self.statistics,
                                  events=self.events, auth=FixedAuth(self.provider), tls=self.tls,
-                                 throttle=self.throttle, listeners=self.listeners)
-        self.admin = Admin(self.db, self.store, auth=self.provider, publish=self.events.publish)
+                                 throttle=self.throttle, listeners=self.listeners, sealer=self.sealer)
+        self.admin = Admin(self.db, self.store, auth=self.provider, publish=self.events.publish,
+                           sealer=self.sealer)
         self.ports: dict[str, int] = {}
         if listen:
             self.call(self._listen())

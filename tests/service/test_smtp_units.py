@@ -13,7 +13,7 @@ from service.smtp.dsn import RecipientStatus, build_report
 from service.smtp.handler import has_bare_line_end, received_header
 from service.smtp.policy import parse_address, same_address
 from service.smtp.queue import backoff
-from service.smtp.settings import parse_rate, parse_routes
+from core.parsing import parse_rate, parse_routes
 
 
 @pytest.mark.parametrize("text, local, domain", [
