@@ -16,7 +16,7 @@ import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -518,7 +518,7 @@ class Admin:
                 # PostgreSQL text cannot hold NUL; a refused name may contain one: keep it visible.
                 actor, op, target, detail = (str(v).replace("\x00", "\\x00") for v in (actor, op, target, detail))
                 session.add(AuditEntry(actor=actor[:128], op=op[:64], target=target[:320], detail=detail,
-                                       outcome=outcome[:32], at=at or datetime.now(timezone.utc)))
+                                       outcome=outcome[:32], at=at or datetime.now(UTC)))
         except Exception as exc:
             if database_error(exc) is None:
                 log.exception("could not write the audit log")
@@ -570,7 +570,7 @@ class Admin:
                     continue
                 try:
                     with os.fdopen(fd, "rb") as f:
-                        arrived = datetime.fromtimestamp(os.fstat(f.fileno()).st_mtime, timezone.utc)
+                        arrived = datetime.fromtimestamp(os.fstat(f.fileno()).st_mtime, UTC)
                         data = f.read()
                 except OSError as exc:
                     warnings.append(f"could not read {shown_path(bdir / eml)}: {exc.strerror}")

@@ -19,9 +19,25 @@ from typing import Any
 from core.errors import Invalid, NotFound
 from core.ipc.protocol import DEFAULT_TCP_PORT
 from core.names import check_auth_method, normalize_domain
-from core.parsing import (bind_address, host_port_text, ip_address, networks_text, one_line, optional_size,
-                          parse_dns_servers, parse_host_port, parse_ldap_urls, parse_networks, parse_rate,
-                          parse_routes, port, size, split_list, whole_number, yes_no)
+from core.parsing import (
+    bind_address,
+    host_port_text,
+    ip_address,
+    networks_text,
+    one_line,
+    optional_size,
+    parse_dns_servers,
+    parse_host_port,
+    parse_ldap_urls,
+    parse_networks,
+    parse_rate,
+    parse_routes,
+    port,
+    size,
+    split_list,
+    whole_number,
+    yes_no,
+)
 from core.sealer import is_sealed
 
 SECRET_SHOWN = "(set)"          # what settings.get and change events show for a stored secret

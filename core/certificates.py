@@ -27,7 +27,7 @@ class CertificateSummary:
     self_signed: bool
 
     def days_left(self, now: dt.datetime | None = None) -> int:
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         return (self.not_after - now).days
 
     def expires_soon(self, now: dt.datetime | None = None) -> bool:
@@ -64,7 +64,7 @@ def self_signed(hostname: str, *, days: int = 825, extra_names: tuple[str, ...] 
         if entry not in names:
             names.append(entry)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -129,7 +129,7 @@ def check_pair(cert_pem: bytes, key_pem: bytes, *, now: dt.datetime | None = Non
     if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
         raise Invalid("The private key does not belong to this certificate; choose the key file that was "
                       "made together with it.")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if summary.not_after <= now:
         raise Invalid(f"The certificate expired on {summary.not_after:%Y-%m-%d}; renew it first.")
     if summary.not_before > now:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -27,7 +27,7 @@ def token_hash(token: str) -> str:
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 class AdminTokens:
@@ -74,7 +74,7 @@ class AdminTokens:
             row = session.scalars(select(AdminToken).where(AdminToken.token_hash == digest)).first()
             if row is None or not secrets.compare_digest(row.token_hash, digest):
                 return None
-            row.last_used_at = datetime.now(timezone.utc)
+            row.last_used_at = datetime.now(UTC)
             row.last_used_from = remote[:64]
             return row.name
 

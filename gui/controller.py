@@ -18,6 +18,7 @@ from gui.models.mailbox_table import MailboxTableModel
 from gui.models.tree_model import ScopeTreeModel
 from gui.views.status_view import listener_failures
 
+
 # (listener, setting) for the ports the service's status report lacks.
 class ConsoleController(QObject):
     """Owns the client and the models; turns the service's answers and events into state and signals."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.errors import Invalid, NotFound, Unavailable
 from core.catalog import MAIL_LISTENERS
+from core.errors import Invalid, NotFound, Unavailable
 from core.parsing import EVERY_ADDRESS
 from service.event_bus import Publisher
 from service.listeners import Listener, ListenerState

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from core.db import Database
 from core.catalog import SETTINGS
+from core.db import Database
 from core.settings import Settings
 from service.listeners import Limits
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _RECENT: collections.deque[dict] = collections.deque(maxlen=1000)
 _LOCK = threading.Lock()
@@ -15,7 +15,7 @@ class RecentHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            entry = {"at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            entry = {"at": datetime.fromtimestamp(record.created, UTC).isoformat(),
                      "level": record.levelname, "source": record.name, "message": record.getMessage()}
         except Exception:  # a bad format string must not break logging
             return

@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def _utc(row: dict[str, Any], datetime_columns: list[str]) -> dict[str, Any]:
     for name in datetime_columns:
         value = row.get(name)
         if isinstance(value, datetime) and value.tzinfo is None:
-            row[name] = value.replace(tzinfo=timezone.utc)
+            row[name] = value.replace(tzinfo=UTC)
     return row
 
 

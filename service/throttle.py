@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
@@ -53,7 +53,7 @@ class Peers(Protocol):
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -214,7 +214,7 @@ class LoginThrottle:
 
     async def _ban(self, kind: str, value: str, failures: int) -> None:
         seconds = int(self.settings.get("ban_duration"))
-        expires = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        expires = datetime.now(UTC) + timedelta(seconds=seconds)
         self._local[(kind, value)] = expires.timestamp()
         reason = f"{failures} failed logons"
         log.warning("banned %s %s for %d s after %s", kind, value, seconds, reason)
@@ -236,7 +236,7 @@ class LoginThrottle:
                 session.add(Ban(kind=kind, value=value, reason=reason, failures=failures, expires_at=expires))
             else:
                 row.reason, row.failures, row.expires_at = reason, row.failures + failures, expires
-                row.created_at = datetime.now(timezone.utc)
+                row.created_at = datetime.now(UTC)
 
     # -- other nodes (service.cluster relays these; issue 8) --------------------------------
     def remote_failure(self, data: dict) -> None:
@@ -277,7 +277,7 @@ class LoginThrottle:
     # -- the ban list (admin channel) -----------------------------------------------------
     def list_bans(self) -> list[dict]:
         """Current bans, newest first: kind, value, reason, failures, created_at, expires_at."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.db.read() as session:
             rows = session.scalars(select(Ban).order_by(Ban.created_at.desc())).all()
             bans = [{"kind": r.kind, "value": r.value, "reason": r.reason, "failures": r.failures,
@@ -333,7 +333,7 @@ class LoginThrottle:
         self._refreshed = time.monotonic()
 
     def _load(self) -> dict[tuple[str, str], float]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.db.read() as session:
             rows = session.execute(select(Ban.kind, Ban.value, Ban.expires_at)).all()
         if any(_aware(e) <= now for _k, _v, e in rows):  # tidy up: expired bans are history

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.catalog import SETTINGS, port_in_use_note
+from core.catalog import shown as shown_value
 from core.errors import MailError, Unavailable
 from core.ipc.client import AdminClient
 from core.ipc.protocol import split_host_port
 from core.paths import default_data_dir
-from core.catalog import SETTINGS, port_in_use_note, shown as shown_value
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 SLASH_OPTIONS = {"/createuser": "--createuser", "/deleteuser": "--deleteuser", "/json": "--json",

@@ -17,9 +17,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from core.catalog import MAIL_LISTENERS, SETTINGS, TlsMode, resolve, shown
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
 from core.ipc.ops import check_params
-from core.catalog import MAIL_LISTENERS, SETTINGS, TlsMode, resolve, shown
 from core.ipc.wire import to_wire
 from core.model import DomainInfo, MailboxInfo
 from core.names import check_token_name, display_domain, normalize_domain, split_address

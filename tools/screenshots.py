@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     app.setStyle("Fusion")
 
-    from tests.fake_service import FakeServiceClient, demo_service
     from gui.views.main_window import MainWindow
+    from tests.fake_service import FakeServiceClient, demo_service
 
     settings = QSettings(str(out / ".screenshots.ini"), QSettings.Format.IniFormat)
     settings.clear()
@@ -150,10 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def wizard_screenshots(out: Path) -> None:
     """Every page of the setup wizard as a user without administrator rights sees it."""
-    from gui.wizard import checks
+    from gui.wizard import checks, pages
     from gui.wizard.setup_wizard import Page, SetupWizard
-
-    from gui.wizard import pages
     checks.can_bind_privileged = lambda: False      # the common case: a user, not root
     pages._user_name = lambda: "alice"
     home = Path("/home/alice/.local/share/pop3-service")

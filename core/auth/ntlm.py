@@ -11,8 +11,8 @@ authentication), so a client's MIC is keyed with the session base key.
 """
 from __future__ import annotations
 
-import hmac
 import hashlib
+import hmac
 import secrets
 import struct
 import time

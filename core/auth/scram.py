@@ -219,7 +219,7 @@ class ScramServer:
             verifier = fake_verifier(username, self._fake_iterations)
         self._verifier = verifier
         salt, iterations = verifier[0], verifier[1]
-        self._gs2_header = f"{flag},{authz},".encode("utf-8")
+        self._gs2_header = f"{flag},{authz},".encode()
         self._client_first_bare = bare
         self._nonce = client_nonce + self._server_nonce
         self._server_first = f"r={self._nonce},s={base64.b64encode(salt).decode('ascii')},i={iterations}"

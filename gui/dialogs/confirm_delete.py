@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QStyle, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QStyle, QVBoxLayout, QWidget
 
 from gui.models.nodes import NodeKind, Target
 

@@ -3,11 +3,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from core.errors import MailError
 from core.catalog import SETTINGS
+from core.errors import MailError
 from gui import icons, ops
 from gui.dialogs.form import Reason
 from gui.dialogs.server_properties import size_text

@@ -1,7 +1,7 @@
 """A result-pane list: a title, a filter box that filters as you type, and a details view."""
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
 from gui.models.paged_table import PagedTableModel

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import html
 import os
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QFileDialog, QFormLayout, QGridLayout, QGroupBox,
-                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QSpinBox, QVBoxLayout,
-                               QWidget, QWizardPage)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+    QWizardPage,
+)
 
 from core.catalog import MAIL_LISTENERS
 from core.errors import MailError
@@ -215,7 +228,7 @@ def ldap_test(url: str, base_dn: str, bind_dn: str, password: str) -> tuple[bool
         conn.unbind()
     except LDAPException as exc:
         return False, f"The directory at {first} answered: {exc}"
-    except (OSError, socket.error) as exc:
+    except OSError as exc:
         return False, f"Cannot reach {first}: {exc}"
     if not found:
         return False, f"Bound as {bind_dn or 'anonymous'}, but the base DN {base_dn} was not found."

@@ -23,8 +23,17 @@ from gui import icons
 from gui.ipc_client import IpcClient
 from gui.wizard import checks
 from gui.wizard.apply import PORT_SETTINGS, SetupPlan, SetupRunner
-from gui.wizard.pages import (AuthPage, DirectoryPage, FirstMailboxPage, PortsPage, SecurityPage, ServiceModePage,
-                              StoragePage, SummaryPage, WelcomePage)
+from gui.wizard.pages import (
+    AuthPage,
+    DirectoryPage,
+    FirstMailboxPage,
+    PortsPage,
+    SecurityPage,
+    ServiceModePage,
+    StoragePage,
+    SummaryPage,
+    WelcomePage,
+)
 
 
 class Page(enum.IntEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from core.admin import Admin
 from service.workers import Runs
@@ -28,7 +28,7 @@ class PendingAudit:
 
     async def write(self, actor: str, op: str, target: str, detail: str, outcome: str) -> None:
         """Write one entry (after any kept ones), off the event loop; keep it if refused."""
-        self.entries.append((actor, op, target, detail, outcome, datetime.now(timezone.utc)))
+        self.entries.append((actor, op, target, detail, outcome, datetime.now(UTC)))
         await self.flush()
 
     async def flush(self) -> None:

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from core.access import read_file_as
 from core.auth.migration import migrate_to_directory
+from core.catalog import SETTINGS, SMTP_PORTS, resolve
 from core.certificates import check_pair
 from core.errors import Forbidden, Invalid
 from core.ipc.client import certificate_fingerprint
 from core.ipc.ops import OPS, check_implemented
 from core.ipc.wire import to_wire
-from core.catalog import SETTINGS, SMTP_PORTS, resolve
 from core.settings import Settings
 from core.tables import Domain
 from service.ipc.scope import AdminScope, current_actor, current_requester

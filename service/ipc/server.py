@@ -238,7 +238,7 @@ class AdminConnection:
                 else:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-        except (ConnectionError, asyncio.CancelledError, asyncio.TimeoutError, ssl.SSLError):
+        except (TimeoutError, ConnectionError, asyncio.CancelledError, ssl.SSLError):
             pass
         finally:
             if self._unsubscribe is not None:

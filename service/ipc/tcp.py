@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.admin import Admin
+from core.catalog import SETTINGS
 from core.errors import Forbidden
 from core.ipc import protocol
-from core.catalog import SETTINGS
 from core.tokens import AdminTokens
 from service.counters import Counters
 from service.event_bus import EventBus
@@ -76,7 +76,7 @@ class TokenGate:
             return False
         try:
             line = await asyncio.wait_for(conn.reader.readline(), LOGIN_TIMEOUT)
-        except (asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
+        except (TimeoutError, asyncio.LimitOverrunError, ValueError):
             await self._refuse(conn, None, "no login", "No auth.login within the time allowed.")
             return False
         if not line:

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class MailboxLocks:
@@ -41,7 +41,7 @@ class MailboxLocks:
 
     def acquire(self, mailbox_id: int, holder: str) -> bool:
         """Take the mailbox's lock for ``holder``; False if a live session elsewhere holds it."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         expires = now + timedelta(seconds=self.lease_seconds)
         try:
             with self.db.write() as session:
@@ -75,7 +75,7 @@ class MailboxLocks:
 
     def renew(self) -> int:
         """Extend every lease this node holds; returns how many rows were renewed."""
-        expires = datetime.now(timezone.utc) + timedelta(seconds=self.lease_seconds)
+        expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
         with self.db.write() as session:
             return session.execute(
                 update(SessionLock).where(SessionLock.holder.startswith(self.node + "/", autoescape=True))

@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from core.errors import DiskFull, database_error
 from core.store import MailStore
@@ -133,12 +133,12 @@ class Pop3Server:
     def _acquire_in_memory(self, mailbox_id: int, holder: str) -> bool:
         """In a worker thread, the database being read-only for want of space: free unless a live
         session holds a lock row (rows this node could not delete are not live)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.db.read() as session:
             row = session.get(SessionLock, mailbox_id)
             if row is None or self._undeleted.get(mailbox_id) == row.holder:
                 return True
-            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=timezone.utc)
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
             return expires <= now or self.locks._stale(row.holder)
 
     async def release_lock(self, mailbox_id: int, holder: str) -> None:

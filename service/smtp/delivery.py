@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass, field
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 HEADERS_LIMIT = 64 * 1024   # RFC 6522 §3: the third part may be just the headers
 
@@ -21,7 +21,7 @@ class RecipientStatus:
 
 
 def _rfc822_date(when: datetime) -> str:
-    return email.utils.format_datetime(when.astimezone(timezone.utc))
+    return email.utils.format_datetime(when.astimezone(UTC))
 
 
 def _clean(text: str) -> str:
@@ -40,7 +40,7 @@ def build_report(*, reporting_mta: str, sender: str, recipients: list[RecipientS
                  arrival: datetime, delayed: bool = False, retry_until: datetime | None = None,
                  now: datetime | None = None) -> bytes:
     """A complete report message (CRLF line ends) to ``sender`` about ``recipients``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     boundary = f"=_report_{secrets.token_hex(12)}"
     listed = "\r\n".join(f"    <{r.address}>: {_clean(r.diagnostic) or r.status}" for r in recipients)
     if delayed:

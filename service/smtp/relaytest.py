@@ -104,7 +104,7 @@ async def run_relay_test(host: str, port: int, *, local_domain: str, helo: str) 
                         writer = None
                 if writer is not None:
                     await _command(reader, writer, "RSET")
-            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, ConnectionError) as exc:
                 entry.update(reply=str(exc) or type(exc).__name__, verdict="error")
                 if writer is not None:
                     writer.close()

@@ -13,7 +13,7 @@ import errno
 import logging
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -499,7 +499,7 @@ class SmtpServer:
         tempfail = bool(self.settings.get("quota_full_tempfail"))
         statuses = [RecipientStatus(b.address, "5.2.2" if e.permanent or not tempfail else "4.2.2", e.message)
                     for b, e in full]
-        await self.workers.run(self.queue.report, sender, statuses, data, arrival=datetime.now(timezone.utc),
+        await self.workers.run(self.queue.report, sender, statuses, data, arrival=datetime.now(UTC),
                            delayed=False, is_report=not sender)
 
     # -- administration (the admin channel's queue.* and relay.test ops) ------------------

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from datetime import UTC
+
 from sqlalchemy import insert  # noqa: E402
 
 from core.db import Database, sqlite_url  # noqa: E402
@@ -109,12 +111,12 @@ def bench_index_paths(count: int = 2000) -> tuple[float, float]:
     """The delivery's index transaction alone (lock, insert, two counter updates, commit), ms
     each: through SQLAlchemy Core on a pooled connection, and on the store's kept SQLite
     connection with the same statements compiled once (what MailStore uses on SQLite)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from core.store.index import BUMP_DOMAIN, BUMP_MAILBOX, CoreIndexWriter, SqliteIndexWriter
 
     with bench_store() as (db, _store, mid, _raw_dir):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
 
         def timed(transaction, index_type, offset: int) -> float:
             """ms per transaction: lock the row, insert, move both counters, commit."""

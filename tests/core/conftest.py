@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import db_url_for
 from core.db import Database
 from core.store import MailStore
 from core.tables import Domain, Mailbox
+from tests.support import db_url_for
 
 
 @pytest.fixture

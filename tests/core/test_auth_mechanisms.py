@@ -2,12 +2,11 @@
 plus the guarantee that no client input makes a mechanism raise."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import base64
 import hashlib
 import hmac
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -1,9 +1,8 @@
 """NTLM end to end against pyspnego's client, the message layout, MD4, and mangled tokens."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import struct
+from pathlib import Path
 
 import pytest
 import spnego

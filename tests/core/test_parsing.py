@@ -7,8 +7,18 @@ import pytest
 
 from core.errors import Invalid
 from core.ipc.protocol import split_host_port
-from core.parsing import (host_port_text, in_networks, optional_size, parse_dns_servers, parse_host_port,
-                          parse_networks, parse_rate, size, whole_number, yes_no)
+from core.parsing import (
+    host_port_text,
+    in_networks,
+    optional_size,
+    parse_dns_servers,
+    parse_host_port,
+    parse_networks,
+    parse_rate,
+    size,
+    whole_number,
+    yes_no,
+)
 
 MB = 1024 * 1024
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+from datetime import UTC
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -154,15 +155,16 @@ def test_a_failed_write_leaves_no_file_and_no_row(db, store):
 def test_an_index_that_cannot_be_written_leaves_no_file_and_no_count(db, store):
     """The index transaction fails (here a trigger standing in for a full or broken database):
     delivery says so in words, and the message file and the counters are as before."""
-    from datetime import datetime, timezone
+    from datetime import datetime
+
     from sqlalchemy import text
 
     mid = make_mailbox(db, store, "alice@example.com")
-    when = datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 27, 12, 30, 15, 123456, tzinfo=UTC)
     store.deliver(mid, MSG, arrived_at=when)
     with db.read() as session:   # the row written by delivery reads back as the ORM wrote it
         row = session.query(Message).filter_by(mailbox_id=mid).one()
-        assert row.arrived_at.replace(tzinfo=timezone.utc) == when and row.deleted is False
+        assert row.arrived_at.replace(tzinfo=UTC) == when and row.deleted is False
     with db.engine.begin() as conn:
         if db.is_postgres:
             conn.execute(text("CREATE FUNCTION no_more() RETURNS trigger LANGUAGE plpgsql AS "

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import process_ids as ids_of, ServiceProcess, wait_for
+from tests.support import ServiceProcess, wait_for
+from tests.support import process_ids as ids_of
 from tests.support import unverified_tls as tls
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the service starts as root and drops "

@@ -7,7 +7,6 @@ database). Needs PostgreSQL: ``POP3SVC_TEST_DB_URL`` (``.ci/run`` starts a serve
 from __future__ import annotations
 
 import asyncio
-import os
 import poplib
 import shutil
 import smtplib

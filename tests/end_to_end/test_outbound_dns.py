@@ -13,7 +13,6 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller

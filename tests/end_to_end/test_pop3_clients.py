@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from core.db import Database
 from core.settings import Settings
 from core.store import MailStore
 from core.tables import Domain, Mailbox
-from sqlalchemy import select
 from tests.support import ServiceProcess, wait_for
 
 PASSWORD = "Client-Pass 1"
@@ -23,7 +23,7 @@ TIMEOUT = 60
 
 
 def msg(n: int, lines: int = 5) -> bytes:
-    body = [f"From: sender@example.org", "To: someone@example.com", f"Subject: client test {n}",
+    body = ["From: sender@example.org", "To: someone@example.com", f"Subject: client test {n}",
             f"Message-ID: <{n}.{os.getpid()}@example.org>", ""]
     body += [f"body line {i}" if i % 3 else f".dotted line {i}" for i in range(lines)]
     return ("\n".join(body) + "\n").encode()

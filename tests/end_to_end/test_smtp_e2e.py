@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_for as support_wait_for
 from tests.support import unverified_tls as tls
+from tests.support import wait_for as support_wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e password 7"
@@ -54,7 +54,7 @@ class Service:
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), POP3SVC_TEST_MX=mx)
         self.env.pop("POP3SVC_DATA_DIR", None)
 
-    def start(self) -> "Service":
+    def start(self) -> Service:
         args = [sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(self.data), "--bind", "127.0.0.1"]
         for name, port in self.ports.items():
             args += [f"--{name}-port", str(port)]

@@ -15,9 +15,8 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gui.dialogs import error_box  # noqa: E402
-from tests.fake_service import FakeService, FakeServiceClient, demo_service  # noqa: E402
 from gui.views.main_window import MainWindow  # noqa: E402
-
+from tests.fake_service import FakeService, FakeServiceClient, demo_service  # noqa: E402
 
 WAIT_AT_LEAST_MS = 15_000
 

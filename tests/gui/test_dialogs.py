@@ -180,6 +180,7 @@ def test_mailbox_quota_from_its_properties(qtbot, window, fake):
 def test_fake_service_checks_params_like_the_real_one():
     """The fake validates against the same op table, so a misspelt parameter fails in tests too."""
     import pytest
+
     from core.errors import Invalid
     with pytest.raises(Invalid):
         FakeService().call("domain.add", {"domain": "x.com"})

@@ -11,7 +11,6 @@ from core.errors import Conflict, Invalid, MailError, Unavailable
 from gui import ipc_client
 from gui.ipc_client import IpcClient
 
-
 FAILING_OP = "domain.lock"    # the tiny server refuses it
 HANGING_OP = "relay.test"     # the tiny server never answers it (a slow op)
 

@@ -1,9 +1,9 @@
 """The console window driven as an administrator would: tree, lists, menus, shortcuts, live updates."""
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QMenu
 
 from gui.dialogs.confirm_delete import ConfirmDeleteDialog
 from gui.dialogs.item_properties import DomainPropertiesDialog, MailboxPropertiesDialog

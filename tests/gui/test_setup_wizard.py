@@ -175,8 +175,9 @@ def test_first_start_in_the_background_ends_with_a_working_mail_server(qtbot, tm
     assert list((tmp_path / "mail" / "wizard.example" / "alice").rglob("*/*"))   # mail is in the chosen root
 
     # The console opens on the new domain and shows the client settings of the first mailbox.
-    from gui.app import open_console
     from PySide6.QtCore import QSettings
+
+    from gui.app import open_console
     from gui.dialogs.mailbox_created import MailboxCreatedDialog
     window = open_console(wizard.client_after_setup, QSettings(str(tmp_path / "c.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(window)
@@ -357,7 +358,7 @@ def write_pems(tmp_path: Path, *, days: int = 90, name: str = "good") -> tuple[P
 
     key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.wizard.test")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=400))
             .not_valid_after(now + dt.timedelta(days=days))

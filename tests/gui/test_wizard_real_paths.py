@@ -18,8 +18,15 @@ from PySide6.QtWidgets import QWizard
 from core.ipc.client import AdminClient
 from gui import service_process
 from gui.wizard.setup_wizard import Page, SetupWizard
-from tests.gui.test_setup_wizard import (PASSWORD, earlier_tests_settled, finish, free_ports, go_next,  # noqa: F401
-                                         started_services, stored_ports_service)
+from tests.gui.test_setup_wizard import (  # noqa: F401
+    PASSWORD,
+    earlier_tests_settled,
+    finish,
+    free_ports,
+    go_next,
+    started_services,
+    stored_ports_service,
+)
 from tests.support import listening_sockets, unverified_tls, wait_for
 
 HOST = "mail.wizard-paths.test"

@@ -144,7 +144,7 @@ def test_out_of_descriptors_the_waiting_clients_are_refused_not_left_hanging(tmp
         for sock in held[80:]:
             try:
                 answers.append(sock.recv(100))
-            except socket.timeout:
+            except TimeoutError:
                 answers.append(b"(nothing: left hanging)")
         assert answers == [b"-ERR [SYS/TEMP] busy\r\n"] * len(answers)
         for sock in held:

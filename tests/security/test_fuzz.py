@@ -162,7 +162,7 @@ def converse(sock: socket.socket, payload: bytes) -> bytes:
             if not chunk:
                 break
             received.append(chunk)
-    except (socket.timeout, ConnectionError):
+    except (TimeoutError, ConnectionError):
         pass   # the service may hang up on a hostile client: that is its right
     finally:
         sock.close()

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from service.lograte import CLIENT, CLIENT_BURST, SUMMARY, EventLog, FloodFilter
-from tests.support import ServiceProcess, wait_for, read_line as _line, reset_connection as _reset
+from tests.support import ServiceProcess, wait_for
+from tests.support import read_line as _line
+from tests.support import reset_connection as _reset
 
 ROUNDS = 500            # of each of the kinds below: 3,000 client-triggered events in all
 MAX_NEW_LINES = 200     # a few of each kind, and the counts

@@ -12,7 +12,9 @@ import pytest
 
 from service.listeners import Limits, Listener, Refusal, client_key
 from tests.service.test_pop3_support import pop3  # noqa: F401 - the in-process POP3 fixture
-from tests.support import ServiceProcess, free_port, unverified_tls, wait_for, read_line as _line, reset_connection as _reset
+from tests.support import ServiceProcess, free_port, unverified_tls, wait_for
+from tests.support import read_line as _line
+from tests.support import reset_connection as _reset
 
 PER_ADDRESS = 3
 ROUNDS = 12          # four times the per-address limit: one leaked slot per round would lock us out

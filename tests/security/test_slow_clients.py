@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from service.ipc.tcp import LOGIN_TIMEOUT, MAX_PER_ADDRESS
-from tests.support import ServiceProcess, free_port, unverified_tls, wait_for, read_line as _line
+from tests.support import ServiceProcess, free_port, unverified_tls, wait_for
+from tests.support import read_line as _line
 
 LIMIT = 2           # seconds: pop3_logon_timeout and smtp_logon_timeout in these tests
 TRANSACTION = 3     # seconds: smtp_transaction_timeout
@@ -51,7 +52,7 @@ def _trickle(sock: socket.socket, data: bytes, within: float) -> tuple[bytes, fl
             break
         try:
             chunk = sock.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break

@@ -13,8 +13,8 @@ import smtplib
 import pytest
 
 from core.auth.policy import LogonRules
-from core.parsing import in_networks, parse_networks
 from core.errors import Invalid
+from core.parsing import in_networks, parse_networks
 from tests.support import ServiceProcess, unverified_tls
 
 ALICE = "alice@example.com"

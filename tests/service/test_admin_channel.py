@@ -5,16 +5,13 @@ import json
 import os
 import pwd
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from core.errors import Forbidden, Invalid
+from core.errors import Invalid
 from core.ipc.ops import OPS, check_params
 from service.ipc.handlers import HANDLERS
-from tests.support import ROOT, wait_for
 
 
 def raw_exchange(path, *lines: bytes) -> list[dict]:

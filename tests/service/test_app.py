@@ -8,13 +8,11 @@ import asyncio
 import dataclasses
 import inspect
 import json
-import socket
 import typing
 from pathlib import Path
 
 import pytest
 
-from service import app
 from service.app import Process, Runtime, ServiceConfig, StartupError, build
 from service.ipc.scope import AdminScope
 from service.listeners import ConnectionBudget

@@ -9,6 +9,7 @@ import hmac
 import logging
 import os
 import poplib
+from datetime import UTC
 
 import pytest
 import spnego
@@ -269,15 +270,15 @@ def test_login_name_ban_and_allow_list(pop3: Pop3Harness, alice: int) -> None:  
 
 
 def test_ban_expires(pop3: Pop3Harness) -> None:  # noqa: F811
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from core.tables import Ban
     throttle = pop3.throttle
     with pop3.db.write() as session:
         session.add(Ban(kind="address", value="198.51.100.7", reason="test", failures=9,
-                        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+                        expires_at=datetime.now(UTC) - timedelta(seconds=1)))
         session.add(Ban(kind="address", value="198.51.100.8", reason="test", failures=9,
-                        expires_at=datetime.now(timezone.utc) + timedelta(seconds=60)))
+                        expires_at=datetime.now(UTC) + timedelta(seconds=60)))
     pop3.in_loop(throttle._refresh_now)     # what the periodic refresh does (a ban from another node)
     assert not pop3.in_loop(lambda: throttle.is_banned("198.51.100.7"))
     assert pop3.in_loop(lambda: throttle.is_banned("198.51.100.8"))

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -77,7 +77,7 @@ def dead_pid() -> int:
 def put_lock(pop3: Pop3Harness, mailbox_id: int, holder: str, seconds: float) -> None:  # noqa: F811
     with pop3.db.write() as session:
         session.add(SessionLock(mailbox_id=mailbox_id, holder=holder,
-                                expires_at=datetime.now(timezone.utc) + timedelta(seconds=seconds)))
+                                expires_at=datetime.now(UTC) + timedelta(seconds=seconds)))
 
 
 @pytest.mark.parametrize(("holder", "seconds", "free"), [

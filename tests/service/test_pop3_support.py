@@ -159,7 +159,7 @@ class Pop3Harness:
 
 
 def message(n: int, body_lines: int = 3) -> bytes:
-    lines = [f"From: sender{n}@example.org", f"To: alice@example.com", f"Subject: message {n}", ""]
+    lines = [f"From: sender{n}@example.org", "To: alice@example.com", f"Subject: message {n}", ""]
     lines += [f"line {i} of message {n}" for i in range(body_lines)]
     return ("\n".join(lines) + "\n").encode()
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import process_ids as status_ids, ServiceProcess
+from tests.support import ServiceProcess
+from tests.support import process_ids as status_ids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 PASSWORD = "Dr0p-privileges!"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def test_an_exception_is_a_try_with_back_off(tmp_path: Path, caplog: pytest.LogC
         assert item["last_error"].startswith("451 4.3.0")
         state = item["recipient_states"][0]
         assert state["status"] == "pending"
-        assert datetime.fromisoformat(item["next_attempt"]) > datetime.now(timezone.utc)
+        assert datetime.fromisoformat(item["next_attempt"]) > datetime.now(UTC)
     finally:
         a.close()
     tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]

@@ -8,11 +8,11 @@ import threading
 import pytest
 
 from service import workers as service_workers
-from service.workers import ReaderPool
 from service.pop3 import wire
 from service.pop3.session import READ_CHUNK
-from tests.service.test_pop3_support import Pop3Harness, RawClient, pop3  # noqa: F401
+from service.workers import ReaderPool
 from tests.service.test_loop_never_waits import logged_in
+from tests.service.test_pop3_support import Pop3Harness, RawClient, pop3  # noqa: F401
 
 ALICE = "alice@example.com"
 

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from core.errors import Invalid
+from core.parsing import parse_rate, parse_routes
 from service.smtp.delivery import Hop, MxResolver, Outcome
 from service.smtp.dsn import RecipientStatus, build_report
 from service.smtp.handler import has_bare_line_end, received_header
 from service.smtp.policy import parse_address, same_address
 from service.smtp.queue import backoff
-from core.parsing import parse_rate, parse_routes
 
 
 @pytest.mark.parametrize("text, local, domain", [
@@ -95,7 +95,7 @@ def test_report_is_rfc3464() -> None:
     original = b"From: <a@b.test>\r\nSubject: the original\r\n\r\nsecret body\r\n"
     data = build_report(reporting_mta="mx.test", sender="a@b.test", original=original,
                         recipients=[RecipientStatus("x@y.test", "5.1.1", "550 5.1.1 no\r\nsuch user", "mx.y.test")],
-                        arrival=datetime(2026, 1, 2, tzinfo=timezone.utc))
+                        arrival=datetime(2026, 1, 2, tzinfo=UTC))
     assert b"\n" not in data.replace(b"\r\n", b"")
     report = email.message_from_bytes(data, policy=email.policy.default)
     assert "a@b.test" in report["To"] and report["Auto-Submitted"] == "auto-replied"
@@ -110,8 +110,8 @@ def test_report_is_rfc3464() -> None:
 def test_delay_report() -> None:
     data = build_report(reporting_mta="mx.test", sender="a@b.test", original=b"Subject: s\r\n\r\nb\r\n",
                         recipients=[RecipientStatus("x@y.test", "4.4.1", "cannot connect")], delayed=True,
-                        arrival=datetime(2026, 1, 2, tzinfo=timezone.utc),
-                        retry_until=datetime(2026, 1, 7, tzinfo=timezone.utc))
+                        arrival=datetime(2026, 1, 2, tzinfo=UTC),
+                        retry_until=datetime(2026, 1, 7, tzinfo=UTC))
     assert b"Action: delayed" in data and b"Will-Retry-Until: " in data and b"Delayed Mail" in data
 
 
@@ -143,7 +143,8 @@ def _reference(protocol, arg: str):
 
 
 def test_fast_address_path_matches_aiosmtpd_on_generated_paths() -> None:
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     fast, reference = _protocols()
     pieces = st.sampled_from(["a", "Z", "0", ".", "@", "<", ">", " ", "\t", "-", "+", '"', "(", ")", "[", "]",

@@ -7,8 +7,6 @@ import os
 import pytest
 import sqlalchemy
 
-from tests.support import wait_for
-
 PASSWORD = "correct horse 9"
 
 
