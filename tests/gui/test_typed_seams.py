@@ -129,6 +129,7 @@ def test_one_keyring_test_for_the_service_and_the_console():
 
 def test_the_token_vault_loads_no_database_layer():
     code = ("import sys, gui.remote_servers, gui.wizard.pages\n"
+            "gui.remote_servers.TokenVault()\n"
             "print('\\n'.join(m for m in sys.modules if m.startswith(('core.auth', 'core.db', 'sqlalchemy'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
