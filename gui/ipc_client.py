@@ -192,7 +192,8 @@ class IpcClient(QObject):
         if not self._socket_idle():
             self._socket.abort()     # a connect or close still hanging: start afresh
         if isinstance(self._socket, QSslSocket):
-            host, port = self.remote  # type: ignore[misc]
+            assert self.remote is not None   # a TLS socket is made only for another computer
+            host, port = self.remote
             self._buffer = b""
             self._socket.connectToHostEncrypted(host, port)
         else:

@@ -39,7 +39,8 @@ def _send(client: AdminRequests, op: str, params: dict[str, Any], *, parent: QWi
 
 
 # -- domains ---------------------------------------------------------------------------------
-def add_domain(client: AdminRequests, *, parent: QWidget | None, name: str, on_done: Done = None, on_fail: Fail = None) -> None:
+def add_domain(client: AdminRequests, *, parent: QWidget | None, name: str,
+               on_done: Done = None, on_fail: Fail = None) -> None:
     _send(client, "domain.add", {"name": name}, parent=parent, doing=f"create the domain {name}",
           on_done=on_done, on_fail=on_fail)
 
@@ -50,12 +51,14 @@ def delete_domain(client: AdminRequests, *, parent: QWidget | None, name: str, d
           doing=f"delete the domain {name}", on_done=on_done, on_fail=on_fail)
 
 
-def lock_domain(client: AdminRequests, *, parent: QWidget | None, name: str, on_done: Done = None, on_fail: Fail = None) -> None:
+def lock_domain(client: AdminRequests, *, parent: QWidget | None, name: str,
+                on_done: Done = None, on_fail: Fail = None) -> None:
     _send(client, "domain.lock", {"name": name}, parent=parent, doing=f"lock the domain {name}",
           on_done=on_done, on_fail=on_fail)
 
 
-def unlock_domain(client: AdminRequests, *, parent: QWidget | None, name: str, on_done: Done = None, on_fail: Fail = None) -> None:
+def unlock_domain(client: AdminRequests, *, parent: QWidget | None, name: str,
+                  on_done: Done = None, on_fail: Fail = None) -> None:
     _send(client, "domain.unlock", {"name": name}, parent=parent, doing=f"unlock the domain {name}",
           on_done=on_done, on_fail=on_fail)
 
@@ -76,7 +79,8 @@ def delete_mailbox(client: AdminRequests, *, parent: QWidget | None, address: st
           doing=f"delete the mailbox {address}", on_done=on_done, on_fail=on_fail)
 
 
-def lock_mailbox(client: AdminRequests, *, parent: QWidget | None, address: str, on_done: Done = None, on_fail: Fail = None) -> None:
+def lock_mailbox(client: AdminRequests, *, parent: QWidget | None, address: str,
+                 on_done: Done = None, on_fail: Fail = None) -> None:
     _send(client, "mailbox.lock", {"address": address}, parent=parent, doing=f"lock the mailbox {address}",
           on_done=on_done, on_fail=on_fail)
 

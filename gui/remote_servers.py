@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QSettings
 
 from core.ipc.protocol import DEFAULT_TCP_PORT, split_host_port
+from core.keyrings import is_secure_backend
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,15 @@ class TokenVault:
 
     def _secure_backend(self) -> Any:
         try:
-            import keyring
+            # Optional at run time, as for the service's key store: without a usable keyring package
+            # the console keeps no token and says why.
+            import keyring  # noqa: PLC0415
 
-            from core.auth.keystore import _is_secure_backend
             backend = keyring.get_keyring()
         except Exception as exc:  # noqa: BLE001 - no keyring package or no backend at all
             self.reason = f"no system keyring ({exc})"
             return None
-        if not _is_secure_backend(backend):
+        if not is_secure_backend(backend):
             self.reason = ("this computer has no secure system keyring (such as GNOME Keyring or KWallet); "
                            "tokens are never written to a plain file")
             return None

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from core.errors import Invalid, Unavailable
+from core.keyrings import is_secure_backend as _is_secure_backend
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +33,6 @@ _TAG_SIZE = 16
 
 
 # --- choosing the store ---------------------------------------------------------------------
-
-def _is_secure_backend(backend: object) -> bool:
-    """True for a keyring backend that keeps secrets encrypted by the system (not fail/null/alt)."""
-    cls = type(backend)
-    module = cls.__module__ or ""
-    if module.startswith("keyrings.alt") or module.startswith("keyring.backends.fail") \
-            or module.startswith("keyring.backends.null"):
-        return False
-    if "plaintext" in cls.__name__.lower() or "plaintext" in module.lower():
-        return False
-    if module.startswith("keyring.backends.chainer"):
-        # A chainer writes to the first backend that accepts; every one must be secure.
-        children = list(getattr(backend, "backends", []) or [])
-        return bool(children) and all(_is_secure_backend(child) for child in children)
-    try:
-        priority = float(backend.priority)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - a backend's priority property may raise when it is unusable
-        return False
-    return priority > 0
-
 
 def choose_keystore() -> str:
     """'keyring' if the current keyring backend is secure and a probe round trip works, else 'keyfile'."""

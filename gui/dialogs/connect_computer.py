@@ -70,7 +70,9 @@ class ConnectComputerDialog(QDialog):
         self.computer.setEditable(True)
         self.computer.addItems(remembered)
         self.computer.setCurrentText("")
-        self.computer.lineEdit().setPlaceholderText("mail.example.com")
+        entry = self.computer.lineEdit()
+        if entry is not None:   # an editable combo box has its line edit
+            entry.setPlaceholderText("mail.example.com")
         self.computer.setAccessibleName("Computer name")
         self.port = QSpinBox()
         self.port.setRange(1, 65535)

@@ -24,6 +24,14 @@ class Reason(QLabel):
         self.setVisible(bool(text))
 
 
+def buddy_label(text: str, buddy: QWidget) -> QLabel:
+    """A label whose &-mnemonic focuses ``buddy``: QFormLayout sets the buddy itself only when the
+    field is a widget, and shows a literal '&' beside a layout."""
+    label = QLabel(text)
+    label.setBuddy(buddy)
+    return label
+
+
 def password_problem(password: str, confirm: str) -> tuple[str, str]:
     """(reason for the password field, reason for the confirmation field); empty when fine."""
     if not password:

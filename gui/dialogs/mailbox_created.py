@@ -41,7 +41,8 @@ def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_re
         rows = [("E-mail address", address),
                 ("Account name", f"{address} (or {name})" if auth == "local" else address),
                 ("Secure Password Authentication (SPA)", "off: not available with "
-                 + ("local system accounts" if auth == "local" else "a directory") + "; the connection is encrypted instead")]
+                 + ("local system accounts" if auth == "local" else "a directory")
+                 + "; the connection is encrypted instead")]
     pop3 = [f"{_port(ports, n)} with {LISTENERS[n].tls.shown}" for n in ("pop3", "pop3s") if _port(ports, n)]
     rows.append(("Incoming mail server (POP3)", hostname))
     rows.append(("POP3 port", ", or ".join(pop3) if pop3 else "no POP3 listener is enabled"))

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QLineEdit, QVBo
 from core.errors import MailError
 from core.names import normalize_domain
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, check_field
+from gui.dialogs.form import Reason, buddy_label, check_field
 
 Submit = Callable[[str, Callable[[object], None], Callable[[MailError], None]], None]
 
@@ -31,7 +31,7 @@ class NewDomainDialog(QDialog):
                        "Mail addressed to <i>name</i>@<i>domain</i> is delivered to its mailboxes.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
-        layout.addWidget(QLabel("&Domain name:", buddy=self.name_edit))
+        layout.addWidget(buddy_label("&Domain name:", self.name_edit))
         layout.addWidget(self.name_edit)
         layout.addWidget(self.reason)
         layout.addStretch(1)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from core.errors import Invalid, MailError
 from core.names import normalize_mailbox
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, password_problem
+from gui.dialogs.form import Reason, buddy_label, password_problem
 
 Submit = Callable[[dict[str, Any], Callable[[Any], None], Callable[[MailError], None]], None]
 
@@ -59,7 +59,7 @@ class NewMailboxDialog(QDialog):
         name_row.addWidget(self.name_edit, 1)
         name_row.addWidget(QLabel(f"@{display_domain or domain}"))
         form = QFormLayout()
-        form.addRow(QLabel("&Mailbox Name:", buddy=self.name_edit), name_row)
+        form.addRow(buddy_label("&Mailbox Name:", self.name_edit), name_row)
         form.addRow("", self.name_reason)
         form.addRow("", self.create_user)
         form.addRow("&Password:", self.password)

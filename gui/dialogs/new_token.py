@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from core.errors import MailError
 from core.names import check_token_name
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, check_field
+from gui.dialogs.form import Reason, buddy_label, check_field
 
 Submit = Callable[[str, Callable[[Any], None], Callable[[MailError], None]], None]
 
@@ -47,7 +47,7 @@ class NewTokenDialog(QDialog):
         ask_layout = QVBoxLayout(ask)
         ask_layout.setContentsMargins(0, 0, 0, 0)
         ask_layout.addWidget(intro)
-        ask_layout.addWidget(QLabel("&Name:", buddy=self.name_edit))
+        ask_layout.addWidget(buddy_label("&Name:", self.name_edit))
         ask_layout.addWidget(self.name_edit)
         ask_layout.addWidget(self.reason)
         ask_layout.addStretch(1)

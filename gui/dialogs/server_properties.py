@@ -140,7 +140,8 @@ class SettingField(QWidget):
         self.reason = Reason()
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
-        self.editor: QWidget
+        self.editor: QComboBox | QCheckBox | QSpinBox | QLineEdit
+        self.stored_secret: Any = ""   # a secret as the service sent it (sealed); kept when the field stays empty
         name = spec.name
         if name == "auth":
             combo = QComboBox()
@@ -196,8 +197,9 @@ class SettingField(QWidget):
         if self.spec.secret:
             # The stored value is sealed by the service; an empty field keeps it.
             self.stored_secret = value
-            self.editor.setPlaceholderText("(set; type to replace)" if value else "(none)")  # type: ignore[attr-defined]
-            self.editor.clear()  # type: ignore[attr-defined]
+            if isinstance(self.editor, QLineEdit):   # always, for a secret
+                self.editor.setPlaceholderText("(set; type to replace)" if value else "(none)")
+                self.editor.clear()
             self.validate()
             return
         e = self.editor
@@ -224,13 +226,13 @@ class SettingField(QWidget):
             return e.isChecked()
         if isinstance(e, QSpinBox):
             return e.value()
-        return e.text()  # type: ignore[attr-defined]
+        return e.text()
 
     def value(self) -> Any:
         """The checked value; raises MailError (Invalid) with a reason when it is not acceptable."""
         if self.spec.secret:
             typed = self.raw()
-            return typed if typed else getattr(self, "stored_secret", "")   # the service seals it
+            return typed if typed else self.stored_secret   # the service seals it
         return self.spec.check(self.raw())
 
     def validate(self) -> bool:
@@ -247,9 +249,10 @@ class SettingField(QWidget):
         if self.spec.name in FOLDER_SETTINGS:
             path = QFileDialog.getExistingDirectory(self, self.spec.label, current)
         else:
-            path, _ = QFileDialog.getOpenFileName(self, self.spec.label, current, "PEM files (*.pem *.crt *.key);;All files (*)")
-        if path:
-            self.editor.setText(path)  # type: ignore[attr-defined]
+            path, _ = QFileDialog.getOpenFileName(self, self.spec.label, current,
+                                                  "PEM files (*.pem *.crt *.key);;All files (*)")
+        if path and isinstance(self.editor, QLineEdit):   # a path setting is edited as text
+            self.editor.setText(path)
 
 
 class ServerPropertiesDialog(QDialog):
@@ -295,8 +298,8 @@ class ServerPropertiesDialog(QDialog):
             field.set_value(settings.get(name, spec.default))
             field.changed.connect(self._update_buttons)
             self.fields[name] = field
-            label = "" if spec.kind == Kind.YES_NO else f"{spec.label}:"
-            pages[tab_of(name)].addRow(label, field)
+            row_label = "" if spec.kind == Kind.YES_NO else f"{spec.label}:"
+            pages[tab_of(name)].addRow(row_label, field)
             if spec.restart:
                 field.editor.setToolTip((spec.help + "\n" if spec.help else "") +
                                         f"Changing this restarts the {spec.restart} listener.")

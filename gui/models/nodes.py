@@ -128,8 +128,8 @@ def action_states(targets: list[Target], *, connected: bool, context_domain: str
         elif kind is NodeKind.MAILBOX and locked and all(t.data.get("domain_locked") for t in locked):
             states["unlock"] = _off("The locked mailboxes are in a locked domain; unlock the domain instead.")
         else:
-            states["unlock"] = ON if locked else _off(
-                f"{'None of the selected ' + kind.noun(2) + ' is' if many else 'The ' + kind.noun() + ' is not'} locked.")
+            which = f"None of the selected {kind.noun(2)} is" if many else f"The {kind.noun()} is not"
+            states["unlock"] = ON if locked else _off(f"{which} locked.")
         states["delete"] = ON
 
     single = targets[0] if len(targets) == 1 else None

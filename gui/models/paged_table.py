@@ -24,6 +24,7 @@ from shiboken6 import isValid
 
 from gui.models.nodes import NodeKind, Target
 
+ROOT = QModelIndex()   # the invisible root: the default parent of the Qt API (one value, never changed)
 _ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 _NO_FLAGS = Qt.ItemFlag.NoItemFlags
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -107,10 +108,10 @@ class PagedTableModel(QAbstractTableModel):
         return None
 
     # -- Qt API ---------------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> int:
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> int:
         return 0 if parent.isValid() else len(self.columns)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -144,10 +145,10 @@ class PagedTableModel(QAbstractTableModel):
         # Called for every visible cell on every layout: a constant, not an enum expression.
         return _ROW_FLAGS if index.isValid() else _NO_FLAGS
 
-    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> bool:
         return not parent.isValid() and self._active and not self._loading and len(self._rows) < self._total
 
-    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> None:
         if self.fetch_gate is not None and not self.fetch_gate():
             return   # the view asked while laying out, not because its end is in sight
         if self.canFetchMore(parent):
@@ -297,7 +298,8 @@ class PagedTableModel(QAbstractTableModel):
         self._rows.sort(key=self._sort_key())
         self._pos = None
         pos = self._positions()
-        new = [self.index(pos[k], i.column()) if k in pos else QModelIndex() for k, i in zip(old_keys, old)]
+        new = [self.index(pos[k], i.column()) if k in pos else QModelIndex()
+               for k, i in zip(old_keys, old, strict=True)]
         self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
 

@@ -7,13 +7,14 @@ change events; the model never re-reads the list after one of our own requests.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from typing import Any, overload
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
 from gui import icons
 from gui.models.nodes import NodeKind, Target
 
+ROOT = QModelIndex()   # the invisible root: the default parent of the Qt API (one value, never changed)
 DOMAIN_PAGE = 1000
 _NODE_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 STATE_TEXT = {"running": "Running", "paused": "Paused", "stopped": "Stopped", "partial": "Partly running"}
@@ -72,7 +73,7 @@ class ScopeTreeModel(QAbstractItemModel):
         self.loaded = False             # a first page has arrived since the last reload
 
     # -- Qt API ------------------------------------------------------------------------------------
-    def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:
+    def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = ROOT) -> QModelIndex:
         if column != 0 or row < 0:
             return QModelIndex()
         node = self.node(parent) if parent.isValid() else self._invisible
@@ -80,7 +81,16 @@ class ScopeTreeModel(QAbstractItemModel):
             return QModelIndex()
         return self.createIndex(row, 0, node.children[row])
 
-    def parent(self, index: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]
+    @overload
+    def parent(self) -> QObject | None: ...
+    @overload
+    def parent(self, index: QModelIndex | QPersistentModelIndex) -> QModelIndex: ...
+
+    def parent(self, index: QModelIndex | QPersistentModelIndex | None = None) -> QObject | QModelIndex | None:
+        """The parent of ``index`` (the model API); without an index, QObject's parent(), which
+        shares the name in Python."""
+        if index is None:
+            return super().parent()
         if not index.isValid():
             return QModelIndex()
         up = self.node(index).parent
@@ -88,16 +98,16 @@ class ScopeTreeModel(QAbstractItemModel):
             return QModelIndex()
         return self.createIndex(up.row, 0, up)
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> int:
         if parent.isValid() and parent.column() != 0:
             return 0
         node = self.node(parent) if parent.isValid() else self._invisible
         return len(node.children)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> int:
         return 1
 
-    def hasChildren(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+    def hasChildren(self, parent: QModelIndex | QPersistentModelIndex = ROOT) -> bool:
         if not parent.isValid():
             return True
         node = self.node(parent)
@@ -152,7 +162,7 @@ class ScopeTreeModel(QAbstractItemModel):
 
     # -- own API -------------------------------------------------------------------------------------
     def node(self, index: QModelIndex | QPersistentModelIndex) -> Node:
-        return index.internalPointer() if index.isValid() else self._invisible  # type: ignore[return-value]
+        return index.internalPointer() if index.isValid() else self._invisible
 
     def index_of(self, node: Node) -> QModelIndex:
         if node is self._invisible or node.parent is None:
@@ -168,9 +178,10 @@ class ScopeTreeModel(QAbstractItemModel):
     def path_of(self, node: Node) -> list[str]:
         """A node's path of keys, for QSettings ("root", "server", "example.com")."""
         keys: list[str] = []
-        while node is not self._invisible and node is not None:
-            keys.insert(0, node.key)
-            node = node.parent  # type: ignore[assignment]
+        current: Node | None = node
+        while current is not self._invisible and current is not None:
+            keys.insert(0, current.key)
+            current = current.parent
         return keys
 
     def node_at(self, path: list[str]) -> Node | None:

@@ -2,6 +2,7 @@
 with Lift (``ban.lift``). Bans also end by themselves when they expire."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from PySide6.QtWidgets import QWidget
@@ -42,7 +43,7 @@ class BansView(ServiceTable):
     def lift_selected(self) -> None:
         for item in self.selected():
             value = str(item["value"])
-            ops.lift_ban(self._client, parent=self, value=value, on_done=lambda _r, v=value: self._lifted(v))
+            ops.lift_ban(self._client, parent=self, value=value, on_done=partial(self._lifted, value))
 
-    def _lifted(self, value: str) -> None:
+    def _lifted(self, value: str, _result: Any) -> None:
         self.refresh(note=f"Lifted the ban on {value}.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
 from gui.models.paged_table import PagedTableModel
@@ -70,8 +71,8 @@ class ListPane(QWidget):
             signal.connect(self._update_empty)
         self._update_empty()
 
-    def resizeEvent(self, event: object) -> None:  # type: ignore[override]
-        super().resizeEvent(event)  # type: ignore[arg-type]
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
         self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
 
     def _update_empty(self, *_args: object) -> None:

@@ -239,7 +239,9 @@ class MainWindow(QMainWindow):
             pane.model.modelReset.connect(self._schedule_update)
         self.mailbox_model.domain_gone.connect(self._domain_gone)
         self.server_tabs.currentChanged.connect(lambda _i: self._set_active_pane("list"))
-        QApplication.instance().focusChanged.connect(self._focus_changed)  # type: ignore[union-attr]
+        app = QApplication.instance()
+        if isinstance(app, QApplication):   # always, in the console
+            app.focusChanged.connect(self._focus_changed)
         self.banner.retry_button.clicked.connect(c.retry_now)
         self.banner.start_button.clicked.connect(self.start_service_process)
 

@@ -29,7 +29,6 @@ class QueueView(ServiceTable):
         self.view_button = self.add_button("&View message…", self.view_selected)
         self.delete_button = self.add_button("&Delete", self.delete_selected)
         self.table.doubleClicked.connect(lambda _i: self.view_selected())
-        self.dialog: QWidget | None = None
         self.update_buttons()
 
     def cells(self, item: dict[str, Any]) -> list[str]:
@@ -49,7 +48,8 @@ class QueueView(ServiceTable):
 
     def retry_selected(self) -> None:
         for item in self.selected():
-            ops.retry_queued(self._client, parent=self, ident=int(item["id"]), on_done=lambda r: self._done(r, "retried"))
+            ops.retry_queued(self._client, parent=self, ident=int(item["id"]),
+                             on_done=lambda r: self._done(r, "retried"))
 
     def delete_selected(self) -> None:
         chosen = self.selected()

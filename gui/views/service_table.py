@@ -35,6 +35,7 @@ class ServiceTable(QWidget):
         super().__init__(parent)
         self._client = client
         self.items: list[dict[str, Any]] = []
+        self.dialog: QWidget | None = None   # the open dialog or question, kept from the garbage collector
         self.title = QLabel(f"<b>{title}</b>")
         self.intro = QLabel(intro)
         self.intro.setWordWrap(True)

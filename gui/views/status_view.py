@@ -185,8 +185,8 @@ class StatusView(QWidget):
         self.set_disk(status.get("disk") or [])
         self.set_store_problems(status.get("store_problems") or {})
         counters = status.get("counters") or {}
-        for i, (key, value) in enumerate(sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])
-                                                if kv[0] in COUNTER_LABELS else 99)):
+        for key, value in sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])
+                                 if kv[0] in COUNTER_LABELS else 99):
             if key not in self._counter_labels:
                 name = QLabel(COUNTER_LABELS.get(key, key.replace("_", " ").capitalize()) + ":")
                 shown = QLabel()

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from PySide6.QtWidgets import QWidget
 
+from core.errors import MailError
 from gui import ops
 from gui.dialogs.new_token import NewTokenDialog
 from gui.views.service_table import ServiceTable, when
@@ -30,7 +32,6 @@ class TokensView(ServiceTable):
                          "refused from its next request.", parent)
         self.new_button = self.add_button("&New Token…", self.new_token, needs_selection=False)
         self.revoke_button = self.add_button("Re&voke", self.revoke_selected)
-        self.dialog: Any = None
         self.update_buttons()
 
     def cells(self, item: dict[str, Any]) -> list[str]:
@@ -50,10 +51,12 @@ class TokensView(ServiceTable):
         remote = self._server_info().get("admin_tcp") or {}
         port = int(remote.get("port") or 0) if remote.get("state") == "running" else 0
 
-        def submit(name: str, done, fail) -> None:
-            ops.create_token(self._client, parent=self.dialog, name=name,
-                             on_done=lambda r: (done(r), self.refresh(note=f"Created the token '{name}'.")),
-                             on_fail=fail)
+        def submit(name: str, done: Callable[[Any], None], fail: Callable[[MailError], None]) -> None:
+            def created(result: Any) -> None:
+                done(result)
+                self.refresh(note=f"Created the token '{name}'.")
+
+            ops.create_token(self._client, parent=self.dialog, name=name, on_done=created, on_fail=fail)
 
         self.dialog = NewTokenDialog(self, submit=submit, port=port)
         self.dialog.open()
@@ -68,7 +71,10 @@ class TokensView(ServiceTable):
         def revoke() -> None:
             for name in names:
                 ops.revoke_token(self._client, parent=self, name=name,
-                                 on_done=lambda _r, n=name: self.refresh(note=f"Revoked the token '{n}'."))
+                                 on_done=partial(self._revoked, name))
 
         self.confirm("Revoke tokens", f"Revoke {listed}? A console using {'it' if len(names) == 1 else 'them'} is "
                      "refused from its next request and needs a new token.", revoke)
+
+    def _revoked(self, name: str, _result: Any) -> None:
+        self.refresh(note=f"Revoked the token '{name}'.")

@@ -210,11 +210,12 @@ class SetupRunner(QObject):
         self._next()
 
     def _connect(self) -> None:
-        if self.client is None:
-            self.client = IpcClient(self.plan.data_dir, self)
-        self._wait_for(lambda: self.client.is_connected, "the service did not open its admin channel",
-                       kick=self.client.retry_now)
-        self.client.start()
+        client = self.client
+        if client is None:
+            client = self.client = IpcClient(self.plan.data_dir, self)
+        self._wait_for(lambda: client.is_connected, "the service did not open its admin channel",
+                       kick=client.retry_now)
+        client.start()
 
     def _wait_for(self, condition: Callable[[], bool], timeout_text: str, *, kick: Callable[[], None]) -> None:
         """Poll ``condition`` on a timer (never a sleep); fail if the service process died meanwhile."""
@@ -310,6 +311,8 @@ class SetupRunner(QObject):
 
     def _store_settings(self) -> None:
         pending = self._settings_to_send()
+        client = self.client
+        assert client is not None   # connected by the step before
 
         def send_next(_result: Any = None) -> None:
             if not pending:
@@ -320,7 +323,7 @@ class SetupRunner(QObject):
             def failed(err: Any) -> None:
                 message = getattr(err, "message", str(err))
                 self._fail(f"the setting '{name}' was refused: {message}")
-            self.client.request("settings.set", {"name": name, "value": value}, send_next, failed)
+            client.request("settings.set", {"name": name, "value": value}, send_next, failed)
 
         send_next()
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import html
 import os
+import pwd
+import re
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import ldap3
+from ldap3.core.exceptions import LDAPException
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -30,13 +35,13 @@ from PySide6.QtWidgets import (
 )
 
 from core.catalog import MAIL_LISTENERS
+from core.certificates import check_pair, describe
 from core.errors import MailError
 from core.names import normalize_domain, normalize_mailbox
 from core.parsing import EVERY_ADDRESS, bind_address, parse_ldap_urls
+from gui.dialogs.form import buddy_label
 from gui.wizard import checks
-
-if TYPE_CHECKING:
-    from gui.wizard.setup_wizard import SetupWizard
+from gui.wizard.apply import SetupPlan, SetupRunner
 
 REASON_STYLE = "color: #a4262c;"
 PORT_ROWS = tuple(  # (setting, label, default, what it is for): the mail listeners of the catalog
@@ -52,12 +57,24 @@ AUTH_CHOICES = (
 )
 
 
-def buddy_label(text: str, buddy: QWidget) -> QLabel:
-    """A form label whose &-mnemonic focuses ``buddy``: QFormLayout sets the buddy itself only when
-    the field is a widget, and shows a literal '&' beside a layout."""
-    label = QLabel(text)
-    label.setBuddy(buddy)
-    return label
+class SetupQuestions(Protocol):
+    """What the pages ask the wizard that holds them (``SetupWizard``); handed to each page that
+    needs it, so the pages never import the wizard."""
+
+    @property
+    def rerun(self) -> bool: ...
+    @property
+    def runner(self) -> SetupRunner | None: ...
+    @property
+    def initial_bind_address(self) -> str: ...
+    @property
+    def initial_ports(self) -> dict[str, int]: ...
+    def system_service_unavailable(self) -> str: ...
+    def will_have_privileges(self) -> bool: ...
+    def owned_ports(self) -> set[int]: ...
+    def auth_method(self) -> str: ...
+    def plan(self) -> SetupPlan: ...
+    def finish_requested(self) -> bool: ...
 
 
 def reason_label() -> QLabel:
@@ -78,9 +95,6 @@ class ReasonPage(QWizardPage):
         if subtitle:
             self.setSubTitle(subtitle)
         self.reason = reason_label()
-
-    def wiz(self) -> SetupWizard:
-        return self.wizard()  # type: ignore[return-value]
 
     def problem(self) -> str:
         return ""
@@ -119,9 +133,10 @@ class WelcomePage(ReasonPage):
 
 # -- Where the service runs --------------------------------------------------------------------------
 class ServiceModePage(ReasonPage):
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, questions: SetupQuestions) -> None:
         super().__init__("Where the service runs", "The mail service is a program that runs all the time, "
                          "also while this console is closed.")
+        self.questions = questions
         self.background = QRadioButton("For &me, in the background (no administrator rights needed)")
         self.system = QRadioButton("As a &system service that starts when the computer starts")
         self.background.setChecked(True)
@@ -147,7 +162,7 @@ class ServiceModePage(ReasonPage):
         self.group.buttonToggled.connect(self.recheck)
 
     def initializePage(self) -> None:  # noqa: N802
-        why = self.wiz().system_service_unavailable()
+        why = self.questions.system_service_unavailable()
         self.system.setEnabled(not why)
         self.system_note.setText(
             "Installs a systemd unit: the service runs as its own unprivileged user 'pop3svc', may use the "
@@ -156,13 +171,12 @@ class ServiceModePage(ReasonPage):
 
     def problem(self) -> str:
         if self.system.isChecked():
-            return self.wiz().system_service_unavailable()
+            return self.questions.system_service_unavailable()
         return ""
 
 
 def _user_name() -> str:
     try:
-        import pwd
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return str(os.getuid())
@@ -206,13 +220,6 @@ class _Signals(QObject):
 
 def ldap_test(url: str, base_dn: str, bind_dn: str, password: str) -> tuple[bool, str]:
     """Connect, StartTLS on ldap://, bind as the account, read the base entry. Blocking: run it in a thread."""
-    try:
-        import ssl
-
-        import ldap3
-        from ldap3.core.exceptions import LDAPException
-    except ImportError:
-        return False, "The directory support (the ldap3 package) is not installed: pip install ldap3."
     first = url.split()[0] if url.split() else ""
     try:
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED)
@@ -338,9 +345,10 @@ class DirectoryPage(ReasonPage):
 
 # -- Mail storage --------------------------------------------------------------------------------
 class StoragePage(ReasonPage):
-    def __init__(self, default_root: Path) -> None:
+    def __init__(self, default_root: Path, questions: SetupQuestions) -> None:
         super().__init__("Mail storage", "Every mailbox is a folder under the root mail directory (Maildir); "
                          "other mail tools can read it too.")
+        self.questions = questions
         self.root = QLineEdit(str(default_root))
         browse = QPushButton("B&rowse…")
         browse.clicked.connect(self._browse)
@@ -364,7 +372,7 @@ class StoragePage(ReasonPage):
         self.root.textChanged.connect(self.recheck)
 
     def initializePage(self) -> None:  # noqa: N802
-        if self.wiz().rerun:
+        if self.questions.rerun:
             self.note.setText("The service never moves mail: to use another folder while domains exist, move "
                               "their folders there first (the service checks before it switches).")
 
@@ -380,9 +388,10 @@ class StoragePage(ReasonPage):
 
 # -- Ports -----------------------------------------------------------------------------------------
 class PortsPage(ReasonPage):
-    def __init__(self) -> None:
+    def __init__(self, questions: SetupQuestions) -> None:
         super().__init__("Address and ports", "Where the service listens. Mail clients and other servers "
                          "expect the standard ports.")
+        self.questions = questions
         self.address = QLineEdit()
         self.address.setPlaceholderText("every address of this computer")
         self.address.setAccessibleName("Listen on address")
@@ -437,7 +446,7 @@ class PortsPage(ReasonPage):
         self.shown = False
 
     def initializePage(self) -> None:  # noqa: N802
-        wiz = self.wiz()
+        wiz = self.questions
         if not self.shown:
             self.shown = True
             self.address.setText(wiz.initial_bind_address)
@@ -465,7 +474,7 @@ class PortsPage(ReasonPage):
             self.spins[key].setValue(checks.UNPRIVILEGED[default])
 
     def problem(self) -> str:
-        wiz = self.wiz()
+        wiz = self.questions
         privileged = wiz.will_have_privileges()
         ports = self.ports()
         try:
@@ -569,7 +578,6 @@ class SecurityPage(ReasonPage):
             edit.setText(chosen)
 
     def problem(self) -> str:
-        from core.certificates import check_pair, describe
         self.pem = None
         for w in (self.cert_path, self.key_path):
             w.setEnabled(self.choose.isChecked())
@@ -601,16 +609,16 @@ class SecurityPage(ReasonPage):
 
 
 def _hostname_ok(text: str) -> bool:
-    import re
     text = text.strip().rstrip(".").lower()
     return bool(re.fullmatch(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", text)) and len(text) <= 253
 
 
 # -- First domain and mailbox -------------------------------------------------------------------------
 class FirstMailboxPage(ReasonPage):
-    def __init__(self) -> None:
+    def __init__(self, questions: SetupQuestions) -> None:
         super().__init__("First domain and mailbox", "The e-mail domain this server receives mail for, and a "
                          "first mailbox in it (yours, perhaps).")
+        self.questions = questions
         self.domain = QLineEdit()
         self.domain.setPlaceholderText("example.com")
         self.mailbox = QLineEdit()
@@ -642,7 +650,7 @@ class FirstMailboxPage(ReasonPage):
             w.textChanged.connect(self.recheck)
 
     def needs_password(self) -> bool:
-        return self.wiz().auth_method() == "passwordfile"
+        return self.questions.auth_method() == "passwordfile"
 
     def initializePage(self) -> None:  # noqa: N802
         needs = self.needs_password()
@@ -680,8 +688,9 @@ class FirstMailboxPage(ReasonPage):
 
 # -- Summary -----------------------------------------------------------------------------------------
 class SummaryPage(ReasonPage):
-    def __init__(self) -> None:
+    def __init__(self, questions: SetupQuestions) -> None:
         super().__init__("Summary", "Check the choices; Finish applies them and starts the service.")
+        self.questions = questions
         self.text = QLabel()
         self.text.setWordWrap(True)
         self.text.setTextFormat(Qt.TextFormat.RichText)
@@ -697,17 +706,17 @@ class SummaryPage(ReasonPage):
         self.setFinalPage(True)
 
     def initializePage(self) -> None:  # noqa: N802
-        rows = self.wiz().plan().summary_rows()
+        rows = self.questions.plan().summary_rows()
         self.text.setText("<table cellspacing='4'>" + "".join(
             f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(v)}</td></tr>" for k, v in rows) + "</table>")
         self.progress.setText("")
 
     def problem(self) -> str:
-        runner = self.wiz().runner
+        runner = self.questions.runner
         return "Applying the settings…" if runner is not None and runner.running else ""
 
     def validatePage(self) -> bool:  # noqa: N802
-        return self.wiz().finish_requested()
+        return self.questions.finish_requested()
 
 
 def field_widgets(page: QWidget) -> list[QWidget]:

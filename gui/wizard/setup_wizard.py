@@ -28,6 +28,7 @@ from gui.wizard.pages import (
     DirectoryPage,
     FirstMailboxPage,
     PortsPage,
+    ReasonPage,
     SecurityPage,
     ServiceModePage,
     StoragePage,
@@ -81,16 +82,24 @@ class SetupWizard(QWizard):
         self.setButtonText(QWizard.WizardButton.FinishButton, "&Finish")
         hostname = str(self.current.get("hostname") or machine_name())
         default_root = Path(str(self.current.get("mailroot") or self.data_dir / "mailroot"))
-        self.pages = {
+        self.service_page = ServiceModePage(self.data_dir, self)
+        self.auth_page = AuthPage()
+        self.directory_page = DirectoryPage()
+        self.storage_page = StoragePage(default_root, self)
+        self.ports_page = PortsPage(self)
+        self.security_page = SecurityPage(hostname)
+        self.first_mailbox_page = FirstMailboxPage(self)
+        self.summary_page = SummaryPage(self)
+        self.pages: dict[Page, ReasonPage] = {
             Page.WELCOME: WelcomePage(),
-            Page.SERVICE: ServiceModePage(self.data_dir),
-            Page.AUTH: AuthPage(),
-            Page.DIRECTORY: DirectoryPage(),
-            Page.STORAGE: StoragePage(default_root),
-            Page.PORTS: PortsPage(),
-            Page.SECURITY: SecurityPage(hostname),
-            Page.FIRST_MAILBOX: FirstMailboxPage(),
-            Page.SUMMARY: SummaryPage(),
+            Page.SERVICE: self.service_page,
+            Page.AUTH: self.auth_page,
+            Page.DIRECTORY: self.directory_page,
+            Page.STORAGE: self.storage_page,
+            Page.PORTS: self.ports_page,
+            Page.SECURITY: self.security_page,
+            Page.FIRST_MAILBOX: self.first_mailbox_page,
+            Page.SUMMARY: self.summary_page,
         }
         for page_id, page in self.pages.items():
             self.setPage(int(page_id), page)
@@ -110,15 +119,15 @@ class SetupWizard(QWizard):
             following = Page.STORAGE
         return int(following)
 
-    def page_of(self, page: Page) -> Any:
+    def page_of(self, page: Page) -> ReasonPage:
         return self.pages[page]
 
     # -- what pages ask ---------------------------------------------------------------------------------
     def auth_method(self) -> str:
-        return self.pages[Page.AUTH].method() if not self.rerun else str(self.current.get("auth", "passwordfile"))
+        return self.auth_page.method() if not self.rerun else str(self.current.get("auth", "passwordfile"))
 
     def system_mode(self) -> bool:
-        return not self.rerun and self.pages[Page.SERVICE].system.isChecked()
+        return not self.rerun and self.service_page.system.isChecked()
 
     def system_service_unavailable(self) -> str:
         """'' when a system service can be installed from here, else why not."""
@@ -153,10 +162,8 @@ class SetupWizard(QWizard):
         return {spec.port_setting: checks.UNPRIVILEGED[spec.default_port] for spec in MAIL_LISTENERS}
 
     def plan(self) -> SetupPlan:
-        directory = self.pages[Page.DIRECTORY]
-        security = self.pages[Page.SECURITY]
-        first = self.pages[Page.FIRST_MAILBOX]
-        ports = self.pages[Page.PORTS]
+        directory, security = self.directory_page, self.security_page
+        first, ports = self.first_mailbox_page, self.ports_page
         auth = self.auth_method()
         hostname = security.host_name()
         if security.generate.isChecked():
@@ -169,7 +176,7 @@ class SetupWizard(QWizard):
             data_dir=self.data_dir, mode="system" if self.system_mode() else "background", auth=auth,
             ldap={"ldap_urls": url, "ldap_base_dn": base, "ldap_bind_dn": bind, "ldap_bind_password": password}
             if auth == "directory" else {},
-            mailroot=str(Path(self.pages[Page.STORAGE].root.text().strip()).expanduser()),
+            mailroot=str(Path(self.storage_page.root.text().strip()).expanduser()),
             ports=ports.ports(), tls=tls, hostname=hostname, bind_address=_canonical_address(ports.bind_address()),
             spa=security.spa.isChecked(),
             domain=first.domain.text().strip().lower(), mailbox=first.mailbox.text().strip(),
@@ -203,11 +210,11 @@ class SetupWizard(QWizard):
         for button in (QWizard.WizardButton.BackButton, QWizard.WizardButton.FinishButton,
                        QWizard.WizardButton.CancelButton):
             self.button(button).setEnabled(not busy)
-        self.pages[Page.SUMMARY].recheck()
+        self.summary_page.recheck()
 
     def _show_progress(self, step: str) -> None:
         done = "".join(f"✔ {html.escape(s)}<br>" for s in self.runner.done) if self.runner else ""
-        self.pages[Page.SUMMARY].progress.setText(f"{done}… {html.escape(step)}")
+        self.summary_page.progress.setText(f"{done}… {html.escape(step)}")
 
     def _applied_ok(self, info: dict[str, Any]) -> None:
         self.result_info = dict(info)
@@ -219,7 +226,7 @@ class SetupWizard(QWizard):
         self.failure = f"Step '{step}' failed: {reason}"
         self.failed_once = True
         self._busy(False)
-        self.pages[Page.SUMMARY].progress.setText(
+        self.summary_page.progress.setText(
             f"<span style='color:#a4262c'><b>✘ {html.escape(self.failure, quote=False)}</b></span><br>"
             + html.escape("What this attempt had created was taken back, so nothing is half set up. Correct the "
                           "choice with Back (or the cause named above), then press Finish again.")
@@ -229,11 +236,11 @@ class SetupWizard(QWizard):
     def _ports_trouble(self, *, keep: bool = False) -> str:
         """Run the Ports page's checks again (a port may have been taken since that page); say
         what they find under the summary. ``keep``: add to the failure shown, else replace it."""
-        trouble = self.pages[Page.PORTS].problem()
+        trouble = self.ports_page.problem()
         if trouble:
-            text = html.escape(f"The port check now finds: {trouble}. Go Back to the Address and ports page to choose others, "
-                               "or stop the program that uses them.")
-            progress = self.pages[Page.SUMMARY].progress
+            text = html.escape(f"The port check now finds: {trouble}. Go Back to the Address and ports page to "
+                               "choose others, or stop the program that uses them.")
+            progress = self.summary_page.progress
             progress.setText((progress.text() + "<br>" if keep else "")
                              + f"<span style='color:#a4262c'>{text}</span>")
         return trouble
