@@ -15,7 +15,8 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.smtp.server import DATA_LINE_LIMIT, SmtpProtocol
+from service.smtp.aiosmtpd_hooks import SmtpProtocol
+from service.smtp.data_reader import DATA_LINE_LIMIT
 
 SIZE_LIMIT = 3000
 HEAD = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@server.test>\r\nDATA\r\n"
