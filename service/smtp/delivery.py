@@ -237,7 +237,7 @@ def send(hop: Hop, *, helo: str, sender: str, recipients: list[str], data: bytes
     try:
         client = smtplib.SMTP(hop.host, hop.port, local_hostname=helo, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        reason = exc.strerror or str(exc) or type(exc).__name__   # SMTPException is an OSError
         return {r: Outcome(0, f"cannot connect to {where}: {reason}", where) for r in recipients}
     try:
         return _transaction(client, hop, where, sender, recipients, data)

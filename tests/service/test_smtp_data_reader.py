@@ -75,7 +75,7 @@ def _both(pieces: list[bytes]):
 
 def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + points, points + [len(data)]) if data[a:b]]
+    return [data[a:b] for a, b in zip([0] + points, points + [len(data)], strict=True) if data[a:b]]
 
 
 def _same(theirs, ours) -> None:
