@@ -39,6 +39,7 @@ from service.logbook import RecentHandler
 from service.lograte import FloodFilter, flush, loop_exception_handler
 from service.privhelper import HelperClient, start_helper
 from service.privileges import RunAs, drop_to, hand_over, preload
+from service.smtp.aiosmtpd_hooks import set_log_level as set_aiosmtpd_log_level
 
 log = logging.getLogger("pop3svc")
 
@@ -129,11 +130,11 @@ def setup_logging(data_dir: Path, level: int) -> None:
 
 
 def set_level(level: int) -> None:
-    """The service's logging level (0-3). aiosmtpd's own per-connection chatter ("mail.log") is
+    """The service's logging level (0-3). aiosmtpd's own per-connection chatter is
     kept for Maximum: at Medium our own session lines say what an administrator needs."""
     root = logging.getLogger()
     root.setLevel(LOG_LEVELS.get(level, logging.INFO))
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if level >= 3 else logging.WARNING)
+    set_aiosmtpd_log_level(level)
     # The log file gets everything the level lets through; the terminal (or the journal) gets
     # warnings and errors, and everything at Maximum: one write per mail line, not two.
     for handler in root.handlers:

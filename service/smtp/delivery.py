@@ -1,5 +1,7 @@
-"""Outgoing delivery: where a domain's mail goes (static route, smart host, DNS MX with A/AAAA
-fallback) and one SMTP client transaction with opportunistic STARTTLS and optional AUTH.
+"""The SMTP client of outgoing mail: where a domain's mail goes (static route, smart host with its
+sealed password, DNS MX with A/AAAA fallback) and the SMTP transactions that send one message to
+one domain, with opportunistic STARTTLS and optional AUTH. What is due, retries and reports are
+the queue's (service/smtp/queue.py).
 
 DNS is asynchronous (``dns.asyncresolver``, on the event loop); the SMTP transaction is
 blocking (smtplib) and the queue runs it in a worker thread.
@@ -13,7 +15,9 @@ import os
 import random
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import dns.asyncresolver
 import dns.exception
@@ -22,8 +26,10 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from core.errors import Unavailable
 from core.hostname import machine_name
 from core.parsing import parse_dns_servers, parse_host_port, parse_routes
+from core.sealer import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +86,14 @@ class Outcome:
 
 def order_mx(records: list[tuple[int, str]], rng: random.Random | None = None) -> list[str]:
     """MX names by preference, lowest first; equal preferences in random order (RFC 5321 §5.1)."""
-    rng = rng or random
+    shuffle = (rng or random).shuffle
     by_preference: dict[int, list[str]] = {}
     for preference, name in records:
         by_preference.setdefault(preference, []).append(name)
     ordered: list[str] = []
     for preference in sorted(by_preference):
         group = list(dict.fromkeys(by_preference[preference]))
-        rng.shuffle(group)
+        shuffle(group)
         ordered.extend(group)
     return list(dict.fromkeys(ordered))
 
@@ -176,7 +182,7 @@ class MxResolver:
         found = await asyncio.gather(*(self._addresses(resolver, name) for name in names))
         hops: list[Hop] = []
         troubles: list[str] = []
-        for name, (addresses, trouble) in zip(names, found):
+        for name, (addresses, trouble) in zip(names, found, strict=True):
             hops.extend(Hop(a, 25, name=name) for a in addresses)
             if trouble:
                 troubles.append(f"{name}: {trouble}")
@@ -231,7 +237,7 @@ def send(hop: Hop, *, helo: str, sender: str, recipients: list[str], data: bytes
     try:
         client = smtplib.SMTP(hop.host, hop.port, local_hostname=helo, timeout=timeout)
     except (OSError, smtplib.SMTPException) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        reason = exc.strerror or str(exc) or type(exc).__name__   # SMTPException is an OSError
         return {r: Outcome(0, f"cannot connect to {where}: {reason}", where) for r in recipients}
     try:
         return _transaction(client, hop, where, sender, recipients, data)
@@ -294,4 +300,63 @@ def _transaction(client: smtplib.SMTP, hop: Hop, where: str, sender: str, recipi
 
 
 def local_helo(hostname: str) -> str:
+    """The name this server gives in HELO and reports: the hostname setting, else the machine's."""
     return hostname or machine_name()
+
+
+Sender = Callable[..., dict[str, Outcome]]
+
+
+class RouteSettings(Protocol):
+    """The settings the client reads (service.live_settings.LiveSettings is one)."""
+
+    @property
+    def hostname(self) -> str: ...
+
+    def get(self, name: str) -> object: ...
+
+
+class RemoteDelivery:
+    """Sends queued mail to other servers, as the settings say now (routes, smart host, DNS)."""
+
+    def __init__(self, settings: RouteSettings, sealer: Sealer | None, *, sender: Sender = send) -> None:
+        self.settings = settings
+        self.sealer = sealer     # opens the smart host password (None: the service has no server key)
+        self.send = sender       # one SMTP transaction (tests stand in for it)
+
+    def resolver(self) -> MxResolver:
+        """A resolver following the settings of this moment. Blocking: the smart host password
+        is unsealed with the server key (disk, keyring)."""
+        get = self.settings.get
+        auth = None
+        user = str(get("smarthost_user") or "")
+        if user:
+            auth = (user, self._unseal(str(get("smarthost_password") or "")))
+        return MxResolver(routes=str(get("smtp_routes") or ""), smarthost=str(get("smarthost") or ""),
+                          smarthost_auth=auth, dns_servers=str(get("dns_servers") or ""))
+
+    def deliver(self, route: Route, *, sender: str, recipients: list[str], data: bytes) -> dict[str, Outcome]:
+        """Send ``data`` to ``recipients`` (all of one domain) along ``route``; blocking. An
+        Outcome per recipient; a route without servers fails them all with its error."""
+        if not route.hops:
+            code = 550 if route.permanent else 451
+            return {a: Outcome(code, f"{code} {route.status} {route.error}") for a in recipients}
+        helo = local_helo(self.settings.hostname)
+        outcomes: dict[str, Outcome] = {}
+        pending = list(recipients)
+        for hop in route.hops:
+            outcomes.update(self.send(hop, helo=helo, sender=sender, recipients=pending, data=data))
+            # Try the next MX only for recipients this one could not take for a reason of its
+            # own (no connection, 4xx); a 5xx is the domain's answer (RFC 5321 §5.1).
+            pending = [a for a in pending if outcomes[a].code == 0 or 400 <= outcomes[a].code < 500]
+            if not pending:
+                break
+        return outcomes
+
+    def _unseal(self, stored: str) -> str:
+        """The smart host password, sealed with the server key in the settings."""
+        if not stored:
+            return ""
+        if self.sealer is None:
+            raise Unavailable("The smart host password cannot be read without the server key.")
+        return self.sealer.unseal("smarthost_password", stored)

@@ -26,13 +26,12 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import CursorResult, Result, delete, func, or_, select, update
 
 from core.db import Database
 from core.errors import MailError, NotFound, Unavailable
@@ -41,7 +40,7 @@ from core.store.maildir import fsync_dir, write_durably
 from core.tables import Domain, Mailbox, QueuedMessage, QueuedRecipient
 from service.counters import Counters
 from service.live_settings import LiveSettings
-from service.smtp import delivery
+from service.smtp.delivery import Outcome, RemoteDelivery, Route, local_helo
 from service.smtp.dsn import RecipientStatus, build_report
 from service.workers import Runs
 
@@ -55,15 +54,25 @@ PREVIEW_BYTES = 1024
 REPEAT_LOG_INTERVAL = 600.0      # seconds between two log lines counting the same repeated error
 
 
+def new_queue_id() -> str:
+    """A new message's queue id: unique, roughly in arrival order."""
+    return f"{time.time_ns():x}{secrets.token_hex(6)}".upper()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(value: datetime | None) -> datetime | None:
+def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything here is UTC."""
-    if value is None or value.tzinfo is not None:
+    if value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def backoff(attempts: int, base: int) -> int:
@@ -123,9 +132,7 @@ class OutboundQueue:
     """The spool folder, the queue tables and the runner that empties them."""
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop, db: Database, store: MailStore, data_dir: Path,
-                 settings: LiveSettings, workers: Runs, counters: Counters,
-                 resolver: Callable[[], delivery.MxResolver],
-                 sender: Callable[..., dict[str, delivery.Outcome]] = delivery.send) -> None:
+                 settings: LiveSettings, workers: Runs, counters: Counters, client: RemoteDelivery) -> None:
         self.loop = loop
         self.db = db
         self.store = store
@@ -136,8 +143,7 @@ class OutboundQueue:
         self.legacy_dir = Path(data_dir) / "queue"
         # One node: the data directory. Several (PostgreSQL): the mail root they share.
         self.dir = Path(store.root) / ".queue" if self.shared else self.legacy_dir
-        self.resolver = resolver          # a fresh MxResolver per attempt follows setting changes
-        self.send = sender
+        self.client = client              # routes and sends; a fresh resolver per attempt follows the settings
         self.node = f"{socket.gethostname()}:{Path(data_dir).resolve()}"[:128]
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -163,14 +169,10 @@ class OutboundQueue:
     def read(self, queue_id: str) -> bytes:
         return self.spool_path(queue_id).read_bytes()
 
-    @staticmethod
-    def new_id() -> str:
-        return f"{time.time_ns():x}{secrets.token_hex(6)}".upper()
-
     def enqueue(self, sender: str, recipients: list[tuple[str, str]], data: bytes, *, submitted_by: str = "",
                 client: str = "", is_report: bool = False, queue_id: str | None = None) -> str:
         """Store a message for ``recipients`` [(address, domain)] durably; blocking. Returns its id."""
-        queue_id = queue_id or self.new_id()
+        queue_id = queue_id or new_queue_id()
         tmp = self.dir / "tmp" / queue_id
         final = self.spool_path(queue_id)
         try:
@@ -203,7 +205,7 @@ class OutboundQueue:
     def discard(self, queue_id: str) -> bool:
         """Remove a message from the queue (rows and file); False if it was not there."""
         with self.db.write() as session:
-            gone = session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id == queue_id)).rowcount
+            gone = rows_changed(session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id == queue_id)))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.spool_path(queue_id))
         return bool(gone)
@@ -230,14 +232,15 @@ class OutboundQueue:
         with self.db.write() as session:
             missing = sorted(known - on_disk)
             if missing:
-                dropped = session.execute(delete(QueuedMessage).where(QueuedMessage.queue_id.in_(missing))).rowcount
+                dropped = rows_changed(session.execute(
+                    delete(QueuedMessage).where(QueuedMessage.queue_id.in_(missing))))
                 if dropped:
                     log.error("queue: %d message(s) lost their spool file and are dropped: %s",
                               dropped, ", ".join(missing[:10]))
                 report["missing_dropped"] = dropped
-            report["leases_released"] = session.execute(
+            report["leases_released"] = rows_changed(session.execute(
                 update(QueuedRecipient).where(QueuedRecipient.claimed_by == self.node)
-                .values(claimed_by="", claimed_until=None)).rowcount
+                .values(claimed_by="", claimed_until=None)))
         for name in on_disk - known:   # written, never committed, never acknowledged
             if not settled(self.spool_path(name)):
                 continue
@@ -299,10 +302,10 @@ class OutboundQueue:
 
     def _renew(self) -> int:
         with self.db.write() as session:
-            return session.execute(
+            return rows_changed(session.execute(
                 update(QueuedRecipient).where(QueuedRecipient.claimed_by == self.node,
                                               QueuedRecipient.status == PENDING)
-                .values(claimed_until=utcnow() + self.lease())).rowcount or 0
+                .values(claimed_until=utcnow() + self.lease())))
 
     async def stop(self) -> None:
         if self._heartbeat is not None:
@@ -360,7 +363,7 @@ class OutboundQueue:
         never a release that makes the message due again at once (issue 13: 270 tries a second)."""
         try:
             # Made in a thread: the smart host password is unsealed with the server key (disk, keyring).
-            resolver = await self.workers.run(self.resolver)
+            resolver = await self.workers.run(self.client.resolver)
             route = await resolver.route_async(batch.domain)
             await self.workers.run(self.attempt, batch, route)
         except asyncio.CancelledError:
@@ -379,7 +382,7 @@ class OutboundQueue:
         """Record an attempt that ended in an exception as a temporary failure of every recipient."""
         text = f"451 4.3.0 internal error of the mail service: {problem}"[:2000]
         try:
-            self.record(batch, {a: delivery.Outcome(451, text) for a in batch.addresses})
+            self.record(batch, {a: Outcome(451, text) for a in batch.addresses})
         except Exception:
             # record() itself is what fails: count the try and back off without it.
             self.errors.report(f"record: {problem}", "queue: cannot record the attempt for %s", batch.queue_id,
@@ -420,9 +423,9 @@ class OutboundQueue:
                     groups.setdefault(key, []).append(row)
             for (message_id, domain), members in groups.items():
                 ids = [m.id for m in members]
-                claimed = session.execute(
+                claimed = rows_changed(session.execute(
                     update(QueuedRecipient).where(QueuedRecipient.id.in_(ids), free)
-                    .values(claimed_by=self.node, claimed_until=now + self.lease())).rowcount
+                    .values(claimed_by=self.node, claimed_until=now + self.lease())))
                 if claimed != len(ids):   # another node took part of it: leave the group to it
                     session.execute(update(QueuedRecipient)
                                     .where(QueuedRecipient.id.in_(ids), QueuedRecipient.claimed_by == self.node)
@@ -441,7 +444,7 @@ class OutboundQueue:
         wait = min((t - utcnow()).total_seconds() for t in due) if due else 30.0
         return batches, wait
 
-    def attempt(self, batch: Batch, route: delivery.Route | None = None) -> dict[str, delivery.Outcome]:
+    def attempt(self, batch: Batch, route: Route | None = None) -> dict[str, Outcome]:
         """Try to deliver one batch (blocking) along ``route`` (looked up here when not given)
         and record what happened."""
         try:
@@ -451,26 +454,12 @@ class OutboundQueue:
             self.discard(batch.queue_id)
             return {}
         if route is None:
-            route = self.resolver().route(batch.domain)
-        outcomes: dict[str, delivery.Outcome] = {}
-        if not route.hops:
-            code = 550 if route.permanent else 451
-            outcomes = {a: delivery.Outcome(code, f"{code} {route.status} {route.error}") for a in batch.addresses}
-        else:
-            pending = list(batch.addresses)
-            for hop in route.hops:
-                result = self.send(hop, helo=delivery.local_helo(self.settings.hostname), sender=batch.sender,
-                                   recipients=pending, data=data)
-                outcomes.update(result)
-                # Try the next MX only for recipients this one could not take for a reason of its
-                # own (no connection, 4xx); a 5xx is the domain's answer (RFC 5321 §5.1).
-                pending = [a for a in pending if outcomes[a].code == 0 or 400 <= outcomes[a].code < 500]
-                if not pending:
-                    break
+            route = self.client.resolver().route(batch.domain)
+        outcomes = self.client.deliver(route, sender=batch.sender, recipients=list(batch.addresses), data=data)
         self.record(batch, outcomes)
         return outcomes
 
-    def record(self, batch: Batch, outcomes: dict[str, delivery.Outcome]) -> None:
+    def record(self, batch: Batch, outcomes: dict[str, Outcome]) -> None:
         """Write the outcome of an attempt: delivered, failed (and reported), or retried later."""
         now = utcnow()
         failed: list[RecipientStatus] = []
@@ -486,7 +475,7 @@ class OutboundQueue:
             deadline = created + timedelta(seconds=lifetime)
             rows = session.scalars(select(QueuedRecipient).where(QueuedRecipient.id.in_(batch.recipient_ids))).all()
             for row in rows:
-                outcome = outcomes.get(row.address) or delivery.Outcome(0, "no attempt was made")
+                outcome = outcomes.get(row.address) or Outcome(0, "no attempt was made")
                 row.attempts += 1
                 row.claimed_by, row.claimed_until = "", None
                 row.last_error = "" if outcome.delivered else outcome.text[:2000]
@@ -538,7 +527,7 @@ class OutboundQueue:
         if is_report or not sender or sender == "<>":
             log.info("queue: no report for a message with the null sender (%d recipient(s))", len(recipients))
             return
-        hostname = delivery.local_helo(self.settings.hostname)
+        hostname = local_helo(self.settings.hostname)
         message = build_report(reporting_mta=hostname, sender=sender, recipients=recipients, original=original,
                                arrival=arrival, delayed=delayed, retry_until=retry_until)
         try:
@@ -611,15 +600,15 @@ class OutboundQueue:
             query = update(QueuedRecipient).where(QueuedRecipient.status == PENDING)
             if ident is not None and ident != "":
                 query = query.where(QueuedRecipient.message_id == self._message_id(session, ident))
-            count = session.execute(query.values(next_attempt_at=utcnow())).rowcount
-        return int(count or 0)
+            count = rows_changed(session.execute(query.values(next_attempt_at=utcnow())))
+        return count
 
     def delete(self, ident: int | str) -> int:
         """Delete a queued message without a report; returns 1, or raises NotFound."""
         with self.db.read() as session:
             queue_id = session.scalar(select(QueuedMessage.queue_id)
                                       .where(QueuedMessage.id == self._message_id(session, ident)))
-        if not self.discard(queue_id):
+        if queue_id is None or not self.discard(queue_id):
             raise NotFound(f"There is no queued message {ident}; it was just delivered or deleted.")
         log.warning("queue: %s deleted by the administrator", queue_id)
         return 1

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from core.errors import Unavailable
+from service.listeners import Listener
+from service.smtp.policy import Directory
 
 OUTSIDE = "relaytest.example.net"     # RFC 2606: a domain that is never anybody's
 TIMEOUT = 15.0
@@ -114,6 +119,33 @@ async def run_relay_test(host: str, port: int, *, local_domain: str, helo: str) 
     finally:
         if writer is not None:
             with contextlib.suppress(Exception):
+                assert reader is not None
                 await _command(reader, writer, "QUIT")
             writer.close()
     return results
+
+
+class RelaySelfTest:
+    """The admin channel's relay.test: the probes against this server's own port 25 listener."""
+
+    def __init__(self, *, listeners: Mapping[str, Listener], directory: Directory,
+                 hostname: Callable[[], str]) -> None:
+        self.listeners = listeners    # filled as the listeners are made
+        self.directory = directory
+        self.hostname = hostname
+
+    async def run(self, target_host: str = "", port: int | None = None) -> list[dict]:
+        """Try the classic open-relay tricks against a running SMTP listener (this server's port
+        25 listener unless told otherwise) and report each."""
+        listener = self.listeners.get("smtp")
+        if not port:
+            port = listener.bound_port if listener is not None else None
+            if not port:
+                raise Unavailable("The SMTP listener is not running; start it or give a port.")
+        if not target_host:
+            bound = listener.host if listener is not None else ""
+            target_host = "127.0.0.1" if bound in ("", "0.0.0.0") else "::1" if bound == "::" else bound
+        domains = sorted(await self.directory.local_domains())
+        helo = self.hostname()
+        local = domains[0] if domains else helo
+        return await run_relay_test(target_host, int(port), local_domain=local, helo=helo)

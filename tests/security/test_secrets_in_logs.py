@@ -207,7 +207,7 @@ def test_smtp_auth_in_every_form_leaves_no_password_in_the_logs(svc: ServiceProc
 
 def test_the_redaction_helpers_keep_commands_and_cut_everything_else() -> None:
     from service.pop3.commands import redacted
-    from service.smtp.server import loggable_line
+    from service.smtp.aiosmtpd_hooks import loggable_line
 
     assert loggable_line(b"MAIL FROM:<a@b.c>") == b"MAIL FROM:<a@b.c>"
     assert loggable_line(b"AUTH PLAIN " + b64(PASSWORD).encode()) == b"AUTH PLAIN ***"

@@ -116,7 +116,7 @@ def test_a_lock_timeout_is_not_insufficient_storage(driver_error: Exception, rep
     from sqlalchemy.exc import OperationalError
 
     from core.errors import DATABASE_BUSY, DATABASE_FULL, DiskFull
-    from service.smtp.handler import delivery_reply
+    from service.smtp.intake import delivery_reply
 
     for raised in (driver_error, OperationalError("INSERT ...", {}, driver_error)):   # raw, and as SQLAlchemy wraps it
         refusal = database_error(raised)

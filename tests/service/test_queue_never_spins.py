@@ -53,7 +53,7 @@ def test_an_exception_is_a_try_with_back_off(tmp_path: Path, caplog: pytest.LogC
     caplog.set_level(logging.INFO, logger=queue_module.__name__)
     a = harness(tmp_path)
     broken = Broken()
-    setattr(a.server.queue, where, getattr(broken, where))
+    setattr(a.server.queue.client, where, getattr(broken, where))
     try:
         started = submit(a)
         item = wait_for(lambda: (q := a.queue()) and q[0]["attempts"] >= 3 and q[0], what="three tries")
@@ -76,7 +76,7 @@ def test_an_exception_is_a_try_with_back_off(tmp_path: Path, caplog: pytest.LogC
 
 def test_the_sender_hears_after_the_lifetime(tmp_path: Path) -> None:
     a = harness(tmp_path, queue_lifetime=2)
-    a.server.queue.send = Broken().send
+    a.server.queue.client.send = Broken().send
     try:
         submit(a, subject="doomed")
         got = wait_for(lambda: a.messages("alice@example.com"), what="the non-delivery report")
@@ -92,7 +92,7 @@ def test_the_sender_hears_after_the_lifetime(tmp_path: Path) -> None:
 def test_a_failure_while_recording_still_counts(tmp_path: Path) -> None:
     a = harness(tmp_path)
     broken = Broken()
-    a.server.queue.send = broken.send
+    a.server.queue.client.send = broken.send
 
     def record(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the record step is broken too")

@@ -15,7 +15,8 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.smtp.server import DATA_LINE_LIMIT, SmtpProtocol
+from service.smtp.aiosmtpd_hooks import SmtpProtocol
+from service.smtp.data_reader import DATA_LINE_LIMIT
 
 SIZE_LIMIT = 3000
 HEAD = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@server.test>\r\nDATA\r\n"
@@ -74,7 +75,7 @@ def _both(pieces: list[bytes]):
 
 def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0] + points, points + [len(data)]) if data[a:b]]
+    return [data[a:b] for a, b in zip([0] + points, points + [len(data)], strict=True) if data[a:b]]
 
 
 def _same(theirs, ours) -> None:

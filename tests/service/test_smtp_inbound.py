@@ -158,8 +158,8 @@ def test_error_budget_hangs_up(smtp_service: SmtpHarness) -> None:
 
 
 def test_unknown_commands_budget_and_long_lines(smtp_service: SmtpHarness) -> None:
-    replies = raw_session(smtp_service.ports["smtp"], [b"EHLO x.test\r\n", b"MAIL FROM:<" + b"a" * 1100 + b"@b.test>\r\n"]
-                          + [b"BOGUS\r\n"] * 5)
+    replies = raw_session(smtp_service.ports["smtp"],
+                          [b"EHLO x.test\r\n", b"MAIL FROM:<" + b"a" * 1100 + b"@b.test>\r\n"] + [b"BOGUS\r\n"] * 5)
     assert replies[2].startswith("500")
     assert replies[-1].startswith("502 5.5.1")
 
@@ -254,7 +254,8 @@ def test_smtputf8_and_8bitmime(smtp_service: SmtpHarness) -> None:
     with smtp_service.client() as client:
         client.ehlo("x.test")
         assert client.has_extn("smtputf8") and client.has_extn("8bitmime")
-        client.sendmail("j\u00fcrgen@remote.test", ["alice@example.com"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        client.sendmail("j\u00fcrgen@remote.test", ["alice@example.com"], body,
+                        mail_options=["SMTPUTF8", "BODY=8BITMIME"])
     assert "na\u00efve".encode() in smtp_service.messages("alice@example.com")[0]
 
 

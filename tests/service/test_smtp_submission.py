@@ -28,7 +28,7 @@ def scram_login(client: smtplib.SMTP, user: str, password: str) -> tuple[int, by
     final_bare = f"c=biws,r={attrs['r']}"
     auth_message = f"{first_bare},{server_first},{final_bare}".encode()
     signature = hmac.new(stored, auth_message, hashlib.sha256).digest()
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     final = f"{final_bare},p={base64.b64encode(proof).decode()}"
     code, resp = client.docmd(base64.b64encode(final.encode()).decode())
     if code == 334:   # v=ServerSignature; answer with an empty response

@@ -11,7 +11,7 @@ from core.errors import Invalid
 from core.parsing import parse_rate, parse_routes
 from service.smtp.delivery import Hop, MxResolver, Outcome
 from service.smtp.dsn import RecipientStatus, build_report
-from service.smtp.handler import has_bare_line_end, received_header
+from service.smtp.message import has_bare_line_end, received_header
 from service.smtp.policy import parse_address, same_address
 from service.smtp.queue import backoff
 
@@ -125,7 +125,7 @@ _PATHS = ["<a@b.c>", " <a@b.c> SIZE=10", "<a.b@c-d.e>  BODY=8BITMIME", "<>", "a@
 def _protocols():
     from aiosmtpd.smtp import SMTP
 
-    from service.smtp.server import SmtpProtocol
+    from service.smtp.aiosmtpd_hooks import SmtpProtocol
     return SmtpProtocol(object()), SMTP(object())
 
 
