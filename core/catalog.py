@@ -188,7 +188,8 @@ def _user_filter(value: Any) -> str:
     if not text:
         return ""
     if not (text.startswith("(") and text.endswith(")")) or text.count("(") != text.count(")"):
-        raise Invalid(f"'{text}' is not an LDAP filter; write one such as (&(objectClass=inetOrgPerson)(mail={{address}})).")
+        raise Invalid(f"'{text}' is not an LDAP filter; "
+                      "write one such as (&(objectClass=inetOrgPerson)(mail={address})).")
     try:
         text.format(address="a@b.c", name="a", domain="b.c")
     except (KeyError, IndexError, ValueError):
@@ -394,7 +395,8 @@ _METHODS = (
             help="1: upgrade ldap:// connections with StartTLS (ldaps:// is TLS from the start)"),
     SettingSpec("ldap_ca_file", "", _ca_file, "Directory CA certificates (PEM)", kind=Kind.PATH,
                 help="the CA that signed the directory's certificate; empty: the system's CAs"),
-    SettingSpec("ldap_base_dn", "", _dn, "Directory base DN", help="where users are searched, such as dc=example,dc=com"),
+    SettingSpec("ldap_base_dn", "", _dn, "Directory base DN",
+                help="where users are searched, such as dc=example,dc=com"),
     SettingSpec("ldap_bind_dn", "", _dn, "Directory bind DN",
                 help="the account the service searches (and creates users) with"),
     SettingSpec("ldap_bind_password", "", _secret, "Directory bind password", kind=Kind.SECRET, secret=True,
