@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import Invalid, NotFound
-from core.ipc.protocol import DEFAULT_TCP_PORT
 from core.names import check_auth_method, normalize_domain
 from core.parsing import (
     bind_address,
@@ -94,6 +93,9 @@ class ListenerSpec:
         """The attribute argparse stores the flag in (``pop3s_port``)."""
         return self.flag[2:].replace("-", "_") if self.flag else None
 
+
+# The port suggested for remote administration (admin_tcp_port, off by default; winpop --host's default).
+DEFAULT_TCP_PORT = 9110
 
 LISTENERS: dict[str, ListenerSpec] = {spec.name: spec for spec in (
     ListenerSpec("pop3", "pop3", 110, TlsMode.STARTTLS, "POP3", "POP3", "mail clients fetch mail (STARTTLS)",
