@@ -7,17 +7,22 @@ import os
 import sys
 from pathlib import Path
 
+from core.paths import default_data_dir
+
+# Each command imports only its own side, below: the service process must never load Qt (gui/),
+# and the console never loads the service (DESIGN §1), so these imports stay inside main().
+
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["service"] and args[1:2] in (["install"], ["uninstall"]):
-        from service.install import main as install_main
+        from service.install import main as install_main  # noqa: PLC0415 - the service side only
         return install_main(args[2:] + (["--uninstall"] if args[1] == "uninstall" else []))
     if args and args[0] == "service":
-        from service.daemon import main as service_main
+        from service.daemon import main as service_main  # noqa: PLC0415 - the service side only
         return service_main(args[1:])
     if args and args[0] == "winpop":
-        from service.winpop import main as winpop_main
+        from service.winpop import main as winpop_main  # noqa: PLC0415 - the command line only
         return winpop_main(args[1:])
     parser = argparse.ArgumentParser(prog="python main.py", description="Open the POP3 Service console. "
                                      "Other commands: 'service' (run the mail service), 'winpop' (command line).")
@@ -29,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
               "service without the console, 'python3 main.py service', and administer it with 'winpop' "
               "('python3 main.py winpop help').", file=sys.stderr)
         return 2
-    from core.paths import default_data_dir
-    from gui.app import run_console
+    from gui.app import run_console  # noqa: PLC0415 - Qt only in the console process
     return run_console((opts.data_dir or default_data_dir()).expanduser())
 
 

@@ -697,7 +697,8 @@ def _listing(dir_fd: int, where: Path, warnings: list[str]) -> list[tuple[str, o
                 except OSError:
                     continue
                 if stat.S_ISLNK(st.st_mode):
-                    warnings.append(f"skipped {shown_path(where / entry.name)}: a symbolic link (the import never follows links)")
+                    warnings.append(f"skipped {shown_path(where / entry.name)}: a symbolic link "
+                                    "(the import never follows links)")
                 elif stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
                     items.append((entry.name, st))
                 else:

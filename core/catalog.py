@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import Invalid, NotFound
-from core.ipc.protocol import DEFAULT_TCP_PORT
 from core.names import check_auth_method, normalize_domain
 from core.parsing import (
     bind_address,
@@ -94,6 +93,9 @@ class ListenerSpec:
         """The attribute argparse stores the flag in (``pop3s_port``)."""
         return self.flag[2:].replace("-", "_") if self.flag else None
 
+
+# The port suggested for remote administration (admin_tcp_port, off by default; winpop --host's default).
+DEFAULT_TCP_PORT = 9110
 
 LISTENERS: dict[str, ListenerSpec] = {spec.name: spec for spec in (
     ListenerSpec("pop3", "pop3", 110, TlsMode.STARTTLS, "POP3", "POP3", "mail clients fetch mail (STARTTLS)",
@@ -188,7 +190,8 @@ def _user_filter(value: Any) -> str:
     if not text:
         return ""
     if not (text.startswith("(") and text.endswith(")")) or text.count("(") != text.count(")"):
-        raise Invalid(f"'{text}' is not an LDAP filter; write one such as (&(objectClass=inetOrgPerson)(mail={{address}})).")
+        raise Invalid(f"'{text}' is not an LDAP filter; "
+                      "write one such as (&(objectClass=inetOrgPerson)(mail={address})).")
     try:
         text.format(address="a@b.c", name="a", domain="b.c")
     except (KeyError, IndexError, ValueError):
@@ -394,7 +397,8 @@ _METHODS = (
             help="1: upgrade ldap:// connections with StartTLS (ldaps:// is TLS from the start)"),
     SettingSpec("ldap_ca_file", "", _ca_file, "Directory CA certificates (PEM)", kind=Kind.PATH,
                 help="the CA that signed the directory's certificate; empty: the system's CAs"),
-    SettingSpec("ldap_base_dn", "", _dn, "Directory base DN", help="where users are searched, such as dc=example,dc=com"),
+    SettingSpec("ldap_base_dn", "", _dn, "Directory base DN",
+                help="where users are searched, such as dc=example,dc=com"),
     SettingSpec("ldap_bind_dn", "", _dn, "Directory bind DN",
                 help="the account the service searches (and creates users) with"),
     SettingSpec("ldap_bind_password", "", _secret, "Directory bind password", kind=Kind.SECRET, secret=True,

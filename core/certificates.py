@@ -11,6 +11,12 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from core.errors import Invalid
 
 EXPIRY_WARNING_DAYS = 30
@@ -48,12 +54,6 @@ def self_signed(hostname: str, *, days: int = 825, extra_names: tuple[str, ...] 
     for RSA, §4.2.1.3) and ExtendedKeyUsage serverAuth (§4.2.1.12) say what it is for; the host
     names are subjectAltNames (RFC 6125 §6.4.4: clients ignore the CN when SANs exist). 825 days:
     the most clients such as Apple's accept for a server certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
     key = rsa_keys.generate_private_key(65537, 2048) if rsa else ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for name in (hostname, *extra_names):
@@ -90,8 +90,6 @@ def self_signed(hostname: str, *, days: int = 825, extra_names: tuple[str, ...] 
 
 def summarize(cert_pem: bytes) -> CertificateSummary:
     """Subject, names and validity of the first certificate in ``cert_pem``."""
-    from cryptography import x509
-
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
@@ -112,9 +110,6 @@ def check_pair(cert_pem: bytes, key_pem: bytes, *, now: dt.datetime | None = Non
 
     Raises ``Invalid`` with a sentence a person can act on.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     summary = summarize(cert_pem)
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)

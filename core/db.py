@@ -12,9 +12,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,12 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` matched: at run time its
+    result is a ``CursorResult``, though the ORM's signature promises only ``Result``."""
+    return cast(CursorResult[Any], result).rowcount or 0
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection) -> None:
@@ -79,7 +88,7 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _install_sqlite_pragmas(self.engine)
-            writer_engine = self.engine.execution_options(sqlite_immediate=True)
+            writer_engine: Engine = self.engine.execution_options(sqlite_immediate=True)
         else:
             writer_engine = self.engine
         self._writer_engine = writer_engine
@@ -105,7 +114,10 @@ class Database:
         with self._fast_lock:
             conn = self._fast
             if conn is None:
-                conn = sqlite3.connect(self.engine.url.database, check_same_thread=False, timeout=30)
+                database = self.engine.url.database
+                if not database:
+                    raise RuntimeError("sqlite_write needs a file database (see has_sqlite_writer)")
+                conn = sqlite3.connect(database, check_same_thread=False, timeout=30)
                 _sqlite_pragmas(conn)
                 self._fast = conn
             cur = conn.cursor()
@@ -142,9 +154,6 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (creates it on an empty database)."""
-        from alembic import command
-        from alembic.config import Config
-
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as conn:

@@ -94,7 +94,9 @@ def login_key(login: str | None) -> str:
 def _whole_script_lookalike(label: str, script: str) -> bool:
     lookalikes = _LATIN_LOOKALIKES.get(script)
     letters = [ch for ch in label if ch.isalpha()]
-    return bool(lookalikes) and bool(letters) and all(ch in lookalikes for ch in letters)
+    if not lookalikes or not letters:
+        return False
+    return all(ch in lookalikes for ch in letters)
 
 
 def normalize_domain(name: str) -> str:

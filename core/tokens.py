@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from core.db import Database
+from core.db import Database, affected_rows
 from core.errors import Conflict, NotFound
 from core.names import check_token_name
 from core.tables import AdminToken
@@ -60,7 +60,7 @@ class AdminTokens:
             cond = AdminToken.name == key
             if key.isdigit():
                 cond = cond | (AdminToken.id == int(key))
-            count = session.execute(delete(AdminToken).where(cond)).rowcount or 0
+            count = affected_rows(session.execute(delete(AdminToken).where(cond)))
         if not count:
             raise NotFound(f"There is no token '{key}'. 'winpop token list' shows them.")
         return count

@@ -62,5 +62,5 @@ class CounterEvents:
         boxes, domains = await self.workers.run(load)
         for info in boxes:
             self.events.publish("mailbox.changed", info)
-        for info in domains:
-            self.events.publish("domain.changed", info)
+        for domain in domains:
+            self.events.publish("domain.changed", domain)

@@ -48,7 +48,7 @@ def psycopg_conninfo(url: str) -> str:
     u = make_url(url)
     params = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database}
     params.update({k: v for k, v in u.query.items() if isinstance(v, str)})
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 class EventRelay:

@@ -45,7 +45,7 @@ log = logging.getLogger("pop3svc")
 
 LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
 # listener name → its command-line flag (--pop3-port ...): the port for this run
-PORT_FLAGS = {spec.name: spec.flag_dest for spec in MAIL_LISTENERS}
+PORT_FLAGS = {spec.name: spec.flag_dest for spec in MAIL_LISTENERS if spec.flag_dest is not None}
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +60,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address the mail listeners bind for this run (default: the bind_address setting, "
                              "else every address, 0.0.0.0)")
     for spec in MAIL_LISTENERS:
+        if spec.flag is None:
+            continue
         parser.add_argument(spec.flag, type=int, default=None,
                             help=f"{spec.name} port for this run (0 disables the listener)")
     parser.add_argument("--user", default=None,
@@ -83,8 +85,11 @@ class LogFile(logging.handlers.RotatingFileHandler):
             size = len(text.encode(self.encoding or "utf-8", "replace"))
             if self.maxBytes > 0 and self.size + size > self.maxBytes and self.size > 0:
                 self.doRollover()   # closes the file and, through _open, starts the count again
-            self.stream.write(text)
-            self.stream.flush()
+            stream = self.stream
+            if stream is None:   # closed at shutdown: reported below like any other failure to write
+                raise ValueError("the log file is closed")
+            stream.write(text)
+            stream.flush()
             self.size += size
             if getattr(self, "dropping", False):
                 self.dropping = False
@@ -225,7 +230,8 @@ def _time_callbacks(threshold: float, logger: logging.Logger) -> bool:
             os.close(others_fds.pop(tid))
         return total
 
-    def _run(handle: asyncio.events.Handle) -> None:
+    def _run(self: asyncio.events.Handle) -> None:   # named like the method it replaces
+        handle = self
         if threading.get_ident() != loop_thread:
             original(handle)
             return
@@ -414,7 +420,8 @@ def _safe_url(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python main.py service", description="Run the mail service in the foreground.")
+    parser = argparse.ArgumentParser(prog="python main.py service",
+                                     description="Run the mail service in the foreground.")
     add_service_arguments(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "migrate-db":   # copy an installation's SQLite database to PostgreSQL

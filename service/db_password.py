@@ -7,7 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from core.errors import Invalid
 
@@ -52,12 +55,10 @@ def read_password_file(path: Path) -> str:
     return password
 
 
-def database_url(url: str, *, password_file: Path | None = None, environ: dict[str, str] | None = None) -> str:
+def database_url(url: str, *, password_file: Path | None = None, environ: Mapping[str, str] | None = None) -> str:
     """``url`` with the password from ``password_file`` or $POP3SVC_DB_PASSWORD put in (the file
     wins); warns when ``url`` carries a password itself."""
-    from sqlalchemy.engine import make_url
-
-    environ = os.environ if environ is None else environ
+    env = os.environ if environ is None else environ
     try:
         parsed = make_url(url)
     except Exception:
@@ -69,7 +70,7 @@ def database_url(url: str, *, password_file: Path | None = None, environ: dict[s
         if password_file is not None:
             raise Invalid("--db-password-file was given, but the database is SQLite, which has no password.")
         return url
-    password = read_password_file(password_file) if password_file is not None else environ.get(PASSWORD_ENV) or None
+    password = read_password_file(password_file) if password_file is not None else env.get(PASSWORD_ENV) or None
     if password is None:
         return url
     return parsed.set(password=password).render_as_string(hide_password=False)
@@ -77,8 +78,6 @@ def database_url(url: str, *, password_file: Path | None = None, environ: dict[s
 
 def shown_url(url: str) -> str:
     """A database URL as it may be logged: the password replaced by ***."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:

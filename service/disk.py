@@ -79,7 +79,7 @@ class DiskWatch:
         self.disks = disks
         for disk in disks:
             if before.get(disk.what, "ok") != disk.state:
-                level = logging.ERROR if disk.state == "full" else logging.WARNING if disk.state == "low" else logging.INFO
+                level = {"full": logging.ERROR, "low": logging.WARNING}.get(disk.state, logging.INFO)
                 log.log(level, "disk of the %s (%s): %s, %d MB free of %d MB", disk.what, disk.path, disk.state,
                         disk.free_bytes // 2**20, disk.total_bytes // 2**20)
         if {d.what: d.state for d in disks} != before:

@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from core.catalog import resolve
+from core.db import Database, sqlite_url
 from core.errors import Invalid, MailError
+from core.paths import default_data_dir
+from core.settings import Settings
+from service.privileges import RunAs, hand_over
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_NAME = "pop3-service.service"
@@ -140,7 +144,6 @@ def install_steps(target: Target) -> list[Step]:
         _run("usermod", "--append", "--groups", target.admin_group, target.user)
 
     def data_dir() -> None:
-        from service.privileges import RunAs, hand_over
         who = RunAs.lookup(target.user)
         target.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         target.mailroot.mkdir(exist_ok=True, mode=0o700)
@@ -153,9 +156,6 @@ def install_steps(target: Target) -> list[Step]:
             os.chmod(key, 0o600)
 
     def settings() -> None:
-        from core.db import Database, sqlite_url
-        from core.settings import Settings
-        from service.privileges import RunAs, hand_over
         db = Database(sqlite_url(target.data_dir / "pop3svc.db"))
         try:
             db.upgrade()
@@ -223,8 +223,6 @@ def execute(steps: list[Step], out=sys.stdout) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.paths import default_data_dir
-
     parser = argparse.ArgumentParser(prog="python main.py service install",
                                      description="Install (or --uninstall) the mail service as a systemd unit.")
     parser.add_argument("--uninstall", action="store_true", help="stop and remove the unit (mail and data are kept)")

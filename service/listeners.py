@@ -39,13 +39,13 @@ SWEEP_INTERVAL = 60.0        # a connection seen closing at two sweeps in a row 
 RESERVED_DESCRIPTORS = 192
 
 
-class ListenerState(str, enum.Enum):
+class ListenerState(enum.StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
 
 
-class Refusal(str, enum.Enum):
+class Refusal(enum.StrEnum):
     """Why a new connection is refused; the protocol turns it into its own reply."""
 
     PAUSED = "paused"
@@ -116,7 +116,7 @@ class _Slot:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.closing_seen = False
 
 

@@ -138,7 +138,7 @@ class FloodFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         verdict = record.__dict__.get("_flood_verdict")
         if verdict is None:
-            verdict = record._flood_verdict = self._decide(record)  # type: ignore[attr-defined]
+            verdict = record._flood_verdict = self._decide(record)
         return verdict
 
     def _decide(self, record: logging.LogRecord) -> bool:
@@ -172,7 +172,8 @@ class FloodFilter(logging.Filter):
             if window is not None and window.suppressed:
                 due.append((key, window))
             window = self._windows[key] = _Window(now)
-            if len(self._windows) > MAX_TEMPLATES:   # many distinct messages or clients: forget the idle, then the oldest
+            # Many distinct messages or clients: forget the idle windows, then the oldest.
+            if len(self._windows) > MAX_TEMPLATES:
                 stale = [k for k, w in self._windows.items() if now - w.start >= self.interval]
                 if len(self._windows) - len(stale) > MAX_TEMPLATES // 2:
                     stale = sorted(self._windows, key=lambda k: self._windows[k].start)[: len(self._windows) // 2]

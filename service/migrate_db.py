@@ -15,23 +15,26 @@ first (or after), and give its new place with ``--mailroot``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Table, create_engine, func, inspect, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import DateTime, Table, create_engine, func, inspect, select, text, update
+from sqlalchemy.engine import Connection, make_url
 
 from core.db import Database
 from core.errors import MailError, Unavailable
+from core.ipc.client import AdminClient
 from core.paths import default_data_dir
 from core.tables import Base, Domain, Mailbox, Message, QueuedMessage, Setting
-from service.db_password import shown_url
+from service.db_password import database_url, shown_url
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,6 @@ def migrate(source_path: Path, target_url: str, *, mailroot: Path | None = None,
         raise MigrationRefused(f"There is no database at {source_path}; give the installation's --data-dir.")
     if target_url.startswith("sqlite"):
         raise MigrationRefused("The target must be a PostgreSQL URL (postgresql+psycopg://user:password@host/db).")
-    import tempfile
     workdir = tempfile.TemporaryDirectory(prefix="pop3svc-migrate-")
     source_engine = create_engine(f"sqlite:///{_snapshot(source_path, Path(workdir.name))}")
     target = Database(target_url, pool_size=2, application_name="pop3svc-migrate")
@@ -145,7 +147,7 @@ def migrate(source_path: Path, target_url: str, *, mailroot: Path | None = None,
             if target.is_postgres:
                 _reset_sequences(dst, tables)
             if mailroot is not None:
-                dst.execute(Setting.__table__.update().where(Setting.name == "mailroot")
+                dst.execute(update(Setting).where(Setting.name == "mailroot")
                             .values(value=_json_text(str(mailroot))))
             # Verify inside the transaction: a mismatch rolls everything back.
             for table in tables:
@@ -170,12 +172,10 @@ def migrate(source_path: Path, target_url: str, *, mailroot: Path | None = None,
 
 
 def _json_text(value: Any) -> str:
-    import json
     return json.dumps(value)
 
 
 def _stored_mailroot(conn: Connection) -> Path | None:
-    import json
     raw = conn.scalar(select(Setting.value).where(Setting.name == "mailroot"))
     try:
         value = json.loads(raw) if raw else ""
@@ -220,7 +220,6 @@ def _copy_spool(legacy: Path, mailroot: Path | None, queue_ids: list[str]) -> in
 
 
 def _service_running(data_dir: Path) -> bool:
-    from core.ipc.client import AdminClient
     try:
         with AdminClient(data_dir, timeout=3) as client:
             client.call("service.status")
@@ -258,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"migrate-db: {args.mailroot} does not hold the folders of the domains {', '.join(missing[:5])}; "
                   "move the mail root there first.", file=sys.stderr)
             return 1
-    from service.db_password import database_url
     try:
         args.to = database_url(args.to, password_file=args.db_password_file)
     except MailError as exc:
@@ -285,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _missing_domain_folders(db_path: Path, mailroot: Path) -> list[str]:
-    import tempfile
     workdir = tempfile.TemporaryDirectory(prefix="pop3svc-migrate-")
     engine = create_engine(f"sqlite:///{_snapshot(db_path, Path(workdir.name))}")
     try:
@@ -301,7 +298,6 @@ def _missing_domain_folders(db_path: Path, mailroot: Path) -> list[str]:
 
 def _password(url: str) -> str:
     """The password in ``url`` (to cut it out of error messages), or a string no message holds."""
-    from sqlalchemy.engine import make_url
     try:
         return make_url(url).password or "\x00"
     except Exception:
@@ -310,7 +306,6 @@ def _password(url: str) -> str:
 
 def _without_password(url: str) -> str:
     """``url`` with no password at all (to be copied onto a command line)."""
-    from sqlalchemy.engine import make_url
     try:
         return make_url(url)._replace(password=None).render_as_string(hide_password=False)
     except Exception:

@@ -20,6 +20,10 @@ from core.errors import Invalid
 
 log = logging.getLogger(__name__)
 
+# Standard modules the service imports on first use, after root is gone: the parser and policy
+# of SMTP and the store, and the IDNA codec of host names.
+_LAZY_STDLIB = ("email.parser", "email.policy", "encodings.idna")
+
 
 @dataclass(frozen=True)
 class RunAs:
@@ -70,9 +74,8 @@ def hand_over(paths: list[Path], who: RunAs, *, only_from: int | None = None) ->
 def preload(packages: tuple[str, ...] = ("core", "service")) -> None:
     """Import the service's modules while root can still read them: the interpreter may live where
     the service's user cannot read (a Python under /root), and imports happen lazily."""
-    import email.parser  # noqa: F401 - used lazily by SMTP and the store
-    import email.policy  # noqa: F401
-    import encodings.idna  # noqa: F401 - host names
+    for name in _LAZY_STDLIB:
+        importlib.import_module(name)
     for package in packages:
         module = importlib.import_module(package)
         for info in pkgutil.walk_packages(module.__path__, prefix=f"{package}."):

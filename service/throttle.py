@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 
-from core.db import Database
+from core.db import Database, affected_rows
 from core.errors import database_error
 from core.names import login_key
 from core.parsing import Network, in_networks, parse_networks
@@ -290,8 +290,7 @@ class LoginThrottle:
         value = str(value).strip()
         keys = {value, _norm(value), client_key(value)}   # an IPv6 address lifts its /64
         with self.db.write() as session:
-            result = session.execute(delete(Ban).where(Ban.value.in_(keys)))
-            lifted = result.rowcount or 0
+            lifted = affected_rows(session.execute(delete(Ban).where(Ban.value.in_(keys))))
         for kind in ("address", "login"):
             for key in keys:
                 cached = [self._banned.pop((kind, key), None), self._local.pop((kind, key), None)]

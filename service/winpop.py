@@ -80,7 +80,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     def fmt(row: list[str]) -> str:
         cells = [str(c).rjust(w) if i and _numeric(str(c)) else str(c).ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         return "  ".join(cells).rstrip()
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
@@ -238,8 +238,9 @@ class Winpop:
         result = self.client.call("stat", **({"domain": self.args.target} if self.args.target else {}))
         if self.args.target:
             rows = [[m["name"], f"{m['message_count']:,}", _kb(m["total_bytes"]), _state(m)] for m in result["items"]]
+            table = _table(rows, ["Mailbox", "Messages", "Size", "State"]) if rows else ""
             text = (f"Domain {result['domain']}: {result['mailboxes']:,} mailboxes, {result['messages']:,} messages, "
-                    f"{_kb(result['bytes'])}\n" + (_table(rows, ["Mailbox", "Messages", "Size", "State"]) if rows else ""))
+                    f"{_kb(result['bytes'])}\n" + table)
         else:
             rows = [[d["display_name"], f"{d['mailbox_count']:,}", f"{d['message_count']:,}", _kb(d["total_bytes"]),
                      _state(d)] for d in result["items"]]
@@ -358,7 +359,8 @@ class Winpop:
 
     def do_bans(self) -> None:
         result = self.client.call("ban.list")
-        rows = [[b["kind"], b["value"], str(b.get("failures", "")), str(b.get("expires_at", ""))] for b in result["items"]]
+        rows = [[b["kind"], b["value"], str(b.get("failures", "")), str(b.get("expires_at", ""))]
+                for b in result["items"]]
         self.out(result, _table(rows, ["Kind", "Banned", "Failures", "Until"]) if rows else "No bans.")
 
     def do_unban(self) -> None:

@@ -4,8 +4,9 @@
 checked with the same ``check_params``), answers asynchronously through the event loop like the
 socket would, and pushes the change events the service publishes. Widget tests, the screenshot
 tool and the scale benchmarks drive the console against it; tests/gui/test_fake_service.py
-checks that it implements every op the console sends and answers in the real service's shapes. ``external(op, params)`` plays
-another admin (``winpop``, a second console): the change happens and only the events tell us.
+checks that it implements every op the console sends and answers in the real service's shapes.
+``external(op, params)`` plays another admin (``winpop``, a second console): the change happens
+and only the events tell us.
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ class FakeService:
             "subject": f"CN={hostname}", "names": [hostname, "localhost"], "not_before": "2026-03-01T09:00:00+00:00",
             "not_after": "2028-03-01T09:00:00+00:00", "path": "/var/lib/pop3-service/tls/server.crt",
             "days_left": 730, "expires_soon": False, "self_signed": True,
-            "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
+            "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:"
+                           "2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
         self.bans: list[dict[str, Any]] = []
         self.tokens: list[dict[str, Any]] = []
         self.key_problem = ""
@@ -188,7 +190,8 @@ class FakeService:
     def op_server_info(self, p: dict, ev: list) -> Any:
         return {"hostname": self.settings.get("hostname") or self.hostname, "version": "0.1.0",
                 "auth": self.settings["auth"], "keystore": self.settings["keystore"],
-                "key_problem": self.key_problem, "data_dir": "/var/lib/pop3-service", "mailroot": self.settings["mailroot"],
+                "key_problem": self.key_problem, "data_dir": "/var/lib/pop3-service",
+                "mailroot": self.settings["mailroot"],
                 "domains": len(self.domains), "tls": dict(self.tls),
                 "admin_tcp": {"state": "running" if self.settings.get("admin_tcp_port") else "off",
                               "address": "0.0.0.0", "port": int(self.settings.get("admin_tcp_port") or 0),

@@ -184,7 +184,8 @@ class ServiceProcess:
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(self.data_dir), "--bind", "127.0.0.1"]
+        cmd = [sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(self.data_dir),
+               "--bind", "127.0.0.1"]
         for name, port in self.ports.items():
             cmd += [f"--{name}-port", str(port)]
         if self.db_url is not None:

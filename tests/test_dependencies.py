@@ -101,7 +101,8 @@ def test_every_imported_module_is_declared() -> None:
                 continue
             distributions = {normalize(d) for d in providers.get(module, [])}
             if not distributions & declared:
-                undeclared.append(f"{module} (imported in {where}; installed from {sorted(distributions) or 'nothing'})")
+                source = sorted(distributions) or "nothing"
+                undeclared.append(f"{module} (imported in {where}; installed from {source})")
     assert not undeclared, "imported but not declared in pyproject.toml: " + "; ".join(undeclared)
 
 

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     settle(300)
     save(window, out / "main-window-bans.png")
     client.service.tokens.append({"id": 1, "name": "laptop of the office manager", "created_by": "root (uid 0)",
-                                  "created_at": "2026-02-20T08:15:00+00:00", "last_used_at": "2026-03-02T08:02:11+00:00",
+                                  "created_at": "2026-02-20T08:15:00+00:00",
+                                  "last_used_at": "2026-03-02T08:02:11+00:00",
                                   "last_used_from": "192.0.2.44"})
     window.server_tabs.setCurrentWidget(window.tokens_view)
     settle(300)

@@ -26,6 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ldap3
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn
 from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
@@ -80,7 +84,8 @@ class DirectoryConfig:
             raise Unavailable("The directory bind password cannot be read without the server key.")
         # A clear value only in tests that bypass the sealer.
         password = sealer.unseal("ldap_bind_password", stored) if sealer is not None else stored
-        return cls(urls=tuple(parse_ldap_urls(values.get("ldap_urls", ""))), base_dn=str(values.get("ldap_base_dn") or ""),
+        return cls(urls=tuple(parse_ldap_urls(values.get("ldap_urls", ""))),
+                   base_dn=str(values.get("ldap_base_dn") or ""),
                    bind_dn=str(values.get("ldap_bind_dn") or ""), bind_password=password,
                    server_type=str(values.get("ldap_type") or "openldap"),
                    starttls=bool(values.get("ldap_starttls", True)), ca_file=str(values.get("ldap_ca_file") or ""),
@@ -88,14 +93,6 @@ class DirectoryConfig:
                    user_container=str(values.get("ldap_user_container") or ""),
                    page_size=int(values.get("ldap_page_size") or 500), timeout=int(values.get("ldap_timeout") or 5),
                    bind_cache_seconds=int(values.get("ldap_bind_cache_seconds") or 0))
-
-
-def _ldap3() -> Any:
-    try:
-        import ldap3
-    except ImportError:
-        raise Unavailable("The directory method needs the ldap3 package (pip install ldap3).") from None
-    return ldap3
 
 
 class _Pool:
@@ -154,7 +151,6 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
     # --- connections --------------------------------------------------------------------------
 
     def _server(self, url: str) -> Any:
-        ldap3 = _ldap3()
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=self.config.ca_file or None,
                         version=ssl.PROTOCOL_TLS_CLIENT)
         return ldap3.Server(url, use_ssl=url.lower().startswith("ldaps://"), tls=tls, get_info=ldap3.NONE,
@@ -165,9 +161,6 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
 
         Raises Unavailable if no server answers; returns the connection even if the bind was
         refused (the caller reads ``conn.result``)."""
-        ldap3 = _ldap3()
-        from ldap3.core.exceptions import LDAPException
-
         urls = self.config.urls
         if not urls:
             raise Unavailable("No directory server is configured: winpop set ldap_urls ldap://server.")
@@ -201,8 +194,6 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
     @contextmanager
     def _service_conn(self) -> Iterator[Any]:
         """A connection bound as the bind account, from the pool; dropped if anything fails."""
-        from ldap3.core.exceptions import LDAPException
-
         conn = self._service.take()
         if conn is None or conn.closed:
             conn = self._open(self.config.bind_dn or None, self.config.bind_password or None)
@@ -226,8 +217,6 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
 
     def _user_bind(self, dn: str, password: str) -> bool:
         """Bind as ``dn``: True, False for wrong credentials; Unavailable if the directory fails."""
-        from ldap3.core.exceptions import LDAPException
-
         conn, ok = self._users.take(), False
         if conn is not None:
             try:
@@ -253,15 +242,12 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
 
     def user_filter(self, name: str, domain: str) -> str:
         """The search filter for a mailbox, with its values escaped (RFC 4515)."""
-        from ldap3.utils.conv import escape_filter_chars
-
         template = self.config.user_filter or DEFAULT_FILTERS.get(self.config.server_type, DEFAULT_FILTERS["openldap"])
         return template.format(address=escape_filter_chars(f"{name}@{domain}"), name=escape_filter_chars(name),
                                domain=escape_filter_chars(domain))
 
     def find_entry(self, name: str, domain: str) -> str | None:
         """The DN of the mailbox's entry, None if there is none; Conflict if several match."""
-        ldap3 = _ldap3()
         if not self.config.base_dn:
             raise Unavailable("No directory base DN is configured: winpop set ldap_base_dn dc=example,dc=com.")
         with self._service_conn() as conn:
@@ -370,7 +356,6 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
         if existing is not None:
             log.warning("directory: the mailbox %s@%s maps to the existing entry %s", name, domain, existing)
             return existing, False
-        from ldap3.utils.dn import escape_rdn
 
         address = f"{name}@{domain}"
         container = self.config.user_container or self.config.base_dn
@@ -395,15 +380,13 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
             if code == _ENTRY_EXISTS:
                 raise Conflict(f"The directory already has an entry {dn} that the user filter does not match; "
                                "fix its mail attribute or the filter.")
-            raise Invalid(f"The directory refused to create {dn}: {result.get('description')} {result.get('message') or ''}".strip())
+            refusal = f"The directory refused to create {dn}: {result.get('description')} {result.get('message') or ''}"
+            raise Invalid(refusal.strip())
         log.warning("directory: created %s for the mailbox %s", dn, address)
         return dn, True
 
     def _sam_name(self, name: str) -> str:
         """A pre-Windows 2000 logon name (20 characters); a clash gets a number, as in the original."""
-        ldap3 = _ldap3()
-        from ldap3.utils.conv import escape_filter_chars
-
         base = "".join(ch for ch in name if ch not in '"/\\[]:;|=,+*?<>@')[:20] or "pop3user"
         with self._service_conn() as conn:
             for n in range(100):

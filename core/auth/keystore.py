@@ -37,7 +37,8 @@ _TAG_SIZE = 16
 def choose_keystore() -> str:
     """'keyring' if the current keyring backend is secure and a probe round trip works, else 'keyfile'."""
     try:
-        import keyring
+        # Optional at run time: a machine without a usable keyring package keeps a key file instead.
+        import keyring  # noqa: PLC0415
 
         backend = keyring.get_keyring()
     except Exception as exc:  # noqa: BLE001 - no usable keyring at all
@@ -206,11 +207,13 @@ class ServerKey:
         entry = keyring_entry_name(data_dir)
         where = f"keyring service '{KEYRING_SERVICE}', entry '{entry}'"
         try:
-            import keyring
+            # Optional at run time: a keyring package that cannot load is reported like any keyring failure.
+            import keyring  # noqa: PLC0415
 
             backend = keyring.get_keyring()
             if not _is_secure_backend(backend):
-                raise RuntimeError(f"the backend {type(backend).__module__}.{type(backend).__name__} is not a secure store")
+                kind = f"{type(backend).__module__}.{type(backend).__name__}"
+                raise RuntimeError(f"the backend {kind} is not a secure store")
             stored = backend.get_password(KEYRING_SERVICE, entry)
             if stored is None and create:
                 backend.set_password(KEYRING_SERVICE, entry, base64.b64encode(secrets.token_bytes(KEY_SIZE)).decode())

@@ -342,7 +342,8 @@ class SystemAccounts(Accounts):
 def _pam_authenticate(account: str, password: str, service: str) -> bool:
     """One PAM conversation; Unavailable when PAM could not check (not a wrong password)."""
     try:
-        import pam
+        # Optional: python-pam loads libpam when imported; only the local method needs it.
+        import pam  # noqa: PLC0415
     except ImportError:
         raise Unavailable("The local accounts method needs the python-pam package (pip install python-pam).") from None
     checker = pam.PamAuthenticator()   # one per call: an instance is not thread-safe

@@ -256,7 +256,7 @@ class ScramServer:
         _salt, _iterations, stored_key, server_key = self._verifier
         auth_message = ",".join((self._client_first_bare, self._server_first, without_proof)).encode("utf-8")
         client_signature = _hmac(stored_key, auth_message)
-        client_key = bytes(a ^ b for a, b in zip(proof, client_signature))
+        client_key = bytes(a ^ b for a, b in zip(proof, client_signature, strict=True))
         matches = hmac.compare_digest(_HASH(client_key).digest(), stored_key)
         if not (matches and self.known):
             raise ScramError("invalid-proof", "the proof does not match")

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.catalog import DEFAULT_TCP_PORT
 from core.errors import Invalid
 from core.parsing import parse_host_port
 
 SOCKET_NAME = "admin.sock"
-DEFAULT_TCP_PORT = 9110           # the suggested remote administration port (admin_tcp_port)
 MAX_LINE = 1024 * 1024            # one request; larger is refused
 MAX_RESPONSE = 512 * 1024 * 1024  # one response (a domain of 100,000 mailboxes is ~25 MB)
 

@@ -268,9 +268,10 @@ class AdminConnection:
         try:
             msg = protocol.decode(line)
             req_id = msg.get("id")
-            op = msg.get("op")
-            if not isinstance(op, str):
+            requested = msg.get("op")
+            if not isinstance(requested, str):
                 raise Invalid("The request has no 'op' (the operation's name).")
+            op = requested
             params = check_params(op, msg.get("params"))   # against the op table, before any handler
             if op == "events.subscribe" and self._unsubscribe is None:
                 self._unsubscribe = self.scope.events.subscribe(self._on_event)
@@ -280,7 +281,7 @@ class AdminConnection:
         except Exception as exc:
             # A full disk or a lock held too long is a refusal worded for a person, not a bug.
             refusal = database_error(exc)
-            mutates = isinstance(op, str) and op in OPS and OPS[op].mutates   # op may be any JSON value
+            mutates = op in OPS and OPS[op].mutates
             if refusal is None:   # a bug: say so plainly, log the details
                 log.exception("admin op %s failed", op)
                 if mutates:   # it may have changed something: audited all the same

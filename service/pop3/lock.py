@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import Database
+from core.db import Database, affected_rows
 from core.tables import SessionLock
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,12 @@ class MailboxLocks:
                 if _aware(row.expires_at) > now and not self._stale(previous):
                     return False
                 # Conditional on the old holder, so two nodes taking over at once cannot both win.
-                taken = session.execute(
+                taken = affected_rows(session.execute(
                     update(SessionLock)
                     .where(SessionLock.mailbox_id == mailbox_id, SessionLock.holder == previous)
                     .values(holder=holder, acquired_at=now, expires_at=expires)
                     .execution_options(synchronize_session=False)
-                ).rowcount
+                ))
                 if taken == 1:
                     log.warning("took over the session lock of mailbox %s from %s (expired or its process is gone)",
                                 mailbox_id, previous)
@@ -77,10 +77,10 @@ class MailboxLocks:
         """Extend every lease this node holds; returns how many rows were renewed."""
         expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
         with self.db.write() as session:
-            return session.execute(
+            return affected_rows(session.execute(
                 update(SessionLock).where(SessionLock.holder.startswith(self.node + "/", autoescape=True))
                 .values(expires_at=expires).execution_options(synchronize_session=False)
-            ).rowcount or 0
+            ))
 
     def release_all(self) -> None:
         """Drop every lock of this node (clean shutdown)."""

@@ -349,10 +349,11 @@ class Pop3Session(asyncio.Protocol):
                 self.server.session_lost(self)
 
     def greeting(self) -> bytes:
-        text = f"{self.server.settings.hostname} POP3 Service ready"
+        hostname = self.server.settings.hostname
+        text = f"{hostname} POP3 Service ready"
         if self.server.auth.provider.supports_challenge_response:
             # RFC 1939 §7: a unique timestamp in angle brackets makes APOP possible.
-            self.timestamp = f"<{os.getpid()}.{secrets.token_hex(6)}.{int(time.time())}@{self.server.settings.hostname}>"
+            self.timestamp = f"<{os.getpid()}.{secrets.token_hex(6)}.{int(time.time())}@{hostname}>"
             text += " " + self.timestamp
         return wire.ok(text)
 
@@ -488,13 +489,15 @@ class Pop3Session(asyncio.Protocol):
             wanted.append((following, info.path, info.size))
             total += info.size
         if wanted:
-            self._ahead_read = (frozenset(n for n, _p, _s in wanted), self.server.workers.read_file(_read_whole, wanted))
+            numbers = frozenset(n for n, _p, _s in wanted)
+            self._ahead_read = (numbers, self.server.workers.read_file(_read_whole, wanted))
             return
-        following = next((n for n in range(number + 1, len(self.messages) + 1) if self.visible(n)), None)
-        if following is not None and self._first_ahead is None:
-            info = self.messages[following - 1]
-            self._first_ahead = (following, info.path,
-                                 self.server.workers.read_file(_open_and_read, info.path, min(READ_CHUNK, info.size + 1)))
+        next_visible = next((n for n in range(number + 1, len(self.messages) + 1) if self.visible(n)), None)
+        if next_visible is not None and self._first_ahead is None:
+            info = self.messages[next_visible - 1]
+            first_piece = min(READ_CHUNK, info.size + 1)
+            self._first_ahead = (next_visible, info.path,
+                                 self.server.workers.read_file(_open_and_read, info.path, first_piece))
 
     def _take_first_ahead(self, number: int, path: str) -> asyncio.Future[tuple[MessageFile, bytes]] | None:
         """The read ahead of message ``number``'s first piece, if there is one (else it is dropped)."""
@@ -521,6 +524,9 @@ class Pop3Session(asyncio.Protocol):
         mail reader: the message under its new name. Deleted: the store drops it from the index and the
         counters, this session answers -ERR [SYS/PERM] and the next session no longer lists it."""
         box = self.mailbox
+        if box is None:   # only TRANSACTION reads messages, and it has a mailbox
+            self._unreadable(number, info, exc)
+            return None
         try:
             missing = await self.server.workers.run(self.server.store.mark_missing, box.id, info.id)
         except Exception as error:   # the database is away: an ordinary temporary failure
@@ -549,7 +555,8 @@ class Pop3Session(asyncio.Protocol):
         if number not in self._unreadable_logged:   # a client asking again and again: one line per message
             self._unreadable_logged.add(number)
             log.error("POP3 session %s (%s): message %d cannot be read from %s: %s", self.id,
-                      self.mailbox.address if self.mailbox else "?", number, shown_path(info.path), exc.strerror or exc)
+                      self.mailbox.address if self.mailbox else "?", number, shown_path(info.path),
+                      exc.strerror or exc)
             self.server.counters.incr("pop3.read_errors")
         self.write(wire.err(f"Message {number} cannot be read right now; try again later.", "SYS/TEMP"))
         return False

@@ -20,12 +20,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-
-from datetime import UTC
 
 from sqlalchemy import insert  # noqa: E402
 

@@ -325,13 +325,13 @@ def idle_sessions(proc: ServiceProcess, users: list[str], total: int = 1000) -> 
     before = rss_mb(proc.proc.pid)
     socks = []
     try:
-        for i in range(total):
+        for _ in range(total):
             s = socket.create_connection(("127.0.0.1", port), timeout=30)
             socks.append(s)
         for s in socks:
             if not s.recv(512).startswith(b"+OK"):
                 raise RuntimeError("an idle session was refused")
-        for s, user in zip(socks, users):   # some of them logged on, with their maildrop loaded
+        for s, user in zip(socks, users, strict=False):   # some of them logged on, with their maildrop loaded
             s.sendall(f"USER {user}@{DOMAIN}\r\nPASS {PASSWORD}\r\n".encode())
             got = b""
             while got.count(b"\r\n") < 2:
@@ -376,7 +376,7 @@ def main() -> int:
     labels = {"4k": "1 client, 2,000 x 4 KB", "1m": "1 client, 200 x 1 MB", "c50": "50 clients x 200 x 4 KB"}
     results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     try:
-        for name, (port, login) in servers.items():   # warm-up: page cache, Dovecot's index
+        for port, login in servers.values():   # warm-up: page cache, Dovecot's index
             for users in cases.values():
                 for u in users:
                     pipelined_client(port, login(u))
@@ -404,7 +404,8 @@ def main() -> int:
                 theirs = results[(case, client, "dovecot")]
                 d_msgs, d_mb = statistics.median(r[0] for r in theirs), statistics.median(r[1] for r in theirs)
                 ratio = f"{m_msgs / d_msgs:.2f}, {m_mb / d_mb:.2f}"
-                print(f"| {labels[case]} | {client} | {m_msgs:,.0f} | {m_mb:.1f} | {d_msgs:,.0f} | {d_mb:.1f} | {ratio} |")
+                print(f"| {labels[case]} | {client} | {m_msgs:,.0f} | {m_mb:.1f} | {d_msgs:,.0f} | {d_mb:.1f} "
+                      f"| {ratio} |")
             else:
                 print(f"| {labels[case]} | {client} | {m_msgs:,.0f} | {m_mb:.1f} | – | – | – |")
     if idle is not None:

@@ -80,7 +80,8 @@ async def _conn(port: int, rcpt: str, messages: list[bytes], latencies: list[flo
     writer.close()
 
 
-async def send_all(port: int, rcpt: str, messages: list[bytes], conns: int, deadline: float) -> tuple[float, list[float]]:
+async def send_all(port: int, rcpt: str, messages: list[bytes], conns: int,
+                   deadline: float) -> tuple[float, list[float]]:
     latencies: list[float] = []
     shares = [messages[i::conns] for i in range(conns)]
     start = time.perf_counter()
@@ -180,7 +181,8 @@ class Bare(Server):
         self.dir = WORK / f"bare-{mode}"
         shutil.rmtree(self.dir, ignore_errors=True)
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-c", BARE, str(self.port), str(self.dir), mode, str(max_seconds)])
+        self.proc = subprocess.Popen([sys.executable, "-c", BARE, str(self.port), str(self.dir), mode,
+                                      str(max_seconds)])
         wait_port(self.port)
 
     def maildir_new(self) -> Path:
@@ -203,7 +205,8 @@ class Project(Server):
         self.port = ports[2]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
-            ["timeout", str(max_seconds), sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(self.data),
+            ["timeout", str(max_seconds), sys.executable, str(ROOT / "main.py"), "service",
+             "--data-dir", str(self.data),
              "--bind", "127.0.0.1", "--pop3-port", str(ports[0]), "--pop3s-port", str(ports[1]),
              "--smtp-port", str(ports[2]), "--submission-port", str(ports[3]), "--smtps-port", str(ports[4])],
             stdout=subprocess.DEVNULL, stderr=open(WORK / "project.log", "w"), env=env, cwd=ROOT)

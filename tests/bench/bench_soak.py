@@ -304,7 +304,6 @@ def retrieve(load: Load, box: str, *, mode: str, stls: bool, rng: random.Random)
         uidls = dict(line.decode().split(" ", 1) for line in client.uidl()[1])
         name = box.split("@")[0]
         marked: list[tuple[int, str]] = []
-        kept: list[tuple[int, str]] = []
         for entry in listing:
             number = entry.split()[0].decode()
             _, lines, octets = client.retr(int(number))
@@ -458,7 +457,7 @@ def drain(load: Load) -> None:
     rng = random.Random(0)
     load.draining = True
     for box in load.mailboxes:
-        def once() -> bool:
+        def once(box: str = box) -> bool:
             try:
                 retrieve(load, box, mode="all", stls=False, rng=rng)
                 return True

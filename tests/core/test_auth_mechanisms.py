@@ -250,7 +250,8 @@ class ScramClient:
         self.auth_message = self.first_bare + b"," + server_first + b"," + without_proof
         signature = hmac.new(hashlib.sha256(client_key).digest(), self.auth_message, hashlib.sha256).digest()
         self.server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-        return without_proof + b",p=" + base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature)))
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        return without_proof + b",p=" + base64.b64encode(proof)
 
     def server_signature_ok(self, server_final: bytes) -> bool:
         expected = hmac.new(self.server_key, self.auth_message, hashlib.sha256).digest()

@@ -39,7 +39,7 @@ def scram_client_final(password: str, client_first: bytes, server_first: bytes, 
     without_proof = b"c=" + base64.b64encode(gs2) + b",r=" + attrs["r"].encode()
     auth_message = client_first[len(gs2):] + b"," + server_first + b"," + without_proof
     signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     return without_proof + b",p=" + base64.b64encode(proof)
 
 

@@ -44,5 +44,5 @@ def test_messages_written_in_the_same_second_keep_their_arrival_order(db, store,
         mailbox_id = session.scalars(select(Mailbox.id).where(Mailbox.name == "alice")).one()
     messages = store.list_messages(mailbox_id)
     assert [m.uidl for m in messages] == ARRIVAL     # POP3 numbers 1, 2, 3 in this order
-    for message, name in zip(messages, ARRIVAL):
+    for message, name in zip(messages, ARRIVAL, strict=True):
         assert Path(message.path).read_bytes().startswith(f"Subject: {name}".encode())

@@ -31,7 +31,8 @@ def test_a_sealed_value_opens_only_for_its_setting_and_its_key():
 def test_values_sealed_before_the_sealer_existed_still_open():
     """The two former implementations bound their blobs to these associated data."""
     key = ServerKey.generate()
-    old = {"ldap_bind_password": b"pop3-service/setting:ldap_bind_password", "smarthost_password": b"smarthost_password"}
+    old = {"ldap_bind_password": b"pop3-service/setting:ldap_bind_password",
+           "smarthost_password": b"smarthost_password"}
     for name, aad in old.items():
         stored = SEALED_PREFIX + base64.b64encode(key.encrypt(b"old secret", aad)).decode("ascii")
         assert Sealer(key).unseal(name, stored) == "old secret"

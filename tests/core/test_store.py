@@ -101,7 +101,8 @@ def test_reconcile_indexes_orphans_drops_missing_and_finishes_tombstones(db, sto
     stale.write_bytes(b"partial")
     os.utime(stale, (0, 0))
     report = store.reconcile()
-    assert (report.orphans_indexed, report.missing_dropped, report.tombstones_finished, report.tmp_removed) == (1, 1, 1, 1)
+    repairs = (report.orphans_indexed, report.missing_dropped, report.tombstones_finished, report.tmp_removed)
+    assert repairs == (1, 1, 1, 1)
     assert not os.path.exists(files[doomed.message_id]) and not stale.exists()
     uidls = {m.uidl for m in store.list_messages(mid)}
     assert uidls == {kept.uidl, "1700000000.M1P1Q1.elsewhere"}
@@ -242,7 +243,7 @@ class StoreMachine(RuleBasedStateMachine):
             domains = {d.id: d for d in session.query(Domain)}
             names = {d.id: d.name for d in domains.values()}
         per_domain: dict[int, list[int]] = {}
-        for mid, box in boxes.items():
+        for box in boxes.values():
             folder = self.store.mailbox_dir(names[box.domain_id], box.name)
             files = [folder / "new" / n for n in os.listdir(folder / "new")]
             sizes = [pop3_size(f.read_bytes()) for f in files]

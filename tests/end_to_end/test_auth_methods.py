@@ -150,7 +150,8 @@ def test_directory_end_to_end(service, slapd):
     service.winpop("set", "auth", "directory", check=True)
     service.winpop("set", "throttle_failures", "2", check=True)
     service.winpop("set", "throttle_delay_ms", "0", check=True)
-    service.winpop("set", "throttle_allow", "192.0.2.1", check=True)   # loopback is allow-listed by default; ban it here
+    # Loopback is allow-listed by default; ban it here.
+    service.winpop("set", "throttle_allow", "192.0.2.1", check=True)
     for domain in (d, other):
         service.winpop("add", domain, check=True)
         service.winpop("add", f"alice@{domain}", "--createuser", "--password-stdin", input=PASSWORD + "\n",

@@ -108,7 +108,7 @@ def test_racing_logons_on_both_nodes_let_exactly_one_in(nodes):
     for _round in range(5):
         barrier = threading.Barrier(4)
 
-        def attempt(node: ServiceProcess):
+        def attempt(node: ServiceProcess, barrier: threading.Barrier = barrier):
             client = poplib.POP3("127.0.0.1", node.ports["pop3"], timeout=10)
             client.user(ALICE)
             barrier.wait()
@@ -254,7 +254,7 @@ def test_bans_made_on_one_node_hold_on_the_other(nodes):
             client.pass_("wrong")
         client.close()
         if other is not None:   # the other node has heard of it (bounded wait, not a sleep)
-            wait_for(lambda: _relayed(other) > seen, timeout=10, what="the failure relayed")
+            wait_for(lambda other=other, seen=seen: _relayed(other) > seen, timeout=10, what="the failure relayed")
     wait_for(lambda: {x["value"] for x in b.call("ban.list")["items"]} == {"127.0.0.1"},
              timeout=5, what="the ban listed on node B")
     # The address is banned on B too: B turns the connection away at once.

@@ -49,7 +49,7 @@ class Service:
         self.data = data
         self.domain = domain
         self.mx = mx
-        self.ports = dict(zip(NAMES, free_ports(len(NAMES))))
+        self.ports = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
         self.proc: subprocess.Popen | None = None
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), POP3SVC_TEST_MX=mx)
         self.env.pop("POP3SVC_DATA_DIR", None)
@@ -149,7 +149,8 @@ def test_swaks_inbound_submission_and_refusals(services) -> None:
     talk = [line for line in pipelined.stdout.splitlines() if line.startswith((" -> ", "<-  "))]
     mail = next(i for i, line in enumerate(talk) if line.startswith(" -> MAIL FROM"))
     assert talk[mail + 1].startswith(" -> RCPT TO") and talk[mail + 2] == " -> DATA", pipelined.stdout
-    assert swaks("--server", sub, "-tls", *auth, "--from", "alice@example.com", "--to", "bob@example.com").returncode == 0
+    assert swaks("--server", sub, "-tls", *auth, "--from", "alice@example.com",
+                 "--to", "bob@example.com").returncode == 0
     assert swaks("--server", smtps, "--tls-on-connect", *auth, "--from", "alice@example.com",
                  "--to", "bob@example.com").returncode == 0
     # Refusals: unknown mailbox, relay attempt, plaintext AUTH without TLS, oversize.

@@ -115,7 +115,8 @@ import asyncio, logging, sys
 from service.listeners import Limits, Listener
 
 async def main() -> None:
-    listener = Listener("bare", "test", "127.0.0.1", 0, asyncio.Protocol, refusal=lambda r: b"-ERR [SYS/TEMP] busy\\r\\n",
+    listener = Listener("bare", "test", "127.0.0.1", 0, asyncio.Protocol,
+                        refusal=lambda r: b"-ERR [SYS/TEMP] busy\\r\\n",
                         limits=lambda: Limits(100000, 100000))   # no budget: only the descriptors limit it
     await listener.start()
     print(listener.bound_port, flush=True)

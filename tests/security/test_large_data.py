@@ -133,7 +133,7 @@ def test_big_delivery_writes_what_the_small_path_would(tmp_path: Path, tail: byt
         data = head + (b"line\r\n" * 400_000) + b"\r" * 3 + b"\r\n" + tail
         results = store.deliver_many(ids, data)
         body = to_maildir(data)
-        for mid, result in zip(ids, results):
+        for mid, result in zip(ids, results, strict=True):
             (message,) = store.list_messages(mid)
             assert Path(message.path).read_bytes() == body
             assert f",S={len(body)},W={pop3_size(body)}" in message.path

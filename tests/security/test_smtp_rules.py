@@ -218,7 +218,7 @@ def test_shutdown_says_421_to_open_sessions(tmp_path: Path) -> None:
         plain = socket.create_connection(("127.0.0.1", svc.ports["smtp"]), timeout=20)
         tls = client_tls().wrap_socket(socket.create_connection(("127.0.0.1", svc.ports["smtps"]), timeout=20))
         readers = [plain.makefile("rb"), tls.makefile("rb")]
-        for sock, reader in zip((plain, tls), readers):
+        for sock, reader in zip((plain, tls), readers, strict=True):
             assert reader.readline().startswith(b"220")
             sock.sendall(b"EHLO x.test\r\n")
             _replies(reader, 1)

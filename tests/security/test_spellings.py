@@ -101,7 +101,7 @@ def test_all_spellings_share_one_failure_budget(pop3: Pop3Harness, alice: int) -
         assert not pop3.in_loop(lambda: throttle.is_login_banned(ALICE, "203.0.113.200"))
         pop3.call(throttle.failure(f"192.0.2.{i + 1}", spelling))
     for spelling in SPELLINGS:
-        assert pop3.in_loop(lambda: throttle.is_login_banned(spelling, "203.0.113.200"))
+        assert pop3.in_loop(lambda spelling=spelling: throttle.is_login_banned(spelling, "203.0.113.200"))
     assert [(b["kind"], b["value"]) for b in pop3.in_loop(throttle.list_bans)] == [("login", ALICE)]
 
 

@@ -87,7 +87,8 @@ def test_a_bad_token_is_refused_audited_and_throttled(service):
 
 def test_enough_bad_tokens_ban_the_address_until_lifted(service, token):
     service.call("settings.set", name="throttle_failures", value=3)
-    service.call("settings.set", name="throttle_allow", value="192.0.2.1")   # loopback is allow-listed by default; ban it here
+    # Loopback is allow-listed by default; ban it here.
+    service.call("settings.set", name="throttle_allow", value="192.0.2.1")
     try:
         for _ in range(3):
             with pytest.raises(Forbidden):

@@ -79,7 +79,7 @@ def test_two_runtimes_in_one_process_serve_and_stop_independently(tmp_path: Path
         for runtime in runtimes:
             await _start(runtime)
         assert runtimes[0].settings is not runtimes[1].settings
-        for runtime, port in zip(runtimes, ports):
+        for runtime, port in zip(runtimes, ports, strict=True):
             assert list(runtime.listeners) == ["pop3"]   # port 0 disables the others
             assert (await _greeting(port)).startswith(b"+OK ")
             status = await _admin_call(runtime.admin_server.path, "service.status")

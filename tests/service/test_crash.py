@@ -69,7 +69,7 @@ def test_sigkill_during_deliveries_loses_no_acknowledged_message(tmp_path):
         for _round in range(3):
             sender = Sender(service.ports["smtp"], seq)
             sender.start()
-            wait_for(lambda: len(sender.acked) >= 15 or not sender.is_alive(), timeout=60,
+            wait_for(lambda sender=sender: len(sender.acked) >= 15 or not sender.is_alive(), timeout=60,
                      what="15 acknowledged deliveries")
             assert len(sender.acked) >= 15, f"deliveries failed: {sender.error!r}"
             service.kill()                       # in the middle of the next delivery

@@ -141,7 +141,8 @@ def test_a_full_disk_still_lets_users_read_their_mail(small_disk: Path, qtbot) -
                 entries = service.call("audit.list", limit=20)["items"]
                 return [e for e in entries if e["op"] == "domain.add" and e["target"] == "refused.test"]
 
-            assert wait_for(refused_entry, timeout=10, what="the kept audit entry")[0]["outcome"] == "refused: unavailable"
+            kept = wait_for(refused_entry, timeout=10, what="the kept audit entry")
+            assert kept[0]["outcome"] == "refused: unavailable"
             assert service.winpop("add", "later.test").returncode == 0
     finally:
         if filler is not None:

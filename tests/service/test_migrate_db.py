@@ -58,7 +58,8 @@ def test_migrate_copies_everything_verifies_and_leaves_sqlite_untouched(installa
     src, dst = create_engine(f"sqlite:///{db_file}"), create_engine(url)
     with src.connect() as s, dst.connect() as d:
         for table in (Setting, Domain, Mailbox, Message, QueuedMessage):
-            assert s.scalar(select(func.count()).select_from(table)) == d.scalar(select(func.count()).select_from(table))
+            count = select(func.count()).select_from(table)
+            assert s.scalar(count) == d.scalar(count)
         assert d.scalar(select(Mailbox.message_count).where(Mailbox.name == "alice")) == 5
         assert d.scalar(select(func.sum(Domain.total_bytes))) == s.scalar(select(func.sum(Domain.total_bytes)))
         # New rows do not collide with copied ids: the sequences moved past them.

@@ -161,7 +161,7 @@ def scram_exchange(c: RawClient, login: str, password: str) -> bytes:
     without_proof = f"c=biws,r={attrs['r']}"
     auth_message = f"{bare},{server_first},{without_proof}".encode()
     signature = hmac.new(stored, auth_message, hashlib.sha256).digest()
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     final = c.cmd(b64(f"{without_proof},p={base64.b64encode(proof).decode()}".encode()))
     if not final.startswith(b"+ "):
         return final

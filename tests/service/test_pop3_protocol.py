@@ -129,7 +129,7 @@ def test_implicit_tls_port(pop3: Pop3Harness, alice: int) -> None:  # noqa: F811
     client.user(ALICE)
     client.pass_(PASSWORD)
     assert client.stat()[0] == 2
-    assert b"".join(l + b"\n" for l in client.retr(2)[1]) == message(2)
+    assert b"".join(line + b"\n" for line in client.retr(2)[1]) == message(2)
     client.quit()
 
 
@@ -215,7 +215,7 @@ def test_messages_arriving_during_a_session_wait_for_the_next(pop3: Pop3Harness,
     client.quit()
     client = poll_logon(pop3)
     assert client.stat()[0] == 2
-    assert [l.split()[0] for l in client.uidl()[1]] == [b"1", b"2"]
+    assert [line.split()[0] for line in client.uidl()[1]] == [b"1", b"2"]
     assert b"Subject: message 3" in b"\n".join(client.retr(2)[1])
     client.quit()
 

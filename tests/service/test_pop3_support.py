@@ -1,6 +1,6 @@
 """A POP3 service in a background thread for the POP3 tests: the real parts (settings, workers,
-throttle, Pop3Server) over a temporary SQLite database and mail root, the password-file provider, self-signed TLS, and the
-pop3 / pop3s Listeners on 127.0.0.1 port 0. Tests talk to it through real sockets."""
+throttle, Pop3Server) over a temporary SQLite database and mail root, the password-file provider,
+self-signed TLS, and the pop3 / pop3s Listeners on 127.0.0.1 port 0. Tests talk to it through real sockets."""
 from __future__ import annotations
 
 import asyncio
@@ -32,13 +32,14 @@ from service.workers import Workers
 from tests.support import db_url_for
 
 PASSWORD = "s3cret pass"
+DEFAULT_LIMITS = Limits(500, 100)
 
 
 class Pop3Harness:
     """One service process's worth of POP3, running on its own event loop thread."""
 
     def __init__(self, data_dir: Path, *, settings: dict[str, Any] | None = None, db_url: str | None = None,
-                 limits: Limits = Limits(500, 100)) -> None:
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(db_url or db_url_for(data_dir / "service.db"))

@@ -29,7 +29,8 @@ def mailroot_listing(service) -> list[str]:
     if not root.exists():
         return []
     # (.queue: the outgoing spool lives in the mail root when the database is PostgreSQL)
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not str(p.relative_to(root)).startswith(".queue"))
+    files = (str(p.relative_to(root)) for p in root.rglob("*"))
+    return sorted(f for f in files if not f.startswith(".queue"))
 
 
 def test_walk_through_of_the_original_verbs(service):
@@ -217,7 +218,8 @@ def test_import_of_a_windows_mail_root_keeps_uidls_and_can_be_rerun(service, tmp
     engine = sqlalchemy.create_engine(service.database_url())
     with engine.connect() as db:
         uidls = sorted(r[0] for r in db.execute(sqlalchemy.text(
-            "SELECT uidl FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id WHERE mailboxes.name='alice'")))
+            "SELECT uidl FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id "
+            "WHERE mailboxes.name='alice'")))
     engine.dispose()
     assert uidls == ["P347865.eml", "P347866.eml", "P347867.eml"]
     again = service.winpop("import", str(store), check=True)
