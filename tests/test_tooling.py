@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Paths still being reworked on other branches (the SMTP split, the console's typing): their
 # findings do not fail these tests yet. The lead empties this after merging those branches, and
 # then the tests hold the whole tree to zero findings (`ruff check .`, plain `mypy`).
-NOT_YET_CHECKED: tuple[str, ...] = ("service/smtp", "tests/service/test_smtp_*", "gui")
+NOT_YET_CHECKED: tuple[str, ...] = ()
 
 _FINDING = re.compile(r"^(?P<path>[^\s:]+\.py):\d+:")
 
