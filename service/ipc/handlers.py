@@ -35,8 +35,7 @@ from service.ipc.scope import AdminScope, current_actor, current_requester
 from service.logbook import recent
 from service.tls import certificate_info, generate_self_signed, write_pair
 
-ServiceContext = AdminScope   # what every handler receives (service/ipc/scope.py)
-Handler = Callable[[ServiceContext, dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[AdminScope, dict[str, Any]], Awaitable[Any]]
 
 
 class HandlerTable(Mapping[str, Handler]):
@@ -78,8 +77,8 @@ def handles(name: str) -> Callable[[Handler], Handler]:
 
 
 def _admin(method: str) -> Handler:
-    async def run(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-        return to_wire(await ctx.run(getattr(ctx.admin, method), **params))
+    async def run(scope: AdminScope, params: dict[str, Any]) -> Any:
+        return to_wire(await scope.run(getattr(scope.admin, method), **params))
     return run
 
 
@@ -110,9 +109,9 @@ def _requester() -> Any:
 
 
 @handles("import.windows")
-async def import_windows(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def import_windows(scope: AdminScope, params: dict[str, Any]) -> Any:
     """Read the import tree only as far as the requesting administrator could (no links followed)."""
-    return to_wire(await ctx.run(ctx.admin.import_windows, params["path"], requester=_requester()))
+    return to_wire(await scope.run(scope.admin.import_windows, params["path"], requester=_requester()))
 
 
 # Settings naming a file the service reads: the requester must be able to read it themselves.
@@ -120,35 +119,35 @@ _PATH_SETTINGS = ("tls_cert", "tls_key", "ldap_ca_file")
 
 
 @handles("settings.set")
-async def settings_set(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def settings_set(scope: AdminScope, params: dict[str, Any]) -> Any:
     value = params.get("value")
     if resolve(str(params.get("name", ""))).name in _PATH_SETTINGS and isinstance(value, str) and value.strip():
-        await ctx.run(read_file_as, os.path.abspath(os.path.expanduser(value.strip())), _requester())
-    result = await ctx.run(ctx.admin.settings_set, **params)
-    await ctx.run(ctx.reload_settings)
+        await scope.run(read_file_as, os.path.abspath(os.path.expanduser(value.strip())), _requester())
+    result = await scope.run(scope.admin.settings_set, **params)
+    await scope.run(scope.reload_settings)
     # A new method rebuilds the auth provider (key files, /etc/pam.d), TLS re-reads its files:
     # off the event loop.
-    await ctx.run(ctx.apply_settings)
+    await scope.run(scope.apply_settings)
     return to_wire(result)
 
 
 @handles("settings.describe")
-async def settings_describe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def settings_describe(scope: AdminScope, params: dict[str, Any]) -> Any:
     return {"items": [spec.describe() for spec in SETTINGS.values()]}
 
 
 @handles("log.recent")
-async def log_recent(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"level": ctx.setting("logging"), "items": recent(max(1, min(int(params.get("limit") or 100), 1000)))}
+async def log_recent(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"level": scope.setting("logging"), "items": recent(max(1, min(int(params.get("limit") or 100), 1000)))}
 
 
-def service_status(ctx: ServiceContext) -> dict[str, Any]:
-    return ctx.status.report()
+def service_status(scope: AdminScope) -> dict[str, Any]:
+    return scope.status.report()
 
 
 @handles("service.status")
-async def status(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return service_status(ctx)
+async def status(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return service_status(scope)
 
 
 def _fingerprint(cert_path: Any) -> str:
@@ -158,99 +157,99 @@ def _fingerprint(cert_path: Any) -> str:
 
 
 @handles("server.info")
-async def server_info(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def server_info(scope: AdminScope, params: dict[str, Any]) -> Any:
     def read_certificate() -> dict[str, Any]:   # a file read: off the event loop
-        if not ctx.tls.available:
+        if not scope.tls.available:
             return {}
         try:
-            found = certificate_info(ctx.tls.cert_path)
-            found["path"] = str(ctx.tls.cert_path)
-            found["fingerprint"] = _fingerprint(ctx.tls.cert_path)
+            found = certificate_info(scope.tls.cert_path)
+            found["path"] = str(scope.tls.cert_path)
+            found["fingerprint"] = _fingerprint(scope.tls.cert_path)
             return found
         except Exception as exc:  # an unreadable certificate is reported, not fatal
             return {"error": str(exc)}
 
-    tls = await ctx.run(read_certificate)
+    tls = await scope.run(read_certificate)
 
-    admin_tcp = ctx.admin_tcp.describe()
+    admin_tcp = scope.admin_tcp.describe()
 
     def count_domains() -> int:
-        with ctx.db.read() as session:
+        with scope.db.read() as session:
             return session.query(Domain).count()
 
-    return {"hostname": ctx.hostname, "version": ctx.version, "auth": ctx.setting("auth"),
-            "keystore": ctx.setting("keystore"), "key_problem": ctx.auth_methods.key_problem,
-            "data_dir": str(ctx.data_dir),
-            "mailroot": str(ctx.store.root), "domains": await ctx.run(count_domains),
-            "tls": tls, "admin_tcp": admin_tcp, **service_status(ctx)}
+    return {"hostname": scope.hostname, "version": scope.version, "auth": scope.setting("auth"),
+            "keystore": scope.setting("keystore"), "key_problem": scope.auth_methods.key_problem,
+            "data_dir": str(scope.data_dir),
+            "mailroot": str(scope.store.root), "domains": await scope.run(count_domains),
+            "tls": tls, "admin_tcp": admin_tcp, **service_status(scope)}
 
 
 @handles("mailbox.migrate")
-async def mailbox_migrate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def mailbox_migrate(scope: AdminScope, params: dict[str, Any]) -> Any:
     """winpop migrate: a password-file mailbox to a directory entry (core/auth/migration.py)."""
-    methods = ctx.auth_methods
+    methods = scope.auth_methods
     directory = methods.directory()
     try:
-        result = await ctx.run(migrate_to_directory, ctx.db, methods.key, directory, params["address"])
+        result = await scope.run(migrate_to_directory, scope.db, methods.key, directory, params["address"])
     finally:
         directory.close()
-    ctx.events.publish("mailbox.changed", await ctx.run(ctx.admin.mailbox_get, result.address))
+    scope.events.publish("mailbox.changed", await scope.run(scope.admin.mailbox_get, result.address))
     if result.switched:
-        await ctx.run(ctx.reload_settings)
-        await ctx.run(ctx.apply_settings)
-        ctx.events.publish("settings.changed", {"name": "auth", "value": "directory"})
+        await scope.run(scope.reload_settings)
+        await scope.run(scope.apply_settings)
+        scope.events.publish("settings.changed", {"name": "auth", "value": "directory"})
     return to_wire(result)
 
 
 @handles("service.control")
-async def control(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    await ctx.control(params["action"], params.get("listener") or "")
-    return service_status(ctx)
+async def control(scope: AdminScope, params: dict[str, Any]) -> Any:
+    await scope.control(params["action"], params.get("listener") or "")
+    return service_status(scope)
 
 
 @handles("stat")
-async def stat(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    result = to_wire(await ctx.run(ctx.admin.stat, params.get("domain")))
-    result["counters"] = ctx.stats.snapshot()
+async def stat(scope: AdminScope, params: dict[str, Any]) -> Any:
+    result = to_wire(await scope.run(scope.admin.stat, params.get("domain")))
+    result["counters"] = scope.stats.snapshot()
     return result
 
 
-async def _call(ctx: ServiceContext, method: Callable[..., Any], *args: Any) -> Any:
+async def _call(scope: AdminScope, method: Callable[..., Any], *args: Any) -> Any:
     """Call a component's method: awaited if it is a coroutine, else off the loop (it may block)."""
     if inspect.iscoroutinefunction(method):
         return await method(*args)
-    return await ctx.run(method, *args)
+    return await scope.run(method, *args)
 
 
 @handles("ban.list")
-async def ban_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    items = await _call(ctx, ctx.throttle.list_bans)
+async def ban_list(scope: AdminScope, params: dict[str, Any]) -> Any:
+    items = await _call(scope, scope.throttle.list_bans)
     return {"items": items}
 
 
 @handles("ban.lift")
-async def ban_lift(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"lifted": await _call(ctx, ctx.throttle.lift, params["value"])}
+async def ban_lift(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"lifted": await _call(scope, scope.throttle.lift, params["value"])}
 
 
 @handles("queue.list")
-async def queue_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": await _call(ctx, ctx.smtp.queue_list)}
+async def queue_list(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"items": await _call(scope, scope.smtp.queue_list)}
 
 
 @handles("queue.show")
-async def queue_show(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return await _call(ctx, ctx.smtp.queue_show, params["id"])
+async def queue_show(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return await _call(scope, scope.smtp.queue_show, params["id"])
 
 
 @handles("queue.retry")
-async def queue_retry(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"retried": await _call(ctx, ctx.smtp.queue_retry, params.get("id"))}
+async def queue_retry(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"retried": await _call(scope, scope.smtp.queue_retry, params.get("id"))}
 
 
 @handles("queue.delete")
-async def queue_delete(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"deleted": await _call(ctx, ctx.smtp.queue_delete, params["id"])}
+async def queue_delete(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"deleted": await _call(scope, scope.smtp.queue_delete, params["id"])}
 
 
 RELAY_TEST_PORTS = tuple(sorted(SMTP_PORTS))   # 25, 465, 587
@@ -272,102 +271,102 @@ def _is_local_address(host: str) -> bool:
 
 
 @handles("relay.test")
-async def relay_test(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def relay_test(scope: AdminScope, params: dict[str, Any]) -> Any:
     """Test this server only: a target host must be one of its own addresses and the port an SMTP
     port (25, 465, 587 or one of its listeners), so the test probes no other computer or service."""
     host, port = str(params.get("host") or ""), int(params.get("port") or 0)
-    own_ports = {lst.bound_port for lst in ctx.listeners.values() if lst.kind == "smtp"}
+    own_ports = {lst.bound_port for lst in scope.listeners.values() if lst.kind == "smtp"}
     problem = ""
     if port and port not in (*RELAY_TEST_PORTS, *own_ports):
         problem = f"The relay test connects only to SMTP ports ({', '.join(map(str, RELAY_TEST_PORTS))} or this " \
                   f"service's SMTP listeners), not {port}."
-    elif host and not await ctx.run(_is_local_address, host):
+    elif host and not await scope.run(_is_local_address, host):
         problem = f"The relay test checks this server only; {host} is not one of its addresses."
     if problem:
-        await ctx.run(ctx.admin.audit, current_actor.get(), "relay.test", host,
+        await scope.run(scope.admin.audit, current_actor.get(), "relay.test", host,
                       json.dumps({"host": host, "port": port}), "refused: forbidden")
         raise Forbidden(problem)
-    return {"items": await _call(ctx, ctx.smtp.relay_test, host, port)}
+    return {"items": await _call(scope, scope.smtp.relay_test, host, port)}
 
 
 @handles("auth.login")
-async def auth_login(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def auth_login(scope: AdminScope, params: dict[str, Any]) -> Any:
     # A TCP connection's gate answers its first auth.login (service/ipc/tcp.py); here the client
     # is already admitted (Unix socket credentials, or a token earlier on this connection).
     return {"actor": current_actor.get(), "token": ""}
 
 
-def _tokens(ctx: ServiceContext) -> Any:
-    return ctx.tokens
+def _tokens(scope: AdminScope) -> Any:
+    return scope.tokens
 
 
 @handles("admin.token_create")
-async def token_create(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return await ctx.run(_tokens(ctx).create, params["name"], current_actor.get())
+async def token_create(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return await scope.run(_tokens(scope).create, params["name"], current_actor.get())
 
 
 @handles("admin.token_list")
-async def token_list(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"items": await ctx.run(_tokens(ctx).list)}
+async def token_list(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"items": await scope.run(_tokens(scope).list)}
 
 
 @handles("admin.token_revoke")
-async def token_revoke(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    return {"revoked": await ctx.run(_tokens(ctx).revoke, params["name"])}
+async def token_revoke(scope: AdminScope, params: dict[str, Any]) -> Any:
+    return {"revoked": await scope.run(_tokens(scope).revoke, params["name"])}
 
 
 @handles("events.subscribe")
-async def subscribe(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def subscribe(scope: AdminScope, params: dict[str, Any]) -> Any:
     # The connection object does the subscribing (see server.AdminConnection); this answers.
     return {"subscribed": True}
 
 
 # -- process and TLS certificate (setup wizard, issue 6) ------------------------------------------
 @handles("service.shutdown")
-async def shutdown(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    request = ctx.request_shutdown
+async def shutdown(scope: AdminScope, params: dict[str, Any]) -> Any:
+    request = scope.request_shutdown
     restart = bool(params.get("restart"))
     # After this answer is on its way: the connection closes with the service.
-    ctx.loop.call_later(0.05, request, restart)
+    scope.loop.call_later(0.05, request, restart)
     return {"stopping": True, "restart": restart}
 
 
-def _install_certificate(ctx: ServiceContext, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
+def _install_certificate(scope: AdminScope, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
     """Check a pair, store it as DATA_DIR/tls/server.{crt,key} (key 0600), point the settings at
     it and load it into the running listeners (no restart)."""
     summary = check_pair(cert_pem, key_pem)
-    cert_path, _key_path = write_pair(ctx.data_dir / "tls", cert_pem, key_pem)
-    with ctx.db.write() as session:   # the default location: no path settings needed
+    cert_path, _key_path = write_pair(scope.data_dir / "tls", cert_pem, key_pem)
+    with scope.db.write() as session:   # the default location: no path settings needed
         for name in ("tls_cert", "tls_key"):
             Settings.put(session, name, "")
-    ctx.reload_settings()
-    ctx.tls.configure("", "")
-    ctx.tls.refresh()
+    scope.reload_settings()
+    scope.tls.configure("", "")
+    scope.tls.refresh()
     return {**summary.as_dict(), "path": str(cert_path)}
 
 
 @handles("tls.generate")
-async def tls_generate(ctx: ServiceContext, params: dict[str, Any]) -> Any:
-    hostname = (params.get("hostname") or ctx.hostname).strip().rstrip(".").lower()
+async def tls_generate(scope: AdminScope, params: dict[str, Any]) -> Any:
+    hostname = (params.get("hostname") or scope.hostname).strip().rstrip(".").lower()
     if not re.fullmatch(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", hostname) or len(hostname) > 253:
         raise Invalid(f"'{hostname}' is not a host name: use letters, digits and hyphens, with dots between "
                       "the parts (mail.example.com).")
 
     def make() -> dict[str, Any]:
-        tls_dir = ctx.data_dir / "tls"
+        tls_dir = scope.data_dir / "tls"
         tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=tls_dir) as tmp:
             cert, key = Path(tmp) / "new.crt", Path(tmp) / "new.key"
             generate_self_signed(cert, key, hostname)
-            return _install_certificate(ctx, cert.read_bytes(), key.read_bytes())
+            return _install_certificate(scope, cert.read_bytes(), key.read_bytes())
 
-    result = await ctx.run(make)
-    ctx.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
+    result = await scope.run(make)
+    scope.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
     return result
 
 
 @handles("tls.import")
-async def tls_import(ctx: ServiceContext, params: dict[str, Any]) -> Any:
+async def tls_import(scope: AdminScope, params: dict[str, Any]) -> Any:
     requester = _requester()
 
     def read(text: str, path: str, what: str) -> bytes:
@@ -381,8 +380,8 @@ async def tls_import(ctx: ServiceContext, params: dict[str, Any]) -> Any:
     def install() -> dict[str, Any]:
         cert = read(params.get("cert") or "", params.get("cert_path") or "", "certificate")
         key = read(params.get("key") or "", params.get("key_path") or "", "private key")
-        return _install_certificate(ctx, cert, key)
+        return _install_certificate(scope, cert, key)
 
-    result = await ctx.run(install)
-    ctx.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
+    result = await scope.run(install)
+    scope.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
     return result

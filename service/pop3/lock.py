@@ -4,7 +4,7 @@ The lock is a lease row in ``session_locks``: inserted at logon, renewed by its 
 session lives, deleted when the session ends. A crashed node's rows expire after the lease; a
 row left by a dead process on this very host is taken over at once (its pid is gone). Holder =
 node id (host:pid:random) + "/" + session number. Every method blocks (database): call it
-through ``ctx.run``.
+through ``Workers.run``.
 """
 from __future__ import annotations
 
