@@ -49,6 +49,11 @@ class Unavailable(MailError):
     code = "unavailable"
 
 
+class Unreachable(Unavailable):
+    """The service cannot be reached at all (not running, no route, connection lost): raised on the
+    client side only, never sent over the channel; winpop exits 3 for it and 1 for other refusals."""
+
+
 class DiskFull(Unavailable):
     """A disk the service writes to (the database's or the mail root's) has no room left. Same
     code as Unavailable (the admin-channel contract); SMTP answers it with 452 4.3.1."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.errors import Unavailable, from_dict
+from core.errors import Unavailable, Unreachable, from_dict
 from core.ipc import protocol
 
 
@@ -29,13 +29,13 @@ class AdminClient:
             self._sock.connect(str(self.path))
         except FileNotFoundError:
             self._sock.close()
-            raise Unavailable(
+            raise Unreachable(
                 f"The mail service is not running for {Path(data_dir)} (no {self.path.name}). "
                 f"Start it with: python main.py service --data-dir {Path(data_dir)}"
             ) from None
         except ConnectionRefusedError:
             self._sock.close()
-            raise Unavailable(
+            raise Unreachable(
                 f"The mail service for {Path(data_dir)} is not answering (stale {self.path.name}). "
                 f"Start it with: python main.py service --data-dir {Path(data_dir)}"
             ) from None
@@ -64,7 +64,7 @@ class AdminClient:
         try:
             raw = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
-            raise Unavailable(f"The POP3 Service at {host}:{port} is not reachable ({exc.strerror or exc}). "
+            raise Unreachable(f"The POP3 Service at {host}:{port} is not reachable ({exc.strerror or exc}). "
                               "Is remote administration on (winpop set admin_tcp_port PORT)?") from None
         want = normalize_fingerprint(fingerprint)
         context = ssl.create_default_context(cafile=cafile)
@@ -78,8 +78,8 @@ class AdminClient:
             seen = _peer_fingerprint(host, port, timeout)
             raw.close()
             raise Unavailable(f"The certificate of {host}:{port} is not trusted ({exc.verify_message}). If its "
-                              f"SHA-256 fingerprint is {seen}, as 'winpop get' on that server shows in "
-                              "server.info, pass it with --fingerprint.") from None
+                              f"SHA-256 fingerprint is {seen}, as 'winpop status' on that server "
+                              "shows (or its console's Service Status page), pass it with --fingerprint.") from None
         except (ssl.SSLError, OSError) as exc:
             raw.close()
             raise Unavailable(f"TLS with {host}:{port} failed: {exc}") from None
@@ -104,7 +104,7 @@ class AdminClient:
         try:
             self._sock.sendall(protocol.request(req_id, op, params))
         except OSError as exc:
-            raise Unavailable(f"Lost the connection to the mail service: {exc}") from None
+            raise Unreachable(f"Lost the connection to the mail service: {exc}") from None
         while True:
             msg = self._read()
             if "event" in msg:
@@ -132,7 +132,7 @@ class AdminClient:
     def _read(self) -> dict[str, Any]:
         line = self._file.readline(protocol.MAX_RESPONSE + 1)
         if not line:
-            raise Unavailable("The mail service closed the admin connection.")
+            raise Unreachable("The mail service closed the admin connection.")
         return protocol.decode(line, limit=protocol.MAX_RESPONSE)
 
     def close(self) -> None:
