@@ -223,7 +223,7 @@ class Winpop:
         else:
             token = os.environ.get("POP3SVC_TOKEN", "").strip()
         if not token:
-            raise WrongInput("--host needs a token: set POP3SVC_TOKEN or use --token-stdin "
+            raise Usage("--host needs a token: set POP3SVC_TOKEN or use --token-stdin "
                         "(make one on the server with 'winpop token create NAME')")
         return token
 
