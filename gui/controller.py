@@ -144,6 +144,27 @@ class ConsoleController(QObject):
                 ports[name] = int(s[key] or 0)
         return ports
 
+    def open_sessions(self) -> dict[str, int]:
+        """Sessions open now per listener (the last status report), only those with any."""
+        counts: dict[str, int] = {}
+        for item in self.server_info.get("listeners") or []:
+            if not isinstance(item, dict):
+                continue
+            try:
+                n = int(item.get("sessions") or 0)
+            except (TypeError, ValueError):
+                continue
+            if n > 0:
+                counts[str(item.get("name", "?"))] = n
+        return counts
+
+    def read_sessions(self, then: Callable[[dict[str, int]], None]) -> None:
+        """Ask the service for its status, then ``then(open_sessions())``; the last report when the read fails."""
+        def got(status: dict[str, Any]) -> None:
+            self.apply_status(status)
+            then(self.open_sessions())
+        self.client.request("service.status", {}, got, lambda _e: then(self.open_sessions()))
+
     # -- events ------------------------------------------------------------------------------------
     def _on_event(self, name: str, data: Any) -> None:
         if not isinstance(data, dict):

@@ -181,7 +181,9 @@ class SettingField(QWidget):
             self.editor.setToolTip(spec.help)
         row.addWidget(self.editor, 1)
         if name in FOLDER_SETTINGS or name in FILE_SETTINGS:
-            browse = QPushButton("&Browse…")
+            # No Alt+letter: a tab may hold two paths (certificate and key); the label's letter reaches the field.
+            browse = QPushButton("Browse…")
+            browse.setAccessibleName(f"Browse for the {spec.label}")
             browse.clicked.connect(self._browse)
             row.addWidget(browse)
         if not spec.writable:

@@ -143,7 +143,9 @@ def action_states(targets: list[Target], *, connected: bool, context_domain: str
         states["properties"] = _off("Select one item to see its properties.")
 
     state = service_state or "unknown"
-    states["start"] = ON if state in ("stopped", "unknown", "partial") else _off("The service is already running.")
+    # Start on a paused service resumes it (service.control starts what is stopped, resumes what is paused).
+    states["start"] = ON if state in ("stopped", "paused", "unknown", "partial") else _off(
+        "The service is already running.")
     states["stop"] = ON if state in ("running", "paused", "partial", "unknown") else _off("The service is stopped.")
     states["pause"] = ON if state == "running" else _off("Only a running service can be paused.")
     states["resume"] = ON if state == "paused" else _off("The service is not paused.")

@@ -5,11 +5,13 @@ the service's change events, never the answers.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
+from core.catalog import LISTENERS
 from gui import ops
 from gui.controller import ConsoleController
 from gui.dialogs import error_box
@@ -35,6 +37,18 @@ def stored_flag(settings: QSettings, key: str, default: bool) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def sessions_question(verb: str, sessions: dict[str, int]) -> str:
+    """"3 sessions are open (POP3: 2, SMTP: 1). …": what Stop or Restart asks when it would end sessions."""
+    total = sum(sessions.values())
+    where = ", ".join(f"{LISTENERS[name].label if name in LISTENERS else name}: {n}"
+                      for name, n in sessions.items())
+    are = "1 session is" if total == 1 else f"{total} sessions are"
+    doing = {"stop": "Stopping", "restart": "Restarting"}.get(verb.lower(), verb.capitalize())
+    return (f"{are} open ({where}). {doing} the service ends {'it' if total == 1 else 'them'}: "
+            "the mail clients and servers connected now lose their connection.\n\n"
+            f"{verb.capitalize()} the POP3 Service?")
 
 
 class ItemCommands:
@@ -172,6 +186,25 @@ class ItemCommands:
         # The service's own descriptions: the settings its modules register are editable too.
         self.client.request("settings.describe", {}, lambda r: open_with((r or {}).get("items")),
                             lambda _e: open_with(None))
+
+    def end_sessions_first(self, verb: str, go: Callable[[], None]) -> None:
+        """Stop or Restart (``verb``): ask first when sessions are open, for they end with the listeners."""
+        def decide(sessions: dict[str, int]) -> None:
+            if not sessions:
+                go()
+                return
+            box = QMessageBox(QMessageBox.Icon.Warning, f"{verb} the POP3 Service", sessions_question(verb, sessions),
+                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                              self.host.dialog_parent())
+            box.setDefaultButton(QMessageBox.StandardButton.No)
+
+            def decided(result: int) -> None:
+                if result == QMessageBox.StandardButton.Yes:
+                    go()
+            box.finished.connect(decided)
+            self.host.show_dialog(box)
+
+        self.controller.read_sessions(decide)
 
     def relay_test(self) -> None:
         """Test for Open Relay: the classic tricks against this server's SMTP port, results in a dialog."""

@@ -11,14 +11,18 @@ from typing import Any
 
 from PySide6.QtCore import (
     QByteArray,
+    QEvent,
     QItemSelectionModel,
     QModelIndex,
+    QObject,
+    QPoint,
     QSettings,
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QCloseEvent, QContextMenuEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QApplication,
     QDialog,
     QLabel,
@@ -154,6 +158,8 @@ class MainWindow(QMainWindow):
             self.named_actions[name] = action
         # Alt+Enter: the keypad Enter too.
         QShortcut(QKeySequence("Alt+Enter"), self, self.do_properties)
+        # Shift+F10 (and the Menu key, see eventFilter): the context menu of the focused tree or list.
+        QShortcut(QKeySequence("Shift+F10"), self, self.keyboard_context_menu)
         self.connect_action = QAction("&Connect to Another Computer…", self)
         self.connect_action.triggered.connect(self.do_connect)
         self.exit_action = QAction("E&xit", self)
@@ -188,7 +194,7 @@ class MainWindow(QMainWindow):
         self.toolbar.setObjectName("standardToolbar")
         self.toolbar.setMovable(False)
         for name in ("refresh", None, "new_domain", "new_mailbox", None, "lock", "unlock", "delete", "properties",
-                     None, "start", "stop", "pause", "restart", None, "help"):
+                     None, "start", "stop", "pause", "resume", "restart", None, "help"):
             if name is None:
                 self.toolbar.addSeparator()
             else:
@@ -224,14 +230,17 @@ class MainWindow(QMainWindow):
         c.event_applied.connect(self._event_applied)
         self.tree.selectionModel().currentChanged.connect(self._on_node_changed)
         self.tree.customContextMenuRequested.connect(self._tree_menu)
+        self.tree.installEventFilter(self)
         self.tree_model.domains_loaded.connect(self._maybe_restore_selection)
         self.tree_model.load_failed.connect(c.report_read_failure)
         self.tree_model.rowsRemoved.connect(self._schedule_update)
         for pane in (self.domain_pane, self.mailbox_pane):
             pane.view.selectionModel().selectionChanged.connect(self._list_selection_changed)
             pane.view.customContextMenuRequested.connect(partial(self._list_menu, pane))
-            pane.view.doubleClicked.connect(partial(self._list_activated, pane))
+            # activated alone: a double-click emits doubleClicked and then activated (Enter only
+            # activated), so listening to both opened two Properties dialogs.
             pane.view.activated.connect(partial(self._list_activated, pane))
+            pane.view.installEventFilter(self)
             pane.model.total_changed.connect(self._update_counts)
             pane.model.loading_changed.connect(self._update_counts)
             pane.model.load_failed.connect(c.report_read_failure)
@@ -504,6 +513,38 @@ class MainWindow(QMainWindow):
         self.last_menu = self.context_menu()
         self.last_menu.popup(pane.view.viewport().mapToGlobal(pos))
 
+    def keyboard_context_menu(self) -> None:
+        """Shift+F10 or the Menu key: the context menu of the focused tree or list, at its current item."""
+        if self.last_menu is not None and self.last_menu.isVisible():
+            return   # a platform that turns Shift+F10 into a context-menu event as well: one menu
+        focus = QApplication.focusWidget()
+        panes = {pane.view: pane for pane in (self.domain_pane, self.mailbox_pane)}
+        if focus in panes:
+            pane = panes[focus]
+            self._set_active_pane("list")
+            rows = pane.selected_rows()
+            current = pane.view.currentIndex()
+            row = current.row() if current.isValid() and current.row() in rows else (rows[0] if rows else -1)
+            rect = pane.view.visualRect(pane.model.index(row, 0)) if row >= 0 else None
+            self._popup_menu(pane.view, rect.bottomLeft() if rect is not None else None)
+        elif focus is self.tree:
+            self._set_active_pane("tree")
+            rect = self.tree.visualRect(self.tree.currentIndex())
+            self._popup_menu(self.tree, rect.bottomLeft() if rect.isValid() else None)
+
+    def _popup_menu(self, view: QAbstractItemView, pos: QPoint | None) -> None:
+        self.last_menu = self.context_menu()
+        viewport = view.viewport()
+        self.last_menu.popup(viewport.mapToGlobal(pos if pos is not None else QPoint(4, 4)))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The Menu key on the tree and the lists: the same menu as Shift+F10, at the current item
+        (Qt would place it at the middle of the view)."""
+        if isinstance(event, QContextMenuEvent) and event.reason() == QContextMenuEvent.Reason.Keyboard:
+            self.keyboard_context_menu()
+            return True
+        return super().eventFilter(watched, event)
+
     def _focus_filter(self) -> None:
         pane = self.current_pane()
         if pane is not None:
@@ -554,7 +595,7 @@ class MainWindow(QMainWindow):
 
     def do_stop(self) -> None:
         if self._enabled("stop"):
-            self.controller.control("stop")
+            self.commands.end_sessions_first("stop", lambda: self.controller.control("stop"))
 
     def do_pause(self) -> None:
         if self._enabled("pause"):
@@ -566,7 +607,7 @@ class MainWindow(QMainWindow):
 
     def do_restart(self) -> None:
         if self._enabled("restart"):
-            self.controller.restart_service()
+            self.commands.end_sessions_first("restart", self.controller.restart_service)
 
     def do_help(self) -> None:
         kinds = {t.kind for t in self.targets()}

@@ -9,33 +9,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from core.catalog import LISTENERS, TlsMode
 from gui import icons
+from gui.counters import counter_label, counter_order, counter_text
 
 POLL_MS = 2000
 PROBLEMS_SHOWN = 20
+COUNTER_COLUMNS = 2   # label and value twice: the page stays narrower than the default result pane
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
 STATE_WORDS = {"running": "running", "paused": "paused", "stopped": "stopped", "partial": "partly running"}
-COUNTER_LABELS = {   # the service's counter names (service.counters.Counters), in the order shown
-    "pop3.sessions": "POP3 sessions now", "smtp_accepted": "Messages received",
-    "pop3.messages_retrieved": "Messages retrieved", "pop3.logons": "POP3 logons",
-    "pop3.logon_failures": "Failed POP3 logons", "smtp_logon_failures": "Failed SMTP logons",
-    "smtp_queued": "Messages queued for other servers",
-}
+TLS_WORDS = {TlsMode.STARTTLS: "STARTTLS", TlsMode.IMPLICIT: "TLS", TlsMode.NONE: ""}
+
+
+def tls_word(listener: dict[str, Any]) -> str:
+    """The listeners table's TLS column: STARTTLS, TLS or nothing, from the catalog's TLS mode
+    (the status report's ``tls`` says only whether the port speaks TLS from the first byte)."""
+    spec = LISTENERS.get(str(listener.get("name", "")))
+    if spec is not None:
+        return TLS_WORDS[spec.tls]
+    return "TLS" if listener.get("tls") is True else ""
 
 
 def listener_failures(status: dict[str, Any]) -> list[str]:
@@ -55,8 +64,16 @@ def _mb(n: Any) -> str:
         return "?"
 
 
-def _table(headers: list[str]) -> QTableWidget:
-    t = QTableWidget(0, len(headers))
+class _LogTable(QTableWidget):
+    """A table that asks only for its minimum height: the scroll area around the page sizes the page
+    by its preferred height (word-wrapped labels), and the log should take what is left, not more."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.minimumHeight())
+
+
+def _table(headers: list[str], kind: type[QTableWidget] = QTableWidget) -> QTableWidget:
+    t = kind(0, len(headers))
     t.setHorizontalHeaderLabels(headers)
     t.verticalHeader().setVisible(False)
     t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
@@ -66,6 +83,16 @@ def _table(headers: list[str]) -> QTableWidget:
     t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     t.setAlternatingRowColors(True)
     return t
+
+
+def _fit_rows(table: QTableWidget) -> None:
+    """Make ``table`` exactly as tall as its header and rows: all listeners show without scrolling."""
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+    header = table.horizontalHeader().sizeHint().height()
+    too_wide = table.horizontalHeader().length() > table.viewport().width()
+    scroll = table.horizontalScrollBar().sizeHint().height() if too_wide else 0
+    table.setFixedHeight(header + rows + scroll + 2 * table.frameWidth())
 
 
 class StatusView(QWidget):
@@ -106,11 +133,15 @@ class StatusView(QWidget):
         self.problems_box.setVisible(False)
         self.counters_box = QGroupBox("Counters")
         self.counters_grid = QGridLayout(self.counters_box)
+        self.counters_grid.setVerticalSpacing(2)
         self._counter_labels: dict[str, QLabel] = {}
         self.events_box = QGroupBox("Service log")
-        self.events = _table(["Time", "Level", "Source", "Message"])
+        self.events = _table(["Time", "Level", "Source", "Message"], _LogTable)
         self.events.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.events.setWordWrap(False)
+        # The log gives way to the listeners and counters: two lines at least, the rest of the page at most.
+        self.events.setMinimumHeight(self.events.horizontalHeader().sizeHint().height()
+                                     + 2 * self.events.verticalHeader().defaultSectionSize() + 2)
         QVBoxLayout(self.events_box).addWidget(self.events)
         self.remote_label = QLabel()          # remote administration: port and certificate fingerprint
         self.remote_label.setWordWrap(True)
@@ -119,19 +150,35 @@ class StatusView(QWidget):
         self._use_audit = False               # an older service without log.recent
         listeners_box = QGroupBox("Listeners")
         QVBoxLayout(listeners_box).addWidget(self.listeners)
-        layout = QVBoxLayout(self)
+        # The page scrolls as a whole rather than making the window taller: a service that has counted
+        # everything has some twenty counters. The listeners come first, so they are always in view.
+        page = QWidget()
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setWidget(page)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll_area)
+        layout = QVBoxLayout(page)
+        layout.setSpacing(4)
+        layout.setContentsMargins(6, 4, 6, 4)
         layout.addLayout(head)
         layout.addWidget(self.certificate_label)
         layout.addWidget(self.key_label)
         layout.addWidget(self.disk_label)
         layout.addWidget(self.problems_box)
-        layout.addWidget(listeners_box, 3)
+        layout.addWidget(listeners_box, 0)   # as tall as its rows (_fit_rows): the log takes the rest
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 3)
         layout.addWidget(self.remote_label)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.refresh)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        _fit_rows(self.listeners)   # a narrow window adds the horizontal scroll bar
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
@@ -169,8 +216,10 @@ class StatusView(QWidget):
         rows = status.get("listeners") or []
         self.listeners.setRowCount(len(rows))
         for r, item in enumerate(rows):
-            values = [item.get("name", ""), item.get("kind", ""), item.get("state", ""), item.get("address", ""),
-                      item.get("port", ""), item.get("tls", ""), item.get("sessions", "")]
+            spec = LISTENERS.get(str(item.get("name", "")))
+            values = [spec.label if spec else item.get("name", ""), str(item.get("kind", "")).upper(),
+                      item.get("state", ""), item.get("address", ""), item.get("port", ""), tls_word(item),
+                      item.get("sessions", "")]
             failed = bool(item.get("error")) and item.get("state") != "running"
             if failed:
                 values[2] = f"{values[2]}: {item['error']}"
@@ -178,24 +227,27 @@ class StatusView(QWidget):
                 cell = QTableWidgetItem("" if value is None else str(value))
                 if c in (4, 6):
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if c == 0:
+                    cell.setToolTip(str(item.get("name", "")))   # the name winpop and the settings use
                 if failed and c == 2:
                     cell.setForeground(QBrush(QColor("#a4262c")))
                     cell.setToolTip(str(item["error"]))
                 self.listeners.setItem(r, c, cell)
+        _fit_rows(self.listeners)
         self.set_disk(status.get("disk") or [])
         self.set_store_problems(status.get("store_problems") or {})
         counters = status.get("counters") or {}
-        for key, value in sorted(counters.items(), key=lambda kv: list(COUNTER_LABELS).index(kv[0])
-                                 if kv[0] in COUNTER_LABELS else 99):
+        for key, value in sorted(counters.items(), key=lambda kv: counter_order(kv[0])):
             if key not in self._counter_labels:
-                name = QLabel(COUNTER_LABELS.get(key, key.replace("_", " ").capitalize()) + ":")
+                name = QLabel(counter_label(key) + ":")
                 shown = QLabel()
                 shown.setAlignment(Qt.AlignmentFlag.AlignRight)
                 n = len(self._counter_labels)
-                self.counters_grid.addWidget(name, n // 2, (n % 2) * 2)
-                self.counters_grid.addWidget(shown, n // 2, (n % 2) * 2 + 1)
+                row, column = divmod(n, COUNTER_COLUMNS)
+                self.counters_grid.addWidget(name, row, column * 2)
+                self.counters_grid.addWidget(shown, row, column * 2 + 1)
                 self._counter_labels[key] = shown
-            self._counter_labels[key].setText(f"{value:,}" if isinstance(value, int) else str(value))
+            self._counter_labels[key].setText(counter_text(key, value))
 
     def set_certificate(self, tls: dict[str, Any]) -> None:
         """The TLS certificate line: subject and expiry, a warning within 30 days of it."""

@@ -262,7 +262,7 @@ class DirectoryPage(ReasonPage):
         self.result.setWordWrap(True)
         form = QFormLayout()
         form.addRow("&Server:", self.server)
-        form.addRow("&Base DN:", self.base_dn)
+        form.addRow("Base &DN:", self.base_dn)   # Alt+B is the wizard's Back
         form.addRow("Bind &account:", self.bind_dn)
         form.addRow("Bind pass&word:", self.password)
         layout = QVBoxLayout(self)
@@ -350,7 +350,7 @@ class StoragePage(ReasonPage):
                          "other mail tools can read it too.")
         self.questions = questions
         self.root = QLineEdit(str(default_root))
-        browse = QPushButton("B&rowse…")
+        browse = QPushButton("Bro&wse…")   # Alt+R is the Root mail directory
         browse.clicked.connect(self._browse)
         self.space = QLabel()
         self.note = QLabel()
@@ -430,7 +430,7 @@ class PortsPage(ReasonPage):
             self.registerField(key, spin)
             spin.valueChanged.connect(self.recheck)
         alternatives = ", ".join(str(checks.UNPRIVILEGED[default]) for _k, _l, default, _p in PORT_ROWS)
-        self.use_all = QPushButton(f"Use the &non-privileged ports ({alternatives})")
+        self.use_all = QPushButton(f"&Use the non-privileged ports ({alternatives})")   # Alt+N: Next
         self.use_all.clicked.connect(self._use_all_alternatives)
         layout = QVBoxLayout(self)
         layout.addLayout(address_form)

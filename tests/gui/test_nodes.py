@@ -41,7 +41,7 @@ def test_unlock_is_off_inside_a_locked_domain_and_says_why():
 
 @pytest.mark.parametrize(("state", "on"), [
     ("running", {"stop", "pause", "restart"}),
-    ("paused", {"stop", "resume", "restart"}),
+    ("paused", {"start", "stop", "resume", "restart"}),   # Start resumes a paused service
     ("stopped", {"start"}),
 ], ids=["running", "paused", "stopped"])
 def test_service_control_follows_the_service_state(state, on):

@@ -49,7 +49,8 @@ def test_start_with_a_port_taken_says_which_listener_and_why(qtbot, tmp_path, qs
 
         def pop3_row():
             for r in range(table.rowCount()):
-                if table.item(r, 0) is not None and table.item(r, 0).text() == "pop3":
+                # The row shows the catalog's label ("POP3"); the listener's name is its tooltip.
+                if table.item(r, 0) is not None and table.item(r, 0).toolTip() == "pop3":
                     return r
             return None
         qtbot.waitUntil(lambda: pop3_row() is not None)
