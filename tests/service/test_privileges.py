@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, wait_for
 from tests.support import process_ids as status_ids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
@@ -49,7 +49,11 @@ def test_root_start_binds_then_runs_as_the_given_user(system_user):
         assert 0 not in ids["Gid"]
         if proc.db_url is None:   # SQLite in the data directory (not the PostgreSQL run)
             assert (base / "data" / "pop3svc.db").stat().st_uid == uid
-        assert (base / "data" / "service.pid").read_text().strip() == str(proc.proc.pid)
+        # The pid file is written after the privilege drop, a moment after the admin channel
+        # first answers (which is what start() waits for): wait for it, do not race it.
+        pid_file = base / "data" / "service.pid"
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, what="the pid file")
+        assert pid_file.read_text().strip() == str(proc.proc.pid)
         listeners = {item["name"]: item for item in proc.call("service.status")["listeners"]}
         assert listeners["pop3"]["state"] == "running" and listeners["pop3"]["port"] == low
 
