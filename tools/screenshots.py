@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pop3-screenshots-")))
+        print(f"working in {tmp}", flush=True)
         stack.enter_context(temporary_home(tmp))
         contoso = RealService(tmp / "contoso" / "pop3-service")
         stack.callback(contoso.stop)
