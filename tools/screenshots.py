@@ -39,7 +39,7 @@ from tools import directory_server  # noqa: E402
 from tools.directory_server import DirectoryServer  # noqa: E402
 from tools.directory_server import missing_reason as directory_missing_reason  # noqa: E402
 from tools.real_service import RealService, free_port  # noqa: E402
-from tools.sample_office import Office, fill_contoso, fill_fabrikam  # noqa: E402
+from tools.sample_office import CONTOSO, Office, fill_contoso, fill_fabrikam  # noqa: E402
 
 WINDOW_SIZE = (1000, 620)
 WIZARD_SIZE = (720, 560)
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         window.show()
         client.start()
         wait_for(lambda: client.is_connected and window.domain_model.fully_loaded
-                 and window.domain_model.rowCount() == 4, "the console to list the Contoso domains")
+                 and window.domain_model.rowCount() == len(CONTOSO), "the console to list the Contoso domains")
         stage = Stage(camera, tmp, contoso, office, window, fabrikam, fabrikam_office)
         for scene, names in SCENES:
             if camera.wants(*names):
