@@ -206,14 +206,20 @@ def test_every_f1_topic_is_a_page():
     assert sorted(t for t in topics if t not in LIBRARY.pages) == []
 
 
-@pytest.mark.parametrize("screen", ["root", "server", "status", "domain", "mailbox"])
+SCREENS = {"root": "index", "server": "server", "status": "status", "queue": "queue", "bans": "bans",
+           "tokens": "remote-administration", "domain": "domain", "mailbox": "mailbox"}
+
+
+@pytest.mark.parametrize("screen", list(SCREENS))
 def test_f1_on_each_screen_opens_its_page(qtbot, window, screen):
+    tabs = {"status": window.stack.status_view, "queue": window.stack.queue_view, "bans": window.stack.bans_view,
+            "tokens": window.stack.tokens_view}
     if screen == "root":
         window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.root))
-    elif screen in ("server", "status"):
+    elif screen == "server" or screen in tabs:
         window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
-        if screen == "status":
-            window.stack.server_tabs.setCurrentWidget(window.stack.status_view)
+        if screen in tabs:
+            window.stack.server_tabs.setCurrentWidget(tabs[screen])
     else:
         open_domain(qtbot, window, "contoso.com")
         if screen == "mailbox":
@@ -221,7 +227,6 @@ def test_f1_on_each_screen_opens_its_page(qtbot, window, screen):
             pane.view.setCurrentIndex(pane.model.index(0, 0))
     window.named_actions["help"].trigger()
     qtbot.waitUntil(lambda: window.help_window is not None and window.help_window.isVisible())
-    expected = {"root": "index", "server": "server", "status": "status", "domain": "domain", "mailbox": "mailbox"}
-    assert window.help_window.topic == expected[screen]
+    assert window.help_window.topic == SCREENS[screen]
     assert window.help_window.topic in LIBRARY.pages
     assert window.help_window.browser.toPlainText().strip()
