@@ -612,8 +612,7 @@ class MainWindow(QMainWindow):
     def do_help(self) -> None:
         kinds = {t.kind for t in self.targets()}
         topic = next(iter(kinds)).help_topic() if len(kinds) == 1 else self.current_node().kind.help_topic()
-        if self.stack.status_shown(self.current_node()):
-            topic = "status"
+        topic = self.stack.tab_help_topic(self.current_node()) or topic
         self.show_help(topic)
 
     def show_help(self, topic: str) -> None:

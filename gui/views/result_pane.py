@@ -104,8 +104,16 @@ class ResultPane(QStackedWidget):
         return None
 
     def status_shown(self, node: Node) -> bool:
-        """The Service Status tab is what the user looks at (F1 opens its help)."""
+        """The Service Status tab is what the user looks at."""
         return node.kind is NodeKind.SERVER and self.server_tabs.currentWidget() is self.status_view
+
+    def tab_help_topic(self, node: Node) -> str | None:
+        """The help page of the server tab the user looks at (F1), None for the domain list."""
+        if node.kind is not NodeKind.SERVER:
+            return None
+        topics: dict[QWidget, str] = {self.status_view: "status", self.queue_view: "queue", self.bans_view: "bans",
+                                      self.tokens_view: "remote-administration"}
+        return topics.get(self.server_tabs.currentWidget())
 
     def apply_server_info(self, info: dict[str, Any]) -> None:
         """The certificate and key problems on the status page."""
