@@ -17,6 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.dialogs.form import keep_text_whole
+
+
+COLUMNS = ["Trick and recipient", "Result", "Server reply"]
+
 
 def relayed(item: dict[str, Any]) -> bool:
     return bool(item.get("relayed")) or str(item.get("verdict", "")).upper() == "RELAYED"
@@ -30,12 +35,18 @@ class RelayTestDialog(QDialog):
         self.setWindowTitle("Test for Open Relay")
         self.verdict = QLabel("Testing: the service is trying the relay tricks against its SMTP port…")
         self.verdict.setWordWrap(True)
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Trick", "Recipient", "Result", "Server reply"])
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # The trick (with its recipient beneath) and the result as wide as their text; the reply takes the
+        # rest and wraps, so a long reply (the local-sender one runs to a hundred characters) is read whole.
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COLUMNS.index("Server reply"), QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         note = QLabel("No message is sent: each probe stops after the RCPT reply. Run from the server itself, so "
                       "the test sees what an outsider would only if this computer is not on the relay "
                       "allow-list.")
@@ -48,7 +59,7 @@ class RelayTestDialog(QDialog):
         layout.addWidget(self.table, 1)
         layout.addWidget(note)
         layout.addWidget(buttons)
-        self.resize(680, 340)
+        keep_text_whole(self, 760, 520)
 
     def show_results(self, result: dict[str, Any]) -> None:
         items = (result or {}).get("items") or []
@@ -56,10 +67,10 @@ class RelayTestDialog(QDialog):
         for r, item in enumerate(items):
             bad = relayed(item)
             verdict = "RELAYED" if bad else ("error" if item.get("verdict") == "error" else "refused")
-            for c, text in enumerate([item.get("trick", ""), item.get("recipient", ""), verdict,
-                                      item.get("reply", "")]):
+            trick = f"{item.get('trick', '')}\n{item.get('recipient', '')}".strip()
+            for c, text in enumerate([trick, verdict, item.get("reply", "")]):
                 cell = QTableWidgetItem(str(text))
-                if c == 2:
+                if c == 1:
                     cell.setForeground(Qt.GlobalColor.darkRed if bad else Qt.GlobalColor.darkGreen)
                 self.table.setItem(r, c, cell)
         if any(relayed(i) for i in items):

@@ -3,12 +3,24 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QStyle,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gui.models.paged_table import PagedTableModel
 
 FILTER_DELAY_MS = 200
 EMPTY_TEXT = "There are no items to show in this view."
+# The widest values a counter or state column shows in practice (sizes in KB, counts, states).
+WIDEST_VALUES = ("9,999,999", "Locked (domain)")
 
 
 class ListPane(QWidget):
@@ -45,10 +57,12 @@ class ListPane(QWidget):
         model.fetch_gate = self._near_the_end
         self.view.header().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.view.setSortingEnabled(True)
-        self.view.header().setStretchLastSection(False)
-        self.view.header().setSectionsMovable(True)
-        for col, width in enumerate([220] + [110] * (model.columnCount() - 1)):
-            self.view.header().resizeSection(col, width)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionsMovable(True)
+        # The name takes whatever the counters leave: no dead strip at the right, at any window width.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.size_columns()
         self.empty = QLabel(EMPTY_TEXT, self.view.viewport())
         self.empty.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.empty.setStyleSheet("color: #666; padding-top: 24px;")
@@ -70,6 +84,16 @@ class ListPane(QWidget):
         for signal in (model.modelReset, model.rowsInserted, model.rowsRemoved, model.loading_changed):
             signal.connect(self._update_empty)
         self._update_empty()
+
+    def size_columns(self) -> None:
+        """Each counter column as wide as its header with the sort arrow, or its widest likely value."""
+        header = self.view.header()
+        metrics = self.view.fontMetrics()
+        padding = 2 * (self.view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.view) + 1)
+        widest = max(metrics.horizontalAdvance(text) for text in WIDEST_VALUES) + padding + metrics.averageCharWidth()
+        header.setMinimumSectionSize(header.sectionSizeFromContents(0).width())
+        for col in range(1, self.model.columnCount()):
+            header.resizeSection(col, max(header.sectionSizeFromContents(col).width(), widest))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
