@@ -15,13 +15,13 @@ DESIGN_LINE_HEIGHT = 14
 
 
 def text_scaled(widget: QWidget, width: int, height: int) -> QSize:
-    """A default size given in pixels at 100 % text, grown by the widget's font (never shrunk), and kept
-    on the screen."""
+    """A default size given in pixels at 100 % text, grown by the widget's font (never shrunk), the growth
+    kept on the screen."""
     factor = max(1.0, widget.fontMetrics().height() / DESIGN_LINE_HEIGHT)
     size = QSize(round(width * factor), round(height * factor))
     screen = widget.screen() or QApplication.primaryScreen()
-    if screen is not None:
-        size = size.boundedTo(screen.availableGeometry().size())
+    if screen is not None:    # the growth stops at the screen's edge; the size drawn for 100 % stays as it was
+        size = size.boundedTo(screen.availableGeometry().size()).expandedTo(QSize(width, height))
     return size
 
 

@@ -19,8 +19,15 @@ from PySide6.QtWidgets import (
 
 from gui.dialogs.form import keep_text_whole
 
-
 COLUMNS = ["Trick and recipient", "Result", "Server reply"]
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space after the marks inside an address (@ ! % :), where a line may break:
+    the tricks' addresses are long words that would otherwise be cut at the column's edge."""
+    for mark in "@!%:":
+        text = text.replace(mark, mark + "\u200b")
+    return text
 
 
 def relayed(item: dict[str, Any]) -> bool:
@@ -39,10 +46,11 @@ class RelayTestDialog(QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # The trick (with its recipient beneath) and the result as wide as their text; the reply takes the
-        # rest and wraps, so a long reply (the local-sender one runs to a hundred characters) is read whole.
+        # The result as wide as its word; the trick (with its recipient beneath) and the reply share the rest
+        # and wrap, so a long reply (the local-sender one runs to a hundred characters) is read whole.
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(COLUMNS.index("Server reply"), QHeaderView.ResizeMode.Stretch)
         self.table.setWordWrap(True)
         self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
@@ -69,7 +77,8 @@ class RelayTestDialog(QDialog):
             verdict = "RELAYED" if bad else ("error" if item.get("verdict") == "error" else "refused")
             trick = f"{item.get('trick', '')}\n{item.get('recipient', '')}".strip()
             for c, text in enumerate([trick, verdict, item.get("reply", "")]):
-                cell = QTableWidgetItem(str(text))
+                cell = QTableWidgetItem(breakable(str(text)))
+                cell.setToolTip(str(text))
                 if c == 1:
                     cell.setForeground(Qt.GlobalColor.darkRed if bad else Qt.GlobalColor.darkGreen)
                 self.table.setItem(r, c, cell)

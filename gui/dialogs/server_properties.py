@@ -386,7 +386,9 @@ class ServerPropertiesDialog(QDialog):
     def grow_to_largest_tab(self) -> None:
         """Open big enough for the largest tab and the whole tab bar, so that no tab needs a scroll bar at
         any text scale (the scroll areas stay for a screen too small to hold the sheet)."""
-        self.layout().activate()
+        layout = self.layout()
+        if layout is not None:
+            layout.activate()
         shown = self.tabs.currentWidget()
         if not isinstance(shown, QScrollArea):
             return
@@ -405,7 +407,8 @@ class ServerPropertiesDialog(QDialog):
     def _page(self, index: int) -> QWidget:
         scroll = self.tabs.widget(index)
         page = scroll.widget() if isinstance(scroll, QScrollArea) else scroll
-        return page if page is not None else scroll
+        assert page is not None     # every tab is a page in a scroll area
+        return page
 
     @staticmethod
     def _page_height(page: QWidget, width: int) -> int:

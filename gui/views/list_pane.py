@@ -6,7 +6,6 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QStyle,
@@ -60,8 +59,9 @@ class ListPane(QWidget):
         header = self.view.header()
         header.setStretchLastSection(False)
         header.setSectionsMovable(True)
-        # The name takes whatever the counters leave: no dead strip at the right, at any window width.
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self._fitting = False
+        self._user_sized = False      # once the user (or a restored layout) sizes a column, the widths are theirs
+        header.sectionResized.connect(self._section_resized)
         self.size_columns()
         self.empty = QLabel(EMPTY_TEXT, self.view.viewport())
         self.empty.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
@@ -92,11 +92,31 @@ class ListPane(QWidget):
         padding = 2 * (self.view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.view) + 1)
         widest = max(metrics.horizontalAdvance(text) for text in WIDEST_VALUES) + padding + metrics.averageCharWidth()
         header.setMinimumSectionSize(header.sectionSizeFromContents(0).width())
-        for col in range(1, self.model.columnCount()):
-            header.resizeSection(col, max(header.sectionSizeFromContents(col).width(), widest))
+        self._fitting = True
+        try:
+            for col in range(1, self.model.columnCount()):
+                header.resizeSection(col, max(header.sectionSizeFromContents(col).width(), widest))
+        finally:
+            self._fitting = False
+
+    def fit_name_column(self) -> None:
+        """The name takes whatever the counters leave: no dead strip at the right, at any width."""
+        header = self.view.header()
+        others = sum(header.sectionSize(c) for c in range(1, header.count()) if not header.isSectionHidden(c))
+        self._fitting = True
+        try:
+            header.resizeSection(0, max(header.minimumSectionSize(), self.view.viewport().width() - others))
+        finally:
+            self._fitting = False
+
+    def _section_resized(self, *_args: object) -> None:
+        if not self._fitting:
+            self._user_sized = True
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
+        if not self._user_sized:
+            self.fit_name_column()
         self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
 
     def _update_empty(self, *_args: object) -> None:
