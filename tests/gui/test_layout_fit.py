@@ -364,10 +364,12 @@ def test_the_confirm_delete_text_fits_for_many_mailboxes(qtbot, text_scale, fake
 
 
 # -- the main window's result panes -----------------------------------------------------------------------------
-# Not yet whole (strict: it fails today, and fails the day it passes, to have this marker removed): on the
-# offscreen 800-pixel screen the window is narrower than its default 960 pixels, and the domain and mailbox
-# lists, the status page, the queue, bans and tokens tables need horizontal room they do not get.
-@pytest.mark.xfail(strict=True, reason="result panes still clip on an 800-pixel-wide screen; see the lead's list")
+# Not yet whole (strict: it fails today, and fails the day it passes, to have this marker removed): the
+# domain list's name cells are a few pixels short at 100 %; at 125 % and 150 % the domain and mailbox lists,
+# the status page and the queue and bans tables need more width than the window (capped by the offscreen
+# 800-pixel screen) gives them, and the bans table's last column wraps its reason into a one-line row.
+@pytest.mark.xfail(strict=True, reason="result panes still clip at 125/150 % (and the domain names by a few "
+                   "pixels at 100 %); see the comment above")
 def test_every_result_pane_fits_at_the_default_size(qtbot, text_scale, fake, qsettings, errors):
     window = open_window(qtbot, fake, qsettings)
     qtbot.waitUntil(lambda: window.domain_model.rowCount() == len(fake.service.domains))
