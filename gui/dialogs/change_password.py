@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QL
 
 from core.errors import MailError
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, password_problem
+from gui.dialogs.form import Reason, keep_text_whole, password_problem
 
 Submit = Callable[[str, Callable[[Any], None], Callable[[MailError], None]], None]
 
@@ -41,7 +41,7 @@ class ChangePasswordDialog(QDialog):
         layout.addWidget(buttons)
         for edit in (self.password, self.confirm):
             edit.textChanged.connect(self._validate)
-        self.resize(400, 10)
+        keep_text_whole(self, 400, 10)
         self._validate()
 
     def _validate(self) -> bool:

@@ -5,6 +5,7 @@ import html
 
 from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QStyle, QVBoxLayout, QWidget
 
+from gui.dialogs.form import keep_text_whole
 from gui.models.nodes import NodeKind, Target
 
 
@@ -62,4 +63,4 @@ class ConfirmDeleteDialog(QDialog):
         layout.addLayout(top)
         layout.addWidget(self.delete_user)
         layout.addWidget(buttons)
-        self.resize(430, 10)
+        keep_text_whole(self, 430, 10)

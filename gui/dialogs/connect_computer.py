@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.ipc.protocol import DEFAULT_TCP_PORT
+from gui.dialogs.form import keep_text_whole
 from gui.remote_servers import RemoteServer, TokenVault
 
 REMEMBERED_MAX = 10
@@ -131,7 +132,7 @@ class ConnectComputerDialog(QDialog):
                        self.token.textChanged):
             signal.connect(self._update)
         self.computer.currentTextChanged.connect(self._computer_chosen)
-        self.resize(560, self.sizeHint().height() + 20)
+        keep_text_whole(self, 560, 10)
         if preset is not None:
             self.remote.setChecked(True)
             self.computer.setCurrentText(preset.host)

@@ -1,12 +1,62 @@
-"""Small pieces the dialogs share: a reason label that sits beside a field, a name check, password checks."""
+"""Small pieces the dialogs share: a reason label that sits beside a field, a name check, password checks,
+and the sizing that keeps text whole at any text scale."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton, QLabel, QWidget
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QWidget
 
 from core.errors import Invalid
+
+# The line height of the font the default sizes were drawn for (a 9 pt sans serif): a larger text scale
+# grows the default sizes in proportion, so the text that fitted at 100 % fits at 125 % and 150 %.
+DESIGN_LINE_HEIGHT = 14
+
+
+def text_scaled(widget: QWidget, width: int, height: int) -> QSize:
+    """A default size given in pixels at 100 % text, grown by the widget's font (never shrunk), the growth
+    kept on the screen."""
+    factor = max(1.0, widget.fontMetrics().height() / DESIGN_LINE_HEIGHT)
+    size = QSize(round(width * factor), round(height * factor))
+    screen = widget.screen() or QApplication.primaryScreen()
+    if screen is not None:    # the growth stops at the screen's edge; the size drawn for 100 % stays as it was
+        size = size.boundedTo(screen.availableGeometry().size()).expandedTo(QSize(width, height))
+    return size
+
+
+class KeepsTextWhole(QObject):
+    """Grows its window whenever the layout asks for more height than the window has at its width.
+
+    Qt sizes a window from its labels' minimum sizes, which ignore word wrap at the window's real width:
+    a wrapped label then loses its last line at a larger text scale, or when a reason line appears
+    beneath it. The layout's height-for-width is the true need; this applies it."""
+
+    def __init__(self, window: QWidget) -> None:
+        super().__init__(window)
+        self._window = window
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is self._window and event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
+            self.fit()
+        return False
+
+    def fit(self) -> None:
+        window, layout = self._window, self._window.layout()
+        if layout is None:
+            return
+        layout.activate()
+        width = max(window.width(), layout.minimumSize().width())
+        needed = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else layout.minimumSize().height()
+        if needed > window.height() or width > window.width():
+            window.resize(width, max(needed, window.height()))
+
+
+def keep_text_whole(window: QWidget, width: int, height: int) -> None:
+    """Give ``window`` its default size at this text scale and keep its wrapped text whole from then on."""
+    window.resize(text_scaled(window, width, height))
+    KeepsTextWhole(window)
 
 
 class Reason(QLabel):

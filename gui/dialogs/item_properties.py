@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 from core.catalog import SETTINGS
 from core.errors import MailError
 from gui import icons, ops
-from gui.dialogs.form import Reason
+from gui.dialogs.form import Reason, keep_text_whole
 from gui.dialogs.server_properties import size_text
 from gui.models.paged_table import kilobytes
 
@@ -55,7 +55,7 @@ class DomainPropertiesDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(tabs)
         layout.addWidget(buttons)
-        self.resize(380, 10)
+        keep_text_whole(self, 380, 10)
 
 
 class MailboxPropertiesDialog(QDialog):
@@ -96,7 +96,7 @@ class MailboxPropertiesDialog(QDialog):
         layout.addWidget(tabs)
         layout.addWidget(self.buttons)
         self.quota.textChanged.connect(self._validate)
-        self.resize(400, 10)
+        keep_text_whole(self, 400, 10)
         self._validate()
 
     def _quota_value(self) -> int | None:

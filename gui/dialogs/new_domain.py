@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QLineEdit, QVBo
 from core.errors import MailError
 from core.names import normalize_domain
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, buddy_label, check_field
+from gui.dialogs.form import Reason, buddy_label, check_field, keep_text_whole
 
 Submit = Callable[[str, Callable[[object], None], Callable[[MailError], None]], None]
 
@@ -39,7 +39,7 @@ class NewDomainDialog(QDialog):
         self._buttons.accepted.connect(self._on_ok)
         self._buttons.rejected.connect(self.reject)
         self.name_edit.textChanged.connect(self._validate)
-        self.resize(380, 170)
+        keep_text_whole(self, 380, 170)
         self._validate()
 
     def _validate(self) -> bool:

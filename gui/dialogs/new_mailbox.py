@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from core.errors import Invalid, MailError
 from core.names import normalize_mailbox
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, buddy_label, password_problem
+from gui.dialogs.form import Reason, buddy_label, keep_text_whole, password_problem
 
 Submit = Callable[[dict[str, Any], Callable[[Any], None], Callable[[MailError], None]], None]
 
@@ -79,7 +79,7 @@ class NewMailboxDialog(QDialog):
         for edit in (self.name_edit, self.password, self.confirm):
             edit.textChanged.connect(self._validate)
         self.create_user.toggled.connect(self._validate)
-        self.resize(440, 260)
+        keep_text_whole(self, 440, 260)
         self._touched_name = False
         self.name_edit.textEdited.connect(lambda _t: setattr(self, "_touched_name", True))
         self._validate()

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from core.errors import MailError
 from core.names import check_token_name
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, buddy_label, check_field
+from gui.dialogs.form import Reason, buddy_label, check_field, keep_text_whole
 
 Submit = Callable[[str, Callable[[Any], None], Callable[[MailError], None]], None]
 
@@ -88,7 +88,7 @@ class NewTokenDialog(QDialog):
         self._buttons.accepted.connect(self._on_ok)
         self._buttons.rejected.connect(self.reject)
         self.name_edit.textChanged.connect(self._validate)
-        self.resize(520, 220)
+        keep_text_whole(self, 520, 220)
         self._validate()
 
     def _validate(self) -> bool:

@@ -7,6 +7,8 @@ from typing import Any
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
+from gui.dialogs.form import keep_text_whole
+
 
 class QueuedMessageDialog(QDialog):
     """Envelope and content of a message in the outgoing queue."""
@@ -45,4 +47,4 @@ class QueuedMessageDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.text, 1)
         layout.addWidget(buttons)
-        self.resize(600, 460)
+        keep_text_whole(self, 600, 460)

@@ -17,6 +17,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.dialogs.form import keep_text_whole
+
+COLUMNS = ["Trick and recipient", "Result", "Server reply"]
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space after the marks inside an address (@ ! % :), where a line may break:
+    the tricks' addresses are long words that would otherwise be cut at the column's edge."""
+    for mark in "@!%:":
+        text = text.replace(mark, mark + "\u200b")
+    return text
+
 
 def relayed(item: dict[str, Any]) -> bool:
     return bool(item.get("relayed")) or str(item.get("verdict", "")).upper() == "RELAYED"
@@ -30,12 +42,19 @@ class RelayTestDialog(QDialog):
         self.setWindowTitle("Test for Open Relay")
         self.verdict = QLabel("Testing: the service is trying the relay tricks against its SMTP port…")
         self.verdict.setWordWrap(True)
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Trick", "Recipient", "Result", "Server reply"])
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # The result as wide as its word; the trick (with its recipient beneath) and the reply share the rest
+        # and wrap, so a long reply (the local-sender one runs to a hundred characters) is read whole.
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COLUMNS.index("Server reply"), QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(True)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         note = QLabel("No message is sent: each probe stops after the RCPT reply. Run from the server itself, so "
                       "the test sees what an outsider would only if this computer is not on the relay "
                       "allow-list.")
@@ -48,7 +67,7 @@ class RelayTestDialog(QDialog):
         layout.addWidget(self.table, 1)
         layout.addWidget(note)
         layout.addWidget(buttons)
-        self.resize(680, 340)
+        keep_text_whole(self, 760, 520)
 
     def show_results(self, result: dict[str, Any]) -> None:
         items = (result or {}).get("items") or []
@@ -56,10 +75,11 @@ class RelayTestDialog(QDialog):
         for r, item in enumerate(items):
             bad = relayed(item)
             verdict = "RELAYED" if bad else ("error" if item.get("verdict") == "error" else "refused")
-            for c, text in enumerate([item.get("trick", ""), item.get("recipient", ""), verdict,
-                                      item.get("reply", "")]):
-                cell = QTableWidgetItem(str(text))
-                if c == 2:
+            trick = f"{item.get('trick', '')}\n{item.get('recipient', '')}".strip()
+            for c, text in enumerate([trick, verdict, item.get("reply", "")]):
+                cell = QTableWidgetItem(breakable(str(text)))
+                cell.setToolTip(str(text))
+                if c == 1:
                     cell.setForeground(Qt.GlobalColor.darkRed if bad else Qt.GlobalColor.darkGreen)
                 self.table.setItem(r, c, cell)
         if any(relayed(i) for i in items):

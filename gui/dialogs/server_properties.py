@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -39,7 +40,7 @@ from core.errors import Invalid, MailError
 from core.parsing import yes_no
 from gui import ops
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason
+from gui.dialogs.form import Reason, keep_text_whole
 
 AUTH_LABELS = {"passwordfile": "Encrypted Password File", "local": "Local Linux Accounts (PAM)",
                "directory": "Active Directory / LDAP"}
@@ -55,6 +56,10 @@ TABS: list[tuple[str, list[str], str]] = [
     ("SMTP", ["smtp_port", "submission_port", "smtps_port", "max_message_size"],
      "Port 25 receives mail for the local domains; users send through submission (587) or SMTPS (465) "
      "with authentication. Relay is allowed only for authenticated users."),
+    # Outgoing mail has a tab of its own: on one tab with the listeners, SMTP needed both scroll bars.
+    ("Delivery", ["smarthost", "smarthost_user", "smarthost_password", "smtp_routes", "dns_servers"],
+     "How mail for other servers leaves: directly (MX lookup) or through a smart host; how long the queue "
+     "retries before it returns a message to its sender."),
     ("Security", ["tls_cert", "tls_key", "keystore", "admin_group", "admin_tcp_port", "admin_tcp_bind"],
      "The TLS certificate serves STLS, STARTTLS, the implicit-TLS ports and remote administration. "
      "Failed logons are slowed down and, past a limit, banned for a while."),
@@ -65,14 +70,14 @@ TABS: list[tuple[str, list[str], str]] = [
 # Settings the registry gains are placed by their names' beginnings (first match wins).
 PREFIX_TABS: list[tuple[tuple[str, ...], str]] = [
     (("throttle_", "ban_", "admin_tcp", "tls_", "require_tls_", "trusted_networks"), "Security"),
-    (("smtp", "relay", "smarthost", "queue", "submission", "smtps", "sender_", "quota_full", "max_recipients",
-      "dsn", "dns_"), "SMTP"),
+    (("smarthost", "queue", "dsn", "dns_", "smtp_routes"), "Delivery"),
+    (("smtp", "relay", "submission", "smtps", "sender_", "quota_full", "max_recipients"), "SMTP"),
     (("pop3", "idle_"), "POP3"),
     (("send_rate", "max_"), "Limits"),
     (("pam_", "ldap_", "directory_"), "Authentication"),
     (("postmaster", "from_must", "reject_local"), "SMTP"),   # the SMTP rules for senders
 ]
-SMTP_PREFIXES = PREFIX_TABS[1][0]
+SMTP_PREFIXES = PREFIX_TABS[1][0] + PREFIX_TABS[0][0]
 
 
 def tab_of(name: str) -> str:
@@ -300,8 +305,10 @@ class ServerPropertiesDialog(QDialog):
             field.set_value(settings.get(name, spec.default))
             field.changed.connect(self._update_buttons)
             self.fields[name] = field
-            row_label = "" if spec.kind == Kind.YES_NO else f"{spec.label}:"
-            pages[tab_of(name)].addRow(row_label, field)
+            if spec.kind == Kind.YES_NO:     # a check box carries its own label: it spans both columns
+                pages[tab_of(name)].addRow(field)
+            else:
+                pages[tab_of(name)].addRow(f"{spec.label}:", field)
             if spec.restart:
                 field.editor.setToolTip((spec.help + "\n" if spec.help else "") +
                                         f"Changing this restarts the {spec.restart} listener.")
@@ -366,8 +373,49 @@ class ServerPropertiesDialog(QDialog):
         self._pending_restart: list[str] = []
         self._sent: set[str] = set()          # settings this dialog has asked the server to change
         self._busy = False
-        self.resize(560, 500)
+        keep_text_whole(self, 560, 500)
+        self._fitted = False
         self._update_buttons()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._fitted:
+            self._fitted = True
+            self.grow_to_largest_tab()
+
+    def grow_to_largest_tab(self) -> None:
+        """Open big enough for the largest tab and the whole tab bar, so that no tab needs a scroll bar at
+        any text scale (the scroll areas stay for a screen too small to hold the sheet)."""
+        layout = self.layout()
+        if layout is not None:
+            layout.activate()
+        shown = self.tabs.currentWidget()
+        if not isinstance(shown, QScrollArea):
+            return
+        extra_w = self.width() - shown.viewport().width()
+        extra_h = self.height() - shown.viewport().height()
+        width = max(self.tabs.tabBar().sizeHint().width() + (self.width() - self.tabs.width()) + 8,
+                    max(self._page(i).sizeHint().width() for i in range(self.tabs.count())) + extra_w)
+        page_width = width - extra_w
+        height = max(self._page_height(self._page(i), page_width) for i in range(self.tabs.count())) + extra_h
+        target = QSize(max(width, self.width()), max(height, self.height()))
+        screen = self.screen()
+        if screen is not None:
+            target = target.boundedTo(screen.availableGeometry().size())
+        self.resize(target)
+
+    def _page(self, index: int) -> QWidget:
+        scroll = self.tabs.widget(index)
+        page = scroll.widget() if isinstance(scroll, QScrollArea) else scroll
+        assert page is not None     # every tab is a page in a scroll area
+        return page
+
+    @staticmethod
+    def _page_height(page: QWidget, width: int) -> int:
+        layout = page.layout()
+        if layout is not None and layout.hasHeightForWidth():
+            return layout.totalHeightForWidth(width)
+        return page.sizeHint().height()
 
     # -- state ---------------------------------------------------------------------------------
     def changes(self) -> dict[str, Any]:

@@ -3,12 +3,23 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QStyle,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gui.models.paged_table import PagedTableModel
 
 FILTER_DELAY_MS = 200
 EMPTY_TEXT = "There are no items to show in this view."
+# The widest values a counter or state column shows in practice (sizes in KB, counts, states).
+WIDEST_VALUES = ("9,999,999", "Locked (domain)")
 
 
 class ListPane(QWidget):
@@ -45,10 +56,13 @@ class ListPane(QWidget):
         model.fetch_gate = self._near_the_end
         self.view.header().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
         self.view.setSortingEnabled(True)
-        self.view.header().setStretchLastSection(False)
-        self.view.header().setSectionsMovable(True)
-        for col, width in enumerate([220] + [110] * (model.columnCount() - 1)):
-            self.view.header().resizeSection(col, width)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionsMovable(True)
+        self._fitting = False
+        self._user_sized = False      # once the user (or a restored layout) sizes a column, the widths are theirs
+        header.sectionResized.connect(self._section_resized)
+        self.size_columns()
         self.empty = QLabel(EMPTY_TEXT, self.view.viewport())
         self.empty.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.empty.setStyleSheet("color: #666; padding-top: 24px;")
@@ -71,8 +85,38 @@ class ListPane(QWidget):
             signal.connect(self._update_empty)
         self._update_empty()
 
+    def size_columns(self) -> None:
+        """Each counter column as wide as its header with the sort arrow, or its widest likely value."""
+        header = self.view.header()
+        metrics = self.view.fontMetrics()
+        padding = 2 * (self.view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.view) + 1)
+        widest = max(metrics.horizontalAdvance(text) for text in WIDEST_VALUES) + padding + metrics.averageCharWidth()
+        header.setMinimumSectionSize(header.sectionSizeFromContents(0).width())
+        self._fitting = True
+        try:
+            for col in range(1, self.model.columnCount()):
+                header.resizeSection(col, max(header.sectionSizeFromContents(col).width(), widest))
+        finally:
+            self._fitting = False
+
+    def fit_name_column(self) -> None:
+        """The name takes whatever the counters leave: no dead strip at the right, at any width."""
+        header = self.view.header()
+        others = sum(header.sectionSize(c) for c in range(1, header.count()) if not header.isSectionHidden(c))
+        self._fitting = True
+        try:
+            header.resizeSection(0, max(header.minimumSectionSize(), self.view.viewport().width() - others))
+        finally:
+            self._fitting = False
+
+    def _section_resized(self, *_args: object) -> None:
+        if not self._fitting:
+            self._user_sized = True
+
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
+        if not self._user_sized:
+            self.fit_name_column()
         self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
 
     def _update_empty(self, *_args: object) -> None:

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from gui import icons
 from gui.controller import ConsoleController
+from gui.dialogs.form import text_scaled
 from gui.models.nodes import ActionState, NodeKind, Target, action_states
 from gui.models.tree_model import Node
 from gui.views.banner import ConnectionBanner
@@ -142,7 +143,7 @@ class MainWindow(QMainWindow):
         self.connection_label = QLabel()
         self.statusBar().addPermanentWidget(self.count_label)
         self.statusBar().addPermanentWidget(self.connection_label)
-        self.resize(960, 620)
+        self.resize(text_scaled(self, 960, 620))
 
     def _build_actions(self) -> None:
         self.named_actions: dict[str, QAction] = {}   # by name (actions() is the QWidget method)

@@ -48,6 +48,8 @@ class ServiceTable(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for column in range(self.table.columnCount()):   # before the first rows: wide enough for the headers
+            self.table.setColumnWidth(column, self._header_width(column))
         self.table.setAlternatingRowColors(True)
         self.table.setAccessibleName(title)
         self.table.itemSelectionChanged.connect(self.update_buttons)
@@ -97,6 +99,10 @@ class ServiceTable(QWidget):
         if self._client.is_connected:
             self._client.request(self.op, {}, self.apply, self._failed)
 
+    def _header_width(self, column: int) -> int:
+        """The width the column's header text needs, with the margins and a sort indicator's room."""
+        return self.table.horizontalHeader().sectionSizeFromContents(column).width()
+
     def _failed(self, error: Any) -> None:
         self.status.setText(getattr(error, "message", str(error)))
 
@@ -116,7 +122,8 @@ class ServiceTable(QWidget):
         if self.items and not self._sized:   # the first rows size the columns; the user's widths stay after
             for column in range(self.table.columnCount() - 1):   # the last one takes what is left
                 self.table.resizeColumnToContents(column)
-                self.table.setColumnWidth(column, min(self.table.columnWidth(column), 260))
+                self.table.setColumnWidth(column, max(self._header_width(column),
+                                                      min(self.table.columnWidth(column), 260)))
             self._sized = True
         text = self.summary() if self.items else self.empty_text
         note = getattr(self, "_note", "")

@@ -353,6 +353,8 @@ class StatusView(QWidget):
                     cell.setForeground(Qt.GlobalColor.darkRed)
                 elif c == 1 and level == "WARNING":
                     cell.setForeground(Qt.GlobalColor.darkYellow)
+                if c == 3:
+                    cell.setToolTip(cell.text())   # a long message is elided in the cell; the tooltip has it whole
                 self.events.setItem(r, c, cell)
         if rows:
             self.events.resizeColumnsToContents()

@@ -353,6 +353,7 @@ class StoragePage(ReasonPage):
         browse = QPushButton("Bro&wse…")   # Alt+R is the Root mail directory
         browse.clicked.connect(self._browse)
         self.space = QLabel()
+        self.space.setWordWrap(True)   # a long path breaks after its slashes (see problem())
         self.note = QLabel()
         self.note.setWordWrap(True)
         row = QHBoxLayout()
@@ -382,7 +383,9 @@ class StoragePage(ReasonPage):
             self.root.setText(chosen)
 
     def problem(self) -> str:
-        self.space.setText(checks.free_space_text(Path(self.root.text().strip() or "/").expanduser()))
+        # A zero-width space after each slash lets a long path wrap there instead of running off the page.
+        self.space.setText(checks.free_space_text(Path(self.root.text().strip() or "/").expanduser())
+                           .replace("/", "/\u200b"))
         return checks.check_mail_root(self.root.text())
 
 

@@ -20,6 +20,7 @@ from core.errors import MailError
 from core.hostname import machine_name
 from core.parsing import bind_address
 from gui import icons
+from gui.dialogs.form import keep_text_whole
 from gui.ipc_client import IpcClient
 from gui.wizard import checks
 from gui.wizard.apply import PORT_SETTINGS, SetupPlan, SetupRunner
@@ -106,7 +107,7 @@ class SetupWizard(QWizard):
         self.setStartId(int(RERUN_ORDER[0] if self.rerun else Page.WELCOME))
         if self.rerun:
             self.current["_tls_hostname"] = hostname if self.current.get("tls_cert", "") == "" else None
-        self.resize(680, 520)
+        keep_text_whole(self, 680, 520)
 
     # -- navigation -------------------------------------------------------------------------------
     def nextId(self) -> int:   # noqa: N802 - Qt override

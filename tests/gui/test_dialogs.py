@@ -22,8 +22,8 @@ def test_server_properties_general_tab_has_the_six_original_settings(qtbot, wind
     dialog = open_properties(qtbot, window)
     assert dialog.tabs.tabText(0) == "General"
     # (An "Other" tab follows when the process has also loaded the protocol modules' settings.)
-    assert [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())][:5] == \
-        ["General", "POP3", "SMTP", "Security", "Limits"]
+    assert [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())][:6] == \
+        ["General", "POP3", "SMTP", "Delivery", "Security", "Limits"]
     general = dialog.tabs.widget(0)
     for name in ("auth", "port", "logging", "mailroot", "sparequired", "createuser"):
         assert dialog.fields[name].isAncestorOf(dialog.fields[name].editor)

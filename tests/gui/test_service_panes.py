@@ -98,7 +98,7 @@ def test_relay_test_shows_every_trick_and_the_verdict(qtbot, window, fake):
     window.do_relay_test()
     qtbot.waitUntil(lambda: window.dialog.table.rowCount() == 5)
     assert "open relay:" in window.dialog.verdict.text()
-    assert window.dialog.table.item(1, 2).text() == "RELAYED"
+    assert window.dialog.table.item(1, 1).text() == "RELAYED"
 
 
 def test_relay_test_is_in_the_servers_all_tasks_menu(qtbot, window):
@@ -116,7 +116,7 @@ def test_server_properties_edit_the_settings_the_service_describes(qtbot, window
     dialog = open_properties(qtbot, window)
     assert ("settings.describe", {}) in fake.requests
     assert "Other" not in tab_titles(dialog)
-    placed = {"relay_networks": "SMTP", "smarthost": "SMTP", "queue_lifetime": "SMTP",
+    placed = {"relay_networks": "SMTP", "smarthost": "Delivery", "queue_lifetime": "Delivery",
               "throttle_failures": "Security", "ban_duration": "Security", "admin_tcp_port": "Security",
               "send_rate_limit": "Limits"}
     for name, title in placed.items():
@@ -156,5 +156,5 @@ def test_properties_fall_back_to_the_consoles_settings_with_an_older_service(qtb
         raise Invalid("Unknown operation 'settings.describe'.")
     monkeypatch.setattr(fake.service, "op_settings_describe", unknown)
     dialog = open_properties(qtbot, window)
-    assert tab_titles(dialog)[:5] == ["General", "POP3", "SMTP", "Security", "Limits"]
+    assert tab_titles(dialog)[:6] == ["General", "POP3", "SMTP", "Delivery", "Security", "Limits"]
     assert "smtp_port" in dialog.fields
