@@ -5,6 +5,7 @@ The window shows what this holds and follows its signals; nothing here builds a 
 """
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -57,10 +58,25 @@ class ConsoleController(QObject):
         """Reconnect now instead of at the next retry."""
         self.client.retry_now()
 
+    @property
+    def connecting(self) -> bool:
+        """The client is making its first attempt on a server just chosen (no banner for the old one)."""
+        return bool(getattr(self.client, "connecting", False))
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(getattr(self.client, "is_remote", False))
+
     def disconnect_text(self) -> str:
-        """What the banner says while the service is not reachable."""
-        reason = f" ({self.client.last_error})" if getattr(self.client, "last_error", "") else ""
-        return (f"<b>The POP3 Service is not reachable</b> at {self.client.location}{reason}.<br>"
+        """What the banner says while the service is not reachable (the client's reasons are plain
+        sentences: gui.ipc_client.socket_error_text)."""
+        last_error = str(getattr(self.client, "last_error", "") or "")
+        reason = f" ({html.escape(last_error)})" if last_error else ""
+        where = html.escape(str(self.client.location))
+        if self.is_remote:
+            return (f"<b>The POP3 Service on {where} is not reachable</b>{reason}.<br>"
+                    "The lists below may be out of date. The console reconnects by itself when it is back.")
+        return (f"<b>The POP3 Service is not reachable</b> at {where}{reason}.<br>"
                 "The lists below may be out of date. The console reconnects by itself when the service is back.")
 
     def _on_connected(self) -> None:

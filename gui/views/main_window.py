@@ -260,8 +260,14 @@ class MainWindow(QMainWindow):
             self.banner.setVisible(False)
             self.connection_label.setText(f"Connected: {self.client.target}")
             return
-        self.banner.show_message(self.controller.disconnect_text())
-        self.connection_label.setText("Not connected")
+        if self.controller.connecting:
+            # Going to another server: the one left behind is not "not reachable"; the banner
+            # waits for the outcome of the first attempt on the new one.
+            self.banner.setVisible(False)
+            self.connection_label.setText(f"Connecting to {self.client.target}…")
+        else:
+            self.banner.show_message(self.controller.disconnect_text(), can_start=not self.controller.is_remote)
+            self.connection_label.setText("Not connected")
         self.update_actions()
 
     def _reload_lists(self) -> None:

@@ -155,6 +155,7 @@ class ServerSwitch(QObject):
                 pin_fingerprint(self.settings, server, fingerprint)
                 self.client.trust(fingerprint)
             elif self.server == server:
+                self.client.stop()   # ends the attempt: the banner says the server is not reachable, and why
                 self.host.show_message(f"Not connected to {server.label}: certificate not trusted.", 8000)
 
         box.finished.connect(decided)
