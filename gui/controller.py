@@ -13,7 +13,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 from core.catalog import MAIL_LISTENERS
+from core.errors import MailError
 from gui import ops
+from gui.dialogs import error_box
 from gui.models.domain_table import DomainTableModel
 from gui.models.mailbox_table import MailboxTableModel
 from gui.models.tree_model import ScopeTreeModel
@@ -198,13 +200,41 @@ class ConsoleController(QObject):
         self.event_applied.emit(name, data)
 
     # -- service control ---------------------------------------------------------------------------
-    def control(self, action: str) -> None:
-        """Start, stop, pause or resume the service's listeners."""
-        ops.control_service(self.client, parent=self._parent, action=action, on_done=self.apply_status)
+    def control(self, action: str, then: Callable[[], None] | None = None) -> None:
+        """Start, stop, pause or resume the service's listeners (then ``then``, if it worked). A start
+        that leaves listeners down says which and why in a message box, not only "(Stopped)"."""
+        def done(status: dict[str, Any]) -> None:
+            self.apply_status(status)
+            if action in ("start", "resume") and listener_failures(status):
+                self._report_start_failures(status, error=None)
+            elif then is not None:
+                then()
+
+        def failed(error: MailError) -> None:
+            if action not in ("start", "resume") or not self.client.is_connected:
+                error_box.show_error(self._parent, error, doing=f"{action} the POP3 Service")
+                return
+            # The service refused because listeners did not start: read which, and say it with the reasons.
+            self.client.request("service.status", {},
+                                lambda status: (self.apply_status(status),
+                                                self._report_start_failures(status, error=error)),
+                                lambda _e: error_box.show_error(self._parent, error, doing=f"{action} the POP3 Service"))
+
+        ops.control_service(self.client, parent=self._parent, action=action, on_done=done, on_fail=failed)
+
+    def _report_start_failures(self, status: dict[str, Any], *, error: MailError | None) -> None:
+        failures = listener_failures(status)
+        if not failures:
+            if error is not None:
+                error_box.show_error(self._parent, error, doing="start the POP3 Service")
+            return
+        error_box.show_error(self._parent, "These listeners could not start:\n" + "\n".join(failures) + "\n\nChoose other ports in Server "
+                             "Properties, or free these ones, then start the service again.",
+                             doing="start the POP3 Service")
 
     def restart_service(self) -> None:
-        """Stop, then start the service's listeners."""
-        ops.restart_service(self.client, parent=self._parent, on_done=self.apply_status)
+        """Stop, then start the service's listeners (saying which did not start, and why)."""
+        self.control("stop", then=lambda: self.control("start"))
 
     def restart_listeners(self, names: list[str]) -> None:
         """Stop and start these listeners (a port or certificate changed in Server Properties)."""
