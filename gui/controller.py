@@ -22,7 +22,16 @@ from gui.models.tree_model import ScopeTreeModel
 from gui.views.status_view import listener_failures
 
 
-# (listener, setting) for the ports the service's status report lacks.
+def service_state(status: dict[str, Any]) -> str:
+    """The service's state as the console shows it: "partial" when it runs but a listener is stopped
+    (a port taken at start, or stopped by hand), so Start is offered for what is not running."""
+    state = str(status.get("state", "unknown"))
+    listeners = [item for item in status.get("listeners") or [] if isinstance(item, dict)]
+    if state == "running" and any(item.get("state") == "stopped" for item in listeners):
+        return "partial"
+    return state
+
+
 class ConsoleController(QObject):
     """Owns the client and the models; turns the service's answers and events into state and signals."""
 
@@ -133,7 +142,7 @@ class ConsoleController(QObject):
 
     def apply_status(self, status: dict[str, Any]) -> None:
         """The answer to ``service.status`` (or a ``service.state`` event)."""
-        self.service_state = str(status.get("state", "unknown"))
+        self.service_state = service_state(status)
         self.tree_model.set_service_state(self.service_state)
         if isinstance(status.get("listeners"), list):
             self.server_info["listeners"] = status["listeners"]

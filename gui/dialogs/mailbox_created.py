@@ -1,5 +1,5 @@
 """What to type into a mailbox's mail client, with a Copy button: the confirmation after New Mailbox
-(with its "Don't show this message again", see gui.dialogs.options), and the mailbox's
+(which can be turned off, see gui.dialogs.options), and the mailbox's
 Mail Client Settings at any time."""
 from __future__ import annotations
 

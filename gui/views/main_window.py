@@ -170,7 +170,7 @@ class MainWindow(QMainWindow):
         self.exit_action.triggered.connect(self.close)
         self.about_action = QAction("&About POP3 Service", self)
         self.about_action.triggered.connect(self.do_about)
-        self.find_action = QAction("&Filter the List", self)
+        self.find_action = QAction("F&ilter the List", self)
         self.find_action.setShortcut(QKeySequence.StandardKey.Find)
         self.find_action.triggered.connect(self._focus_filter)
         self.addAction(self.find_action)
