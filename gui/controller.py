@@ -220,14 +220,18 @@ class ConsoleController(QObject):
                 then()
 
         def failed(error: MailError) -> None:
+            doing = f"{action} the POP3 Service"
             if action not in ("start", "resume") or not self.client.is_connected:
-                error_box.show_error(self._parent, error, doing=f"{action} the POP3 Service")
+                error_box.show_error(self._parent, error, doing=doing)
                 return
+
+            def got_status(status: dict[str, Any]) -> None:
+                self.apply_status(status)
+                self._report_start_failures(status, error=error)
+
             # The service refused because listeners did not start: read which, and say it with the reasons.
-            self.client.request("service.status", {},
-                                lambda status: (self.apply_status(status),
-                                                self._report_start_failures(status, error=error)),
-                                lambda _e: error_box.show_error(self._parent, error, doing=f"{action} the POP3 Service"))
+            self.client.request("service.status", {}, got_status,
+                                lambda _e: error_box.show_error(self._parent, error, doing=doing))
 
         ops.control_service(self.client, parent=self._parent, action=action, on_done=done, on_fail=failed)
 
@@ -237,9 +241,9 @@ class ConsoleController(QObject):
             if error is not None:
                 error_box.show_error(self._parent, error, doing="start the POP3 Service")
             return
-        error_box.show_error(self._parent, "These listeners could not start:\n" + "\n".join(failures) + "\n\nChoose other ports in Server "
-                             "Properties, or free these ones, then start the service again.",
-                             doing="start the POP3 Service")
+        text = ("These listeners could not start:\n" + "\n".join(failures)
+                + "\n\nChoose other ports in Server Properties, or free these ones, then start the service again.")
+        error_box.show_error(self._parent, text, doing="start the POP3 Service")
 
     def restart_service(self) -> None:
         """Stop, then start the service's listeners (saying which did not start, and why)."""

@@ -19,9 +19,9 @@ from gui.dialogs.change_password import ChangePasswordDialog
 from gui.dialogs.confirm_delete import ConfirmDeleteDialog
 from gui.dialogs.item_properties import DomainPropertiesDialog, MailboxPropertiesDialog
 from gui.dialogs.mailbox_created import MailboxCreatedDialog, client_settings
-from gui.dialogs.options import MAILBOX_CREATED, dont_show_check_box, is_hidden
 from gui.dialogs.new_domain import NewDomainDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
+from gui.dialogs.options import MAILBOX_CREATED, dont_show_check_box, is_hidden
 from gui.dialogs.relay_test import RelayTestDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
 from gui.models.nodes import NodeKind, Target
