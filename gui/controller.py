@@ -98,6 +98,14 @@ class ConsoleController(QObject):
         self.lists_outdated.emit()
 
     def _on_disconnected(self) -> None:
+        if self.connecting:
+            # Another server: what the console showed of the old one is not this one's.
+            remote = getattr(self.client, "remote", None)
+            self.tree_model.forget_server(str(remote[0]) if remote else "")
+            self.domain_model.clear()
+            self.mailbox_model.clear()
+            self.server_info = {}
+            self.server_settings = {}
         self.tree_model.clear()
         self.tree_model.set_service_state("unknown")
         self.service_state = "unknown"

@@ -273,6 +273,8 @@ class MainWindow(QMainWindow):
             # waits for the outcome of the first attempt on the new one.
             self.banner.setVisible(False)
             self.connection_label.setText(f"Connecting to {self.client.target}…")
+            self.setWindowTitle(APP_TITLE)
+            self.stack.set_server_label(self.tree_model.server.label)
         else:
             self.banner.show_message(self.controller.disconnect_text(), can_start=not self.controller.is_remote)
             self.connection_label.setText("Not connected")

@@ -128,6 +128,10 @@ def test_a_server_that_does_not_answer_gets_its_own_banner_without_start(qtbot, 
     text = window.banner.message.text()
     assert "nowhere.example.com:9110" in text and "nothing accepts connections" in text and plain(text)
     assert not window.banner.start_button.isVisible()     # a service on another computer is not ours to start
+    # Nothing of the server left behind is shown as if it were this one.
+    assert window.tree_model.server.children == [] and window.domain_model.rowCount() == 0
+    assert window.tree_model.server.label == "nowhere.example.com"
+    assert window.windowTitle() == "POP3 Service" and "contoso" not in window.domain_pane.title.text()
 
 
 def test_a_refused_certificate_ends_the_attempt_with_a_banner_that_says_so(qtbot, window, fake, other):
