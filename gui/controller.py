@@ -5,6 +5,7 @@ The window shows what this holds and follows its signals; nothing here builds a 
 """
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -12,14 +13,25 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
 from core.catalog import MAIL_LISTENERS
+from core.errors import MailError
 from gui import ops
+from gui.dialogs import error_box
 from gui.models.domain_table import DomainTableModel
 from gui.models.mailbox_table import MailboxTableModel
 from gui.models.tree_model import ScopeTreeModel
 from gui.views.status_view import listener_failures
 
 
-# (listener, setting) for the ports the service's status report lacks.
+def service_state(status: dict[str, Any]) -> str:
+    """The service's state as the console shows it: "partial" when it runs but a listener is stopped
+    (a port taken at start, or stopped by hand), so Start is offered for what is not running."""
+    state = str(status.get("state", "unknown"))
+    listeners = [item for item in status.get("listeners") or [] if isinstance(item, dict)]
+    if state == "running" and any(item.get("state") == "stopped" for item in listeners):
+        return "partial"
+    return state
+
+
 class ConsoleController(QObject):
     """Owns the client and the models; turns the service's answers and events into state and signals."""
 
@@ -57,10 +69,25 @@ class ConsoleController(QObject):
         """Reconnect now instead of at the next retry."""
         self.client.retry_now()
 
+    @property
+    def connecting(self) -> bool:
+        """The client is making its first attempt on a server just chosen (no banner for the old one)."""
+        return bool(getattr(self.client, "connecting", False))
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(getattr(self.client, "is_remote", False))
+
     def disconnect_text(self) -> str:
-        """What the banner says while the service is not reachable."""
-        reason = f" ({self.client.last_error})" if getattr(self.client, "last_error", "") else ""
-        return (f"<b>The POP3 Service is not reachable</b> at {self.client.location}{reason}.<br>"
+        """What the banner says while the service is not reachable (the client's reasons are plain
+        sentences: gui.ipc_client.socket_error_text)."""
+        last_error = str(getattr(self.client, "last_error", "") or "")
+        reason = f" ({html.escape(last_error)})" if last_error else ""
+        where = html.escape(str(self.client.location))
+        if self.is_remote:
+            return (f"<b>The POP3 Service on {where} is not reachable</b>{reason}.<br>"
+                    "The lists below may be out of date. The console reconnects by itself when it is back.")
+        return (f"<b>The POP3 Service is not reachable</b> at {where}{reason}.<br>"
                 "The lists below may be out of date. The console reconnects by itself when the service is back.")
 
     def _on_connected(self) -> None:
@@ -71,6 +98,14 @@ class ConsoleController(QObject):
         self.lists_outdated.emit()
 
     def _on_disconnected(self) -> None:
+        if self.connecting:
+            # Another server: what the console showed of the old one is not this one's.
+            remote = getattr(self.client, "remote", None)
+            self.tree_model.forget_server(str(remote[0]) if remote else "")
+            self.domain_model.clear()
+            self.mailbox_model.clear()
+            self.server_info = {}
+            self.server_settings = {}
         self.tree_model.clear()
         self.tree_model.set_service_state("unknown")
         self.service_state = "unknown"
@@ -115,7 +150,7 @@ class ConsoleController(QObject):
 
     def apply_status(self, status: dict[str, Any]) -> None:
         """The answer to ``service.status`` (or a ``service.state`` event)."""
-        self.service_state = str(status.get("state", "unknown"))
+        self.service_state = service_state(status)
         self.tree_model.set_service_state(self.service_state)
         if isinstance(status.get("listeners"), list):
             self.server_info["listeners"] = status["listeners"]
@@ -182,13 +217,45 @@ class ConsoleController(QObject):
         self.event_applied.emit(name, data)
 
     # -- service control ---------------------------------------------------------------------------
-    def control(self, action: str) -> None:
-        """Start, stop, pause or resume the service's listeners."""
-        ops.control_service(self.client, parent=self._parent, action=action, on_done=self.apply_status)
+    def control(self, action: str, then: Callable[[], None] | None = None) -> None:
+        """Start, stop, pause or resume the service's listeners (then ``then``, if it worked). A start
+        that leaves listeners down says which and why in a message box, not only "(Stopped)"."""
+        def done(status: dict[str, Any]) -> None:
+            self.apply_status(status)
+            if action in ("start", "resume") and listener_failures(status):
+                self._report_start_failures(status, error=None)
+            elif then is not None:
+                then()
+
+        def failed(error: MailError) -> None:
+            doing = f"{action} the POP3 Service"
+            if action not in ("start", "resume") or not self.client.is_connected:
+                error_box.show_error(self._parent, error, doing=doing)
+                return
+
+            def got_status(status: dict[str, Any]) -> None:
+                self.apply_status(status)
+                self._report_start_failures(status, error=error)
+
+            # The service refused because listeners did not start: read which, and say it with the reasons.
+            self.client.request("service.status", {}, got_status,
+                                lambda _e: error_box.show_error(self._parent, error, doing=doing))
+
+        ops.control_service(self.client, parent=self._parent, action=action, on_done=done, on_fail=failed)
+
+    def _report_start_failures(self, status: dict[str, Any], *, error: MailError | None) -> None:
+        failures = listener_failures(status)
+        if not failures:
+            if error is not None:
+                error_box.show_error(self._parent, error, doing="start the POP3 Service")
+            return
+        text = ("These listeners could not start:\n" + "\n".join(failures)
+                + "\n\nChoose other ports in Server Properties, or free these ones, then start the service again.")
+        error_box.show_error(self._parent, text, doing="start the POP3 Service")
 
     def restart_service(self) -> None:
-        """Stop, then start the service's listeners."""
-        ops.restart_service(self.client, parent=self._parent, on_done=self.apply_status)
+        """Stop, then start the service's listeners (saying which did not start, and why)."""
+        self.control("stop", then=lambda: self.control("start"))
 
     def restart_listeners(self, names: list[str]) -> None:
         """Stop and start these listeners (a port or certificate changed in Server Properties)."""

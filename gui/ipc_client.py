@@ -36,6 +36,61 @@ OnErr = Callable[[MailError], None]
 RETRY_MS = 1000          # first reconnect attempt after a loss
 RETRY_MAX_MS = 5000      # back off to this while the service stays away
 
+_Local = QLocalSocket.LocalSocketError
+_Net = QAbstractSocket.SocketError
+_NOT_RUNNING = "no service answers there: it is not running, or it runs with another data directory"
+# What the banner and the error boxes say for a socket error: a sentence for people, never Qt's own
+# errorString() ("QLocalSocket::connectToServer: Invalid name", "Connection refused").
+LOCAL_SOCKET_ERRORS: dict[QLocalSocket.LocalSocketError, str] = {
+    _Local.ConnectionRefusedError: "the service is not running (its admin socket is left from an earlier run)",
+    _Local.PeerClosedError: "the service closed the connection",
+    _Local.ServerNotFoundError: _NOT_RUNNING,
+    _Local.SocketAccessError: "this account may not use the service's admin socket (administrators belong "
+                              "to the pop3admin group; log off and on again after joining it)",
+    _Local.SocketResourceError: "this computer is out of resources for another connection",
+    _Local.SocketTimeoutError: "the service did not answer in time",
+    _Local.DatagramTooLargeError: "a message to the service was too large",
+    _Local.ConnectionError: "the connection to the service broke",
+    _Local.UnsupportedSocketOperationError: "this system does not support the service's admin socket",
+    _Local.UnknownSocketError: "the connection to the service failed for an unknown reason",
+    _Local.OperationError: "the connection to the service was not ready",
+}
+REMOTE_SOCKET_ERRORS: dict[QAbstractSocket.SocketError, str] = {
+    _Net.ConnectionRefusedError: "nothing accepts connections on that port: the service is not running there, "
+                                 "or its remote administration is off (winpop set admin_tcp_port 9110)",
+    _Net.RemoteHostClosedError: "the other computer closed the connection",
+    _Net.HostNotFoundError: "no computer of that name was found (check the name, or use its IP address)",
+    _Net.SocketAccessError: "this computer does not allow the console to open that connection",
+    _Net.SocketResourceError: "this computer is out of resources for another connection",
+    _Net.SocketTimeoutError: "the other computer did not answer in time (a firewall may drop the connection)",
+    _Net.DatagramTooLargeError: "a message to the service was too large",
+    _Net.NetworkError: "the network is not reachable from this computer",
+    _Net.AddressInUseError: "the local address is in use",
+    _Net.SocketAddressNotAvailableError: "the local address is not available",
+    _Net.UnsupportedSocketOperationError: "this system does not support that kind of address",
+    _Net.UnfinishedSocketOperationError: "the previous connection attempt had not finished",
+    _Net.ProxyAuthenticationRequiredError: "the proxy asks for a user name and password",
+    _Net.SslHandshakeFailedError: "the encrypted connection could not be set up (the other side may not speak "
+                                  "TLS on that port)",
+    _Net.ProxyConnectionRefusedError: "the proxy refused the connection",
+    _Net.ProxyConnectionClosedError: "the proxy closed the connection",
+    _Net.ProxyConnectionTimeoutError: "the proxy did not answer in time",
+    _Net.ProxyNotFoundError: "the proxy was not found",
+    _Net.ProxyProtocolError: "the proxy answered something unexpected",
+    _Net.OperationError: "the connection was not ready",
+    _Net.SslInternalError: "the encryption library failed on this computer",
+    _Net.SslInvalidUserDataError: "the encryption settings are not valid",
+    _Net.TemporaryError: "a temporary network error occurred; the console tries again",
+    _Net.UnknownSocketError: "the connection failed for an unknown reason",
+}
+
+
+def socket_error_text(error: QLocalSocket.LocalSocketError | QAbstractSocket.SocketError) -> str:
+    """A plain sentence for a socket error of the admin channel (local or remote)."""
+    if isinstance(error, QAbstractSocket.SocketError):
+        return REMOTE_SOCKET_ERRORS.get(error, REMOTE_SOCKET_ERRORS[_Net.UnknownSocketError])
+    return LOCAL_SOCKET_ERRORS.get(error, LOCAL_SOCKET_ERRORS[_Local.UnknownSocketError])
+
 
 class IpcClient(QObject):
     """One connection to ``<data_dir>/admin.sock``; reconnects by itself."""
@@ -61,6 +116,9 @@ class IpcClient(QObject):
         self._announced_down = False   # ``disconnected`` is emitted once per outage
         self._stopped = False
         self.last_error = ""
+        # True from point_at_local/point_at_remote until the first attempt on the new target ends:
+        # the window shows "Connecting…" then, not the old target's "not reachable" banner.
+        self.connecting = False
         self._socket: QLocalSocket | QSslSocket = self._make_socket()
         self._retry = QTimer(self)
         self._retry.setSingleShot(True)
@@ -83,17 +141,15 @@ class IpcClient(QObject):
 
     def point_at_local(self, data_dir: str | Path) -> None:
         """Manage the service of ``data_dir`` on this computer (reconnects)."""
-        self._repoint(None)
         self.data_dir = Path(data_dir)
-        self.location = str(protocol.socket_path(self.data_dir))
+        self._repoint(None, str(protocol.socket_path(self.data_dir)))
         self.start()
 
     def point_at_remote(self, host: str, port: int, token: str, fingerprint: str = "") -> None:
         """Manage the service on another computer through its TLS admin listener (reconnects)."""
-        self._repoint((host, int(port)))
+        self._repoint((host, int(port)), f"{host}:{int(port)}")
         self._token = token
         self.fingerprint = fingerprint
-        self.location = f"{host}:{int(port)}"
         self.start()
 
     def trust(self, fingerprint: str) -> None:
@@ -101,13 +157,24 @@ class IpcClient(QObject):
         self.fingerprint = fingerprint
         self.start()
 
-    def _repoint(self, remote: tuple[str, int] | None) -> None:
-        self.stop()
+    def _repoint(self, remote: tuple[str, int] | None, location: str) -> None:
+        # The old connection ends on purpose: ``disconnected`` once more (even if the old target was
+        # already down), with ``connecting`` set and the new target named, so the window says
+        # "Connecting to …" instead of the old target's "not reachable" banner.
         old = self._socket
+        old.blockSignals(True)         # its abort reports nothing: the drop below says it once
+        self.connecting = True
+        self._stopped = True
+        self._retry.stop()
+        old.abort()
         self.remote = remote
+        self.location = location
         self._token = ""
         self.fingerprint = self.seen_fingerprint = ""
         self.last_error = ""
+        self._announced_down = False
+        self._drop_connection("The console is connecting to another server.")
+        self._announced_down = False   # the new target's first failure is announced too
         self._socket = self._make_socket()
         old.deleteLater()
 
@@ -135,11 +202,18 @@ class IpcClient(QObject):
         self._try_connect()
 
     def stop(self) -> None:
-        """Disconnect and stop retrying."""
+        """Disconnect and stop retrying (also ends a connection attempt the user gave up on)."""
         self._stopped = True
         self._retry.stop()
         self._socket.abort()
+        self._end_connecting()
         self._drop_connection("The console closed the connection.")
+
+    def _end_connecting(self) -> None:
+        """The first attempt on a new target is over: its outcome is announced."""
+        if self.connecting:
+            self.connecting = False
+            self._announced_down = False
 
     def retry_now(self) -> None:
         if not self._is_connected:
@@ -212,8 +286,8 @@ class IpcClient(QObject):
         # Hold: no retry loop until the user has decided (``trust``) or gone elsewhere.
         self._stopped = True
         self._retry.stop()
-        self.last_error = f"the server's certificate is not trusted ({details})"
-        sock.abort()
+        self.last_error = "the server's certificate is not trusted"
+        sock.abort()   # ``connecting`` stays: the window waits for the answer to the question
         self.certificate_unknown.emit(self.seen_fingerprint, details)
 
     def _on_encrypted(self) -> None:
@@ -229,8 +303,10 @@ class IpcClient(QObject):
             return   # the connection dropped meanwhile; the retry loop goes on
         self._stopped = True
         self._retry.stop()
-        self.last_error = error.message
+        self.last_error = f"the token was refused: {error.message}"
         self._socket.abort()
+        self._end_connecting()
+        self._drop_connection(self._unavailable_text())
         self.auth_failed.emit(error.message)
 
     def _on_connected(self) -> None:
@@ -238,21 +314,27 @@ class IpcClient(QObject):
         self._retry_ms = RETRY_MS
         self.last_error = ""
         self._is_connected = True
+        self.connecting = False
         self._announced_down = False
         # Subscribe first: events for changes committed after this line reach us, and our own
         # later requests are answered on the same ordered stream.
         self.request("events.subscribe", {}, None, lambda e: log.warning("subscribe failed: %s", e))
         self.connected.emit()
 
-    def _on_error(self, _error: QLocalSocket.LocalSocketError) -> None:
-        self.last_error = self._socket.errorString()
+    def _on_error(self, error: QLocalSocket.LocalSocketError | QAbstractSocket.SocketError) -> None:
+        if self._stopped:
+            return   # our own abort (a switch, a stop, a question open): the reason is set already
+        self.last_error = socket_error_text(error)
         # A failed connect reports the error while still "connecting"; a lost connection also
         # sends ``disconnected``. Either way the connection is gone: dropping twice is harmless.
         if not self._socket_up() or not self._is_connected:
+            self._end_connecting()
             self._drop_connection(self._unavailable_text())
             self._schedule_retry()
 
     def _on_disconnected(self) -> None:
+        if not self._stopped:
+            self._end_connecting()
         self._drop_connection("The POP3 Service closed the admin connection.")
         self._schedule_retry()
 

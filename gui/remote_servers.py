@@ -70,10 +70,12 @@ def remember(settings: QSettings, server: RemoteServer) -> list[RemoteServer]:
     return servers
 
 
-def forget(settings: QSettings, server: RemoteServer) -> None:
+def forget(settings: QSettings, server: RemoteServer, vault: TokenVault | None = None) -> None:
+    """Remove ``server`` from the remembered list, with its pinned certificate and its token."""
     settings.setValue(REMEMBERED_KEY, [s.key for s in remembered(settings) if s != server])
     settings.remove(_fingerprint_key(server))
-    TokenVault().forget(server)
+    (vault if vault is not None else TokenVault()).forget(server)
+    settings.sync()   # removed means gone at the next start, even if the console does not end cleanly
 
 
 def _fingerprint_key(server: RemoteServer) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtNetwork import QAbstractSocket
 
 from core.catalog import MAIL_LISTENERS, SETTINGS, TlsMode, resolve, shown
 from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
@@ -24,6 +25,7 @@ from core.ipc.ops import check_params
 from core.ipc.wire import to_wire
 from core.model import DomainInfo, MailboxInfo
 from core.names import check_token_name, display_domain, normalize_domain, split_address
+from gui.ipc_client import socket_error_text
 
 OnOk = Callable[[Any], None]
 OnErr = Callable[[MailError], None]
@@ -525,6 +527,7 @@ class FakeServiceClient(QObject):
         self.fingerprint = self.seen_fingerprint = ""
         self._token = ""
         self._local_service = self.service
+        self.connecting = False   # as the real client: from point_at_* until the first attempt ends
 
     @property
     def is_connected(self) -> bool:
@@ -539,19 +542,23 @@ class FakeServiceClient(QObject):
         return self.location if self.remote else str(self.data_dir)
 
     # -- pointing elsewhere (the real client's point_at_local / point_at_remote / trust) ---------
+    def _repoint(self, remote: tuple[str, int] | None, location: str) -> None:
+        """The old connection ends on purpose: ``disconnected`` once more, with ``connecting`` set and
+        the new target named (as the real client)."""
+        self.connecting = True
+        self._is_connected = False
+        self.remote, self.location = remote, location
+        self.disconnected.emit()
+
     def point_at_local(self, data_dir: str | Path) -> None:
-        self.stop()
-        self.remote = None
         self.service = self._local_service
         self.data_dir = Path(data_dir)
-        self.location = str(self.data_dir / "admin.sock")
+        self._repoint(None, str(self.data_dir / "admin.sock"))
         self.start()
 
     def point_at_remote(self, host: str, port: int, token: str, fingerprint: str = "") -> None:
-        self.stop()
-        self.remote = (host, int(port))
-        self.location = f"{host}:{int(port)}"
         self._token, self.fingerprint, self.seen_fingerprint = token, fingerprint, ""
+        self._repoint((host, int(port)), f"{host}:{int(port)}")
         self.start()
 
     def trust(self, fingerprint: str) -> None:
@@ -562,8 +569,9 @@ class FakeServiceClient(QObject):
         QTimer.singleShot(0, self, self._try_connect)
 
     def stop(self) -> None:
-        if self._is_connected:
-            self._is_connected = False
+        was_up_or_trying = self._is_connected or self.connecting
+        self._is_connected = self.connecting = False
+        if was_up_or_trying:
             self.disconnected.emit()
 
     def retry_now(self) -> None:
@@ -572,25 +580,33 @@ class FakeServiceClient(QObject):
     def _try_connect(self) -> None:
         if self._is_connected:
             return
-        if not self._reachable:
+        if not self._reachable and self.remote is None:   # go_offline: this computer's service is away
+            self.connecting = False
             self.disconnected.emit()
             return
         if self.remote is not None:
             entry = self.remote_services.get(self.location)
             if entry is None:
-                self.last_error = "Connection refused"
+                self.last_error = socket_error_text(QAbstractSocket.SocketError.ConnectionRefusedError)
+                self.connecting = False
                 self.disconnected.emit()
                 return
             service, token, fingerprint = entry
             self.seen_fingerprint = fingerprint
             if fingerprint != self.fingerprint:
+                self.last_error = "the server's certificate is not trusted"
+                # ``connecting`` stays while the question is open (``trust`` or ``stop`` answers it).
                 self.certificate_unknown.emit(fingerprint, "The certificate is self-signed, and untrusted")
                 return
             if token != self._token:
-                self.last_error = "The token is not valid (revoked, mistyped, or made for another server)."
-                self.auth_failed.emit(self.last_error)
+                refused = "The token is not valid (revoked, mistyped, or made for another server)."
+                self.last_error = f"the token was refused: {refused}"
+                self.connecting = False
+                self.disconnected.emit()
+                self.auth_failed.emit(refused)
                 return
             self.service = service
+        self.connecting = False
         self._is_connected = True
         self._subscribed = True
         self.connected.emit()

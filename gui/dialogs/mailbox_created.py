@@ -1,4 +1,6 @@
-"""The confirmation after New Mailbox: what to type into the mail client, with a Copy button."""
+"""What to type into a mailbox's mail client, with a Copy button: the confirmation after New Mailbox
+(which can be turned off, see gui.dialogs.options), and the mailbox's
+Mail Client Settings at any time."""
 from __future__ import annotations
 
 import html
@@ -61,16 +63,21 @@ def client_settings(mailbox: dict[str, Any], *, hostname: str, auth: str, spa_re
 
 
 class MailboxCreatedDialog(QDialog):
-    """Tells the administrator which account name and servers the user's mail client needs."""
+    """Tells the administrator which account name and servers the user's mail client needs.
 
-    def __init__(self, parent: QWidget | None, rows: list[tuple[str, str]], *, address: str) -> None:
+    After New Mailbox (``created``) it says so and carries ``dont_show`` (gui.dialogs.options makes
+    it); from Mail Client Settings it is the same sheet without either."""
+
+    def __init__(self, parent: QWidget | None, rows: list[tuple[str, str]], *, address: str, created: bool = True,
+                 dont_show: QCheckBox | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("POP3 Service")
+        self.setWindowTitle("POP3 Service" if created else f"Mail Client Settings - {address}")
         self.rows = rows
         icon = QLabel()
         icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxInformation).pixmap(32, 32))
-        heading = QLabel(f"<b>The mailbox {html.escape(address)} was created.</b><br>"
-                         "Give the user these settings for the mail client:")
+        first = (f"The mailbox {html.escape(address)} was created." if created
+                 else f"Mail client settings for {html.escape(address)}")
+        heading = QLabel(f"<b>{first}</b><br>Give the user these settings for the mail client:")
         details = QFormLayout()
         details.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         for key, value in rows:
@@ -79,7 +86,7 @@ class MailboxCreatedDialog(QDialog):
             shown = QLabel(f"<b>{html.escape(value)}</b>")
             shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             details.addRow(f"{key}:", shown)
-        self.dont_show = QCheckBox("&Don't show this message again")
+        self.dont_show = dont_show
         self.copy_button = QPushButton("&Copy")
         self.copy_button.setToolTip("Copy these settings to the clipboard, to paste into an e-mail to the user")
         self.copy_button.clicked.connect(self.copy)
@@ -99,7 +106,8 @@ class MailboxCreatedDialog(QDialog):
         top.addLayout(text, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.dont_show)
+        if dont_show is not None:
+            layout.addWidget(dont_show)
         layout.addWidget(buttons)
         self.setMinimumWidth(700)
         self.adjustSize()

@@ -103,7 +103,7 @@ def action_states(targets: list[Target], *, connected: bool, context_domain: str
     if not connected:
         down = _off("The console is not connected to the POP3 Service.")
         for name in ("new_domain", "new_mailbox", "lock", "unlock", "delete", "change_password",
-                     "properties", "start", "stop", "pause", "resume", "restart"):
+                     "client_settings", "properties", "start", "stop", "pause", "resume", "restart"):
             states[name] = down
         return states
 
@@ -134,9 +134,10 @@ def action_states(targets: list[Target], *, connected: bool, context_domain: str
 
     single = targets[0] if len(targets) == 1 else None
     if single and single.kind.can_change_password():
-        states["change_password"] = ON
+        states["change_password"] = states["client_settings"] = ON
     else:
         states["change_password"] = _off("Select one mailbox to change its password.")
+        states["client_settings"] = _off("Select one mailbox to see what its mail client needs.")
     if single and single.kind.has_properties():
         states["properties"] = ON
     else:

@@ -43,7 +43,7 @@ class Node:
         if self.kind is NodeKind.ROOT:
             return "POP3 Service"
         if self.kind is NodeKind.SERVER:
-            return str(self.data.get("hostname") or "(this computer)")
+            return str(self.data.get("hostname") or self.data.get("target") or "(this computer)")
         if self.kind is NodeKind.REMOTE:
             return str(self.data.get("label") or self.key)
         return str(self.data.get("display_name") or self.key)
@@ -246,6 +246,24 @@ class ScopeTreeModel(QAbstractItemModel):
         self._domain_total = 0
         self.loaded = False
         self._request_page(0)
+
+    def forget_server(self, target: str = "") -> None:
+        """The console is going to another server: nothing of the old one stays (its name, state and
+        domains); the server node is called ``target`` until the new one says its name."""
+        self._generation += 1
+        self._loading = False
+        if self.server.children:
+            self.beginRemoveRows(self.index_of(self.server), 0, len(self.server.children) - 1)
+            for node in self.server.children:
+                node.parent = None
+            self.server.children = []
+            self._names = []
+            self.endRemoveRows()
+        self._domain_total = 0
+        self.loaded = False
+        self.server.data = {"state": "unknown", "target": target}
+        idx = self.index_of(self.server)
+        self.dataChanged.emit(idx, idx)
 
     def clear(self) -> None:
         """The service is gone: keep the tree, but stop any load in flight."""

@@ -25,6 +25,8 @@ class ConnectionBanner(QFrame):
         layout.addWidget(self.start_button)
         self.setVisible(False)
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, *, can_start: bool = True) -> None:
+        """Show ``text``; Start the service only for a service on this computer (``can_start``)."""
         self.message.setText(text)
+        self.start_button.setVisible(can_start)
         self.setVisible(True)

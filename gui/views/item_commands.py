@@ -21,22 +21,11 @@ from gui.dialogs.item_properties import DomainPropertiesDialog, MailboxPropertie
 from gui.dialogs.mailbox_created import MailboxCreatedDialog, client_settings
 from gui.dialogs.new_domain import NewDomainDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
+from gui.dialogs.options import MAILBOX_CREATED, dont_show_check_box, is_hidden
 from gui.dialogs.relay_test import RelayTestDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
 from gui.models.nodes import NodeKind, Target
 from gui.views.host import ConsoleHost
-
-
-# QSettings.value(..., type=bool) trips a reference-counting bug in PySide6 (a fatal error at
-# exit), and INI files give text back anyway: read flags by hand.
-def stored_flag(settings: QSettings, key: str, default: bool) -> bool:
-    """A yes/no the console stored in its settings file."""
-    value = settings.value(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def sessions_question(verb: str, sessions: dict[str, int]) -> str:
@@ -97,19 +86,43 @@ class ItemCommands:
 
     def mailbox_created(self, info: dict[str, Any]) -> None:
         """What to type into the mail client of the new mailbox (unless the user turned it off)."""
-        if stored_flag(self.settings, "confirm/hide_mailbox_created", False):
+        if is_hidden(self.settings, MAILBOX_CREATED):
             return
         address = str(info.get("address"))
+        dialog = MailboxCreatedDialog(self.host.dialog_parent(), self._client_rows(info), address=address,
+                                      dont_show=dont_show_check_box(self.settings, MAILBOX_CREATED))
+        self.host.open_dialog(dialog, "new-mailbox")
+
+    def client_settings(self, target: Target) -> None:
+        """Mail Client Settings: the sheet of ``target`` (a mailbox) from what the service says now:
+        its settings (authentication, SPA) and its listeners (ports, TLS)."""
+        parent = self.host.dialog_parent()
+        controller = self.controller
+        info = dict(target.data, address=target.key)
+
+        def failed(error: Any) -> None:
+            error_box.show_error(parent, error, doing=f"read the mail client settings of {target.key}")
+
+        def got_status(status: dict[str, Any]) -> None:
+            controller.apply_status(status)
+            dialog = MailboxCreatedDialog(self.host.dialog_parent(), self._client_rows(info), address=target.key,
+                                          created=False)
+            self.host.open_dialog(dialog, "mailbox")
+
+        def got_settings(values: dict[str, Any]) -> None:
+            controller.apply_settings(values)
+            self.client.request("service.status", {}, got_status, failed)
+
+        self.client.request("settings.get", {}, got_settings, failed)
+
+    def _client_rows(self, info: dict[str, Any]) -> list[tuple[str, str]]:
+        address = str(info.get("address"))
         name, _, domain = address.partition("@")
-        rows = client_settings(dict({"name": name, "domain": domain}, **info),
+        return client_settings(dict({"name": name, "domain": domain}, **info),
                                hostname=str(self.controller.server_info.get("hostname") or "this server"),
                                auth=self._auth,
                                spa_required=bool(self.controller.server_settings.get("sparequired", True)),
                                ports=self.controller.listener_ports())
-        dialog = MailboxCreatedDialog(self.host.dialog_parent(), rows, address=address)
-        dialog.finished.connect(lambda _r: self.settings.setValue("confirm/hide_mailbox_created",
-                                                                  dialog.dont_show.isChecked()))
-        self.host.open_dialog(dialog, "new-mailbox")
 
     def lock(self, targets: list[Target], verb: str) -> None:
         """Lock or unlock (``verb``) the domains or mailboxes among ``targets`` that are not so already."""

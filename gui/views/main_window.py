@@ -38,11 +38,12 @@ from PySide6.QtWidgets import (
 from gui import icons
 from gui.controller import ConsoleController
 from gui.dialogs.form import text_scaled
+from gui.dialogs.options import OptionsDialog, stored_flag
 from gui.models.nodes import ActionState, NodeKind, Target, action_states
 from gui.models.tree_model import Node
 from gui.views.banner import ConnectionBanner
 from gui.views.help_window import HelpWindow
-from gui.views.item_commands import ItemCommands, stored_flag
+from gui.views.item_commands import ItemCommands
 from gui.views.list_pane import ListPane
 from gui.views.result_pane import ResultPane
 from gui.views.server_switch import ServerSwitch
@@ -58,6 +59,8 @@ ACTION_SPECS: dict[str, tuple[str, str, str, str]] = {
     "unlock": ("&Unlock", "unlock", "", "Unlock: allow logons again"),
     "delete": ("&Delete", "delete", "Del", "Delete the selected items and their mail"),
     "change_password": ("Change &Password…", "password", "", "Set a new password for the mailbox"),
+    "client_settings": ("Mail &Client Settings…", "mailbox", "",
+                        "What to type into the user's mail client: servers, ports, encryption, account name"),
     "properties": ("P&roperties", "properties", "Alt+Return", "Show the properties of the selected item"),
     "refresh": ("Re&fresh", "refresh", "F5", "Read the lists again from the service"),
     "start": ("&Start", "state-running", "", "Start the service's listeners"),
@@ -168,13 +171,16 @@ class MainWindow(QMainWindow):
         self.exit_action.triggered.connect(self.close)
         self.about_action = QAction("&About POP3 Service", self)
         self.about_action.triggered.connect(self.do_about)
-        self.find_action = QAction("&Filter the List", self)
+        self.find_action = QAction("F&ilter the List", self)
         self.find_action.setShortcut(QKeySequence.StandardKey.Find)
         self.find_action.triggered.connect(self._focus_filter)
         self.addAction(self.find_action)
         self.relay_action = QAction("Test for Open &Relay…", self)
         self.relay_action.setStatusTip("Try the classic open-relay tricks against this server's SMTP port")
         self.relay_action.triggered.connect(self.do_relay_test)
+        self.options_action = QAction("&Options…", self)
+        self.options_action.setStatusTip("Show the messages you turned off again; forget remembered computers")
+        self.options_action.triggered.connect(self.do_options)
 
     def _build_menus_and_toolbar(self) -> None:
         bar = self.menuBar()
@@ -213,6 +219,8 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.find_action)
         view_menu.addAction(self.named_actions["refresh"])
+        view_menu.addSeparator()
+        view_menu.addAction(self.options_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.named_actions["help"])
         help_menu.addSeparator()
@@ -261,8 +269,16 @@ class MainWindow(QMainWindow):
             self.banner.setVisible(False)
             self.connection_label.setText(f"Connected: {self.client.target}")
             return
-        self.banner.show_message(self.controller.disconnect_text())
-        self.connection_label.setText("Not connected")
+        if self.controller.connecting:
+            # Going to another server: the one left behind is not "not reachable"; the banner
+            # waits for the outcome of the first attempt on the new one.
+            self.banner.setVisible(False)
+            self.connection_label.setText(f"Connecting to {self.client.target}…")
+            self.setWindowTitle(APP_TITLE)
+            self.stack.set_server_label(self.tree_model.server.label)
+        else:
+            self.banner.show_message(self.controller.disconnect_text(), can_start=not self.controller.is_remote)
+            self.connection_label.setText("Not connected")
         self.update_actions()
 
     def _reload_lists(self) -> None:
@@ -462,6 +478,10 @@ class MainWindow(QMainWindow):
         menu.clear()
         kinds = {t.kind for t in targets}
         kind = next(iter(kinds)) if len(kinds) == 1 else None
+        if kind is NodeKind.ROOT:
+            # As the snap-in's root node: the way to another computer's POP3 Service.
+            menu.addAction(self.connect_action)
+            menu.addSeparator()
         new_menu = menu.addMenu("&New")
         new_menu.addAction(self.named_actions["new_domain"])
         new_menu.addAction(self.named_actions["new_mailbox"])
@@ -471,6 +491,7 @@ class MainWindow(QMainWindow):
             menu.addAction(self.named_actions["unlock"])
         if kind is not None and kind.can_change_password():
             menu.addAction(self.named_actions["change_password"])
+            menu.addAction(self.named_actions["client_settings"])
         if kind is not None and kind.controls_service():
             tasks = menu.addMenu("All Tas&ks")
             tasks.setToolTipsVisible(True)
@@ -495,8 +516,27 @@ class MainWindow(QMainWindow):
         self._fill_menu(menu, self.targets())
         return menu
 
+    def remote_menu(self, node: Node) -> QMenu:
+        """The menu of a remembered server: connect to it, or remove it (not this computer)."""
+        menu = QMenu(self)
+        menu.setToolTipsVisible(True)
+        connect = menu.addAction(icons.icon("server"), f"&Connect to {node.label}")
+        connect.triggered.connect(lambda: self.server_switch.node_selected(node.key))
+        if self.server_switch.can_remove(node.key):
+            remove = menu.addAction(icons.icon("delete"), "&Remove from Console")
+            remove.setToolTip("Forget this computer, its admin token and the certificate you trusted")
+            remove.triggered.connect(lambda: self.server_switch.remove(node.key))
+        menu.addSeparator()
+        menu.addAction(self.named_actions["help"])
+        return menu
+
     def _tree_menu(self, pos: Any) -> None:
         idx = self.tree.indexAt(pos)
+        if idx.isValid() and self.tree_model.node(idx).kind is NodeKind.REMOTE:
+            # Not selected first: selecting a remembered server connects to it.
+            self.last_menu = self.remote_menu(self.tree_model.node(idx))
+            self.last_menu.popup(self.tree.viewport().mapToGlobal(pos))
+            return
         if idx.isValid():
             self.tree.setCurrentIndex(idx)
         self._set_active_pane("tree")
@@ -582,6 +622,16 @@ class MainWindow(QMainWindow):
     def do_change_password(self) -> None:
         if self._enabled("change_password"):
             self.commands.change_password(self.targets()[0].key)
+
+    def do_client_settings(self) -> None:
+        if self._enabled("client_settings"):
+            self.commands.client_settings(self.targets()[0])
+
+    def do_options(self) -> None:
+        """View > Options: messages turned off, remembered computers."""
+        dialog = OptionsDialog(self, self.settings, computers=self.server_switch.removable(),
+                               remove_computer=self.server_switch.remove)
+        self.open_dialog(dialog, "connect")
 
     def do_properties(self) -> None:
         if self._enabled("properties"):

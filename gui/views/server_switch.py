@@ -18,6 +18,7 @@ from gui.models.tree_model import ScopeTreeModel
 from gui.remote_servers import (
     RemoteServer,
     TokenVault,
+    forget,
     pin_fingerprint,
     pinned_fingerprint,
     remember,
@@ -104,6 +105,24 @@ class ServerSwitch(QObject):
         self.client.point_at_remote(server.host, server.port, token, pinned_fingerprint(self.settings, server))
         self.refresh_tree()
 
+    def can_remove(self, key: str) -> bool:
+        """A remembered computer can be removed; this computer cannot."""
+        return key != LOCAL_KEY and RemoteServer.parse(key) is not None
+
+    def removable(self) -> list[tuple[str, str]]:
+        """The remembered computers as (key, label), for View > Options."""
+        return [(s.key, s.label) for s in remembered(self.settings)]
+
+    def remove(self, key: str) -> None:
+        """Forget a remembered computer: its place in the tree, its token and its pinned certificate.
+        The one being managed now stays connected; it is not listed once the console leaves it."""
+        server = RemoteServer.parse(key)
+        if server is None or not self.can_remove(key):
+            return
+        forget(self.settings, server, self.vault)
+        self.refresh_tree()
+        self.host.show_message(f"{server.label} was removed from the console.", 5000)
+
     def refresh_tree(self) -> None:
         entries = [(s.key, s.label) for s in remembered(self.settings) if s != self.server]
         if self.server is not None:
@@ -155,6 +174,7 @@ class ServerSwitch(QObject):
                 pin_fingerprint(self.settings, server, fingerprint)
                 self.client.trust(fingerprint)
             elif self.server == server:
+                self.client.stop()   # ends the attempt: the banner says the server is not reachable, and why
                 self.host.show_message(f"Not connected to {server.label}: certificate not trusted.", 8000)
 
         box.finished.connect(decided)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWidget
 
 from gui.dialogs.change_password import ChangePasswordDialog
@@ -15,6 +16,7 @@ from gui.dialogs.mailbox_created import MailboxCreatedDialog
 from gui.dialogs.new_domain import NewDomainDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
 from gui.dialogs.new_token import NewTokenDialog
+from gui.dialogs.options import MAILBOX_CREATED, OptionsDialog, dont_show_check_box
 from gui.dialogs.queued_message import QueuedMessageDialog
 from gui.dialogs.relay_test import RelayTestDialog
 from gui.dialogs.server_properties import ServerPropertiesDialog
@@ -48,6 +50,7 @@ def dialogs(fake, tmp_path: Path) -> dict[str, Callable[[], QWidget]]:
     """How to open each of the console's dialogs and the setup wizard (first run and re-run)."""
     target = Target(NodeKind.MAILBOX, "alice@example.com", MAILBOX)
     settings = {name: fake.service.settings[name] for name in fake.service.settings}
+    ini = QSettings(str(tmp_path / "console.ini"), QSettings.Format.IniFormat)
     return {
         "new domain": lambda: NewDomainDialog(None, submit=_nothing),
         "new mailbox (password file)": lambda: NewMailboxDialog(None, domain="example.com", submit=_nothing),
@@ -58,7 +61,12 @@ def dialogs(fake, tmp_path: Path) -> dict[str, Callable[[], QWidget]]:
         "domain properties": lambda: DomainPropertiesDialog(None, DOMAIN),
         "mailbox properties": lambda: MailboxPropertiesDialog(None, MAILBOX, client=fake),
         "mailbox created": lambda: MailboxCreatedDialog(None, [("Incoming mail server (POP3)", "mail.example.com")],
-                                                        address="alice@example.com"),
+                                                        address="alice@example.com",
+                                                        dont_show=dont_show_check_box(ini, MAILBOX_CREATED)),
+        "mail client settings": lambda: MailboxCreatedDialog(
+            None, [("Incoming mail server (POP3)", "mail.example.com")], address="alice@example.com", created=False),
+        "options": lambda: OptionsDialog(None, ini, computers=[("mail.example.com:9110", "mail.example.com")],
+                                         remove_computer=lambda _key: None),
         "new token": lambda: NewTokenDialog(None, submit=_nothing, port=9110),
         "queued message": lambda: QueuedMessageDialog(None, {"id": 7, "sender": "a@b.example",
                                                              "recipients": ["c@d.example"]}),
@@ -74,6 +82,7 @@ def dialogs(fake, tmp_path: Path) -> dict[str, Callable[[], QWidget]]:
 
 
 NAMES = ["new domain", "new mailbox (password file)", "new mailbox (local accounts)", "change password",
-         "confirm delete", "domain properties", "mailbox properties", "mailbox created", "new token",
+         "confirm delete", "domain properties", "mailbox properties", "mailbox created", "mail client settings",
+         "options", "new token",
          "queued message", "relay test", "connect to another computer", "server properties", "setup wizard",
          "setup wizard (re-run)"]

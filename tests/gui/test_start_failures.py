@@ -90,3 +90,108 @@ def test_server_properties_show_the_port_this_run_uses(qtbot, service, qsettings
         assert note is not None and f"uses port {service.ports['pop3']}" in note.text()
     finally:
         client.stop()
+
+
+# -- Issue 15: every way to press Start says which listener failed and why --------------------------
+def _hold(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1)
+    return sock
+
+
+@pytest.mark.parametrize("how", ["toolbar", "action menu", "restart"])
+def test_start_on_a_running_service_names_the_listener_that_did_not_start(qtbot, service, qsettings, errors,
+                                                                         monkeypatch, how):
+    """A real service whose POP3 port another program took while its listener was stopped."""
+    from tests.gui.conftest import open_window
+    from tests.gui.test_main_window import trigger
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    port = service.ports["pop3"]
+    service.call("service.control", action="stop", listener="pop3")
+    holder = _hold(port)
+    client = ipc_client.IpcClient(service.data_dir)
+    window = open_window(qtbot, client, qsettings)
+    try:
+        qtbot.waitUntil(lambda: window.controller.service_state == "partial")
+        if how == "toolbar":
+            window.named_actions["start"].trigger()
+        elif how == "action menu":
+            window.select_server()
+            window.action_menu.aboutToShow.emit()
+            trigger(window.action_menu, "Start")
+        else:
+            window.controller.restart_service()
+        qtbot.waitUntil(lambda: any("could not start" in e for e in errors))
+        message = next(e for e in errors if "could not start" in e)
+        assert message.startswith("Could not start the POP3 Service.")
+        assert f"pop3 (port {port}): cannot listen on 127.0.0.1:{port}" in message and "in use" in message, message
+        assert "smtp" not in message                 # only the one that failed
+        assert len(errors) == 1, errors
+    finally:
+        holder.close()
+        client.stop()
+
+
+def _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, extra: list[str], data_dir=None):
+    data_dir = data_dir or tmp_path / "data"
+    real_start = service_process.start_background
+    monkeypatch.setattr(service_process, "start_background", lambda d, _extra=(): real_start(d, tuple(extra)))
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    client = ipc_client.IpcClient(data_dir)
+    window = MainWindow(client, settings=qsettings)
+    qtbot.addWidget(window)
+    window.show()
+    client.start()
+    qtbot.waitUntil(window.banner.isVisible)
+    window.banner.start_button.click()
+    return client, data_dir
+
+
+def _free_ports_args() -> list[str]:
+    args = ["--bind", "127.0.0.1"]
+    for name in ("pop3", "pop3s", "smtp", "submission", "smtps"):
+        args += [f"--{name}-port", str(free_port())]
+    return args
+
+
+def test_a_service_that_cannot_open_its_database_says_why(qtbot, tmp_path, qsettings, errors, monkeypatch):
+    args = _free_ports_args() + ["--db-url", f"postgresql+psycopg://pop3@127.0.0.1:{free_port()}/mail"]
+    client, data_dir = _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, args)
+    try:
+        qtbot.waitUntil(lambda: bool(errors), timeout=30_000)
+        assert "stopped right after starting" in errors[0] and "cannot open the database" in errors[0], errors
+    finally:
+        client.stop()
+
+
+def test_a_data_directory_that_cannot_be_made_says_why(qtbot, tmp_path, qsettings, errors, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    client, _ = _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, _free_ports_args(),
+                                   data_dir=blocker / "data")
+    try:
+        qtbot.waitUntil(lambda: bool(errors))
+        assert "could not be started" in errors[0] and "Not a directory" in errors[0], errors
+    finally:
+        client.stop()
+
+
+def test_a_service_with_every_port_taken_names_every_listener(qtbot, tmp_path, qsettings, errors, monkeypatch):
+    ports = {name: free_port() for name in ("pop3", "pop3s", "smtp", "submission", "smtps")}
+    holders = [_hold(p) for p in ports.values()]
+    args = ["--bind", "127.0.0.1"]
+    for name, port in ports.items():
+        args += [f"--{name}-port", str(port)]
+    client, data_dir = _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, args)
+    try:
+        qtbot.waitUntil(lambda: bool(errors), timeout=30_000)
+        for name, port in ports.items():
+            assert f"{name} (port {port}): cannot listen on 127.0.0.1:{port}" in errors[0], errors
+    finally:
+        for h in holders:
+            h.close()
+        client.stop()
+        pid = service_process.read_pid(data_dir)
+        if pid:
+            service_process.terminate(pid)
