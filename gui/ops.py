@@ -119,12 +119,6 @@ def control_service(client: AdminRequests, *, parent: QWidget | None, action: st
           on_done=on_done, on_fail=on_fail)
 
 
-def restart_service(client: AdminRequests, *, parent: QWidget | None, on_done: Done = None) -> None:
-    """Restart = stop, then start once the stop is confirmed."""
-    control_service(client, parent=parent, action="stop",
-                    on_done=lambda _r: control_service(client, parent=parent, action="start", on_done=on_done))
-
-
 # -- many targets at once ----------------------------------------------------------------------
 def for_each(items: Sequence[str], send: Callable[..., None], *, parent: QWidget | None, doing: str,
              on_all_done: Callable[[], None] | None = None) -> None:

@@ -8,6 +8,7 @@ or with SIGTERM when the channel is gone. Nothing here waits: callers watch the 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,32 @@ def terminate(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (?P<level>[A-Z]+) \S+: (?P<text>.*)$")
+
+
+def failure_reason(path: Path | None) -> str:
+    """Why the service stopped, in the service's own words: the last CRITICAL or ERROR entry of its log
+    without the timestamp, level and logger (with its continuation lines, not SQLAlchemy's link), or the
+    log's last lines when it has no such entry (a Python error before logging started)."""
+    if path is None:
+        return ""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for start in range(len(lines) - 1, -1, -1):
+        found = _LOG_LINE.match(lines[start])
+        if found and found["level"] in ("CRITICAL", "ERROR"):
+            text = [found["text"].strip()]
+            for line in lines[start + 1:]:
+                if _LOG_LINE.match(line) or line.startswith("(Background on this error"):
+                    break
+                if line.strip():
+                    text.append(line.strip())
+            return "\n".join(text)
+    return tail(path)
 
 
 def tail(path: Path | None, lines: int = 6) -> str:

@@ -231,10 +231,10 @@ class SetupRunner(QObject):
                 return
             waited[0] += POLL_MS
             if self.started_pid is not None and not service_process.is_alive(self.started_pid):
-                self._fail("the service stopped during start-up:\n" + service_process.tail(self.log_path))
+                self._fail("the service stopped during start-up:\n" + service_process.failure_reason(self.log_path))
             elif waited[0] >= CONNECT_TIMEOUT_MS:
                 self._fail(f"{timeout_text} within {CONNECT_TIMEOUT_MS // 1000} s:\n"
-                           + service_process.tail(self.plan.data_dir / "logs" / "service.log"))
+                           + service_process.failure_reason(self.plan.data_dir / "logs" / "service.log"))
             else:
                 kick()
 

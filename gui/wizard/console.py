@@ -125,7 +125,7 @@ def start_background_service(console: Console) -> None:
             timer.stop()
             timer.deleteLater()
             error_box.show_error(parent, "The service stopped right after starting:\n"
-                                 + service_process.tail(started.log_path), doing="start the POP3 Service")
+                                 + service_process.failure_reason(started.log_path), doing="start the POP3 Service")
             return
         client.retry_now()
     timer.timeout.connect(poll)

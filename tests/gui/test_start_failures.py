@@ -161,8 +161,23 @@ def test_a_service_that_cannot_open_its_database_says_why(qtbot, tmp_path, qsett
     try:
         qtbot.waitUntil(lambda: bool(errors), timeout=30_000)
         assert "stopped right after starting" in errors[0] and "cannot open the database" in errors[0], errors
+        # The service's own words, not its log's timestamps, levels or SQLAlchemy's link.
+        assert "CRITICAL" not in errors[0] and "sqlalche.me" not in errors[0], errors
     finally:
         client.stop()
+
+
+def test_the_failure_reason_is_the_last_error_entry_without_its_log_prefix(tmp_path):
+    log = tmp_path / "service.out"
+    log.write_text("2026-11-30 04:45:24,001 INFO pop3svc: starting\n"
+                   "2026-11-30 04:45:24,115 CRITICAL pop3svc: cannot open the database: Connection refused\n"
+                   "\tIs the server running on that host?\n"
+                   "(Background on this error at: https://sqlalche.me/e/21/e3q8)\n")
+    assert service_process.failure_reason(log) == ("cannot open the database: Connection refused\n"
+                                                   "Is the server running on that host?")
+    log.write_text("Traceback (most recent call last):\nImportError: no module named x\n")
+    assert "ImportError" in service_process.failure_reason(log)
+    assert service_process.failure_reason(tmp_path / "missing") == ""
 
 
 def test_a_data_directory_that_cannot_be_made_says_why(qtbot, tmp_path, qsettings, errors, monkeypatch):
