@@ -21,30 +21,16 @@ from core.db import Database
 from core.errors import Invalid, NotFound
 from core.model import MailboxRef
 from core.names import split_address
+from core.passwords import MAX_LENGTH, check_password
 from core.tables import Credential, Domain, Mailbox, utcnow
 
 log = logging.getLogger(__name__)
 
-PASSWORD_MAX_LEN = 256
+PASSWORD_MAX_LEN = MAX_LENGTH   # the one password rule is core.passwords; kept for importers
 
 # SASL mechanism names as advertised (RFC 4422 registry spelling).
 PLAIN, LOGIN, CRAM_MD5, SCRAM_SHA_256, NTLM = "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "NTLM"
 PLAINTEXT_MECHANISMS = (PLAIN, LOGIN)
-
-
-def check_password(password: str) -> str:
-    """Return ``password`` if it may be set, else raise Invalid saying what is wrong with it."""
-    if not isinstance(password, str) or password == "":
-        raise Invalid("The password is empty; type at least one character.")
-    if len(password) > PASSWORD_MAX_LEN:
-        raise Invalid(f"The password is {len(password)} characters long; the limit is {PASSWORD_MAX_LEN}.")
-    if any(ch in password for ch in "\x00\r\n"):
-        raise Invalid("The password may not contain a line break or a NUL character; mail clients cannot send those.")
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Invalid("The password contains an invalid character (a lone surrogate); type it again.") from None
-    return password
 
 
 def mailbox_ref(mailbox: Mailbox, domain: Domain, mailroot: Path | None) -> MailboxRef:
