@@ -92,6 +92,8 @@ class Unreachable(Unavailable):
     """The service cannot be reached at all (not running, no route, connection lost): raised on the
     client side only, never sent over the channel; winpop exits 3 for it and 1 for other refusals."""
 
+    kind = "unreachable"
+
 
 class DiskFull(Unavailable):
     """A disk the service writes to (the database's or the mail root's) has no room left. Same

@@ -30,14 +30,14 @@ CONFIRM_MISSING = "Type the password again to confirm it."
 CONFIRM_DIFFERS = "The two passwords differ; type the same password twice."
 
 
-def password_problem(password: object) -> str | None:
-    """Why ``password`` may not be set, in words for the person who typed it; None if it may."""
+def form_problem(password: object) -> str | None:
+    """What no account method can take (empty, a NUL or line break, too long, not UTF-8); None if
+    ``password`` can be stored. The account methods check this much themselves before they store a
+    password; the length floor is the administrators' rule (``password_problem``)."""
     if not isinstance(password, str) or password == "":
         return EMPTY
     if any(ch in password for ch in FORBIDDEN_CHARACTERS):
         return "The password may not contain a line break or a NUL character; mail clients cannot send those."
-    if len(password) < MIN_LENGTH:
-        return f"The password is {len(password)} characters long; use at least {MIN_LENGTH}."
     if len(password) > MAX_LENGTH:
         return f"The password is {len(password)} characters long; the limit is {MAX_LENGTH}."
     try:
@@ -47,9 +47,26 @@ def password_problem(password: object) -> str | None:
     return None
 
 
+def password_problem(password: object) -> str | None:
+    """Why ``password`` may not be set as a new password, in words for the person who typed it; None
+    if it may."""
+    problem = form_problem(password)
+    if problem is None and isinstance(password, str) and len(password) < MIN_LENGTH:
+        problem = f"The password is {len(password)} characters long; use at least {MIN_LENGTH}."
+    return problem
+
+
 def check_password(password: object) -> str:
     """``password`` if it may be set, else PasswordRefused with the reason ``password_problem`` gives."""
-    problem = password_problem(password)
+    return _checked(password, password_problem(password))
+
+
+def check_form(password: object) -> str:
+    """``password`` if an account method can store it, else PasswordRefused (``form_problem``)."""
+    return _checked(password, form_problem(password))
+
+
+def _checked(password: object, problem: str | None) -> str:
     if problem is not None:
         raise PasswordRefused(problem)
     assert isinstance(password, str)

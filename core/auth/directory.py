@@ -34,12 +34,13 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
+from core.auth.provider import AuthMethod, PlaintextOnly, mailbox_ref
 from core.db import Database
 from core.errors import AccountMissing, Conflict, Forbidden, Invalid, NotFound, PasswordRefused, Unavailable
 from core.model import MailboxRef
 from core.names import split_address
 from core.parsing import parse_ldap_urls
+from core.passwords import check_form
 from core.sealer import Sealer, is_sealed
 from core.tables import Domain, Mailbox
 
@@ -402,7 +403,7 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """Change the entry's password (Password Modify on LDAP, unicodePwd over LDAPS on AD)."""
-        check_password(password)
+        check_form(password)
         row = session.execute(select(Mailbox, Domain).join(Domain, Mailbox.domain_id == Domain.id)
                               .where(Mailbox.id == mailbox_id)).first()
         if row is None:

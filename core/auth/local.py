@@ -34,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
+from core.auth.provider import AuthMethod, PlaintextOnly, mailbox_ref
 from core.catalog import PAM_SERVICE_DEFAULT
 from core.db import Database
 from core.errors import (
@@ -50,6 +50,7 @@ from core.errors import (
 )
 from core.model import MailboxRef
 from core.names import normalize_mailbox, split_address
+from core.passwords import check_form
 from core.tables import Domain, Mailbox
 
 log = logging.getLogger(__name__)
@@ -458,7 +459,7 @@ class LocalAccountProvider(PlaintextOnly, AuthMethod):
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """chpasswd the mailbox's account (the privileged side refuses accounts the rules forbid)."""
-        check_password(password)
+        check_form(password)
         box = session.get(Mailbox, mailbox_id)
         if box is None:
             raise NotFound(f"There is no mailbox with id {mailbox_id}; it may have been deleted.")

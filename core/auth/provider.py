@@ -21,7 +21,7 @@ from core.db import Database
 from core.errors import Invalid, NotFound
 from core.model import MailboxRef
 from core.names import split_address
-from core.passwords import MAX_LENGTH, check_password
+from core.passwords import MAX_LENGTH, check_form  # what a method can store; the rule itself is core.admin's
 from core.tables import Credential, Domain, Mailbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ class PasswordFileProvider(AuthMethod):
     # --- changes ------------------------------------------------------------------------------
 
     def check_password(self, password: str) -> str:
-        return check_password(password)
+        return check_form(password)
 
     def check_new_mailbox(self, session: Session, name: str, domain: str, *, create_user: bool,
                           password: str | None) -> None:
@@ -229,7 +229,7 @@ class PasswordFileProvider(AuthMethod):
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """Store the SCRAM verifier and the encrypted secret for ``mailbox_id`` in ``session``."""
-        check_password(password)
+        check_form(password)
         if session.get(Mailbox, mailbox_id) is None:
             raise NotFound(f"There is no mailbox with id {mailbox_id}; it may have been deleted.")
         verifier = make_verifier(password, self.scram_iterations)
@@ -265,7 +265,7 @@ class PlaintextOnly:
         return [PLAIN, LOGIN] if tls or not spa_required else []
 
     def check_password(self, password: str) -> str:
-        return check_password(password)
+        return check_form(password)
 
     def close(self) -> None:
         """Nothing held open by default."""
