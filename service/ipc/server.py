@@ -172,8 +172,8 @@ class UnixPeerGate:
             return True
         log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
         await self.scope.pending_audit.write(self.actor, "connect", "", "", "forbidden")
-        err = Forbidden("You may not administer this mail service: run as root, as the service's "
-                        "user, or as a member of its admin group.")
+        err = Forbidden("You may not administer this mail service: only root, the service's user and "
+                        "members of its admin group may.")
         # Answer the first request (so the client sees why), then hang up.
         req_id = None
         with contextlib.suppress(Exception):
