@@ -57,7 +57,8 @@ def test_every_code_and_kind_has_its_own_heading():
     (Locked("The domain a.example is locked."), LOCKED),
     (QuotaExceeded("The mailbox a@b.example is full."), "The mailbox is full."),
     (MailError("Something odd."), "The operation failed."),
-    (from_dict({"code": "internal", "message": "The service failed to do 'x'."}), "The POP3 Service failed unexpectedly."),
+    (from_dict({"code": "internal", "message": "The service failed to do 'x'."}),
+     "The POP3 Service failed unexpectedly."),
     (from_dict({"code": "conflict", "kind": "a-kind-from-a-newer-service", "message": "?"}),
      "The current state does not allow it."),
 ], ids=["exists", "account", "not-found", "password", "locked", "quota", "other", "internal", "unknown-kind"])
@@ -81,7 +82,8 @@ def _raised_messages(path: Path) -> Iterator[tuple[int, str]]:
              "QuotaExceeded", "AlreadyExists", "Locked", "AccountMissing", "PasswordRefused"}
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in names and node.args:
-            parts = [n.value for n in ast.walk(node.args[0]) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            parts = [n.value for n in ast.walk(node.args[0])
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str)]
             yield node.lineno, "".join(parts)
 
 
