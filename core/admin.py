@@ -24,11 +24,21 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import catalog
+from core import catalog, passwords
 from core.access import READ, SEARCH, Requester, open_as
 from core.auth.provider import AccountAdmin
 from core.db import Database
-from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable, database_error
+from core.errors import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    Locked,
+    MailError,
+    NotFound,
+    PasswordRefused,
+    Unavailable,
+    database_error,
+)
 from core.model import (
     AuditPage,
     AuditRecord,
@@ -91,7 +101,7 @@ def check_mailroot_path(value: str) -> Path:
     if info.st_mode & 0o022:
         who = " and ".join(w for w, bit in (("its group", 0o020), ("every user", 0o002)) if info.st_mode & bit)
         raise Invalid(f"{path} can be written by {who} (mode {stat.S_IMODE(info.st_mode):04o}); mail must be "
-                        f"writable by the service alone: chmod go-w {path}")
+                      "writable by the service alone.", hint=f"Run: chmod go-w {path}")
     if not os.access(path, os.W_OK | os.X_OK):
         raise Unavailable(f"{path} is not writable by the service.")
     return path
@@ -167,7 +177,8 @@ class Admin:
             query = query.with_for_update()
         row = session.scalars(query).first()
         if row is None:
-            raise NotFound(f"The domain {canonical} does not exist. Create it first with: winpop add {canonical}")
+            raise NotFound(f"The domain {canonical} does not exist.",
+                           hint=f"Create it first with: winpop add {canonical}")
         return row
 
     def _mailbox(self, session: Session, address: str, *, lock: bool = False) -> tuple[Mailbox, Domain]:
@@ -209,7 +220,7 @@ class Admin:
         try:
             with self.db.write() as session:
                 if session.scalars(select(Domain.id).where(Domain.name == canonical)).first() is not None:
-                    raise Conflict(f"The domain {canonical} already exists.")
+                    raise AlreadyExists(f"The domain {canonical} already exists.")
                 domains_exist = session.scalars(select(Domain.id).limit(1)).first() is not None
                 existed = self.store.domain_dir(canonical).exists()
                 self.store.create_domain_folder(canonical, domains_exist=domains_exist)
@@ -220,7 +231,7 @@ class Admin:
                     session.flush()
                 except IntegrityError:   # added at the same moment by another node: its folder now
                     made_folder = False
-                    raise Conflict(f"The domain {canonical} already exists.") from None
+                    raise AlreadyExists(f"The domain {canonical} already exists.") from None
                 info = domain_info(row)
         except BaseException:
             if made_folder:
@@ -307,15 +318,15 @@ class Admin:
                     quota if quota is not None else Settings.get(session, "default_quota"))
                 if session.scalars(select(Mailbox.id).where(Mailbox.domain_id == domain.id,
                                                             Mailbox.name == name)).first() is not None:
-                    raise Conflict(f"The mailbox {name}@{domain.name} already exists.")
+                    raise AlreadyExists(f"The mailbox {name}@{domain.name} already exists.")
                 if method == "passwordfile":
                     if not password:
-                        raise Invalid("A mailbox of the encrypted password file needs a password: give one at "
-                                      "the prompt or with --password-stdin.")
+                        raise PasswordRefused(passwords.EMPTY, hint="Give it at the prompt or with --password-stdin.")
                     create_user = True  # as the original's /createuser: the password file entry is the user
                 self.auth.check_new_mailbox(session, name, domain.name, create_user=create_user, password=password)
                 if password is not None:
-                    self.auth.check_password(password)
+                    passwords.check_password(password)   # the one rule, the same for every method...
+                    self.auth.check_password(password)   # ...then the method's own, if it has one
                 folder = self.store.mailbox_dir(domain.name, name)
                 existed = folder.exists()
                 self.store.create_mailbox_folder(domain.name, name, domains_exist=True)
@@ -327,7 +338,7 @@ class Admin:
                     session.flush()
                 except IntegrityError:   # added at the same moment by another node: its folder now
                     made_folder = False
-                    raise Conflict(f"The mailbox {name}@{domain.name} already exists.") from None
+                    raise AlreadyExists(f"The mailbox {name}@{domain.name} already exists.") from None
                 # The associated user first: with local accounts or a directory the password is
                 # set on the account, so it must exist.
                 if create_user:
@@ -380,7 +391,7 @@ class Admin:
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
             if not locked and domain.locked:
-                raise Conflict(f"The domain {domain.name} is locked: unlock the domain, not the mailbox "
+                raise Locked(f"The domain {domain.name} is locked: unlock the domain, not the mailbox "
                                "(a mailbox inside a locked domain cannot be unlocked on its own).")
             box.locked = locked
             info = mailbox_info(box, domain)
@@ -394,6 +405,7 @@ class Admin:
         return self._set_mailbox_lock(address, False)
 
     def mailbox_set_password(self, address: str, password: str) -> MailboxAddress:
+        passwords.check_password(password)
         self.auth.check_password(password)
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
@@ -432,7 +444,7 @@ class Admin:
         if spec.secret and checked and not is_sealed(checked):
             if self.sealer is None:
                 raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
-                                  "through the running service (winpop set or the console).")
+                                  "through the running service.", hint="Use winpop set or the console.")
             checked = self.sealer.seal(spec.name, str(checked))
         with self.db.write() as session:
             if spec.name == "auth":

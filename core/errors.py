@@ -1,7 +1,10 @@
 """Errors with a stable code and a message a person can act on.
 
-The admin channel turns them into ``{"error": {"code", "message"}}``; the console and ``winpop``
-show the message as it is.
+The admin channel turns them into ``{"error": {"code", "message"}}``, plus two optional members:
+``kind``, a finer stable name under the code (``conflict``/``exists``: it is there already), so the
+console can give each error a heading that fits; and ``hint``, a command that would help
+(``winpop add example.com``), which ``winpop`` prints after the message and the console leaves out:
+a console user is never told to run a command.
 """
 from __future__ import annotations
 
@@ -10,13 +13,25 @@ class MailError(Exception):
     """Base of every refusal the core makes; ``code`` is part of the admin-channel contract."""
 
     code = "error"
+    kind = ""   # a finer, stable name under ``code`` (see the subclasses below); "" when there is none
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        """The error as the admin channel sends it (``kind`` and ``hint`` only when set)."""
+        data = {"code": self.code, "message": self.message}
+        if self.kind:
+            data["kind"] = self.kind
+        if self.hint:
+            data["hint"] = self.hint
+        return data
+
+    def for_command_line(self) -> str:
+        """The message followed by the command advice, as winpop prints it."""
+        return f"{self.message} {self.hint}" if self.hint else self.message
 
 
 class Invalid(MailError):
@@ -25,16 +40,40 @@ class Invalid(MailError):
     code = "invalid"
 
 
+class PasswordRefused(Invalid):
+    """A new password breaks the password rule (core.passwords) or the account system's own."""
+
+    kind = "password"
+
+
 class NotFound(MailError):
     """The named domain, mailbox or setting does not exist."""
 
     code = "not_found"
 
 
+class AccountMissing(NotFound):
+    """The user account a mailbox needs (a system account, a directory entry) does not exist."""
+
+    kind = "account"
+
+
 class Conflict(MailError):
     """The request clashes with the current state (duplicate, locked domain, domains present)."""
 
     code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    """A domain, mailbox, account or token of that name is there already."""
+
+    kind = "exists"
+
+
+class Locked(Conflict):
+    """The thing (or the domain around it) is locked, and the request needs it unlocked."""
+
+    kind = "locked"
 
 
 class Forbidden(MailError):
@@ -53,10 +92,14 @@ class Unreachable(Unavailable):
     """The service cannot be reached at all (not running, no route, connection lost): raised on the
     client side only, never sent over the channel; winpop exits 3 for it and 1 for other refusals."""
 
+    kind = "unreachable"
+
 
 class DiskFull(Unavailable):
     """A disk the service writes to (the database's or the mail root's) has no room left. Same
     code as Unavailable (the admin-channel contract); SMTP answers it with 452 4.3.1."""
+
+    kind = "disk_full"
 
 
 class AuthFailed(MailError):
@@ -75,19 +118,30 @@ class QuotaExceeded(MailError):
         self.permanent = permanent
 
 
+INTERNAL = "internal"   # the code of a service bug ("The service failed to do ..."); no class: never raised
+
 ERROR_TYPES: dict[str, type[MailError]] = {
     cls.code: cls
     for cls in (MailError, Invalid, NotFound, Conflict, Forbidden, Unavailable, AuthFailed, QuotaExceeded)
 }
+# The finer kinds under a code, by (code, kind).
+ERROR_KINDS: dict[tuple[str, str], type[MailError]] = {
+    (cls.code, cls.kind): cls for cls in (PasswordRefused, AccountMissing, AlreadyExists, Locked, DiskFull)
+}
+# Every code the admin channel may answer with: the console has a heading for each.
+ERROR_CODES: tuple[str, ...] = (*ERROR_TYPES, INTERNAL)
 
 
 def from_dict(data: dict) -> MailError:
     """Rebuild an error received over the admin channel. It carries ``from_service = True``: the
     service answered and refused (winpop exits 1), unlike an unreachable service (exit 3)."""
-    cls = ERROR_TYPES.get(str(data.get("code")), MailError)
+    code, kind = str(data.get("code", "error")), str(data.get("kind") or "")
+    cls = ERROR_KINDS.get((code, kind)) or ERROR_TYPES.get(code, MailError)
     err = cls.__new__(cls)
-    MailError.__init__(err, str(data.get("message", "unknown error")))
-    err.code = str(data.get("code", "error"))
+    MailError.__init__(err, str(data.get("message", "unknown error")), hint=str(data.get("hint") or ""))
+    err.code = code
+    if kind != err.kind:   # a kind this side does not know yet: kept, so nothing is lost on the way
+        err.kind = kind
     err.from_service = True  # type: ignore[attr-defined]
     if isinstance(err, QuotaExceeded):
         err.permanent = False

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from core.db import Database, affected_rows
-from core.errors import Conflict, NotFound
+from core.errors import AlreadyExists, NotFound
 from core.names import check_token_name
 from core.tables import AdminToken
 
@@ -42,7 +42,8 @@ class AdminTokens:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.db.write() as session:
             if session.scalars(select(AdminToken).where(AdminToken.name == name)).first() is not None:
-                raise Conflict(f"There is already a token called '{name}'; revoke it first or choose another name.")
+                raise AlreadyExists(f"There is already a token called '{name}'; revoke it first or choose another "
+                                    "name.")
             row = AdminToken(name=name, token_hash=token_hash(token), created_by=created_by[:200])
             session.add(row)
             session.flush()
@@ -62,7 +63,7 @@ class AdminTokens:
                 cond = cond | (AdminToken.id == int(key))
             count = affected_rows(session.execute(delete(AdminToken).where(cond)))
         if not count:
-            raise NotFound(f"There is no token '{key}'. 'winpop token list' shows them.")
+            raise NotFound(f"There is no token '{key}'.", hint="'winpop token list' shows them.")
         return count
 
     def verify(self, token: str, remote: str = "") -> str | None:

@@ -82,4 +82,4 @@ class ListenerControl:
         self.events.publish("service.state", self.status())
         if failures:
             raise Unavailable("Could not start " + "; ".join(failures) +
-                              ". Choose a free port, or run the service with the rights to bind it.")
+                              ". Choose a free port, or give the service the rights to bind it.")

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core import passwords
 from core.catalog import SETTINGS, port_in_use_note
 from core.catalog import shown as shown_value
 from core.errors import MailError, Unreachable
@@ -171,7 +172,7 @@ def _read_password(args: argparse.Namespace, *, confirm: bool = True) -> str:
         raise WrongInput("no password given: run in a terminal to be asked, or use --password-stdin")
     password = _prompt("Password: ")
     if confirm and _prompt("Confirm password: ") != password:
-        raise WrongInput("the two passwords differ")
+        raise WrongInput(passwords.CONFIRM_DIFFERS)
     return password
 
 
@@ -673,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"winpop: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except MailError as exc:     # refused by the service, or by the client's checks (an untrusted certificate)
-        print(f"winpop: {exc.message}", file=sys.stderr)
+        print(f"winpop: {exc.for_command_line()}", file=sys.stderr)   # with the command advice, if any
         return EXIT_REFUSED
     except (KeyboardInterrupt, EOFError):
         print("\nwinpop: interrupted", file=sys.stderr)

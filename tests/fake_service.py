@@ -19,8 +19,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QAbstractSocket
 
+from core import passwords
 from core.catalog import MAIL_LISTENERS, SETTINGS, TlsMode, resolve, shown
-from core.errors import Conflict, Invalid, MailError, NotFound, Unavailable
+from core.errors import AlreadyExists, Conflict, Invalid, Locked, MailError, NotFound, PasswordRefused, Unavailable
 from core.ipc.ops import check_params
 from core.ipc.wire import to_wire
 from core.model import DomainInfo, MailboxInfo
@@ -308,7 +309,7 @@ class FakeService:
     def op_domain_add(self, p: dict, ev: list) -> Any:
         name = normalize_domain(p["name"])
         if name in self.domains:
-            raise Conflict(f"The domain {name} already exists.")
+            raise AlreadyExists(f"The domain {name} already exists.")
         self.domains[name] = d = _Domain(name)
         self._domain_names = None
         info = self.domain_info(d)
@@ -353,12 +354,14 @@ class FakeService:
         local, dom = split_address(p["address"], self.settings["auth"])
         d = self._domain(dom)
         if local in d.mailboxes:
-            raise Conflict(f"The mailbox {local}@{dom} already exists.")
+            raise AlreadyExists(f"The mailbox {local}@{dom} already exists.")
         create_user = self.settings["createuser"] if p["create_user"] is None else p["create_user"]
         if self.settings["auth"] == "passwordfile":
             create_user = True
-        if create_user and not p["password"]:
-            raise Invalid("Give a password for the mailbox's user.")
+            if not p["password"]:
+                raise PasswordRefused(passwords.EMPTY)
+        if p["password"] is not None:
+            passwords.check_password(p["password"])   # the service's one rule, worded the same
         quota = SETTINGS["default_quota"].check(p["quota"]) if p["quota"] is not None \
             else self.settings["default_quota"]
         d.mailboxes[local] = m = _Mailbox(local, dom, quota_bytes=quota, has_user=bool(create_user),
@@ -382,7 +385,7 @@ class FakeService:
     def _set_mailbox_lock(self, p: dict, ev: list, locked: bool) -> Any:
         m = self._mailbox(p["address"])
         if not locked and self.domains[m.domain].locked:
-            raise Conflict(f"The domain {m.domain} is locked; unlock the domain instead.")
+            raise Locked(f"The domain {m.domain} is locked; unlock the domain instead.")
         m.locked = locked
         info = self.mailbox_info(m)
         ev.append(("mailbox.changed", info))
@@ -396,9 +399,7 @@ class FakeService:
 
     def op_mailbox_set_password(self, p: dict, ev: list) -> Any:
         m = self._mailbox(p["address"])
-        if not p["password"]:
-            raise Invalid("The password is empty.")
-        m.password = p["password"]
+        m.password = passwords.check_password(p["password"])
         ev.append(("mailbox.changed", self.mailbox_info(m)))
         return {"address": f"{m.name}@{m.domain}"}
 
@@ -471,7 +472,7 @@ class FakeService:
     def op_admin_token_create(self, p: dict, ev: list) -> Any:
         name = check_token_name(p["name"])
         if any(t["name"] == name for t in self.tokens):
-            raise Conflict(f"There is already a token called '{name}'; revoke it first or choose another name.")
+            raise AlreadyExists(f"There is already a token called '{name}'; revoke it first or choose another name.")
         info = {"id": len(self.tokens) + 1, "name": name, "created_by": "console", "last_used_from": None,
                 "created_at": "2026-03-02T09:00:00+00:00", "last_used_at": None}
         self.tokens.append(info)

@@ -24,7 +24,6 @@ from core.auth.provider import (
     AuthMethod,
     AuthProvider,
     PasswordFileProvider,
-    check_password,
 )
 from core.auth.scram import DEFAULT_ITERATIONS, ScramVerifier, make_verifier, verify_plain
 
@@ -52,7 +51,6 @@ __all__ = [
     "Success",
     "apop_digest_ok",
     "check_apop",
-    "check_password",
     "choose_keystore",
     "create_mechanism",
     "make_verifier",

@@ -34,12 +34,13 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
+from core.auth.provider import AuthMethod, PlaintextOnly, mailbox_ref
 from core.db import Database
-from core.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from core.errors import AccountMissing, Conflict, Forbidden, Invalid, NotFound, PasswordRefused, Unavailable
 from core.model import MailboxRef
 from core.names import split_address
 from core.parsing import parse_ldap_urls
+from core.passwords import check_form
 from core.sealer import Sealer, is_sealed
 from core.tables import Domain, Mailbox
 
@@ -163,7 +164,7 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
         refused (the caller reads ``conn.result``)."""
         urls = self.config.urls
         if not urls:
-            raise Unavailable("No directory server is configured: winpop set ldap_urls ldap://server.")
+            raise Unavailable("No directory server is configured.", hint="Set one with: winpop set ldap_urls ldap://server")
         errors = []
         start = self._preferred
         for i in range(len(urls)):
@@ -249,7 +250,8 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
     def find_entry(self, name: str, domain: str) -> str | None:
         """The DN of the mailbox's entry, None if there is none; Conflict if several match."""
         if not self.config.base_dn:
-            raise Unavailable("No directory base DN is configured: winpop set ldap_base_dn dc=example,dc=com.")
+            raise Unavailable("No directory base DN is configured.",
+                              hint="Set it with: winpop set ldap_base_dn dc=example,dc=com")
         with self._service_conn() as conn:
             ok = conn.search(self.config.base_dn, self.user_filter(name, domain), search_scope=ldap3.SUBTREE,
                              attributes=[], size_limit=2)
@@ -335,10 +337,12 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
             return
         if password:
             raise Invalid("Without 'create associated user' the mailbox uses the password of its existing "
-                          "directory entry; give no password here (winpop changepwd changes it).")
+                          "directory entry; give no password here.",
+                          hint="Change it later with winpop changepwd.")
         if self.find_entry(name, domain) is None:
-            raise NotFound(f"No directory entry matches {name}@{domain} ({self.user_filter(name, domain)} under "
-                           f"{self.config.base_dn}). Choose 'create associated user' or create the entry first.")
+            raise AccountMissing(f"No directory entry matches {name}@{domain} ({self.user_filter(name, domain)} "
+                                 f"under {self.config.base_dn}). Choose 'create associated user' or create the "
+                                 "entry first.")
 
     def create_user(self, session: Session, mailbox_id: int, name: str, domain: str, password: str | None) -> None:
         """Create the entry in the container (or map to an existing one); removed again on rollback."""
@@ -399,7 +403,7 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """Change the entry's password (Password Modify on LDAP, unicodePwd over LDAPS on AD)."""
-        check_password(password)
+        check_form(password)
         row = session.execute(select(Mailbox, Domain).join(Domain, Mailbox.domain_id == Domain.id)
                               .where(Mailbox.id == mailbox_id)).first()
         if row is None:
@@ -407,7 +411,8 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
         box, domain = row
         dn = self.find_entry(box.name, domain.name)
         if dn is None:
-            raise NotFound(f"No directory entry matches {box.name}@{domain.name}; the password cannot be set.")
+            raise AccountMissing(f"No directory entry matches {box.name}@{domain.name}; the password cannot be "
+                                 "set.")
         self.set_entry_password(dn, password)
         self.forget(f"{box.name}@{domain.name}")
 
@@ -429,9 +434,10 @@ class DirectoryProvider(PlaintextOnly, AuthMethod):
         if code == _INSUFFICIENT_ACCESS:
             raise Forbidden(f"The directory bind account may not set the password of {dn} ({text}).")
         if code in (_CONSTRAINT_VIOLATION, _UNWILLING):
-            raise Invalid(f"The directory refused the new password ({text}); Active Directory sets passwords "
+            raise PasswordRefused(f"The directory refused the new password ({text}); Active Directory sets "
+                                  "passwords "
                           "only over LDAPS and checks them against its password policy.")
-        raise Invalid(f"The directory refused the new password for {dn} ({text}).")
+        raise PasswordRefused(f"The directory refused the new password for {dn} ({text}).")
 
     def delete_user(self, session: Session, mailbox_id: int, name: str, domain: str) -> None:
         """Delete the mailbox's entry after the mailbox itself is gone."""

@@ -34,12 +34,23 @@ from sqlalchemy import select
 from sqlalchemy.event import listen as on_session_event
 from sqlalchemy.orm import Session
 
-from core.auth.provider import AuthMethod, PlaintextOnly, check_password, mailbox_ref
+from core.auth.provider import AuthMethod, PlaintextOnly, mailbox_ref
 from core.catalog import PAM_SERVICE_DEFAULT
 from core.db import Database
-from core.errors import Conflict, Forbidden, Invalid, MailError, NotFound, Unavailable
+from core.errors import (
+    AccountMissing,
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Invalid,
+    MailError,
+    NotFound,
+    PasswordRefused,
+    Unavailable,
+)
 from core.model import MailboxRef
 from core.names import normalize_mailbox, split_address
+from core.passwords import check_form
 from core.tables import Domain, Mailbox
 
 log = logging.getLogger(__name__)
@@ -285,7 +296,7 @@ class SystemAccounts(Accounts):
         check_account_name(name)
         comment = "".join(c for c in str(comment) if c.isprintable() and c not in ":,\\")[:100]
         if account_exists(name):
-            raise Conflict(f"A system account named '{name}' already exists. Add the mailbox without "
+            raise AlreadyExists(f"A system account named '{name}' already exists. Add the mailbox without "
                            "'create associated user' to use that account and its password.")
         self._ensure_group()
         # Not --system: system accounts (uid < UID_MIN) are never a mailbox's (AccountRules).
@@ -310,8 +321,9 @@ class SystemAccounts(Accounts):
         if result.returncode != 0:
             message = _tool_message(result).replace(password, "****")
             if "permission denied" in message.lower() or "cannot lock" in message.lower():
-                raise Forbidden(f"The service may not change system passwords (run it as root): {message}")
-            raise Invalid(f"The system refused the new password for '{name}': {message}")
+                raise Forbidden(f"The service may not change system passwords: {message}",
+                                hint="Run the service as root.")
+            raise PasswordRefused(f"The system refused the new password for '{name}': {message}")
 
     def delete(self, name: str, *, force: bool = False) -> bool:
         """userdel an account the service made (primary group pop3users); False if there was none."""
@@ -422,17 +434,18 @@ class LocalAccountProvider(PlaintextOnly, AuthMethod):
                            f"{name}@{other} already uses the account '{name}'. Choose another name.")
         info = self.accounts.describe(name)
         if create_user and info.exists:
-            raise Conflict(f"A system account named '{name}' already exists. Add the mailbox without "
+            raise AlreadyExists(f"A system account named '{name}' already exists. Add the mailbox without "
                            "'create associated user' to use that account and its password.")
         if not create_user:
             if not info.exists:
-                raise NotFound(f"There is no system account named '{name}'. Choose 'create associated user' "
-                               "(winpop add --createuser) or create the account first.")
+                raise AccountMissing(f"There is no system account named '{name}'. Choose 'create associated "
+                                     "user', or create the account first.", hint="winpop add /createuser creates it.")
             if info.refusal:
                 raise Forbidden(f"A mailbox may not use the account '{name}': {info.refusal}")
             if password:
                 raise Invalid(f"Without 'create associated user' the mailbox uses the existing account "
-                              f"'{name}' and its password; give no password here (winpop changepwd changes it).")
+                              f"'{name}' and its password; give no password here.",
+                              hint="Change it later with winpop changepwd.")
 
     def create_user(self, session: Session, mailbox_id: int, name: str, domain: str, password: str | None) -> None:
         """useradd a shell-less, home-less account in pop3users; undone if the transaction rolls back."""
@@ -446,13 +459,13 @@ class LocalAccountProvider(PlaintextOnly, AuthMethod):
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """chpasswd the mailbox's account (the privileged side refuses accounts the rules forbid)."""
-        check_password(password)
+        check_form(password)
         box = session.get(Mailbox, mailbox_id)
         if box is None:
             raise NotFound(f"There is no mailbox with id {mailbox_id}; it may have been deleted.")
         if not self.accounts.describe(box.name).exists:
-            raise NotFound(f"The system account '{box.name}' does not exist any more; delete the mailbox "
-                           "or create the account again.")
+            raise AccountMissing(f"The system account '{box.name}' does not exist any more; delete the mailbox "
+                                 "or create the account again.")
         self.accounts.set_password(box.name, password)
 
     def delete_user(self, session: Session, mailbox_id: int, name: str, domain: str) -> None:

@@ -30,7 +30,7 @@ def migrate_to_directory(db: Database, key: ServerKey, directory: DirectoryProvi
     with db.read() as session:
         method = Settings.get(session, "auth")
         if method != "passwordfile":
-            raise Conflict(f"winpop migrate moves mailboxes of the encrypted password file to the directory; "
+            raise Conflict(f"Migrating moves mailboxes of the encrypted password file to the directory; "
                            f"this server uses the '{method}' method.")
         name, domain_name = split_address(address, "passwordfile")
         row = session.execute(select(Mailbox.id, Credential.secret_enc).join(Domain, Mailbox.domain_id == Domain.id)

@@ -21,30 +21,16 @@ from core.db import Database
 from core.errors import Invalid, NotFound
 from core.model import MailboxRef
 from core.names import split_address
+from core.passwords import MAX_LENGTH, check_form  # what a method can store; the rule itself is core.admin's
 from core.tables import Credential, Domain, Mailbox, utcnow
 
 log = logging.getLogger(__name__)
 
-PASSWORD_MAX_LEN = 256
+PASSWORD_MAX_LEN = MAX_LENGTH   # the one password rule is core.passwords; kept for importers
 
 # SASL mechanism names as advertised (RFC 4422 registry spelling).
 PLAIN, LOGIN, CRAM_MD5, SCRAM_SHA_256, NTLM = "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256", "NTLM"
 PLAINTEXT_MECHANISMS = (PLAIN, LOGIN)
-
-
-def check_password(password: str) -> str:
-    """Return ``password`` if it may be set, else raise Invalid saying what is wrong with it."""
-    if not isinstance(password, str) or password == "":
-        raise Invalid("The password is empty; type at least one character.")
-    if len(password) > PASSWORD_MAX_LEN:
-        raise Invalid(f"The password is {len(password)} characters long; the limit is {PASSWORD_MAX_LEN}.")
-    if any(ch in password for ch in "\x00\r\n"):
-        raise Invalid("The password may not contain a line break or a NUL character; mail clients cannot send those.")
-    try:
-        password.encode("utf-8")
-    except UnicodeEncodeError:
-        raise Invalid("The password contains an invalid character (a lone surrogate); type it again.") from None
-    return password
 
 
 def mailbox_ref(mailbox: Mailbox, domain: Domain, mailroot: Path | None) -> MailboxRef:
@@ -224,7 +210,7 @@ class PasswordFileProvider(AuthMethod):
     # --- changes ------------------------------------------------------------------------------
 
     def check_password(self, password: str) -> str:
-        return check_password(password)
+        return check_form(password)
 
     def check_new_mailbox(self, session: Session, name: str, domain: str, *, create_user: bool,
                           password: str | None) -> None:
@@ -243,7 +229,7 @@ class PasswordFileProvider(AuthMethod):
 
     def set_password(self, session: Session, mailbox_id: int, password: str) -> None:
         """Store the SCRAM verifier and the encrypted secret for ``mailbox_id`` in ``session``."""
-        check_password(password)
+        check_form(password)
         if session.get(Mailbox, mailbox_id) is None:
             raise NotFound(f"There is no mailbox with id {mailbox_id}; it may have been deleted.")
         verifier = make_verifier(password, self.scram_iterations)
@@ -279,7 +265,7 @@ class PlaintextOnly:
         return [PLAIN, LOGIN] if tls or not spa_required else []
 
     def check_password(self, password: str) -> str:
-        return check_password(password)
+        return check_form(password)
 
     def close(self) -> None:
         """Nothing held open by default."""

@@ -1,7 +1,8 @@
 """Framing of the admin channel: one JSON object per line (DESIGN §3).
 
 Request ``{"id", "op", "params"}``; response ``{"id", "result"}`` or
-``{"id", "error": {"code", "message"}}``; event ``{"event", "data"}``.
+``{"id", "error": {"code", "message"}}`` (plus ``kind`` and ``hint`` when the error has them,
+core.errors); event ``{"event", "data"}``.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.catalog import DEFAULT_TCP_PORT
-from core.errors import Invalid
+from core.errors import Invalid, MailError
 from core.parsing import parse_host_port
 
 SOCKET_NAME = "admin.sock"
@@ -36,6 +37,11 @@ def response(req_id: Any, result: Any) -> bytes:
 
 def error(req_id: Any, code: str, message: str) -> bytes:
     return encode({"id": req_id, "error": {"code": code, "message": message}})
+
+
+def refusal(req_id: Any, err: MailError) -> bytes:
+    """The answer to a refused request: the error with its code, message, kind and hint."""
+    return encode({"id": req_id, "error": err.to_dict()})
 
 
 def event(name: str, data: Any) -> bytes:

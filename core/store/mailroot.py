@@ -59,7 +59,8 @@ class MailRoot:
         anew: an unmounted disk must not be replaced by an empty folder that mail then goes to."""
         if not self.path.exists() and not create:
             raise Unavailable(f"The root mail directory {self.path} is missing. Is its disk mounted? "
-                              "Restore it, or set another with winpop set mailroot.")
+                              "Restore it, or choose another root mail directory.",
+                              hint="winpop set mailroot chooses another.")
         if self.path.exists() and not self.path.is_dir():
             raise Unavailable(f"The root mail directory {self.path} is not a folder.")
         try:

@@ -6,6 +6,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
+from core import passwords
 from core.errors import MailError
 from gui.dialogs import error_box
 from gui.dialogs.form import Reason, keep_text_whole, password_problem
@@ -23,6 +24,7 @@ class ChangePasswordDialog(QDialog):
         self._submit = submit
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setToolTip(passwords.RULE)
         self.confirm = QLineEdit()
         self.confirm.setEchoMode(QLineEdit.EchoMode.Password)
         self.password_reason, self.confirm_reason = Reason(), Reason()

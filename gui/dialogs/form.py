@@ -7,6 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QEvent, QObject, QSize, Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QWidget
 
+from core import passwords
 from core.errors import Invalid
 
 # The line height of the font the default sizes were drawn for (a 9 pt sans serif): a larger text scale
@@ -83,14 +84,9 @@ def buddy_label(text: str, buddy: QWidget) -> QLabel:
 
 
 def password_problem(password: str, confirm: str) -> tuple[str, str]:
-    """(reason for the password field, reason for the confirmation field); empty when fine."""
-    if not password:
-        return "Type a password.", ""
-    if "\n" in password or "\r" in password or "\x00" in password:
-        return "The password may not contain line breaks or NUL.", ""
-    if password != confirm:
-        return "", "The passwords do not match." if confirm else "Type the password again to confirm it."
-    return "", ""
+    """(reason for the password field, reason for the confirmation field); empty when fine. The rule
+    and its wording are the service's own (core.passwords), so the console explains before sending."""
+    return passwords.password_problem(password) or "", passwords.confirmation_problem(password, confirm) or ""
 
 
 def check_field(text: str, rule: Callable[[str], object], reason: Reason, button: QAbstractButton) -> bool:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core import passwords
 from core.errors import Invalid, MailError
 from core.names import normalize_mailbox
 from gui.dialogs import error_box
@@ -50,6 +51,7 @@ class NewMailboxDialog(QDialog):
         self.password = QLineEdit()
         self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.setAccessibleName("Password")
+        self.password.setToolTip(passwords.RULE)
         self.confirm = QLineEdit()
         self.confirm.setEchoMode(QLineEdit.EchoMode.Password)
         self.confirm.setAccessibleName("Confirm Password")

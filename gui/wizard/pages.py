@@ -39,7 +39,8 @@ from core.certificates import check_pair, describe
 from core.errors import MailError
 from core.names import normalize_domain, normalize_mailbox
 from core.parsing import EVERY_ADDRESS, bind_address, parse_ldap_urls
-from gui.dialogs.form import buddy_label
+from core.passwords import RULE as PASSWORD_RULE
+from gui.dialogs.form import buddy_label, password_problem
 from gui.wizard import checks
 from gui.wizard.apply import SetupPlan, SetupRunner
 
@@ -660,8 +661,8 @@ class FirstMailboxPage(ReasonPage):
         for w in (self.password, self.confirm):
             w.setEnabled(needs)
         self.password_note.setText(
-            "" if needs else "With this authentication method the person logs on with their existing account "
-            "and password; the mailbox name must be that account's name.")
+            PASSWORD_RULE if needs else "With this authentication method the person logs on with their existing "
+            "account and password; the mailbox name must be that account's name.")
 
     def problem(self) -> str:
         self.at_domain.setText("@" + (self.domain.text().strip() or "domain"))
@@ -680,12 +681,8 @@ class FirstMailboxPage(ReasonPage):
         except MailError as exc:
             return exc.message
         if self.needs_password():
-            if not self.password.text():
-                return "Give the mailbox a password."
-            if len(self.password.text()) < 8:
-                return "Use a password of at least 8 characters."
-            if self.password.text() != self.confirm.text():
-                return "The two passwords differ; type the same password twice."
+            password_reason, confirm_reason = password_problem(self.password.text(), self.confirm.text())
+            return password_reason or confirm_reason
         return ""
 
 

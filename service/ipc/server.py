@@ -172,14 +172,14 @@ class UnixPeerGate:
             return True
         log.warning("admin channel: refused %s (not root, the service user or the admin group)", self.actor)
         await self.scope.pending_audit.write(self.actor, "connect", "", "", "forbidden")
-        err = Forbidden("You may not administer this mail service: run as root, as the service's "
-                        "user, or as a member of its admin group.")
+        err = Forbidden("You may not administer this mail service: only root, the service's user and "
+                        "members of its admin group may.")
         # Answer the first request (so the client sees why), then hang up.
         req_id = None
         with contextlib.suppress(Exception):
             line = await asyncio.wait_for(conn.reader.readline(), 5)
             req_id = json.loads(line).get("id")
-        conn.writer.write(protocol.error(req_id, err.code, err.message))
+        conn.writer.write(protocol.refusal(req_id, err))
         await conn.writer.drain()
         return False
 
@@ -293,7 +293,7 @@ class AdminConnection:
             # after an answer finds it there.
             if mutates:
                 await self._audit(op, params, f"refused: {refusal.code}", refusal.message)
-            self._send(protocol.error(req_id, refusal.code, refusal.message))
+            self._send(protocol.refusal(req_id, refusal))
             log.info("admin %s by %s refused: %s", op, self.actor, refusal.message)
             return
         if OPS[op].mutates:

@@ -115,7 +115,7 @@ class TokenGate:
         await self._audit(f"forbidden: {why}")
         err = Forbidden(message)
         with contextlib.suppress(Exception):
-            conn.writer.write(protocol.error(req_id, err.code, err.message))
+            conn.writer.write(protocol.refusal(req_id, err))
             await conn.writer.drain()
 
     async def _audit(self, outcome: str) -> None:

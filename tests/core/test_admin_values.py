@@ -81,7 +81,7 @@ def test_a_new_domain_is_one_transaction(db, admin):
 ], ids=["no-password", "bad-password", "no-domain", "bad-name", "taken"])
 def test_bad_input_changes_nothing_and_costs_one_transaction(db, store, admin, events, address, password, error):
     admin.domain_add("example.com")
-    admin.mailbox_add("taken@example.com", password="pw-0")
+    admin.mailbox_add("taken@example.com", password="pw-taken-0")
     events.clear()
     with transactions(db) as begun, pytest.raises(error):
         admin.mailbox_add(address, password=password)

@@ -5,6 +5,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMenu
 
+from core import passwords
 from gui.dialogs.confirm_delete import ConfirmDeleteDialog
 from gui.dialogs.item_properties import DomainPropertiesDialog, MailboxPropertiesDialog
 from gui.dialogs.mailbox_created import MailboxCreatedDialog
@@ -150,7 +151,7 @@ def test_new_mailbox_then_the_mail_client_confirmation(qtbot, window, fake):
     assert not dialog.ok_button.isEnabled()
     qtbot.keyClicks(dialog.password, "Tr1cky-pass")
     qtbot.keyClicks(dialog.confirm, "Tr1cky-pasz")
-    assert dialog.confirm_reason.text() == "The passwords do not match."
+    assert dialog.confirm_reason.text() == passwords.CONFIRM_DIFFERS
     assert not dialog.ok_button.isEnabled()
     dialog.confirm.clear()
     qtbot.keyClicks(dialog.confirm, "Tr1cky-pass")
@@ -175,8 +176,8 @@ def test_new_mailbox_then_the_mail_client_confirmation(qtbot, window, fake):
     window.do_new_mailbox()
     second = window.dialog
     qtbot.keyClicks(second.name_edit, "dave")
-    qtbot.keyClicks(second.password, "x")
-    qtbot.keyClicks(second.confirm, "x")
+    qtbot.keyClicks(second.password, "Dave-pass-1")
+    qtbot.keyClicks(second.confirm, "Dave-pass-1")
     qtbot.mouseClick(second.ok_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "dave" in list_names(window.mailbox_pane))
     assert window.dialog is second
@@ -289,7 +290,7 @@ def test_changes_made_elsewhere_appear_without_refresh(qtbot, window, fake):
     open_domain(qtbot, window, "contoso.com")
     reads = len(fake.requests)
     fake.external("domain.add", {"name": "adatum.com"})
-    fake.external("mailbox.add", {"address": "zoe@contoso.com", "password": "pw"})
+    fake.external("mailbox.add", {"address": "zoe@contoso.com", "password": "Zoe-pass-1"})
     fake.external("mailbox.lock", {"address": "alice@contoso.com"})
     fake.external_delivery("bob@contoso.com", 4096)
     qtbot.waitUntil(lambda: "adatum.com" in tree_labels(window) and "zoe" in list_names(window.mailbox_pane),

@@ -108,7 +108,7 @@ def test_sorting_by_another_column_asks_the_service_for_pages_in_that_order(qtbo
     keys = [(model.row(r)["message_count"], model.row(r)["name"]) for r in range(model.rowCount())]
     assert len(keys) == 1234 and keys == sorted(keys, reverse=True)
     # An item added inside the loaded order lands at its place.
-    big.external("mailbox.add", {"address": "zz-top@big.example.com", "password": "x"})
+    big.external("mailbox.add", {"address": "zz-top@big.example.com", "password": "Big-pass-1"})
     qtbot.waitUntil(lambda: model.total == 1235)
     i = model.row_of("zz-top@big.example.com")
     assert i > 0 and model.row(i - 1)["message_count"] >= 0 == model.row(i)["message_count"]
@@ -124,8 +124,8 @@ def test_filter_asks_the_service_and_events_respect_it(qtbot, big):
     model.set_filter("u00012")
     qtbot.waitUntil(lambda: model.fully_loaded and model.total == 10)
     assert big.ops_sent("mailbox.list")[-1]["filter"] == "u00012"
-    big.external("mailbox.add", {"address": "zzz@big.example.com", "password": "pw"})
-    big.external("mailbox.add", {"address": "u000120x@big.example.com", "password": "pw"})
+    big.external("mailbox.add", {"address": "zzz@big.example.com", "password": "Big-pass-1"})
+    big.external("mailbox.add", {"address": "u000120x@big.example.com", "password": "Big-pass-1"})
     qtbot.waitUntil(lambda: model.total == 11)
     assert "u000120x" in names(model) and "zzz" not in names(model)
 
@@ -135,11 +135,11 @@ def test_events_keep_the_loaded_prefix_consistent(qtbot, big):
     model = attached(MailboxTableModel(big), big)
     model.set_domain("big.example.com")
     qtbot.waitUntil(lambda: model.rowCount() == paged_table.PAGE)
-    big.external("mailbox.add", {"address": "a-first@big.example.com", "password": "pw"})
-    big.external("mailbox.add", {"address": "zz-last@big.example.com", "password": "pw"})
+    big.external("mailbox.add", {"address": "a-first@big.example.com", "password": "Big-pass-1"})
+    big.external("mailbox.add", {"address": "zz-last@big.example.com", "password": "Big-pass-1"})
     big.external("mailbox.delete", {"address": "u000003@big.example.com"})
     big.external("mailbox.lock", {"address": "u000004@big.example.com"})
-    big.external("mailbox.add", {"address": "other@d00001.example.net", "password": "pw"})
+    big.external("mailbox.add", {"address": "other@d00001.example.net", "password": "Big-pass-1"})
     qtbot.waitUntil(lambda: model.total == 1235)
     assert model.rowCount() == paged_table.PAGE   # +1 inserted, -1 deleted, the last one beyond
     assert names(model)[0] == "a-first"

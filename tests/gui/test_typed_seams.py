@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QLabel
 
+from core import passwords
 from core.keyrings import is_secure_backend
 from gui.dialogs.new_domain import NewDomainDialog
 from gui.models.tree_model import ScopeTreeModel
@@ -68,7 +69,7 @@ def test_pages_ask_the_questions_they_are_given_not_a_wizard(qtbot, tmp_path):
     mailbox.mailbox.setText("alice")
     assert mailbox.problem() == ""          # local accounts: no password asked
     mailbox.questions = Answers(method="passwordfile")
-    assert mailbox.problem() == "Give the mailbox a password."
+    assert mailbox.problem() == passwords.EMPTY
 
     storage = StoragePage(tmp_path / "mailroot", Answers(rerun=True))
     qtbot.addWidget(storage)
