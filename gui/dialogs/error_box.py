@@ -57,6 +57,10 @@ def show_error(parent: QWidget | None, error: BaseException | str, *, doing: str
     if isinstance(error, MailError):
         heading = heading_for(error)
         message = error.message   # never error.hint: that is command-line advice, for winpop
+    elif doing:
+        # The console's own text already says what went wrong; "The operation failed." adds nothing.
+        presenter(parent, f"Could not {doing}.", str(error))
+        return
     else:
         heading, message = FALLBACK, str(error)
     if doing:

@@ -76,6 +76,11 @@ def test_kind_and_hint_cross_the_wire_and_only_winpop_shows_the_hint(errors):
     assert isinstance(from_dict(AlreadyExists("x").to_dict()), AlreadyExists)
 
 
+def test_the_consoles_own_text_gets_only_what_could_not_be_done_as_heading(errors):
+    error_box.show_error(None, "These listeners could not start: pop3 (port 1110): in use", doing="start the service")
+    assert errors == ["Could not start the service. These listeners could not start: pop3 (port 1110): in use"]
+
+
 def _raised_messages(path: Path) -> Iterator[tuple[int, str]]:
     """(line, the literal text) of every error raised with a message in ``path``."""
     names = {"Invalid", "NotFound", "Conflict", "Forbidden", "Unavailable", "MailError", "DiskFull", "AuthFailed",
