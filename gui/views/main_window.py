@@ -631,7 +631,7 @@ class MainWindow(QMainWindow):
         """View > Options: messages turned off, remembered computers."""
         dialog = OptionsDialog(self, self.settings, computers=self.server_switch.removable(),
                                remove_computer=self.server_switch.remove)
-        self.open_dialog(dialog, "connect")
+        self.open_dialog(dialog, "options")
 
     def do_properties(self) -> None:
         if self._enabled("properties"):
