@@ -158,6 +158,12 @@ OPS: dict[str, OpSpec] = {
             f"{{domains, mailboxes, messages, bytes, items: [{_DOMAIN_INFO}], counters}}; with a domain: "
             f"{{domain, mailboxes, messages, bytes, locked, items: [{_MAILBOX_INFO}], counters}}",
             domain=_OPT_STR),
+        _op("stats.history", "The per-minute series of the last hour or day (the status page's charts, winpop "
+            "stats): counts of received, delivered, sent, pop3_sessions, failed_logons; samples of queue_size, "
+            "disk_free_mb; null where the service was not running",
+            "{interval: 60, end: <epoch seconds at the end of the last full minute>, "
+            "series: {name: [value or null, ... oldest first, one per minute]}}",
+            minutes=Param(int, required=False, default=60)),
         _op("log.recent", "The newest lines of the service log (what the current logging level lets through)",
             "{level, items: [{at, level, source, message}]}", limit=Param(int, required=False, default=100)),
         _op("audit.list", "The newest audit entries", "{items: [{at, actor, op, target, detail, outcome}]}",

@@ -31,6 +31,7 @@ from core.ipc.ops import OPS, check_implemented
 from core.ipc.wire import to_wire
 from core.settings import Settings
 from core.tables import Domain
+from service.history import MAX_MINUTES
 from service.ipc.scope import AdminScope, current_actor, current_requester
 from service.logbook import recent
 from service.tls import certificate_info, generate_self_signed, write_pair
@@ -212,6 +213,15 @@ async def stat(scope: AdminScope, params: dict[str, Any]) -> Any:
     result = to_wire(await scope.run(scope.admin.stat, params.get("domain")))
     result["counters"] = scope.stats.snapshot()
     return result
+
+
+@handles("stats.history")
+async def stats_history(scope: AdminScope, params: dict[str, Any]) -> Any:
+    minutes = int(params.get("minutes") or 60)
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise Invalid(f"The history goes back 1 to {MAX_MINUTES} minutes (a day), not {minutes}.")
+    await scope.history.roll()   # the minute that just ended, even if the timer has not run yet
+    return scope.history.series(minutes)
 
 
 async def _call(scope: AdminScope, method: Callable[..., Any], *args: Any) -> Any:
