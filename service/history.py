@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from core.db import Database
+from core.ipc.ops import STATS_MAX_MINUTES, STATS_SERIES
 from core.tables import QueuedMessage, StatsMinute
 from service.counters import Counters
 from service.disk import DiskWatch
@@ -42,8 +43,7 @@ from service.disk import DiskWatch
 log = logging.getLogger(__name__)
 
 INTERVAL = 60                # seconds in one step of every series
-KEEP_MINUTES = 1440          # one day, in memory and in the table
-MAX_MINUTES = KEEP_MINUTES   # the most stats.history answers at once
+KEEP_MINUTES = STATS_MAX_MINUTES   # one day, in memory and in the table
 
 # Counted series: the counters (service/counters.py) whose per-minute differences they are.
 COUNTED: dict[str, tuple[str, ...]] = {
@@ -94,7 +94,7 @@ class History:
     def series(self, minutes: int = 60) -> dict[str, Any]:
         """The last ``minutes`` full minutes of every series, oldest first; ``None`` where the
         service was not running (the stats.history op's result)."""
-        minutes = max(1, min(int(minutes), MAX_MINUTES))
+        minutes = max(1, min(int(minutes), STATS_MAX_MINUTES))
         end = minute_of(self._clock())          # the minute now running: not full yet
         span = range(end - minutes, end)
         with self._lock:

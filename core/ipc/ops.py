@@ -211,6 +211,32 @@ OPS: dict[str, OpSpec] = {
     )
 }
 
+
+
+@dataclass(frozen=True)
+class StatsSeries:
+    """One series of ``stats.history``: its label (console charts, winpop stats) and whether each
+    value counts what happened in that minute or samples a level at its end."""
+
+    name: str
+    label: str
+    counted: bool
+    unit: str = ""
+
+
+# The series of stats.history, in the order the console and winpop show them (service/history.py
+# keeps exactly these).
+STATS_SERIES: dict[str, StatsSeries] = {s.name: s for s in (
+    StatsSeries("received", "Messages received", counted=True),
+    StatsSeries("delivered", "Delivered to local mailboxes", counted=True),
+    StatsSeries("sent", "Sent to other servers", counted=True),
+    StatsSeries("pop3_sessions", "POP3 sessions", counted=True),
+    StatsSeries("failed_logons", "Failed logons", counted=True),
+    StatsSeries("queue_size", "Outgoing queue", counted=False),
+    StatsSeries("disk_free_mb", "Free disk space", counted=False, unit="MB"),
+)}
+STATS_MAX_MINUTES = 1440   # stats.history goes back a day at most
+
 # Events the service pushes to subscribers after a committed change: {"event": NAME, "data": ...}
 EVENTS = {
     "domain.added": "DomainInfo",

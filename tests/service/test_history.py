@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from core.db import Database
+from core.ipc.ops import STATS_SERIES
 from core.tables import StatsMinute
 from service.app import Process, Runtime, ServiceConfig, build
 from service.counters import Counters
@@ -223,3 +224,25 @@ def test_counted_series_are_differences_of_the_counters_and_a_missed_tick_is_a_g
         assert _history(db, clock, Counters(), node="other").series(4)["series"]["sent"] == [None] * 4
     finally:
         db.dispose()
+
+
+# -- winpop stats, against a real service process ------------------------------------------------
+def test_winpop_stats_prints_the_op_result_as_json_and_a_table_as_text(service) -> None:
+    shown = service.winpop("stats", "--json", check=True)
+    result = json.loads(shown.stdout)
+    assert result["interval"] == 60 and result["end"] % 60 == 0
+    assert list(result["series"]) == list(STATS_SERIES)
+    assert all(len(values) == 60 for values in result["series"].values())
+    day = json.loads(service.winpop("Stats", "1440", "--json", check=True).stdout)
+    assert all(len(values) == 1440 for values in day["series"].values())
+    text = service.winpop("stats", check=True).stdout
+    assert text.startswith("The last hour, to ")
+    for spec in STATS_SERIES.values():
+        assert spec.label in text
+    refused = service.winpop("stats", "1441")
+    assert refused.returncode == 1 and "1 to 1440" in refused.stderr
+
+
+def test_the_history_keeps_exactly_the_op_tables_series() -> None:
+    assert SERIES == tuple(STATS_SERIES)
+    assert all(spec.counted == (name in COUNTED) for name, spec in STATS_SERIES.items())
