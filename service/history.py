@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from core.db import Database
-from core.ipc.ops import STATS_MAX_MINUTES, STATS_SERIES
+from core.ipc.ops import STATS_MAX_MINUTES
 from core.tables import QueuedMessage, StatsMinute
 from service.counters import Counters
 from service.disk import DiskWatch
@@ -54,7 +54,7 @@ COUNTED: dict[str, tuple[str, ...]] = {
     "failed_logons": ("pop3.logon_failures", "smtp_logon_failures", "admin_tcp.failures"),
 }
 SAMPLED = ("queue_size", "disk_free_mb")                # measured at the end of the minute
-SERIES = (*COUNTED, *SAMPLED)
+SERIES = (*COUNTED, *SAMPLED)   # the op table's STATS_SERIES, in its order (a test checks)
 
 Clock = Callable[[], float]
 

@@ -733,7 +733,8 @@ def demo_service() -> FakeService:
     return svc
 
 
-def demo_history(minutes: int = STATS_MAX_MINUTES, *, down: tuple[int, int] = (400, 430)) -> dict[str, list[int | None]]:
+def demo_history(minutes: int = STATS_MAX_MINUTES, *,
+                 down: tuple[int, int] = (400, 430)) -> dict[str, list[int | None]]:
     """A plausible office day for the charts: busy mornings, a quiet night, and half an hour the
     service was stopped (minutes ``down`` from the start: gaps)."""
     history: dict[str, list[int | None]] = {name: [] for name in STATS_SERIES}
