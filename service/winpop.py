@@ -69,8 +69,8 @@ HELP = {
     "stat": "winpop stat [DOMAIN]\n  Mailboxes, messages and sizes per domain (or per mailbox of DOMAIN), "
             "and the service's counters.",
     "stats": "winpop stats [MINUTES]\n  Mail received, delivered and sent, POP3 sessions and failed logons over the last\n"
-             "  hour"
-             " (or MINUTES, up to 1440), with the queue and free disk space now; --json: every minute's values.",
+             "  hour (or MINUTES, up to 1440), with the queue and free disk space now;\n"
+             "  --json: every minute's values (null: the service was not running).",
     "changepwd": "winpop changepwd NAME@DOMAIN [PASSWORD | --password-stdin]\n  Change a mailbox's password "
                  "(asks for it unless given).",
     "createquotafile": "winpop createquotafile NAME@DOMAIN [/user:NAME] [--quota SIZE]\n"
