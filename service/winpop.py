@@ -68,8 +68,8 @@ HELP = {
               "its domain is locked).",
     "stat": "winpop stat [DOMAIN]\n  Mailboxes, messages and sizes per domain (or per mailbox of DOMAIN), "
             "and the service's counters.",
-    "stats": "winpop stats [MINUTES]\n  Mail received, delivered and sent, POP3 sessions and failed logons over the last\n"
-             "  hour (or MINUTES, up to 1440), with the queue and free disk space now;\n"
+    "stats": "winpop stats [MINUTES]\n  Mail received, delivered and sent, POP3 sessions and failed logons\n"
+             "  over the last hour (or MINUTES, up to 1440), with the queue and free disk space now;\n"
              "  --json: every minute's values (null: the service was not running).",
     "changepwd": "winpop changepwd NAME@DOMAIN [PASSWORD | --password-stdin]\n  Change a mailbox's password "
                  "(asks for it unless given).",
