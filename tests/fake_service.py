@@ -734,23 +734,25 @@ def demo_service() -> FakeService:
 
 
 def demo_history(minutes: int = STATS_MAX_MINUTES, *,
-                 down: tuple[int, int] = (400, 430)) -> dict[str, list[int | None]]:
-    """A plausible office day for the charts: busy mornings, a quiet night, and half an hour the
-    service was stopped (minutes ``down`` from the start: gaps)."""
+                 down: tuple[int, int] = (STATS_MAX_MINUTES - 45, STATS_MAX_MINUTES - 37)
+                 ) -> dict[str, list[int | None]]:
+    """A plausible office day for the charts, ending at 14:00: quiet nights, busy office hours, and
+    eight minutes in the last hour when the service was stopped (minutes ``down``: gaps)."""
     history: dict[str, list[int | None]] = {name: [] for name in STATS_SERIES}
     queue, disk = 2, 41_200
     for m in range(minutes):
-        day = 0.5 + 0.5 * math.sin((m - 360) / minutes * 2 * math.pi)   # 0 at night .. 1 mid-day
+        hour = (14 - (minutes - 1 - m) / 60) % 24                       # the last minute: 14:00
+        day = max(0.0, math.sin(math.pi * (hour - 7) / 12)) if 7 <= hour <= 19 else 0.0   # office hours
         wobble = (m * 7919) % 13
         if down[0] <= m < down[1]:
             for values in history.values():
                 values.append(None)
             continue
-        received = int(day * 9 + wobble % 4)
+        received = round(day * day * 8 + (wobble % 5) * day)
         queue = max(0, queue + (1 if wobble == 3 else 0) - (1 if wobble == 8 and queue else 0))
         disk -= received // 3
-        values_now = {"received": received, "delivered": int(received * 1.4), "sent": int(day * 3 + wobble % 2),
-                      "pop3_sessions": int(day * 14 + wobble % 5), "failed_logons": 3 if wobble == 11 else 0,
+        values_now = {"received": received, "delivered": int(received * 1.4), "sent": round(day * 2 + (wobble % 3) * day),
+                      "pop3_sessions": round(day * 12 + (wobble % 6) * day), "failed_logons": 3 if wobble == 11 else 0,
                       "queue_size": queue, "disk_free_mb": disk}
         for name, value in values_now.items():
             history[name].append(value)
