@@ -751,7 +751,8 @@ def demo_history(minutes: int = STATS_MAX_MINUTES, *,
         received = round(day * day * 8 + (wobble % 5) * day)
         queue = max(0, queue + (1 if wobble == 3 else 0) - (1 if wobble == 8 and queue else 0))
         disk -= received // 3
-        values_now = {"received": received, "delivered": int(received * 1.4), "sent": round(day * 2 + (wobble % 3) * day),
+        values_now = {"received": received, "delivered": int(received * 1.4),
+                      "sent": round(day * 2 + (wobble % 3) * day),
                       "pop3_sessions": round(day * 12 + (wobble % 6) * day), "failed_logons": 3 if wobble == 11 else 0,
                       "queue_size": queue, "disk_free_mb": disk}
         for name, value in values_now.items():

@@ -1,6 +1,7 @@
 """The server node's "Service Status" tab: listener states, small live charts of the last hour or
-day (``stats.history``, gui/views/charts.py), live counters, the newest lines of the service log (``log.recent``: what the logging level lets through), remote administration, and
-the mail store's problems (entries its repair could not fix).
+day (``stats.history``, gui/views/charts.py), live counters, the newest lines of the service log
+(``log.recent``: what the logging level lets through), remote administration, and the mail
+store's problems (entries its repair could not fix).
 
 It refreshes on the service's ``service.state`` events and, while visible, every two seconds
 (counters move without an event for each session). Nothing here blocks: every read is a request.
