@@ -246,3 +246,31 @@ def test_winpop_stats_prints_the_op_result_as_json_and_a_table_as_text(service) 
 def test_the_history_keeps_exactly_the_op_tables_series() -> None:
     assert SERIES == tuple(STATS_SERIES)
     assert all(spec.counted == (name in COUNTED) for name, spec in STATS_SERIES.items())
+
+
+def test_a_restart_within_a_minute_adds_to_what_the_stop_wrote(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    clock = Clock(T0)
+
+    async def scenario() -> History:
+        before = Counters()
+        stopping = _history(db, clock, before)
+        before.incr("smtp_accepted", 2)
+        await stopping.stop()                 # the minute so far: 2
+        clock.now += 20                       # started again in the same minute
+        after = Counters()
+        restarted = _history(db, clock, after)
+        restarted.load()
+        after.incr("smtp_accepted", 3)
+        clock.now += 60
+        await restarted.roll()
+        return restarted
+
+    history = asyncio.run(scenario())
+    try:
+        assert history.series(2)["series"]["received"] == [None, 5]
+        with db.read() as session:
+            stored = session.scalar(select(StatsMinute.value).where(StatsMinute.series == "received"))
+        assert stored == 5
+    finally:
+        db.dispose()
