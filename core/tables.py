@@ -212,3 +212,19 @@ class AdminToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_from: Mapped[str] = mapped_column(String(64), default="")
+
+
+# --- Service statistics (issue 15): the per-minute history the status page charts -----------
+# One row per node, minute and series; a node keeps the last day (service/history.py prunes).
+
+
+class StatsMinute(Base):
+    """One value of one per-minute series (messages received, queue size ...) of one service node."""
+
+    __tablename__ = "stats_history"
+    __table_args__ = (Index("ix_stats_history_minute", "minute"),)
+
+    node: Mapped[str] = mapped_column(String(128), primary_key=True)     # host name:data directory hash
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)    # epoch seconds // 60 of its start
+    series: Mapped[str] = mapped_column(String(32), primary_key=True)    # received, delivered ... disk_free_mb
+    value: Mapped[int] = mapped_column(BigInteger)

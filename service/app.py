@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from service.counters import Counters
 from service.db_password import database_url, shown_url
 from service.disk import DiskWatch
 from service.event_bus import EventBus
+from service.history import History, node_name
 from service.ipc.audit import PendingAudit
 from service.ipc.scope import AdminScope
 from service.ipc.server import AdminServer
@@ -98,6 +100,7 @@ class Process:
     set_log_level: Callable[[int], None]             # the logging setting (0-3)
     request_shutdown: Callable[[bool], None]         # service.shutdown; True: start again
     accounts: SystemAccounts | Any = None            # the privileged helper's client, started as root
+    clock: Callable[[], float] = time.time           # the per-minute history's clock (tests move it)
 
 
 def database_for(config: ServiceConfig) -> str:
@@ -220,6 +223,8 @@ def build(config: ServiceConfig, process: Process) -> Runtime:
 
     disk = DiskWatch(disk_places, workers.run, disk_changed)
     status = ServiceStatus(listeners, counters, disk, store)
+    history = History(db=db, node=node_name(data_dir), counters=counters, disk=disk, run=workers.run,
+                      clock=process.clock)
     control = ListenerControl(listeners, addresses, events, status.report)
     pending_audit = PendingAudit(workers, admin)
     tokens = AdminTokens(db)
@@ -228,7 +233,7 @@ def build(config: ServiceConfig, process: Process) -> Runtime:
     scope = AdminScope(version=VERSION, data_dir=data_dir, loop=loop, db=db, store=store, admin=admin,
                        settings=settings, workers=workers, stats=counters, events=events, status=status, tls=tls,
                        auth_methods=auth, throttle=throttle, smtp=smtp, listeners=listeners, control=control,
-                       tokens=tokens, admin_tcp=admin_tcp, pending_audit=pending_audit,
+                       tokens=tokens, admin_tcp=admin_tcp, pending_audit=pending_audit, history=history,
                        request_shutdown=process.request_shutdown)
     admin_server = AdminServer(scope, socket_path(data_dir))
 
@@ -253,7 +258,7 @@ def build(config: ServiceConfig, process: Process) -> Runtime:
 
     return Runtime(db=db, store=store, settings=settings, workers=workers, events=events, auth=auth, relay=relay,
                    tls=tls, pop3=pop3, smtp=smtp, listeners=listeners, disk=disk, status=status,
-                   admin_server=admin_server, counter_events=counter_events)
+                   admin_server=admin_server, counter_events=counter_events, history=history)
 
 
 def mail_listeners(pop3: Pop3Server, smtp: SmtpServer, *, tls: TlsMaterial, throttle: LoginThrottle,
@@ -283,7 +288,7 @@ class Runtime:
     def __init__(self, *, db: Database, store: MailStore, settings: LiveSettings, workers: Workers,
                  events: EventBus, auth: AuthMethods, relay: EventRelay | None, tls: TlsMaterial, pop3: Pop3Server,
                  smtp: SmtpServer, listeners: dict[str, Listener], disk: DiskWatch, status: ServiceStatus,
-                 admin_server: AdminServer, counter_events: CounterEvents) -> None:
+                 admin_server: AdminServer, counter_events: CounterEvents, history: History) -> None:
         self.db = db
         self.store = store
         self.settings = settings
@@ -299,6 +304,7 @@ class Runtime:
         self.status = status
         self.admin_server = admin_server
         self.counter_events = counter_events
+        self.history = history
         self._tls_watch: asyncio.Task | None = None
 
     # -- start ----------------------------------------------------------------------------
@@ -315,6 +321,10 @@ class Runtime:
             log.info("reconciled %d mailboxes", report.mailboxes_checked)
         except Exception as exc:   # the service still starts: the console and winpop say what is wrong
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
+        try:
+            self.history.load()   # the charts' last day
+        except Exception as exc:   # the service runs without its past
+            log.error("cannot read the statistics history: %s", exc)
         self.workers.start_threads()
 
     async def open_admin(self) -> None:
@@ -339,6 +349,7 @@ class Runtime:
                 log.error("listener %s: %s", listener.name, listener.error or exc)
         await self.smtp.start()
         self.disk.start()
+        self.history.start()
         self.events.publish("service.state", self.status.report())
         self._tls_watch = asyncio.get_running_loop().create_task(self._watch_tls(), name="tls-watch")
 
@@ -372,6 +383,7 @@ class Runtime:
                 await listener.stop()
         with contextlib.suppress(Exception):   # give back mailbox session locks
             await self.pop3.close()
+        await self.history.stop()              # the minute counted so far (needs the worker threads)
         await self.admin_server.stop()
         loop = asyncio.get_running_loop()
         if self.relay is not None:

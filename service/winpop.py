@@ -18,6 +18,7 @@ import getpass
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from core.catalog import SETTINGS, port_in_use_note
 from core.catalog import shown as shown_value
 from core.errors import MailError, Unreachable
 from core.ipc.client import AdminClient
+from core.ipc.ops import STATS_MAX_MINUTES, STATS_SERIES
 from core.ipc.protocol import split_host_port
 from core.paths import default_data_dir
 
@@ -67,6 +69,9 @@ HELP = {
               "its domain is locked).",
     "stat": "winpop stat [DOMAIN]\n  Mailboxes, messages and sizes per domain (or per mailbox of DOMAIN), "
             "and the service's counters.",
+    "stats": "winpop stats [MINUTES]\n  Mail received, delivered and sent, POP3 sessions and failed logons\n"
+             "  over the last hour (or MINUTES, up to 1440), with the queue and free disk space now;\n"
+             "  --json: every minute's values (null: the service was not running).",
     "changepwd": "winpop changepwd NAME@DOMAIN [PASSWORD | --password-stdin]\n  Change a mailbox's password "
                  "(asks for it unless given).",
     "createquotafile": "winpop createquotafile NAME@DOMAIN [/user:NAME] [--quota SIZE]\n"
@@ -100,6 +105,7 @@ HELP = {
 # How many words each verb takes after it: (at least, at most).
 ARITY = {
     "add": (1, 2), "delete": (1, 1), "list": (0, 1), "lock": (1, 1), "unlock": (1, 1), "stat": (0, 1),
+    "stats": (0, 1),
     "changepwd": (1, 2), "createquotafile": (1, 1), "get": (0, 1), "set": (2, 5), "import": (1, 1),
     "migrate": (1, 1), "start": (0, 1), "stop": (0, 1), "pause": (0, 1), "resume": (0, 1), "restart": (0, 1),
     "status": (0, 0), "bans": (0, 0), "unban": (1, 1), "queue": (0, 2), "relaytest": (0, 0), "audit": (0, 1),
@@ -330,6 +336,13 @@ class Winpop:
                 text += "\nService counters:\n" + "\n".join(f"  {k}: {v:,}" for k, v in sorted(counters.items()))
         self.out(result, text.rstrip())
 
+    def do_stats(self) -> None:
+        words = self.args.target or "60"
+        if not words.isdigit() or not 1 <= int(words) <= STATS_MAX_MINUTES:
+            raise WrongInput(f"'{words}' is not a number of minutes from 1 to {STATS_MAX_MINUTES}")
+        result = self.client.call("stats.history", minutes=int(words))
+        self.out(result, stats_text(result))
+
     def do_changepwd(self) -> None:
         target = self._need_target()
         password = _read_password(self.args)
@@ -549,6 +562,34 @@ class Winpop:
         result = self.client.call("audit.list", limit=limit)
         rows = [[a["at"][:19], a["actor"], a["op"], a["target"], a["outcome"]] for a in result["items"]]
         self.out(result, _table(rows, ["When (UTC)", "Who", "Operation", "Target", "Outcome"]) if rows else "(empty)")
+
+
+def stats_text(result: dict[str, Any]) -> str:
+    """``winpop stats``: per series the total over the period (counts) or the value now (levels),
+    and the busiest minute; minutes without data (the service was not running) are said."""
+    series = result.get("series") or {}
+    minutes = max((len(v) for v in series.values()), default=0)
+    end = datetime.fromtimestamp(int(result.get("end") or 0)).astimezone()
+    period = "hour" if minutes == 60 else ("day" if minutes == 1440 else f"{minutes} minutes")
+    rows = []
+    for name, spec in STATS_SERIES.items():
+        values = [v for v in series.get(name) or [] if v is not None]
+        unit = f" {spec.unit}" if spec.unit else ""
+        if spec.counted:
+            total = f"{sum(values):,}" if values else "-"
+            busiest = f"{max(values):,}" if values else "-"
+            rows.append([spec.label, total, busiest])
+        else:
+            rows.append([spec.label + " now", f"{values[-1]:,}{unit}" if values else "-", ""])
+    header = ["", f"Last {period}", "Busiest minute"]
+    widths = [max(len(row[i]) for row in [*rows, header]) for i in range(3)]
+    lines = ["  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]).rstrip()
+             for row in [header, *rows]]
+    text = f"The last {period}, to {end:%H:%M} ({minutes} minute(s)):\n" + "\n".join(lines)
+    missing = sum(1 for v in series.get("received") or [] if v is None)
+    if missing:
+        text += f"\nNo data for {missing} minute(s): the service was not running then."
+    return text
 
 
 def _queued_text(item: dict[str, Any]) -> str:

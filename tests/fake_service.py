@@ -10,7 +10,9 @@ and only the events tell us.
 """
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from PySide6.QtNetwork import QAbstractSocket
 from core import passwords
 from core.catalog import MAIL_LISTENERS, SETTINGS, TlsMode, resolve, shown
 from core.errors import AlreadyExists, Conflict, Invalid, Locked, MailError, NotFound, PasswordRefused, Unavailable
-from core.ipc.ops import check_params
+from core.ipc.ops import STATS_MAX_MINUTES, STATS_SERIES, check_params
 from core.ipc.wire import to_wire
 from core.model import DomainInfo, MailboxInfo
 from core.names import check_token_name, display_domain, normalize_domain, split_address
@@ -87,6 +89,8 @@ class FakeService:
             "fingerprint": "3F:A1:9C:07:5B:E2:48:D0:11:6A:C3:92:7E:04:B8:5D:"
                            "2C:F9:60:A7:1E:83:D4:56:9B:0F:E7:32:C8:4A:15:6D"}
         self.bans: list[dict[str, Any]] = []
+        # stats.history: a day of per-minute values per series, oldest first (None: not running).
+        self.history: dict[str, list[int | None]] = {name: [None] * STATS_MAX_MINUTES for name in STATS_SERIES}
         self.tokens: list[dict[str, Any]] = []
         self.key_problem = ""
         self.queue: list[dict[str, Any]] = []
@@ -423,6 +427,13 @@ class FakeService:
                 "items": [self.domain_info(self.domains[n]) for n in self.domain_names()],
                 "counters": dict(self.counters)}
 
+    def op_stats_history(self, p: dict, ev: list) -> Any:
+        minutes = p["minutes"]
+        if not 1 <= minutes <= STATS_MAX_MINUTES:
+            raise Invalid(f"The history goes back 1 to {STATS_MAX_MINUTES} minutes (a day), not {minutes}.")
+        return {"interval": 60, "end": int(time.time()) // 60 * 60,
+                "series": {name: values[-minutes:] for name, values in self.history.items()}}
+
     def op_audit_list(self, p: dict, ev: list) -> Any:
         return {"items": self.audit[: p["limit"]]}
 
@@ -697,6 +708,7 @@ def demo_service() -> FakeService:
     ]
     svc.counters.update({"pop3.sessions": 3, "pop3.logons": 1190, "pop3.logon_failures": 7,
                          "pop3.messages_retrieved": 1190, "smtp_accepted": 1284, "smtp_queued": 2})
+    svc.history = demo_history()
     svc.log = [
         {"at": "2026-03-02T09:14:05+00:00", "level": "INFO", "source": "service.pop3.session",
          "message": "bob@contoso.com logged on from 192.168.1.23 (APOP), 3 messages"},
@@ -736,3 +748,30 @@ def demo_service() -> FakeService:
          "body_preview": ""},
     ]
     return svc
+
+
+def demo_history(minutes: int = STATS_MAX_MINUTES, *,
+                 down: tuple[int, int] = (STATS_MAX_MINUTES - 45, STATS_MAX_MINUTES - 37)
+                 ) -> dict[str, list[int | None]]:
+    """A plausible office day for the charts, ending at 14:00: quiet nights, busy office hours, and
+    eight minutes in the last hour when the service was stopped (minutes ``down``: gaps)."""
+    history: dict[str, list[int | None]] = {name: [] for name in STATS_SERIES}
+    queue, disk = 2, 41_200
+    for m in range(minutes):
+        hour = (14 - (minutes - 1 - m) / 60) % 24                       # the last minute: 14:00
+        day = max(0.0, math.sin(math.pi * (hour - 7) / 12)) if 7 <= hour <= 19 else 0.0   # office hours
+        wobble = (m * 7919) % 13
+        if down[0] <= m < down[1]:
+            for values in history.values():
+                values.append(None)
+            continue
+        received = round(day * day * 8 + (wobble % 5) * day)
+        queue = max(0, queue + (1 if wobble == 3 else 0) - (1 if wobble == 8 and queue else 0))
+        disk -= received // 3
+        values_now = {"received": received, "delivered": int(received * 1.4),
+                      "sent": round(day * 2 + (wobble % 3) * day),
+                      "pop3_sessions": round(day * 12 + (wobble % 6) * day), "failed_logons": 3 if wobble == 11 else 0,
+                      "queue_size": queue, "disk_free_mb": disk}
+        for name, value in values_now.items():
+            history[name].append(value)
+    return history

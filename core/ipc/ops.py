@@ -158,6 +158,12 @@ OPS: dict[str, OpSpec] = {
             f"{{domains, mailboxes, messages, bytes, items: [{_DOMAIN_INFO}], counters}}; with a domain: "
             f"{{domain, mailboxes, messages, bytes, locked, items: [{_MAILBOX_INFO}], counters}}",
             domain=_OPT_STR),
+        _op("stats.history", "The per-minute series of the last hour or day (the status page's charts, winpop "
+            "stats): counts of received, delivered, sent, pop3_sessions, failed_logons; samples of queue_size, "
+            "disk_free_mb; null where the service was not running",
+            "{interval: 60, end: <epoch seconds at the end of the last full minute>, "
+            "series: {name: [value or null, ... oldest first, one per minute]}}",
+            minutes=Param(int, required=False, default=60)),
         _op("log.recent", "The newest lines of the service log (what the current logging level lets through)",
             "{level, items: [{at, level, source, message}]}", limit=Param(int, required=False, default=100)),
         _op("audit.list", "The newest audit entries", "{items: [{at, actor, op, target, detail, outcome}]}",
@@ -204,6 +210,32 @@ OPS: dict[str, OpSpec] = {
         _op("events.subscribe", "Receive change events on this connection", "{subscribed: true}"),
     )
 }
+
+
+
+@dataclass(frozen=True)
+class StatsSeries:
+    """One series of ``stats.history``: its label (console charts, winpop stats) and whether each
+    value counts what happened in that minute or samples a level at its end."""
+
+    name: str
+    label: str
+    counted: bool
+    unit: str = ""
+
+
+# The series of stats.history, in the order the console and winpop show them (service/history.py
+# keeps exactly these).
+STATS_SERIES: dict[str, StatsSeries] = {s.name: s for s in (
+    StatsSeries("received", "Messages received", counted=True),
+    StatsSeries("delivered", "Delivered to local mailboxes", counted=True),
+    StatsSeries("sent", "Sent to other servers", counted=True),
+    StatsSeries("pop3_sessions", "POP3 sessions", counted=True),
+    StatsSeries("failed_logons", "Failed logons", counted=True),
+    StatsSeries("queue_size", "Outgoing queue", counted=False),
+    StatsSeries("disk_free_mb", "Free disk space", counted=False, unit="MB"),
+)}
+STATS_MAX_MINUTES = 1440   # stats.history goes back a day at most
 
 # Events the service pushes to subscribers after a committed change: {"event": NAME, "data": ...}
 EVENTS = {

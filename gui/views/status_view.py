@@ -1,12 +1,14 @@
-"""The server node's "Service Status" tab: listener states, live counters, the newest lines of the
-service log (``log.recent``: what the logging level lets through), remote administration, and
-the mail store's problems (entries its repair could not fix).
+"""The server node's "Service Status" tab: listener states, small live charts of the last hour or
+day (``stats.history``, gui/views/charts.py), live counters, the newest lines of the service log
+(``log.recent``: what the logging level lets through), remote administration, and the mail
+store's problems (entries its repair could not fix).
 
 It refreshes on the service's ``service.state`` events and, while visible, every two seconds
 (counters move without an event for each session). Nothing here blocks: every read is a request.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer
@@ -29,8 +31,10 @@ from PySide6.QtWidgets import (
 from core.catalog import LISTENERS, TlsMode
 from gui import icons
 from gui.counters import counter_label, counter_order, counter_text
+from gui.views.charts import StatsCharts
 
 POLL_MS = 2000
+CHARTS_EVERY_S = 10   # the history moves once a minute: ask for it on every fifth poll at most
 PROBLEMS_SHOWN = 20
 COUNTER_COLUMNS = 2   # label and value twice: the page stays narrower than the default result pane
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
@@ -143,6 +147,12 @@ class StatusView(QWidget):
         self.events.setMinimumHeight(self.events.horizontalHeader().sizeHint().height()
                                      + 2 * self.events.verticalHeader().defaultSectionSize() + 2)
         QVBoxLayout(self.events_box).addWidget(self.events)
+        # The per-minute history as small charts, below the listeners (hidden for an older service).
+        self.charts_box = QGroupBox("Activity")
+        self.charts = StatsCharts()
+        self.charts.period_changed.connect(lambda _minutes: self.refresh_charts(force=True))
+        QVBoxLayout(self.charts_box).addWidget(self.charts)
+        self._charts_asked = 0.0               # time.monotonic() of the last stats.history request
         self.remote_label = QLabel()          # remote administration: port and certificate fingerprint
         self.remote_label.setWordWrap(True)
         self.remote_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -169,6 +179,7 @@ class StatusView(QWidget):
         layout.addWidget(self.disk_label)
         layout.addWidget(self.problems_box)
         layout.addWidget(listeners_box, 0)   # as tall as its rows (_fit_rows): the log takes the rest
+        layout.addWidget(self.charts_box, 0)
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 3)
         layout.addWidget(self.remote_label)
@@ -189,16 +200,33 @@ class StatusView(QWidget):
 
     def hideEvent(self, event: Any) -> None:
         self._timer.stop()
+        self._charts_asked = 0.0   # shown again: fresh charts at once
         super().hideEvent(event)
 
     def refresh(self) -> None:
         if not self._client.is_connected:
             return
         self._client.request("service.status", {}, self.apply_status, lambda _e: None)
+        self.refresh_charts()
         if self._use_audit:
             self._client.request("audit.list", {"limit": 50}, self._apply_audit, lambda _e: None)
         else:
             self._client.request("log.recent", {"limit": 200}, self._apply_log, self._log_failed)
+
+    def refresh_charts(self, *, force: bool = False) -> None:
+        """Ask for the charts' history: on the page's poll, every CHARTS_EVERY_S at most (or now)."""
+        if not self._client.is_connected or not self.isVisible() or self.charts_box.isHidden():
+            return   # drawn only while the page is on screen (and the service knows the op)
+        now = time.monotonic()
+        if not force and now - self._charts_asked < CHARTS_EVERY_S:
+            return
+        self._charts_asked = now
+        self._client.request("stats.history", {"minutes": self.charts.minutes}, self.charts.apply_history,
+                             self._charts_failed)
+
+    def _charts_failed(self, error: Any) -> None:
+        if getattr(error, "code", "") == "invalid":   # a service that does not know stats.history
+            self.charts_box.setVisible(False)
 
     def set_logging_level(self, level: Any) -> None:
         try:

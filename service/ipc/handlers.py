@@ -27,7 +27,7 @@ from core.catalog import SETTINGS, SMTP_PORTS, resolve
 from core.certificates import check_pair
 from core.errors import Forbidden, Invalid
 from core.ipc.client import certificate_fingerprint
-from core.ipc.ops import OPS, check_implemented
+from core.ipc.ops import OPS, STATS_MAX_MINUTES, check_implemented
 from core.ipc.wire import to_wire
 from core.settings import Settings
 from core.tables import Domain
@@ -212,6 +212,15 @@ async def stat(scope: AdminScope, params: dict[str, Any]) -> Any:
     result = to_wire(await scope.run(scope.admin.stat, params.get("domain")))
     result["counters"] = scope.stats.snapshot()
     return result
+
+
+@handles("stats.history")
+async def stats_history(scope: AdminScope, params: dict[str, Any]) -> Any:
+    minutes = int(params.get("minutes") or 60)
+    if not 1 <= minutes <= STATS_MAX_MINUTES:
+        raise Invalid(f"The history goes back 1 to {STATS_MAX_MINUTES} minutes (a day), not {minutes}.")
+    await scope.history.roll()   # the minute that just ended, even if the timer has not run yet
+    return scope.history.series(minutes)
 
 
 async def _call(scope: AdminScope, method: Callable[..., Any], *args: Any) -> Any:

@@ -22,6 +22,7 @@ from core.tokens import AdminTokens
 from service.auth_methods import AuthMethods
 from service.counters import Counters
 from service.event_bus import EventBus
+from service.history import History
 from service.ipc.audit import PendingAudit
 from service.ipc.tcp import AdminTcpListener
 from service.listeners import Listener
@@ -65,6 +66,7 @@ class AdminScope:
     tokens: AdminTokens
     admin_tcp: AdminTcpListener
     pending_audit: PendingAudit
+    history: History                                    # stats.history: the per-minute series
     request_shutdown: Callable[[bool], None]            # stop the process; True: start it again
 
     @property

@@ -91,7 +91,7 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("relay.test", {}), ("queue.retry", {}),
     ("admin.token_create", {"name": "t1"}), ("admin.token_list", {}), ("admin.token_revoke", {"name": "t1"}),
     ("tls.generate", {"hostname": "mail.example.com"}), ("auth.login", {"token": "unused"}),
-    ("events.subscribe", {}),
+    ("events.subscribe", {}), ("stats.history", {}), ("stats.history", {"minutes": 1440}),
     ("mailbox.delete", {"address": "bob@example.com"}),
 ]
 # Lists the fake starts empty: their items are compared with the demo service's.
@@ -122,4 +122,9 @@ def test_the_fake_answers_in_the_real_services_shapes(service):
         real = service.call(op, **params)
         answer, _events = demo.call(op, {"id": 17} if op == "queue.show" else dict(params))
         problems += shape_differences(real, answer, f"{op} (demo)")
+    # stats.history: a fresh service has only gaps (null), so compare names, lengths and value types.
+    real, (fake_history, _events) = service.call("stats.history", minutes=7), demo.call("stats.history", {"minutes": 7})
+    assert list(real["series"]) == list(fake_history["series"])
+    assert [len(v) for v in real["series"].values()] == [len(v) for v in fake_history["series"].values()] == [7] * 7
+    assert all(v is None or type(v) is int for values in fake_history["series"].values() for v in values)
     assert not problems, "\n".join(problems)

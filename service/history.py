@@ -1,0 +1,187 @@
+"""The service's per-minute history: what the status page charts and ``winpop stats`` shows.
+
+Seven series, one value per minute, the last day (1,440 minutes) kept in memory and in the
+database's ``stats_history`` table, one row per (node, minute, series):
+
+    received, delivered, sent, pop3_sessions, failed_logons   counts in that minute: differences of
+                                                              the service's counter totals
+    queue_size, disk_free_mb                                  samples at the end of the minute
+
+Why the database and not a file in the data directory: several nodes may share one database
+(DESIGN §8) and each node's rows are keyed by its own name (``node_name``), so a console on any node could later
+chart them all; the history survives a restart (of a node, or on another machine) with the rest
+of the service's state; and the writes go through the same pool and threads as every other write.
+
+A minute the service was not running has no rows: the op answers ``null`` there (a gap in the
+chart), never 0. Minutes the timer missed while the process ran (a suspended machine) are gaps
+too; what was counted meanwhile goes to the minute the count started in. The minute a service
+stops in is written at stop with what was counted so far; a restart within the same minute adds
+to it. Every write and the prune run in a worker thread: the event loop never waits for the
+database.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from core.db import Database
+from core.ipc.ops import STATS_MAX_MINUTES
+from core.tables import QueuedMessage, StatsMinute
+from service.counters import Counters
+from service.disk import DiskWatch
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 60                # seconds in one step of every series
+KEEP_MINUTES = STATS_MAX_MINUTES   # one day, in memory and in the table
+
+# Counted series: the counters (service/counters.py) whose per-minute differences they are.
+COUNTED: dict[str, tuple[str, ...]] = {
+    "received": ("smtp_accepted",),                     # messages accepted by SMTP (any listener)
+    "delivered": ("smtp_delivered",),                   # deliveries into local mailboxes
+    "sent": ("smtp_relayed",),                          # deliveries to other servers
+    "pop3_sessions": ("pop3.sessions_total",),          # POP3 sessions opened
+    "failed_logons": ("pop3.logon_failures", "smtp_logon_failures", "admin_tcp.failures"),
+}
+SAMPLED = ("queue_size", "disk_free_mb")                # measured at the end of the minute
+SERIES = (*COUNTED, *SAMPLED)   # the op table's STATS_SERIES, in its order (a test checks)
+
+Clock = Callable[[], float]
+
+
+def node_name(data_dir: Path) -> str:
+    """This node's key in the table: its host name and its data directory, so that two services on
+    one machine sharing a database keep apart, and a restart finds its own rows again."""
+    where = hashlib.sha256(str(data_dir.resolve()).encode("utf-8")).hexdigest()[:12]
+    return f"{socket.gethostname()[:100]}:{where}"
+
+
+def minute_of(seconds: float) -> int:
+    """The number of the minute (epoch seconds // 60) that ``seconds`` falls in."""
+    return int(seconds // INTERVAL)
+
+
+class History:
+    """The per-minute series of one service node (see the module's docstring)."""
+
+    def __init__(self, *, db: Database, node: str, counters: Counters, disk: DiskWatch,
+                 run: Callable[..., Any], clock: Clock = time.time, keep: int = KEEP_MINUTES) -> None:
+        self._db = db
+        self.node = node[:128]
+        self._counters = counters
+        self._disk = disk
+        self._run = run                  # Workers.run: blocking work off the loop
+        self._clock = clock
+        self._keep = keep
+        self._lock = threading.Lock()    # _minutes is read on the loop and written in a worker
+        self._minutes: dict[int, dict[str, int]] = {}
+        self._open = minute_of(clock())  # the minute now being counted
+        self._base = counters.snapshot()
+        self._rolling = asyncio.Lock()
+        self._task: asyncio.Task | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+    def series(self, minutes: int = 60) -> dict[str, Any]:
+        """The last ``minutes`` full minutes of every series, oldest first; ``None`` where the
+        service was not running (the stats.history op's result)."""
+        minutes = max(1, min(int(minutes), STATS_MAX_MINUTES))
+        end = minute_of(self._clock())          # the minute now running: not full yet
+        span = range(end - minutes, end)
+        with self._lock:
+            rows = [self._minutes.get(m) for m in span]
+        return {"interval": INTERVAL, "end": end * INTERVAL,
+                "series": {name: [None if row is None else row.get(name) for row in rows] for name in SERIES}}
+
+    # -- start and stop ------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read this node's last day from the database (blocking: at start, before serving)."""
+        since = minute_of(self._clock()) - self._keep
+        with self._db.read() as session:
+            rows = session.execute(select(StatsMinute.minute, StatsMinute.series, StatsMinute.value)
+                                   .where(StatsMinute.node == self.node, StatsMinute.minute >= since)).all()
+        with self._lock:
+            for minute, name, value in rows:
+                self._minutes.setdefault(int(minute), {})[name] = int(value)
+
+    def start(self) -> None:
+        """Roll over at the end of every minute (the Runtime's serve phase)."""
+        self._task = asyncio.get_running_loop().create_task(self._tick(), name="stats-history")
+
+    async def stop(self) -> None:
+        """Stop the timer and write the minute counted so far (a restart in it adds to it)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        async with self._rolling:
+            try:
+                await self._record(self._open, self.minute_now())
+            except Exception:   # the history is worth less than a clean stop
+                log.exception("could not write the statistics of the last minute")
+
+    async def _tick(self) -> None:
+        while True:
+            now = self._clock()
+            await asyncio.sleep(max(0.5, INTERVAL - now % INTERVAL + 0.05))
+            try:
+                await self.roll()
+            except Exception:   # never fatal: the next minute tries again
+                log.exception("could not record the statistics of the last minute")
+
+    # -- the minute's end -------------------------------------------------------------------------
+    async def roll(self) -> bool:
+        """If a minute ended since the last roll, record it; True if one was. Called by the timer
+        and by stats.history (so the answer includes the minute that just ended)."""
+        async with self._rolling:
+            now = minute_of(self._clock())
+            if now <= self._open:
+                return False
+            ended, self._open = self._open, now
+            await self._record(ended, self.minute_now())
+            return True
+
+    def minute_now(self) -> dict[str, int | None]:
+        """The counts since the last roll and the samples now (on the loop: memory only)."""
+        totals = self._counters.snapshot()
+        base, self._base = self._base, totals
+        values: dict[str, int | None] = {
+            name: sum(totals.get(c, 0) - base.get(c, 0) for c in counters) for name, counters in COUNTED.items()}
+        free = [int(d["free_bytes"]) for d in self._disk.snapshot()]
+        values["disk_free_mb"] = min(free) // 2**20 if free else None   # the fullest disk decides
+        return values
+
+    async def _record(self, minute: int, values: dict[str, int | None]) -> None:
+        await self._run(self._store, minute, values)
+
+    def _store(self, minute: int, values: Mapping[str, int | None]) -> None:
+        """Merge one minute into memory and write it; prune what is older than a day (blocking)."""
+        with self._db.read() as session:
+            queued = session.scalar(select(func.count()).select_from(QueuedMessage))
+        with self._lock:
+            row = self._minutes.setdefault(minute, {})
+            for name in COUNTED:   # a restart within the minute adds to what was written at stop
+                row[name] = row.get(name, 0) + int(values.get(name) or 0)
+            row["queue_size"] = int(queued or 0)
+            if values.get("disk_free_mb") is not None:
+                row["disk_free_mb"] = int(values["disk_free_mb"] or 0)
+            cutoff = minute_of(self._clock()) - self._keep
+            for old in [m for m in self._minutes if m < cutoff]:
+                del self._minutes[old]
+            merged = dict(row)
+        with self._db.write() as session:
+            session.execute(delete(StatsMinute).where(StatsMinute.node == self.node, StatsMinute.minute == minute))
+            session.add_all(StatsMinute(node=self.node, minute=minute, series=name, value=value)
+                            for name, value in merged.items())
+            # Every node prunes every node's old rows: a node that left does not keep its day forever.
+            session.execute(delete(StatsMinute).where(StatsMinute.minute < cutoff))
