@@ -105,8 +105,13 @@ def set_quota(client: AdminRequests, *, parent: QWidget | None, address: str, qu
 
 # -- settings and the service ----------------------------------------------------------------
 def set_setting(client: AdminRequests, *, parent: QWidget | None, name: str, value: Any, on_done: Done = None,
-                on_fail: Fail = None) -> None:
-    _send(client, "settings.set", {"name": name, "value": value}, parent=parent,
+                on_fail: Fail = None, expected_version: int | None = None) -> None:
+    """With ``expected_version`` (the version a property sheet showed) the service refuses the change
+    ('conflict') if someone changed the setting since."""
+    params: dict[str, Any] = {"name": name, "value": value}
+    if expected_version is not None:
+        params["expected_version"] = expected_version
+    _send(client, "settings.set", params, parent=parent,
           doing=f"change the setting '{name}'", on_done=on_done, on_fail=on_fail)
 
 
