@@ -403,10 +403,19 @@ class Admin:
         self.publish("mailbox.changed", info)
         return MailboxAddress(address=info.address)
 
-    def mailbox_set_quota(self, address: str, quota: Any = None) -> MailboxInfo:
+    def mailbox_set_quota(self, address: str, quota: Any = None, check_quota: bool = False,
+                          expected_quota: int | None = None) -> MailboxInfo:
+        """Set or clear a mailbox's quota. With ``check_quota`` (the mailbox's property sheet) refuse
+        with Conflict, changing nothing, when the quota is no longer ``expected_quota`` (what the
+        sheet showed: someone changed it since) and not already the new one."""
         quota_bytes = catalog.resolve("default_quota").check(quota)
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
+            if check_quota and box.quota_bytes not in (expected_quota, quota_bytes):
+                now = "none" if box.quota_bytes is None else f"{box.quota_bytes:,} bytes"
+                raise Conflict(f"The quota of {mailbox_info(box, domain).address} was changed by another "
+                               f"administrator after you read it; it is now {now}. Nothing was changed. Apply "
+                               "again to replace it with your value.")
             box.quota_bytes = quota_bytes
             info = mailbox_info(box, domain)
         self.publish("mailbox.changed", info)

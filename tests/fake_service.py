@@ -429,7 +429,10 @@ class FakeService:
 
     def op_mailbox_set_quota(self, p: dict, ev: list) -> Any:
         m = self._mailbox(p["address"])
-        m.quota_bytes = SETTINGS["default_quota"].check(p["quota"])
+        quota = SETTINGS["default_quota"].check(p["quota"])
+        if p["check_quota"] and m.quota_bytes not in (p["expected_quota"], quota):
+            raise Conflict(f"The quota of {p['address']} was changed by another administrator after you read it.")
+        m.quota_bytes = quota
         info = self.mailbox_info(m)
         ev.append(("mailbox.changed", info))
         return info

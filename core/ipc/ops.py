@@ -156,9 +156,13 @@ OPS: dict[str, OpSpec] = {
             address=Param(str)),
         _op("mailbox.set_password", "Change a mailbox's password", "{address}", mutates=True,
             publishes=_MAILBOX_EVENTS, address=Param(str), password=Param(str, secret=True)),
+        # check_quota (a property sheet): refused ('conflict') unless the quota is still expected_quota
+        # (null: none), i.e. nobody changed it since the sheet showed it.
         _op("mailbox.set_quota", "Set or clear a mailbox's quota", _MAILBOX_INFO, mutates=True,
             publishes=_MAILBOX_EVENTS,
-            address=Param(str), quota=Param((str, int, type(None)), required=False, default=None)),
+            address=Param(str), quota=Param((str, int, type(None)), required=False, default=None),
+            check_quota=Param(bool, required=False, default=False),
+            expected_quota=Param((int, type(None)), required=False, default=None)),
         # -- statistics, audit, import -------------------------------------------------------
         _op("stat", "Totals for the server, or per mailbox for one domain",
             f"{{domains, mailboxes, messages, bytes, items: [{_DOMAIN_INFO}], counters}}; with a domain: "

@@ -525,6 +525,11 @@ class ServerPropertiesDialog(QDialog):
         value and version (so Apply again replaces them) and say what it is; untouched fields
         show the server's values."""
         values, versions = snapshot.get("values") or {}, snapshot.get("versions") or {}
+        first = next((self.fields[n] for n in self.fields if n in conflicted), None)
+        if first is not None:   # show the first one: its tab may not be the one open
+            pages = [i for i in range(self.tabs.count())
+                     if (page := self.tabs.widget(i)) is not None and page.isAncestorOf(first)]
+            self.tabs.setCurrentIndex(pages[0] if pages else self.tabs.currentIndex())
         for name in conflicted:
             if name in values:
                 self.current[name] = values[name]

@@ -170,7 +170,9 @@ class ItemCommands:
         elif target.kind is NodeKind.DOMAIN:
             self.host.open_dialog(DomainPropertiesDialog(parent, target.data), "domain")
         elif target.kind is NodeKind.MAILBOX:
-            self.host.open_dialog(MailboxPropertiesDialog(parent, target.data, client=self.client), "mailbox")
+            sheet = MailboxPropertiesDialog(parent, target.data, client=self.client)
+            self.controller.event_applied.connect(sheet.apply_event)   # other administrators' changes
+            self.host.open_dialog(sheet, "mailbox")
 
     def _open_server_properties(self, snapshot: dict[str, Any]) -> None:
         controller = self.controller
