@@ -443,7 +443,7 @@ class ServerPropertiesDialog(QDialog):
         def settled(snapshot: dict[str, Any] | None, moved: dict[str, str]) -> None:
             self._busy = False
             if snapshot:
-                self._merge(snapshot, conflicted=set(moved))
+                self._merge(snapshot, conflicted=moved)
             if restart:
                 self._pending_restart = sorted(set(self._pending_restart) | set(restart))
                 self.applied.emit(list(self._pending_restart))
@@ -520,10 +520,10 @@ class ServerPropertiesDialog(QDialog):
         if held is not None:
             self.apply_event("settings.changed", held)
 
-    def _merge(self, snapshot: dict[str, Any], *, conflicted: set[str]) -> None:
+    def _merge(self, snapshot: dict[str, Any], *, conflicted: dict[str, str]) -> None:
         """A fresh ``settings.snapshot`` after a refusal: the refused settings take the server's
-        value and version (so Apply again replaces them) and say what it is; untouched fields
-        show the server's values."""
+        value and version (so Apply again replaces them) and say, in the service's words, who
+        changed them and to what; untouched fields show the server's values."""
         values, versions = snapshot.get("values") or {}, snapshot.get("versions") or {}
         first = next((self.fields[n] for n in self.fields if n in conflicted), None)
         if first is not None:   # show the first one: its tab may not be the one open
@@ -537,9 +537,7 @@ class ServerPropertiesDialog(QDialog):
                 self.versions[name] = versions[name]
             field = self.fields.get(name)
             if field is not None:
-                field.show_meanwhile(f"Changed by another administrator while this sheet was open; it is now "
-                                     f"{self._shown(name, values.get(name))}. Apply again to replace it with "
-                                     "the value above.")
+                field.show_meanwhile(conflicted[name])
         for name, version in versions.items():
             if name not in conflicted and isinstance(version, int) and version > self.versions.get(name, -1):
                 self.apply_event("settings.changed", {"name": name, "value": values.get(name), "version": version})

@@ -74,6 +74,7 @@ def test_a_setting_changed_meanwhile_is_named_and_replaced_only_when_applied_aga
     assert dialog.isVisible() and not errors
     assert "Apply again" in hostname.meanwhile.text() and hostname.editor.text() == "mine.example"
     assert hostname.meanwhile.isVisibleTo(dialog)   # its tab is the one shown now
+    assert "theirs.example" in hostname.meanwhile.text() and " by " in hostname.meanwhile.text()   # who, what
     assert service.call("settings.get", name="hostname") == {"hostname": "theirs.example"}
     assert service.call("settings.get", name="idle_timeout") == {"idle_timeout": 900}   # never sent back
 

@@ -7,6 +7,8 @@ POP3SVC_TEST_DB_URL, on PostgreSQL; the migration from 0004 on a real database.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -49,6 +51,24 @@ def test_a_change_made_since_the_sheet_read_the_setting_is_refused_and_named(ser
         again = first.call("settings.set", name="idle_timeout", value=1200, expected_version=seen + 1)
         assert again["version"] == seen + 2
         assert second.call("settings.get", name="idle_timeout") == {"idle_timeout": 1200}
+
+
+def test_of_several_administrators_applying_over_the_same_version_one_wins(service):
+    """The version is checked and raised in one transaction (the row is locked on PostgreSQL), so
+    administrators who read the same version cannot both succeed."""
+    seen = service.call("settings.snapshot")["versions"]["idle_timeout"]
+
+    def apply(value: int) -> str:
+        try:
+            service.call("settings.set", name="idle_timeout", value=value, expected_version=seen)
+            return "ok"
+        except MailError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(apply, range(700, 1300, 100)))
+    assert sorted(outcomes) == ["conflict"] * 5 + ["ok"]
+    assert service.call("settings.snapshot")["versions"]["idle_timeout"] == seen + 1
 
 
 def test_asking_for_the_value_it_already_has_overwrites_nobody(service):
