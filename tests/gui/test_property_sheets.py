@@ -126,3 +126,29 @@ def test_the_mailbox_quota_changed_meanwhile_is_not_overwritten(qtbot, console, 
     with qtbot.waitSignal(sheet.accepted, timeout=10_000):
         qtbot.mouseClick(sheet.ok_button, Qt.MouseButton.LeftButton)
     assert service.call("mailbox.get", address="alice@example.com")["quota_bytes"] == 5 * 1024 * 1024
+
+
+# -- against the test double: the order of answers and events -----------------------------------------
+def test_the_event_of_its_own_apply_is_no_change_by_someone_else(qtbot, window, fake, errors):
+    """The fake publishes a change's event before it answers (the service may too): the sheet's
+    own change is not reported as someone else's, and the next Apply sends the new version."""
+    dialog = open_server_properties(qtbot, window)
+    field = dialog.fields["idle_timeout"]
+    field.editor.setText("900")
+    qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog._busy and fake.service.settings["idle_timeout"] == 900)
+    assert field.meanwhile.isHidden() and dialog.versions["idle_timeout"] == fake.service.versions["idle_timeout"]
+    field.editor.setText("1200")
+    qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: fake.service.settings["idle_timeout"] == 1200)
+    assert fake.ops_sent("settings.set")[-1]["expected_version"] == fake.service.versions["idle_timeout"] - 1
+    assert not errors
+
+
+def test_an_event_without_a_version_still_updates_an_untouched_field(qtbot, window, fake):
+    """An older service's events carry no version: the value is shown, the version kept."""
+    dialog = open_server_properties(qtbot, window)
+    before = dict(dialog.versions)
+    dialog.apply_event("settings.changed", {"name": "idle_timeout", "value": 1800})
+    assert dialog.fields["idle_timeout"].editor.text() == "1800" and dialog.versions == before
+    assert not dialog.apply_button.isEnabled()
