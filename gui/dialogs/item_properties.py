@@ -72,6 +72,7 @@ class MailboxPropertiesDialog(QDialog):
         super().__init__(parent)
         self._client = client
         self.mailbox = dict(mailbox)
+        self._sending: list[int | None] = []   # quotas sent and not answered yet (their events are ours)
         address = str(mailbox.get("address"))
         self.setWindowTitle(f"{address} Properties")
         page = _header("mailbox", address, bool(mailbox.get("locked") or mailbox.get("domain_locked")))
@@ -108,7 +109,6 @@ class MailboxPropertiesDialog(QDialog):
         layout.addWidget(tabs)
         layout.addWidget(self.buttons)
         self.quota.textChanged.connect(self._validate)
-        self._sending: list[int | None] = []   # quotas sent and not answered yet (their events are ours)
         self.resize(400, 10)
         self._validate()
 
