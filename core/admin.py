@@ -55,6 +55,7 @@ from core.model import (
     ServerStat,
     SettingChange,
     SettingChanged,
+    SettingsSnapshot,
 )
 from core.names import display_domain, normalize_domain, normalize_mailbox, split_address
 from core.sealer import Sealer, is_sealed
@@ -414,10 +415,19 @@ class Admin:
         self.publish("mailbox.changed", info)
         return MailboxAddress(address=info.address)
 
-    def mailbox_set_quota(self, address: str, quota: Any = None) -> MailboxInfo:
+    def mailbox_set_quota(self, address: str, quota: Any = None, check_quota: bool = False,
+                          expected_quota: int | None = None) -> MailboxInfo:
+        """Set or clear a mailbox's quota. With ``check_quota`` (the mailbox's property sheet) refuse
+        with Conflict, changing nothing, when the quota is no longer ``expected_quota`` (what the
+        sheet showed: someone changed it since) and not already the new one."""
         quota_bytes = catalog.resolve("default_quota").check(quota)
         with self.db.write() as session:
             box, domain = self._mailbox(session, address, lock=True)
+            if check_quota and box.quota_bytes not in (expected_quota, quota_bytes):
+                now = "none" if box.quota_bytes is None else f"{box.quota_bytes:,} bytes"
+                raise Conflict(f"The quota of {mailbox_info(box, domain).address} was changed by another "
+                               f"administrator after you read it; it is now {now}. Nothing was changed. Apply "
+                               "again to replace it with your value.")
             box.quota_bytes = quota_bytes
             info = mailbox_info(box, domain)
         self.publish("mailbox.changed", info)
@@ -432,14 +442,33 @@ class Admin:
                 return {spec.name: catalog.shown(spec.name, Settings.get(session, spec.name))}
             return {k: catalog.shown(k, v) for k, v in Settings.get_all(session).items()}
 
-    def settings_set(self, name: str, value: Any) -> SettingChange | MailrootMove:
+    def settings_snapshot(self) -> SettingsSnapshot:
+        """Every setting as ``settings_get`` shows it, with its version, read in one transaction:
+        what a property sheet starts from and later sends back as ``expected_version``."""
+        with self.db.read() as session:
+            values = {k: catalog.shown(k, v) for k, v in Settings.get_all(session).items()}
+            versions = Settings.versions(session)
+        return SettingsSnapshot(values=values, versions=versions)
+
+    def settings_set(self, name: str, value: Any, expected_version: int | None = None) -> SettingChange | MailrootMove:
+        """Change one setting. With ``expected_version`` (a property sheet: the version it read),
+        refuse with Conflict and change nothing when someone changed the setting since; without it
+        the last writer wins (``winpop set``: an explicit command)."""
         spec = catalog.resolve(name)
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' is chosen when the service is set up and cannot be changed.")
         if spec.secret and value == catalog.SECRET_SHOWN:
-            return SettingChange(name=spec.name, value=catalog.SECRET_SHOWN, restart=spec.restart)   # unchanged
+            with self.db.read() as session:
+                version = Settings.version(session, spec.name)
+            return SettingChange(name=spec.name, value=catalog.SECRET_SHOWN, restart=spec.restart,
+                                 version=version)   # unchanged
         checked = spec.check(value)
         if spec.name == "mailroot":
+            if expected_version is not None:
+                # Checked before the move (which takes its own transactions): a change that lands in
+                # between is the last writer's, as with winpop.
+                with self.db.read() as session:
+                    self._check_version(session, spec, checked, expected_version, lock=False)
             return self._set_mailroot(checked, restart=spec.restart)
         if spec.secret and checked and not is_sealed(checked):
             if self.sealer is None:
@@ -447,6 +476,8 @@ class Admin:
                                   "through the running service.", hint="Use winpop set or the console.")
             checked = self.sealer.seal(spec.name, str(checked))
         with self.db.write() as session:
+            if expected_version is not None:
+                self._check_version(session, spec, checked, expected_version)
             if spec.name == "auth":
                 domains = session.scalar(select(func.count(Domain.id)))
                 if domains and checked != Settings.get(session, "auth"):
@@ -457,10 +488,33 @@ class Admin:
                 if checked not in self.available_methods:
                     raise Unavailable(f"The '{checked}' method is not available on this server yet; "
                                       f"available: {', '.join(self.available_methods)}.")
-            Settings.put(session, spec.name, checked)
+            version = Settings.put(session, spec.name, checked)
         shown = catalog.shown(spec.name, checked)
-        self.publish("settings.changed", SettingChanged(name=spec.name, value=shown))
-        return SettingChange(name=spec.name, value=shown, restart=spec.restart)
+        self.publish("settings.changed", SettingChanged(name=spec.name, value=shown, version=version))
+        return SettingChange(name=spec.name, value=shown, restart=spec.restart, version=version)
+
+    @staticmethod
+    def _check_version(session: Session, spec: catalog.SettingSpec, value: Any, expected: int, *,
+                       lock: bool = True) -> None:
+        """Raise Conflict if the setting moved past ``expected`` to a value other than ``value``
+        (asking for the value it already has overwrites nobody's change). ``lock``: in a write
+        transaction, hold the setting's row until it ends, so no one changes it in between."""
+        version = Settings.version(session, spec.name, lock=lock)
+        if version == expected:
+            return
+        current = Settings.get(session, spec.name)
+        if version and current == value:
+            return
+        who = session.scalars(
+            select(AuditEntry).where(AuditEntry.op == "settings.set", AuditEntry.outcome == "ok",
+                                     AuditEntry.target.in_({spec.name, *spec.aliases}))
+            .order_by(AuditEntry.id.desc()).limit(1)).first()
+        by = (f" by {who.actor} at {who.at.astimezone().strftime('%H:%M:%S')}" if who is not None else
+              " by another administrator")
+        shown = catalog.shown(spec.name, current)
+        raise Conflict(f"{spec.label} was changed{by} after you read it; it is now "
+                       f"{'(none)' if shown in ('', None) else shown}. Nothing was changed. Apply again to replace "
+                       "it with your value.")
 
     def _set_mailroot(self, value: str, *, restart: str | None) -> SettingChange | MailrootMove:
         """Change the root mail directory as one operation: the running store moves to it at once
@@ -488,19 +542,20 @@ class Admin:
                     raise Conflict("On PostgreSQL several nodes share one mail root (and the outgoing queue in it); "
                                    "one running node cannot move it. Stop every node, move the folder, and keep "
                                    "its path the same (a mount point or a symbolic link above it).")
-            found = self.store.relocate(path, lambda: self._store_setting("mailroot", str(path)))
+            versions: list[int] = []
+            found = self.store.relocate(path, lambda: versions.append(self._store_setting("mailroot", str(path))))
             result: SettingChange | MailrootMove = MailrootMove(
                 name="mailroot", value=str(path), restart=restart, messages=found.messages,
-                mailboxes=found.mailboxes, domains=found.domains)
+                mailboxes=found.mailboxes, domains=found.domains, version=versions[-1] if versions else 0)
         else:
-            self._store_setting("mailroot", str(path))
-            result = SettingChange(name="mailroot", value=str(path), restart=restart)
-        self.publish("settings.changed", SettingChanged(name="mailroot", value=str(path)))
+            result = SettingChange(name="mailroot", value=str(path), restart=restart,
+                                   version=self._store_setting("mailroot", str(path)))
+        self.publish("settings.changed", SettingChanged(name="mailroot", value=str(path), version=result.version))
         return result
 
-    def _store_setting(self, name: str, value: Any) -> None:
+    def _store_setting(self, name: str, value: Any) -> int:
         with self.db.write() as session:
-            Settings.put(session, name, value)
+            return Settings.put(session, name, value)
 
     # -- statistics and audit -------------------------------------------------------------
     def stat(self, domain: str | None = None) -> ServerStat | DomainStat:

@@ -131,10 +131,12 @@ class MailboxAddress:
 
 @dataclass(frozen=True)
 class SettingChanged:
-    """A stored setting's new value as people may see it (a secret shows as "(set)")."""
+    """A stored setting's new value as people may see it (a secret shows as "(set)"), and its
+    new version (core.settings: a property sheet compares it with the version it read)."""
 
     name: str
     value: object
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,15 @@ class SettingChange:
     name: str
     value: object
     restart: str | None
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class SettingsSnapshot:
+    """Every setting as people may see it, with its version: what a property sheet starts from."""
+
+    values: dict[str, object]
+    versions: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,7 @@ class MailrootMove:
     messages: int
     mailboxes: int
     domains: int
+    version: int = 0
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,15 @@ class Base(DeclarativeBase):
 
 
 class Setting(Base):
-    """One server property (DESIGN §4), its value as JSON text."""
+    """One server property (DESIGN §4), its value as JSON text, and its version: 1 when first
+    stored, one more with every change of the value, so a property sheet that read version n can
+    tell whether someone changed it since (a setting without a row is at version 0)."""
 
     __tablename__ = "settings"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Domain(Base):

@@ -98,15 +98,25 @@ def change_password(client: AdminRequests, *, parent: QWidget | None, address: s
 
 
 def set_quota(client: AdminRequests, *, parent: QWidget | None, address: str, quota: int | str | None,
-              on_done: Done = None, on_fail: Fail = None) -> None:
-    _send(client, "mailbox.set_quota", {"address": address, "quota": quota}, parent=parent,
+              on_done: Done = None, on_fail: Fail = None, expected: tuple[int | None] | None = None) -> None:
+    """With ``expected`` ((the quota a property sheet showed,)) the service refuses the change
+    ('conflict') if someone changed the quota since."""
+    params: dict[str, Any] = {"address": address, "quota": quota}
+    if expected is not None:
+        params.update(check_quota=True, expected_quota=expected[0])
+    _send(client, "mailbox.set_quota", params, parent=parent,
           doing=f"set the quota of {address}", on_done=on_done, on_fail=on_fail)
 
 
 # -- settings and the service ----------------------------------------------------------------
 def set_setting(client: AdminRequests, *, parent: QWidget | None, name: str, value: Any, on_done: Done = None,
-                on_fail: Fail = None) -> None:
-    _send(client, "settings.set", {"name": name, "value": value}, parent=parent,
+                on_fail: Fail = None, expected_version: int | None = None) -> None:
+    """With ``expected_version`` (the version a property sheet showed) the service refuses the change
+    ('conflict') if someone changed the setting since."""
+    params: dict[str, Any] = {"name": name, "value": value}
+    if expected_version is not None:
+        params["expected_version"] = expected_version
+    _send(client, "settings.set", params, parent=parent,
           doing=f"change the setting '{name}'", on_done=on_done, on_fail=on_fail)
 
 

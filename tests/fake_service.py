@@ -72,6 +72,9 @@ class FakeService:
         self.hostname = hostname
         self.settings: dict[str, Any] = {name: spec.default for name, spec in SETTINGS.items()}
         self.settings["mailroot"] = "/var/lib/pop3-service/mailroot"
+        # As core.settings: 0 for a setting never stored, one more with every change of its value.
+        self.versions: dict[str, int] = dict.fromkeys(SETTINGS, 0)
+        self.versions["mailroot"] = 1
         self.domains: dict[str, _Domain] = {}
         self._domain_names: list[str] | None = None
         self.state = "running"
@@ -237,9 +240,14 @@ class FakeService:
         self.tls.update(subject=f"CN={hostname}", names=[hostname], self_signed=True)
         return {k: v for k, v in self.tls.items() if k != "fingerprint"}
 
+    def _certificate_paths_reset(self, ev: list) -> None:
+        for name in ("tls_cert", "tls_key"):
+            self._put_setting(name, "")
+            ev.append(("settings.changed", {"name": name, "value": "", "version": self.versions[name]}))
+
     def op_tls_generate(self, p: dict, ev: list) -> Any:
         result = self._new_certificate(p["hostname"] or self.settings.get("hostname") or self.hostname)
-        ev.append(("settings.changed", {"name": "tls_cert", "value": ""}))
+        self._certificate_paths_reset(ev)
         return result
 
     def op_tls_import(self, p: dict, ev: list) -> Any:
@@ -247,7 +255,7 @@ class FakeService:
             raise Invalid("Give the certificate and its private key as PEM text or as the path of a PEM file.")
         result = dict(self._new_certificate(self.hostname), self_signed=False)
         self.tls["self_signed"] = False
-        ev.append(("settings.changed", {"name": "tls_cert", "value": ""}))
+        self._certificate_paths_reset(ev)
         return result
 
     def op_auth_login(self, p: dict, ev: list) -> Any:
@@ -259,6 +267,17 @@ class FakeService:
             return {spec.name: shown(spec.name, self.settings[spec.name])}
         return {name: shown(name, value) for name, value in self.settings.items()}
 
+    def op_settings_snapshot(self, p: dict, ev: list) -> Any:
+        return {"values": {name: shown(name, value) for name, value in self.settings.items()},
+                "versions": dict(self.versions)}
+
+    def _put_setting(self, name: str, value: Any) -> int:
+        """As core.settings.Settings.put: the version moves only when the value does."""
+        if self.versions[name] == 0 or self.settings[name] != value:
+            self.versions[name] += 1
+        self.settings[name] = value
+        return self.versions[name]
+
     def op_settings_describe(self, p: dict, ev: list) -> Any:
         return {"items": [spec.describe() for spec in SETTINGS.values()]}
 
@@ -267,10 +286,18 @@ class FakeService:
         if not spec.writable:
             raise Invalid(f"The setting '{spec.name}' cannot be changed here.")
         if spec.secret and p["value"] == shown(spec.name, "x"):
-            return {"name": spec.name, "value": shown(spec.name, "x"), "restart": spec.restart}   # unchanged
+            return {"name": spec.name, "value": shown(spec.name, "x"), "restart": spec.restart,
+                    "version": self.versions[spec.name]}   # unchanged
         value = spec.check(p["value"])
         if spec.secret and value and not str(value).startswith("sealed:"):
             value = "sealed:" + "x" * len(str(value))     # the service encrypts it
+        expected = p["expected_version"]
+        if expected is not None and expected != self.versions[spec.name] and (
+                not self.versions[spec.name] or value != self.settings[spec.name]):
+            now = shown(spec.name, self.settings[spec.name])
+            raise Conflict(f"{spec.label} was changed by another administrator after you read it; it is now "
+                           f"{'(none)' if now in ('', None) else now}. Nothing was changed. Apply again to "
+                           "replace it with your value.")
         if spec.name == "auth" and self.domains and value != self.settings["auth"]:
             raise Conflict("The authentication method can be changed only while no domain exists.")
         if spec.name == "mailroot" and value != self.settings["mailroot"]:
@@ -282,9 +309,9 @@ class FakeService:
             if messages:
                 raise Conflict(f"The store holds {messages} messages and {messages} of them are not in {value}. "
                                "Nothing was changed: the service never moves mail by itself.")
-        self.settings[spec.name] = value
-        ev.append(("settings.changed", {"name": spec.name, "value": shown(spec.name, value)}))
-        return {"name": spec.name, "value": shown(spec.name, value), "restart": spec.restart}
+        version = self._put_setting(spec.name, value)
+        ev.append(("settings.changed", {"name": spec.name, "value": shown(spec.name, value), "version": version}))
+        return {"name": spec.name, "value": shown(spec.name, value), "restart": spec.restart, "version": version}
 
     # The service's list order: the column, then the name (core/admin.py _order).
     _MAILBOX_SORT = {"size": lambda m: m.total_bytes, "messages": lambda m: m.message_count,
@@ -409,7 +436,10 @@ class FakeService:
 
     def op_mailbox_set_quota(self, p: dict, ev: list) -> Any:
         m = self._mailbox(p["address"])
-        m.quota_bytes = SETTINGS["default_quota"].check(p["quota"])
+        quota = SETTINGS["default_quota"].check(p["quota"])
+        if p["check_quota"] and m.quota_bytes not in (p["expected_quota"], quota):
+            raise Conflict(f"The quota of {p['address']} was changed by another administrator after you read it.")
+        m.quota_bytes = quota
         info = self.mailbox_info(m)
         ev.append(("mailbox.changed", info))
         return info

@@ -118,8 +118,14 @@ OPS: dict[str, OpSpec] = {
         _op("settings.get", "All settings, or one by name", "{name: value, ...}", name=_OPT_STR),
         _op("settings.describe", "Every setting the service knows: label, default, help, restart need",
             "{items: [{name, label, default, help, restart, writable}]}"),
-        _op("settings.set", "Change one setting", "{name, value, restart}", mutates=True,
-            publishes=("settings.changed",), name=Param(str), value=Param((str, int, bool, type(None)))),
+        _op("settings.snapshot", "Every setting with its version, read at once (what a property sheet starts from)",
+            "{values: {name: value, ...}, versions: {name: n, ...}} (0: never stored)"),
+        # With expected_version (the version a property sheet read), a setting someone changed since
+        # is refused ('conflict', naming who and the value now) and nothing changes; without it
+        # (winpop set: an explicit command) the last writer wins.
+        _op("settings.set", "Change one setting", "{name, value, restart, version}", mutates=True,
+            publishes=("settings.changed",), name=Param(str), value=Param((str, int, bool, type(None))),
+            expected_version=Param(int, required=False, default=None)),
         # -- domains -------------------------------------------------------------------------
         replace(_op("domain.list", "Domains with counters, one page in the order asked for",
                     f"{{total, offset, items: [{_DOMAIN_INFO}]}}"), params=_PAGE),
@@ -150,9 +156,13 @@ OPS: dict[str, OpSpec] = {
             address=Param(str)),
         _op("mailbox.set_password", "Change a mailbox's password", "{address}", mutates=True,
             publishes=_MAILBOX_EVENTS, address=Param(str), password=Param(str, secret=True)),
+        # check_quota (a property sheet): refused ('conflict') unless the quota is still expected_quota
+        # (null: none), i.e. nobody changed it since the sheet showed it.
         _op("mailbox.set_quota", "Set or clear a mailbox's quota", _MAILBOX_INFO, mutates=True,
             publishes=_MAILBOX_EVENTS,
-            address=Param(str), quota=Param((str, int, type(None)), required=False, default=None)),
+            address=Param(str), quota=Param((str, int, type(None)), required=False, default=None),
+            check_quota=Param(bool, required=False, default=False),
+            expected_quota=Param((int, type(None)), required=False, default=None)),
         # -- statistics, audit, import -------------------------------------------------------
         _op("stat", "Totals for the server, or per mailbox for one domain",
             f"{{domains, mailboxes, messages, bytes, items: [{_DOMAIN_INFO}], counters}}; with a domain: "
@@ -245,7 +255,7 @@ EVENTS = {
     "mailbox.added": "MailboxInfo",
     "mailbox.changed": "MailboxInfo (lock, password, quota or counters moved)",
     "mailbox.deleted": "{address, domain, name}",
-    "settings.changed": "{name, value}",
+    "settings.changed": "{name, value, version}",
     "service.state": "service.status result",
     "smtp.rate_limited": "{login, limit, window}: a user hit the sending limit (a compromised account?)",
     "ban.added": "{kind, value, expires_at}: an address or login name was banned after failed logons",

@@ -1,4 +1,10 @@
-"""Properties of a domain (read-only facts) and of a mailbox (facts and its quota)."""
+"""Properties of a domain (read-only facts) and of a mailbox (facts and its quota).
+
+The mailbox sheet behaves as Server Properties does: Apply commits, Cancel discards only what was
+not applied, and a quota another administrator changed after the sheet showed it is not silently
+overwritten: the service refuses the change, the sheet shows the quota now, and Apply again replaces
+it deliberately. A ``mailbox.changed`` event updates the quota when it was not touched here.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +23,7 @@ from PySide6.QtWidgets import (
 from core.catalog import SETTINGS
 from core.errors import MailError
 from gui import icons, ops
+from gui.dialogs import error_box
 from gui.dialogs.form import Reason, keep_text_whole
 from gui.dialogs.server_properties import size_text
 from gui.models.paged_table import kilobytes
@@ -65,6 +72,7 @@ class MailboxPropertiesDialog(QDialog):
         super().__init__(parent)
         self._client = client
         self.mailbox = dict(mailbox)
+        self._sending: list[int | None] = []   # quotas sent and not answered yet (their events are ours)
         address = str(mailbox.get("address"))
         self.setWindowTitle(f"{address} Properties")
         page = _header("mailbox", address, bool(mailbox.get("locked") or mailbox.get("domain_locked")))
@@ -81,8 +89,13 @@ class MailboxPropertiesDialog(QDialog):
         self.quota.setPlaceholderText("none")
         self.quota.setAccessibleName("Quota")
         self.quota_reason = Reason()
+        self.quota_meanwhile = QLabel()   # another administrator changed the quota meanwhile
+        self.quota_meanwhile.setWordWrap(True)
+        self.quota_meanwhile.setStyleSheet("color: #8a5300;")
+        self.quota_meanwhile.setVisible(False)
         form.addRow("&Quota:", self.quota)
         form.addRow("", self.quota_reason)
+        form.addRow("", self.quota_meanwhile)
         tabs = QTabWidget()
         tabs.addTab(page, "General")
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -116,6 +129,8 @@ class MailboxPropertiesDialog(QDialog):
         return True
 
     def apply(self, *, close: bool) -> None:
+        """Apply (and with ``close``, OK): send the quota if it differs from the one shown, with
+        that one as the expected value."""
         if not self._validate():
             return
         value = self._quota_value()
@@ -123,11 +138,55 @@ class MailboxPropertiesDialog(QDialog):
             if close:
                 self.accept()
             return
+        address = str(self.mailbox["address"])
 
         def done(result: Any) -> None:
+            self._sending.remove(value)
             self.mailbox["quota_bytes"] = value
+            self.quota_meanwhile.setVisible(False)
             self._validate()
             if close:
                 self.accept()
 
-        ops.set_quota(self._client, parent=self, address=str(self.mailbox["address"]), quota=value, on_done=done)
+        def failed(error: MailError) -> None:
+            self._sending.remove(value)
+            if error.code != "conflict":
+                error_box.show_error(self, error, doing=f"set the quota of {address}")
+                return
+            self._client.request("mailbox.get", {"address": address}, lambda info: changed_meanwhile(info, error),
+                                 lambda _e: error_box.show_error(self, error, doing=f"set the quota of {address}"))
+
+        def changed_meanwhile(info: dict[str, Any], error: MailError) -> None:
+            # Their quota becomes the one this sheet expects: Apply again replaces it deliberately.
+            self.mailbox["quota_bytes"] = info.get("quota_bytes")
+            self._show_meanwhile(info.get("quota_bytes"), again=True)
+            self._validate()
+
+        self._sending.append(value)
+        ops.set_quota(self._client, parent=self, address=address, quota=value, on_done=done, on_fail=failed,
+                      expected=(self.mailbox.get("quota_bytes"),))
+
+    def apply_event(self, name: str, data: dict[str, Any]) -> None:
+        """A ``mailbox.changed`` event for this mailbox: an untouched quota follows it; a touched one
+        keeps what was typed and says what the quota is now (Apply is refused until then)."""
+        if name != "mailbox.changed" or not isinstance(data, dict) or data.get("address") != self.mailbox["address"]:
+            return
+        if "quota_bytes" not in data or data["quota_bytes"] in (self.mailbox.get("quota_bytes"), *self._sending):
+            return
+        try:
+            touched = self._quota_value() != self.mailbox.get("quota_bytes")
+        except MailError:
+            touched = True
+        if touched:
+            self._show_meanwhile(data["quota_bytes"], again=False)
+            return
+        self.mailbox["quota_bytes"] = data["quota_bytes"]
+        self.quota.setText(size_text(data["quota_bytes"]))
+        self.quota_meanwhile.setVisible(False)
+
+    def _show_meanwhile(self, quota: Any, *, again: bool) -> None:
+        now = size_text(quota) or "none"
+        self.quota_meanwhile.setText(f"Another administrator changed the quota while this sheet was open; it is "
+                                     f"now {now}." + (" Apply again to replace it with the value above." if again
+                                                      else ""))
+        self.quota_meanwhile.setVisible(True)

@@ -6,8 +6,13 @@ setting it knows (label, default, help, kind, secret flag, restart need), so set
 service has are editable here without code; the console checks locally what it knows (the catalog,
 core/catalog.py) and the service checks the rest when they are applied. Secret settings show as
 "(set)" and are sent only when typed.
-OK / Cancel / Apply: Apply sends one ``settings.set`` per changed value; Cancel also puts back
-any value this dialog applied, so the server is left as it was found.
+OK / Cancel / Apply, as property sheets behave: Apply commits what was changed (one ``settings.set``
+per changed value), OK applies what is not applied yet and closes, Cancel discards only what was
+not applied. The sheet starts from ``settings.snapshot`` (values with their versions) and sends each
+change with the version it showed: if another administrator changed that setting since, the
+service refuses it and changes nothing; the sheet then says which setting changed, to what, and
+keeps the administrator's value, so Apply again replaces theirs deliberately. A ``settings.changed``
+event updates the fields nobody touched here (``apply_event``).
 """
 from __future__ import annotations
 
@@ -198,7 +203,18 @@ class SettingField(QWidget):
         outer.setSpacing(2)
         outer.addLayout(row)
         outer.addWidget(self.reason)
+        # Another administrator changed this setting after the sheet showed it (see apply_event).
+        self.meanwhile = QLabel()
+        self.meanwhile.setObjectName(f"meanwhile_{name}")
+        self.meanwhile.setWordWrap(True)
+        self.meanwhile.setStyleSheet("color: #8a5300;")
+        self.meanwhile.setVisible(False)
+        outer.addWidget(self.meanwhile)
         self.changed.connect(self.validate)
+
+    def show_meanwhile(self, text: str) -> None:
+        self.meanwhile.setText(text)
+        self.meanwhile.setVisible(bool(text))
 
     def set_value(self, value: Any) -> None:
         if self.spec.secret:
@@ -270,13 +286,16 @@ class ServerPropertiesDialog(QDialog):
     def __init__(self, parent: QWidget | None, *, client: Any, settings: dict[str, Any], domain_count: int,
                  hostname: str = "", restart_listeners: Callable[[list[str]], None] | None = None,
                  described: list[dict[str, Any]] | None = None,
-                 listeners: list[dict[str, Any]] | None = None) -> None:
+                 listeners: list[dict[str, Any]] | None = None, versions: dict[str, int] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{hostname or 'Server'} Properties")
         self._client = client
         self._restart_listeners = restart_listeners
-        self.original = dict(settings)        # as found when the dialog opened
-        self.current = dict(settings)         # as the server has them now (after Apply)
+        self.current = dict(settings)         # as the server has them, as far as this sheet knows
+        # The version of each value in ``current`` (settings.snapshot): sent with a change, so the
+        # service refuses it if someone changed the setting since. Empty: a service without
+        # versions, where the last writer wins.
+        self.versions: dict[str, int] = dict(versions or {})
         self.fields: dict[str, SettingField] = {}
         # What the service knows (settings.describe); without it, what this console knows.
         if described:
@@ -371,7 +390,8 @@ class ServerPropertiesDialog(QDialog):
         layout.addLayout(notice_row)
         layout.addWidget(self.buttons)
         self._pending_restart: list[str] = []
-        self._sent: set[str] = set()          # settings this dialog has asked the server to change
+        self._in_flight: set[str] = set()     # settings sent and not answered yet
+        self._held: dict[str, dict[str, Any]] = {}   # their change events, applied after the answer
         self._busy = False
         keep_text_whole(self, 560, 500)
         self._fitted = False
@@ -442,6 +462,8 @@ class ServerPropertiesDialog(QDialog):
 
     # -- OK / Apply / Cancel ------------------------------------------------------------------------
     def apply(self, *, close: bool) -> None:
+        """Apply (and with ``close``, OK): send what differs from the server's values; OK closes once
+        all of it is committed, and stays open when something was refused."""
         if not self._all_valid() or self._busy:
             return
         changes = self.changes()
@@ -452,6 +474,7 @@ class ServerPropertiesDialog(QDialog):
         self._busy = True
         self._update_buttons()
         failures: list[str] = []
+        moved: dict[str, str] = {}     # setting -> the service's words: someone changed it since
         restart: list[str] = []
         left = [len(changes)]
 
@@ -459,44 +482,148 @@ class ServerPropertiesDialog(QDialog):
             left[0] -= 1
             if left[0]:
                 return
+            if moved:   # read what they changed, then say so; the fields keep this sheet's values
+                self._client.request("settings.snapshot", {}, lambda snap: settled(snap, moved),
+                                     lambda _e: settled(None, moved))
+            else:
+                settled(None, {})
+
+        def settled(snapshot: dict[str, Any] | None, moved: dict[str, str]) -> None:
             self._busy = False
-            self._update_buttons()
+            if snapshot:
+                self._merge(snapshot, conflicted=moved)
             if restart:
                 self._pending_restart = sorted(set(self._pending_restart) | set(restart))
-                names = ", ".join(self._pending_restart)
-                self.notice.setText(f"Saved. The new values take effect when these listeners restart: {names}.")
-                self.notice.setVisible(True)
-                self.restart_button.setVisible(self._restart_listeners is not None)
                 self.applied.emit(list(self._pending_restart))
+            self._show_notice(moved)
+            self._update_buttons()
             if failures:
                 error_box.show_error(self, "\n".join(failures), doing="change the server properties")
-            elif close:
+            elif close and not moved:
                 self.accept()
 
         for name, value in changes.items():
-            self._sent.add(name)
+            self._in_flight.add(name)
+            self.fields[name].show_meanwhile("")
 
             def done(result: Any, name: str = name, value: Any = value) -> None:
-                self.current[name] = (result or {}).get("value", value) if isinstance(result, dict) else value
-                need = result.get("restart") if isinstance(result, dict) else None
+                answer = result if isinstance(result, dict) else {}
+                self.current[name] = answer.get("value", value)
+                if isinstance(answer.get("version"), int):
+                    self.versions[name] = answer["version"]
+                need = answer.get("restart")
                 if need:
                     restart.append(need if isinstance(need, str) else (self.specs[name].restart or name))
+                self._answered(name)
                 finish()
 
             def failed(error: MailError, name: str = name) -> None:
-                failures.append(f"{self.specs[name].label}: {error.message}")
+                if error.code == "conflict" and name in self.versions:
+                    moved[name] = error.message    # perhaps changed since; settings.snapshot tells
+                else:
+                    failures.append(f"{self.specs[name].label}: {error.message}")
+                self._answered(name)
                 finish()
 
-            ops.set_setting(self._client, parent=self, name=name, value=value, on_done=done, on_fail=failed)
+            params: dict[str, Any] = {}
+            if name in self.versions:
+                params["expected_version"] = self.versions[name]
+            ops.set_setting(self._client, parent=self, name=name, value=value, on_done=done, on_fail=failed,
+                            **params)
 
     def reject(self) -> None:
-        """Cancel: put back whatever this dialog applied, then close."""
-        # Revert everything sent, even a change whose answer has not arrived yet.
-        for name in sorted(self._sent):
-            if name in self.original:
-                ops.set_setting(self._client, parent=self.parentWidget(), name=name, value=self.original[name])
-        self._sent.clear()
+        """Cancel: close; what was applied stays applied, what was not is discarded."""
         super().reject()
+
+    # -- other administrators' changes ---------------------------------------------------------------
+    def apply_event(self, name: str, data: dict[str, Any]) -> None:
+        """A ``settings.changed`` event: a field nobody touched here shows the new value; a touched
+        one keeps this sheet's value and says what the setting is now (Apply will be refused until
+        the administrator has seen it, then replaces it deliberately)."""
+        if name != "settings.changed" or not isinstance(data, dict):
+            return
+        setting = str(data.get("name"))
+        version = data.get("version")
+        if setting in self._in_flight:   # our own change, or one that crossed it: after the answer
+            self._held[setting] = data
+            return
+        if isinstance(version, int) and version <= self.versions.get(setting, -1):
+            return   # what this sheet already has (the event of its own Apply)
+        field = self.fields.get(setting)
+        if field is not None and self._touched(setting):
+            field.show_meanwhile(f"Changed by another administrator while this sheet was open; it is now "
+                                 f"{self._shown(setting, data.get('value'))}.")
+            return
+        self.current[setting] = data.get("value")
+        if isinstance(version, int):
+            self.versions[setting] = version
+        if field is not None:
+            field.set_value(data.get("value"))
+            field.show_meanwhile("")
+        self._update_buttons()
+
+    def _answered(self, name: str) -> None:
+        self._in_flight.discard(name)
+        held = self._held.pop(name, None)
+        if held is not None:
+            self.apply_event("settings.changed", held)
+
+    def _merge(self, snapshot: dict[str, Any], *, conflicted: dict[str, str]) -> None:
+        """A fresh ``settings.snapshot`` after a refusal: the refused settings take the server's
+        value and version (so Apply again replaces them) and say, in the service's words, who
+        changed them and to what; untouched fields show the server's values."""
+        values, versions = snapshot.get("values") or {}, snapshot.get("versions") or {}
+        first = next((self.fields[n] for n in self.fields if n in conflicted), None)
+        if first is not None:   # show the first one: its tab may not be the one open
+            pages = [i for i in range(self.tabs.count())
+                     if (page := self.tabs.widget(i)) is not None and page.isAncestorOf(first)]
+            self.tabs.setCurrentIndex(pages[0] if pages else self.tabs.currentIndex())
+        for name in conflicted:
+            if name in values:
+                self.current[name] = values[name]
+            if isinstance(versions.get(name), int):
+                self.versions[name] = versions[name]
+            field = self.fields.get(name)
+            if field is not None:
+                field.show_meanwhile(conflicted[name])
+        for name, version in versions.items():
+            if name not in conflicted and isinstance(version, int) and version > self.versions.get(name, -1):
+                self.apply_event("settings.changed", {"name": name, "value": values.get(name), "version": version})
+
+    def _touched(self, name: str) -> bool:
+        field = self.fields[name]
+        try:
+            return bool(field.value() != self.current.get(name, field.spec.default))
+        except MailError:
+            return True
+
+    def _shown(self, name: str, value: Any) -> str:
+        spec = self.specs.get(name)
+        if value in (None, ""):
+            return "(none)"
+        if spec is not None and spec.kind == Kind.YES_NO:
+            return "on" if value else "off"
+        if name == "auth":
+            return AUTH_LABELS.get(str(value), str(value))
+        if name == "logging" and isinstance(value, int) and 0 <= value < len(LOGGING_LABELS):
+            return LOGGING_LABELS[value]
+        if spec is not None and spec.kind == Kind.SIZE:
+            return size_text(value)
+        return str(value)
+
+    def _show_notice(self, moved: dict[str, str]) -> None:
+        parts: list[str] = []
+        if moved:
+            names = ", ".join(self.specs[n].label for n in sorted(moved))
+            parts.append(f"Not applied: another administrator changed {names} after this sheet read "
+                         f"{'them' if len(moved) > 1 else 'it'}. Check the value shown below the field; Apply "
+                         "again to replace it with yours, or Cancel to keep theirs.")
+        if self._pending_restart:
+            parts.append("Saved. The new values take effect when these listeners restart: "
+                         f"{', '.join(self._pending_restart)}.")
+        self.notice.setText(" ".join(parts))
+        self.notice.setVisible(bool(parts))
+        self.restart_button.setVisible(bool(self._pending_restart) and self._restart_listeners is not None)
 
     def _restart_now(self) -> None:
         if self._restart_listeners is not None and self._pending_restart:

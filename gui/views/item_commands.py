@@ -176,16 +176,20 @@ class ItemCommands:
         """The properties of the server, a domain or a mailbox."""
         parent = self.host.dialog_parent()
         if target.kind is NodeKind.SERVER:
-            # Read the settings fresh: the dialog must start from what the server has now.
-            self.client.request("settings.get", {}, self._open_server_properties,
+            # Read the settings fresh, with their versions: the dialog starts from what the server
+            # has now, and the service refuses a change someone made since (see the dialog).
+            self.client.request("settings.snapshot", {}, self._open_server_properties,
                                 lambda e: error_box.show_error(parent, e, doing="read the server properties"))
         elif target.kind is NodeKind.DOMAIN:
             self.host.open_dialog(DomainPropertiesDialog(parent, target.data), "domain")
         elif target.kind is NodeKind.MAILBOX:
-            self.host.open_dialog(MailboxPropertiesDialog(parent, target.data, client=self.client), "mailbox")
+            sheet = MailboxPropertiesDialog(parent, target.data, client=self.client)
+            self.controller.event_applied.connect(sheet.apply_event)   # other administrators' changes
+            self.host.open_dialog(sheet, "mailbox")
 
-    def _open_server_properties(self, values: dict[str, Any]) -> None:
+    def _open_server_properties(self, snapshot: dict[str, Any]) -> None:
         controller = self.controller
+        values = dict(snapshot.get("values") or {})
         controller.server_settings = dict(values)
 
         def open_with(described: list[dict[str, Any]] | None) -> None:
@@ -193,7 +197,9 @@ class ItemCommands:
                                             domain_count=controller.tree_model.domain_total,
                                             hostname=str(controller.server_info.get("hostname") or ""),
                                             restart_listeners=controller.restart_listeners, described=described,
-                                            listeners=controller.server_info.get("listeners"))
+                                            listeners=controller.server_info.get("listeners"),
+                                            versions=snapshot.get("versions"))
+            controller.event_applied.connect(dialog.apply_event)   # other administrators' changes
             self.host.open_dialog(dialog, "server-properties")
 
         # The service's own descriptions: the settings its modules register are editable too.

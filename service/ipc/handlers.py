@@ -84,6 +84,7 @@ def _admin(method: str) -> Handler:
 
 for _op, _method in {
     "settings.get": "settings_get",
+    "settings.snapshot": "settings_snapshot",
     "domain.list": "domain_list",
     "domain.get": "domain_get",
     "domain.add": "domain_add",
@@ -184,6 +185,12 @@ async def server_info(scope: AdminScope, params: dict[str, Any]) -> Any:
             "tls": tls, "admin_tcp": admin_tcp, **service_status(scope)}
 
 
+def _version(scope: AdminScope, name: str) -> int:
+    """A setting's version now, for the change event of an op that stored it on the way."""
+    with scope.db.read() as session:
+        return Settings.version(session, name)
+
+
 @handles("mailbox.migrate")
 async def mailbox_migrate(scope: AdminScope, params: dict[str, Any]) -> Any:
     """winpop migrate: a password-file mailbox to a directory entry (core/auth/migration.py)."""
@@ -197,7 +204,8 @@ async def mailbox_migrate(scope: AdminScope, params: dict[str, Any]) -> Any:
     if result.switched:
         await scope.run(scope.reload_settings)
         await scope.run(scope.apply_settings)
-        scope.events.publish("settings.changed", {"name": "auth", "value": "directory"})
+        scope.events.publish("settings.changed", {"name": "auth", "value": "directory",
+                                                  "version": await scope.run(_version, scope, "auth")})
     return to_wire(result)
 
 
@@ -354,6 +362,13 @@ def _install_certificate(scope: AdminScope, cert_pem: bytes, key_pem: bytes) -> 
     return {**summary.as_dict(), "path": str(cert_path)}
 
 
+async def _publish_certificate_paths(scope: AdminScope) -> None:
+    """Both path settings point at the default location now: an open property sheet shows it."""
+    for name in ("tls_cert", "tls_key"):
+        scope.events.publish("settings.changed", {"name": name, "value": "",
+                                                  "version": await scope.run(_version, scope, name)})
+
+
 @handles("tls.generate")
 async def tls_generate(scope: AdminScope, params: dict[str, Any]) -> Any:
     hostname = (params.get("hostname") or scope.hostname).strip().rstrip(".").lower()
@@ -370,7 +385,7 @@ async def tls_generate(scope: AdminScope, params: dict[str, Any]) -> Any:
             return _install_certificate(scope, cert.read_bytes(), key.read_bytes())
 
     result = await scope.run(make)
-    scope.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
+    await _publish_certificate_paths(scope)
     return result
 
 
@@ -392,5 +407,5 @@ async def tls_import(scope: AdminScope, params: dict[str, Any]) -> Any:
         return _install_certificate(scope, cert, key)
 
     result = await scope.run(install)
-    scope.events.publish("settings.changed", {"name": "tls_cert", "value": ""})
+    await _publish_certificate_paths(scope)
     return result

@@ -70,13 +70,18 @@ def test_apply_sends_changes_and_says_which_listener_must_restart(qtbot, window,
     qtbot.waitUntil(lambda: window.status_view.events_box.title().endswith("Maximum)"))
 
 
-def test_cancel_puts_back_what_apply_changed(qtbot, window, fake):
+def test_cancel_after_apply_keeps_what_was_applied(qtbot, window, fake):
+    """Apply commits; Cancel discards only what was not applied (issue 15)."""
     dialog = open_properties(qtbot, window)
     dialog.fields["sparequired"].editor.setChecked(False)
     qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: fake.service.settings["sparequired"] is False)
+    qtbot.waitUntil(lambda: fake.service.settings["sparequired"] is False and not dialog._busy)
+    dialog.fields["createuser"].editor.setChecked(not fake.service.settings["createuser"])   # not applied
+    sent = len(fake.ops_sent("settings.set"))
     qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: fake.service.settings["sparequired"] is True)
+    qtbot.wait(100)
+    assert len(fake.ops_sent("settings.set")) == sent
+    assert fake.service.settings["sparequired"] is False
 
 
 def test_cancel_without_apply_sends_nothing(qtbot, window, fake):

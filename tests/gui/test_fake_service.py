@@ -18,7 +18,8 @@ PASSWORD = "Secret-123x"
 # Maps from a name to a value, not records. counters: a service counts only what happened (a fresh
 # one has none), so only the types are compared. settings.get: until every setting is in the core
 # catalog the fake knows only that catalog's; the names it has must be the service's.
-MAPS = {"counters": False, "settings.get": True}   # True: the fake's names must be the service's
+MAPS = {"counters": False, "settings.get": True,   # True: the fake's names must be the service's
+        "values": True, "versions": True}           # settings.snapshot
 
 
 def shape_differences(real: Any, fake: Any, path: str) -> list[str]:
@@ -82,6 +83,7 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("mailbox.set_quota", {"address": "alice@example.com", "quota": 1000000}),
     ("settings.get", {}), ("settings.get", {"name": "logging"}), ("settings.describe", {}),
     ("settings.set", {"name": "logging", "value": 2}), ("settings.set", {"name": "queue_lifetime", "value": "3600"}),
+    ("settings.snapshot", {}), ("settings.set", {"name": "logging", "value": 3, "expected_version": 1}),
     ("service.status", {}), ("server.info", {}),
     ("service.control", {"action": "pause"}), ("service.control", {"action": "resume"}),
     ("service.control", {"action": "restart", "listener": "pop3"}),
@@ -128,3 +130,24 @@ def test_the_fake_answers_in_the_real_services_shapes(service):
     assert [len(v) for v in real["series"].values()] == [len(v) for v in fake_history["series"].values()] == [7] * 7
     assert all(v is None or type(v) is int for values in fake_history["series"].values() for v in values)
     assert not problems, "\n".join(problems)
+
+
+def test_the_fake_refuses_a_stale_version_and_publishes_versions_as_the_service_does(service):
+    """settings.set with an old expected_version: both refuse it ('conflict') and change nothing;
+    both publish settings.changed with the same keys and types."""
+    fake = FakeService()
+    with service.client() as watcher:
+        watcher.call("events.subscribe")
+        for call in (lambda op, **p: service.call(op, **p), lambda op, **p: fake.call(op, p)[0]):
+            call("settings.set", name="idle_timeout", value=900)
+            call("settings.set", name="idle_timeout", value=1200)
+        real_event = next(e for e in iter(watcher.next_event, None) if e["event"] == "settings.changed")
+    _answer, fake_events = fake.call("settings.set", {"name": "idle_timeout", "value": 900})
+    assert shape_differences(real_event["data"], dict(fake_events)["settings.changed"], "settings.changed") == []
+    for refuse in (lambda: service.call("settings.set", name="idle_timeout", value=600, expected_version=1),
+                   lambda: fake.call("settings.set", {"name": "idle_timeout", "value": 600, "expected_version": 1})):
+        with pytest.raises(MailError) as refused:
+            refuse()
+        assert refused.value.code == "conflict" and "changed" in refused.value.message
+    assert service.call("settings.get", name="idle_timeout") == {"idle_timeout": 1200}
+    assert fake.settings["idle_timeout"] == 900

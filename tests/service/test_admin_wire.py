@@ -56,13 +56,16 @@ def test_every_admin_answer_has_the_keys_the_console_and_winpop_read(service, tm
     assert keys(one) == ["domain", "mailboxes", "messages", "bytes", "locked", "items", "counters"]
     assert [keys(m) for m in one["items"]] == [MAILBOX]
 
-    assert call("settings.set", name="logging", value=2) == {"name": "logging", "value": 2, "restart": None}
+    # The version (issue 15) is added to settings.set's answer: 1 for a setting stored the first time.
+    assert call("settings.set", name="logging", value=2) == {"name": "logging", "value": 2, "restart": None,
+                                                             "version": 1}
     assert call("settings.get", name="logging") == {"logging": 2}
     if pg_url() is None:   # on PostgreSQL a running node refuses to move the shared mail root
         moved = call("settings.set", name="mailroot", value=str(tmp_path / "newroot"))
-        assert keys(moved) == ["name", "value", "restart", "messages", "mailboxes", "domains"]
+        assert keys(moved) == ["name", "value", "restart", "messages", "mailboxes", "domains", "version"]
         assert call("settings.set", name="mailroot", value=str(tmp_path / "newroot")) == \
-            {"name": "mailroot", "value": str(tmp_path / "newroot"), "restart": moved["restart"]}
+            {"name": "mailroot", "value": str(tmp_path / "newroot"), "restart": moved["restart"],
+             "version": moved["version"]}   # the same value again: its version stays
 
     win = tmp_path / "win" / "example.com" / "P3_bob.mbx"
     win.mkdir(parents=True)
@@ -89,7 +92,9 @@ def test_change_events_carry_the_same_keys_as_before(service):
         changed = next_event_named(watcher, "domain.changed")["data"]
         assert keys(changed) == DOMAIN and changed["mailbox_count"] == 1
         service.call("settings.set", name="logging", value=1)
-        assert next_event_named(watcher, "settings.changed")["data"] == {"name": "logging", "value": 1}
+        changed = next_event_named(watcher, "settings.changed")["data"]
+        # The version (issue 15) is added: a property sheet compares it with the version it read.
+        assert changed == {"name": "logging", "value": 1, "version": changed["version"]} and changed["version"] >= 1
         service.call("mailbox.delete", address="alice@example.com")
         assert next_event_named(watcher, "mailbox.deleted")["data"] == \
             {"address": "alice@example.com", "domain": "example.com", "name": "alice"}

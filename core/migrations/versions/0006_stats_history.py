@@ -1,14 +1,14 @@
 """per-minute service statistics (the status page's charts)
 
 Revision ID: 0006
-Revises: 0004 (for now; the lead re-points it at 0005 when the branches meet)
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
