@@ -39,7 +39,11 @@ class KeepsTextWhole(QObject):
         window.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if watched is self._window and event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
+        # The garbage collector may clear this wrapper's attributes (a cycle through the window) while Qt
+        # still delivers the window's last events: then there is nothing left to fit.
+        window = self.__dict__.get("_window")
+        if window is not None and watched is window and event.type() in (QEvent.Type.LayoutRequest,
+                                                                          QEvent.Type.Show):
             self.fit()
         return False
 
