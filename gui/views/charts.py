@@ -238,6 +238,7 @@ class StatsCharts(QWidget):
             self.grid.addWidget(widget, *divmod(n, columns))
         for column in range(COLUMNS):
             self.grid.setColumnStretch(column, 1 if column < columns else 0)
+        self.grid.activate()   # the new places now, not after the next layout request: the titles fit at once
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

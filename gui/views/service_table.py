@@ -51,7 +51,7 @@ class ServiceTable(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.setWordWrap(False)        # a cut cell ends in '…' and has a tooltip; it never wraps in a one-line row
+        self.table.setWordWrap(False)        # a cut cell ends in '…' with a tooltip; never wraps in a one-line row
         self.table.setAlternatingRowColors(True)
         self._fitting = False
         self._user_sized = False             # once the user sizes a column, the widths are theirs

@@ -171,6 +171,7 @@ class StatusView(QWidget):
         # The certificate fingerprint a remote console asks the user to compare: one unbreakable string,
         # shown in two lines of 16 bytes (each line ends at a colon), with Copy for the exact text.
         self.fingerprint_box = QWidget()
+        self.fingerprint: str = ""            # as the service gives it: what Copy copies
         self.fingerprint_title = QLabel("Certificate SHA-256 fingerprint:")
         self.fingerprint_title.setStyleSheet("color: #555;")
         self.fingerprint_label = QLabel()
@@ -191,7 +192,6 @@ class StatusView(QWidget):
         fingerprint_layout.addWidget(self.copy_fingerprint, 1, 1, Qt.AlignmentFlag.AlignTop)
         fingerprint_layout.setColumnStretch(2, 1)
         self.fingerprint_box.setVisible(False)
-        self.fingerprint = ""                 # as the service gives it: what Copy copies
         self._use_audit = False               # an older service without log.recent
         listeners_box = QGroupBox("Listeners")
         QVBoxLayout(listeners_box).addWidget(self.listeners)
@@ -421,8 +421,9 @@ class StatusView(QWidget):
                 if c == 3:
                     cell.setToolTip(cell.text())   # a long message is elided in the cell; the tooltip has it whole
                 self.events.setItem(r, c, cell)
-        if rows:
-            self.events.resizeColumnsToContents()
+        if rows:   # time, level and source as wide as they are; the message takes the rest (cut: its tooltip)
+            for column in range(self.events.columnCount() - 1):
+                self.events.resizeColumnToContents(column)
 
     def _apply_audit(self, result: dict[str, Any]) -> None:
         rows = result.get("items") or []
