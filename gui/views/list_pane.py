@@ -58,6 +58,7 @@ class ListPane(QWidget):
         header.setSectionsMovable(True)
         self._fitting = False
         self._user_sized = False      # once the user (or a restored layout) sizes a column, the widths are theirs
+        self._fitted: list[int] = []        # the widths the last fit gave
         self._widths: dict[int, int] = {}   # a counter column's width so far: it grows with the values, never shrinks
         header.sectionResized.connect(self._section_resized)
         # Refit once the events of a change are through: a page of rows, an event, a new width.
@@ -97,9 +98,11 @@ class ListPane(QWidget):
         """Each counter column as wide as its header (with the sort arrow) or its widest value shown so far;
         the name takes whatever they leave, so there is no dead strip at the right and no scroll bar while the
         names fit. Once the user sizes a column (or a saved layout is restored) the widths are theirs."""
+        header = self.view.header()
+        if self._fitted and self._fitted != self._sizes():
+            self._user_sized = True   # sized behind our back: a restored layout (restoreState says nothing)
         if self._user_sized:
             return
-        header = self.view.header()
         self._fitting = True
         try:
             header.setMinimumSectionSize(self._narrowest())
@@ -113,6 +116,11 @@ class ListPane(QWidget):
             header.resizeSection(0, name)
         finally:
             self._fitting = False
+        self._fitted = self._sizes()
+
+    def _sizes(self) -> list[int]:
+        header = self.view.header()
+        return [header.sectionSize(c) for c in range(header.count())]
 
     def _narrowest(self) -> int:
         """The narrowest a column may be dragged: a few characters and the margins."""
