@@ -237,9 +237,9 @@ class StatsSeries:
 # The series of stats.history, in the order the console and winpop show them (service/history.py
 # keeps exactly these).
 STATS_SERIES: dict[str, StatsSeries] = {s.name: s for s in (
-    StatsSeries("received", "Messages received", counted=True),
-    StatsSeries("delivered", "Delivered to local mailboxes", counted=True),
-    StatsSeries("sent", "Sent to other servers", counted=True),
+    StatsSeries("received", "Mail received", counted=True),
+    StatsSeries("delivered", "Delivered locally", counted=True),
+    StatsSeries("sent", "Sent out", counted=True),
     StatsSeries("pop3_sessions", "POP3 sessions", counted=True),
     StatsSeries("failed_logons", "Failed logons", counted=True),
     StatsSeries("queue_size", "Outgoing queue", counted=False),

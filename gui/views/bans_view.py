@@ -17,6 +17,7 @@ class BansView(ServiceTable):
     op = "ban.list"
     headers = ["Banned", "Kind", "Failures", "Since (UTC)", "Until (UTC)", "Reason"]
     numeric_columns = (2,)
+    elastic_columns = (0, 5)
     empty_text = "No address or login name is banned."
 
     def __init__(self, client: Any, parent: QWidget | None = None) -> None:

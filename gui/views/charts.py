@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 from core.ipc.ops import STATS_SERIES, StatsSeries
 
 PERIODS = {"hour": 60, "day": 1440}     # the choice → stats.history's minutes
-COLUMNS = 4                             # 2 x 4: seven charts and the period choice
+COLUMNS = 4                             # 2 x 4: seven charts and the period choice, where the width allows
+GRID_SPACING = 10
 MAX_POINTS = 144                        # more minutes than this are drawn in steps (a day: ten minutes)
 COLOURS = {"received": "#0063b1", "delivered": "#107c10", "sent": "#8764b8", "pop3_sessions": "#008575",
            "failed_logons": "#a4262c", "queue_size": "#ca5010", "disk_free_mb": "#5d5a58"}
@@ -89,10 +90,12 @@ class SeriesChart(QWidget):
         super().__init__(parent)
         self.spec = spec
         self.title = QLabel(spec.label)
-        self.title.setWordWrap(True)       # a narrow window: two lines, never a wider page
+        # One line, always (a wrapped title pushes its plot out of line with its row's). The grid takes fewer
+        # charts to a row when titles do not fit (StatsCharts.columns_for); a title never widens the page.
         self.title.setMinimumWidth(1)
         self.title.setToolTip(spec.label + (": how many in each minute" if spec.counted else
-                                            ": the level at the end of each minute"))
+                                            ": the level at the end of each minute") +
+                              (f", in {spec.unit} (in GB from 10 GB)" if spec.unit == "MB" else ""))
         self.value = QLabel("–")
         self.value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         bold = QFont(self.value.font())
@@ -102,6 +105,7 @@ class SeriesChart(QWidget):
         head.setContentsMargins(0, 0, 0, 0)
         head.addWidget(self.title, 1)
         head.addWidget(self.value)
+        self._head = head
         self.plot = pg.PlotWidget(axisItems={"bottom": TimeAxis(orientation="bottom")}, background="w")
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.setMenuEnabled(False)
@@ -150,16 +154,19 @@ class SeriesChart(QWidget):
         if event.type() == event.Type.FontChange:
             self.follow_font()
 
+    def head_width(self) -> int:
+        """The width the title and the latest value need on one line (the value at its widest likely text)."""
+        bold = QFontMetrics(self.value.font())
+        widest_value = max(bold.horizontalAdvance(self.value.text()), bold.horizontalAdvance("999/min"))
+        return self.title.sizeHint().width() + max(self._head.spacing(), 0) + widest_value
+
     def set_values(self, values: list[Any], end: int, interval: int) -> None:
         """Draw ``values`` (oldest first) ending at ``end`` (epoch seconds); None: a gap. A day is
         drawn in ten-minute steps (the average per minute in each): 1,440 bars would be a smear."""
         n = len(values)
         points = as_points(values)
         if self.spec.unit == "MB" and np.nanmax(points, initial=0.0) >= 10 * 1024:
-            points = points / 1024           # tens of thousands of MB read better as GB
-            self.title.setText(f"{self.spec.label} (GB)")
-        elif self.spec.unit:
-            self.title.setText(f"{self.spec.label} ({self.spec.unit})")
+            points = points / 1024           # tens of thousands of MB read better as GB (the value says which)
         step = max(1, n // MAX_POINTS)
         if step > 1:
             points = bucket_means(points, step)
@@ -207,15 +214,35 @@ class StatsCharts(QWidget):
         choice_layout.addWidget(self.day)
         choice_layout.addWidget(self.note)
         choice_layout.addStretch(1)
-        grid = QGridLayout(self)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(6)
-        for n, chart in enumerate(self.charts.values()):
-            grid.addWidget(chart, *divmod(n, COLUMNS))
-        grid.addWidget(choice, *divmod(len(self.charts), COLUMNS))
+        self.choice = choice
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setHorizontalSpacing(GRID_SPACING)
+        self.grid.setVerticalSpacing(6)
+        self.columns = 0
+        self.place(COLUMNS)
+
+    def columns_for(self, width: int) -> int:
+        """As many charts to a row as fit with their titles on one line: four, or fewer in a narrow page."""
+        need = max(chart.head_width() for chart in self.charts.values())
+        return max(1, min(COLUMNS, (width + GRID_SPACING) // (need + GRID_SPACING)))
+
+    def place(self, columns: int) -> None:
+        """Lay the charts and the period choice out ``columns`` to a row."""
+        if columns == self.columns:
+            return
+        self.columns = columns
+        for widget in (*self.charts.values(), self.choice):
+            self.grid.removeWidget(widget)
+        for n, widget in enumerate((*self.charts.values(), self.choice)):
+            self.grid.addWidget(widget, *divmod(n, columns))
         for column in range(COLUMNS):
-            grid.setColumnStretch(column, 1)
+            self.grid.setColumnStretch(column, 1 if column < columns else 0)
+        self.grid.activate()   # the new places now, not after the next layout request: the titles fit at once
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self.place(self.columns_for(event.size().width()))
 
     @property
     def minutes(self) -> int:

@@ -1,25 +1,22 @@
 """A result-pane list: a title, a filter box that filters as you type, and a details view."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QStyle,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
 from gui.models.paged_table import PagedTableModel
+from gui.views.cell_tips import CutCellTips
 
 FILTER_DELAY_MS = 200
 EMPTY_TEXT = "There are no items to show in this view."
-# The widest values a counter or state column shows in practice (sizes in KB, counts, states).
-WIDEST_VALUES = ("9,999,999", "Locked (domain)")
 
 
 class ListPane(QWidget):
@@ -61,11 +58,23 @@ class ListPane(QWidget):
         header.setSectionsMovable(True)
         self._fitting = False
         self._user_sized = False      # once the user (or a restored layout) sizes a column, the widths are theirs
+        self._fitted: list[int] = []        # the widths the last fit gave
+        self._widths: dict[int, int] = {}   # a counter column's width so far: it grows with the values, never shrinks
         header.sectionResized.connect(self._section_resized)
-        self.size_columns()
+        # Refit once the events of a change are through: a page of rows, an event, a new width.
+        self._refit = QTimer(self)
+        self._refit.setSingleShot(True)
+        self._refit.setInterval(0)
+        self._refit.timeout.connect(self.fit_columns)
+        model.modelReset.connect(self._widths.clear)
+        for signal in (model.modelReset, model.rowsInserted, model.dataChanged, model.layoutChanged):
+            signal.connect(lambda *_a: self._refit.start())
+        self.tips = CutCellTips(self.view)
+        self.fit_columns()
         self.empty = QLabel(EMPTY_TEXT, self.view.viewport())
         self.empty.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.empty.setStyleSheet("color: #666; padding-top: 24px;")
+        self.view.viewport().installEventFilter(self)
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.title, 1)
@@ -85,39 +94,47 @@ class ListPane(QWidget):
             signal.connect(self._update_empty)
         self._update_empty()
 
-    def size_columns(self) -> None:
-        """Each counter column as wide as its header with the sort arrow, or its widest likely value."""
+    def fit_columns(self) -> None:
+        """Each counter column as wide as its header (with the sort arrow) or its widest value shown so far;
+        the name takes whatever they leave, so there is no dead strip at the right and no scroll bar while the
+        names fit. Once the user sizes a column (or a saved layout is restored) the widths are theirs."""
         header = self.view.header()
-        metrics = self.view.fontMetrics()
-        padding = 2 * (self.view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.view) + 1)
-        widest = max(metrics.horizontalAdvance(text) for text in WIDEST_VALUES) + padding + metrics.averageCharWidth()
-        header.setMinimumSectionSize(header.sectionSizeFromContents(0).width())
+        if self._fitted and self._fitted != self._sizes():
+            self._user_sized = True   # sized behind our back: a restored layout (restoreState says nothing)
+        if self._user_sized:
+            return
         self._fitting = True
         try:
+            header.setMinimumSectionSize(self._narrowest())
             for col in range(1, self.model.columnCount()):
-                header.resizeSection(col, max(header.sectionSizeFromContents(col).width(), widest))
+                width = max(header.sectionSizeFromContents(col).width(), self.view.sizeHintForColumn(col),
+                            self._widths.get(col, 0))
+                self._widths[col] = width
+                header.resizeSection(col, width)
+            others = sum(header.sectionSize(c) for c in range(1, header.count()) if not header.isSectionHidden(c))
+            name = max(header.sectionSizeFromContents(0).width(), self.view.viewport().width() - others)
+            header.resizeSection(0, name)
         finally:
             self._fitting = False
+        self._fitted = self._sizes()
 
-    def fit_name_column(self) -> None:
-        """The name takes whatever the counters leave: no dead strip at the right, at any width."""
+    def _sizes(self) -> list[int]:
         header = self.view.header()
-        others = sum(header.sectionSize(c) for c in range(1, header.count()) if not header.isSectionHidden(c))
-        self._fitting = True
-        try:
-            header.resizeSection(0, max(header.minimumSectionSize(), self.view.viewport().width() - others))
-        finally:
-            self._fitting = False
+        return [header.sectionSize(c) for c in range(header.count())]
+
+    def _narrowest(self) -> int:
+        """The narrowest a column may be dragged: a few characters and the margins."""
+        return self.view.fontMetrics().averageCharWidth() * 4 + 8
 
     def _section_resized(self, *_args: object) -> None:
         if not self._fitting:
             self._user_sized = True
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        if not self._user_sized:
-            self.fit_name_column()
-        self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is self.view.viewport() and event.type() == QEvent.Type.Resize:
+            self._refit.start()   # the viewport's own size: a scroll bar coming or going changes it too
+            self.empty.setGeometry(0, 0, self.view.viewport().width(), 80)
+        return False
 
     def _update_empty(self, *_args: object) -> None:
         empty = self.model.rowCount() == 0

@@ -17,6 +17,7 @@ class QueueView(ServiceTable):
     op = "queue.list"
     headers = ["Id", "From", "To", "Size (KB)", "Tries", "Next try (UTC)", "Last error"]
     numeric_columns = (0, 3, 4)
+    elastic_columns = (1, 2, 6)
     empty_text = "The queue is empty: every message has been delivered."
 
     def __init__(self, client: Any, parent: QWidget | None = None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -20,7 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui.views.cell_tips import text_is_cut
+
 POLL_MS = 5000
+MAX_COLUMN = 260     # a free-text column's widest before the row is out of room: a long error is cut there
 
 
 class ServiceTable(QWidget):
@@ -30,6 +33,7 @@ class ServiceTable(QWidget):
     headers: list[str] = []
     empty_text = ""
     numeric_columns: tuple[int, ...] = ()
+    elastic_columns: tuple[int, ...] = ()   # free text (addresses, errors): cut first, the whole text in a tooltip
 
     def __init__(self, client: Any, title: str, intro: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -46,11 +50,17 @@ class ServiceTable(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for column in range(self.table.columnCount()):   # before the first rows: wide enough for the headers
-            self.table.setColumnWidth(column, self._header_width(column))
+        self.table.setWordWrap(False)        # a cut cell ends in '…' with a tooltip; never wraps in a one-line row
         self.table.setAlternatingRowColors(True)
+        self._fitting = False
+        self._user_sized = False             # once the user sizes a column, the widths are theirs
+        self.table.horizontalHeader().sectionResized.connect(self._section_resized)
+        self._retip = QTimer(self)            # a column dragged wider or narrower: tooltips once it rests
+        self._retip.setSingleShot(True)
+        self._retip.setInterval(100)
+        self._retip.timeout.connect(self._tip_cut_cells)
+        self.table.viewport().installEventFilter(self)
         self.table.setAccessibleName(title)
         self.table.itemSelectionChanged.connect(self.update_buttons)
         self.status = QLabel()
@@ -67,7 +77,7 @@ class ServiceTable(QWidget):
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.refresh)
         self._selection_buttons: list[QPushButton] = []
-        self._sized = False
+        self.fit_columns()
         self.setMinimumWidth(240)   # the button row may be cut rather than widen the window
 
     def add_button(self, text: str, slot: Callable[[], None], *, needs_selection: bool = True) -> QPushButton:
@@ -103,6 +113,52 @@ class ServiceTable(QWidget):
         """The width the column's header text needs, with the margins and a sort indicator's room."""
         return self.table.horizontalHeader().sectionSizeFromContents(column).width()
 
+    def fit_columns(self) -> None:
+        """Every column as wide as its header and its values (a free-text column MAX_COLUMN at most), the last
+        taking what is left; when that is more than the table has, the free-text columns give way down to their
+        headers. A cut cell carries its whole text as tooltip. Once the user sizes a column, the widths stay."""
+        table = self.table
+        if not self._user_sized:
+            count = table.columnCount()
+            headers = [self._header_width(c) for c in range(count)]
+            natural = [max(headers[c], table.sizeHintForColumn(c)) for c in range(count)]
+            natural = [min(w, max(headers[c], MAX_COLUMN)) if c in self.elastic_columns else w
+                       for c, w in enumerate(natural)]
+            room = table.viewport().width()
+            excess = sum(natural) - room
+            slack = {c: natural[c] - headers[c] for c in self.elastic_columns if natural[c] > headers[c]}
+            if excess > 0 and slack:
+                given = min(excess, sum(slack.values()))
+                for c, spare in slack.items():   # in proportion to what each can spare
+                    natural[c] -= -(-given * spare // sum(slack.values()))
+            self._fitting = True
+            try:
+                for c, width in enumerate(natural[:-1]):
+                    table.setColumnWidth(c, width)
+                others = sum(table.columnWidth(c) for c in range(count - 1))   # as set: the header has a minimum
+                table.setColumnWidth(count - 1, max(headers[-1], room - others))   # the last one fills the row
+            finally:
+                self._fitting = False
+        self._tip_cut_cells()
+
+    def _tip_cut_cells(self) -> None:
+        for r in range(self.table.rowCount()):
+            for c in range(self.table.columnCount()):
+                cell = self.table.item(r, c)
+                if cell is not None:
+                    cut = text_is_cut(self.table, self.table.indexFromItem(cell))
+                    cell.setToolTip(cell.text() if cut else "")
+
+    def _section_resized(self, *_args: object) -> None:
+        if not self._fitting:
+            self._user_sized = True
+            self._retip.start()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self.fit_columns()
+        return False
+
     def _failed(self, error: Any) -> None:
         self.status.setText(getattr(error, "message", str(error)))
 
@@ -115,16 +171,10 @@ class ServiceTable(QWidget):
                 cell = QTableWidgetItem(text)
                 if c in self.numeric_columns:
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                cell.setToolTip(text if len(text) > 40 else "")
                 self.table.setItem(r, c, cell)
             if self.key_of(item) in keep:
                 self.table.selectRow(r)
-        if self.items and not self._sized:   # the first rows size the columns; the user's widths stay after
-            for column in range(self.table.columnCount() - 1):   # the last one takes what is left
-                self.table.resizeColumnToContents(column)
-                self.table.setColumnWidth(column, max(self._header_width(column),
-                                                      min(self.table.columnWidth(column), 260)))
-            self._sized = True
+        self.fit_columns()
         text = self.summary() if self.items else self.empty_text
         note = getattr(self, "_note", "")
         self.status.setText(f"{note} {text}" if note else text)

@@ -12,15 +12,17 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QScrollArea,
     QTableWidget,
     QTableWidgetItem,
@@ -39,6 +41,7 @@ PROBLEMS_SHOWN = 20
 COUNTER_COLUMNS = 2   # label and value twice: the page stays narrower than the default result pane
 LOGGING_LABELS = ["None", "Minimum", "Medium", "Maximum"]
 STATE_WORDS = {"running": "running", "paused": "paused", "stopped": "stopped", "partial": "partly running"}
+FINGERPRINT_BYTES_PER_LINE = 16   # SHA-256: two lines of 47 characters
 TLS_WORDS = {TlsMode.STARTTLS: "STARTTLS", TlsMode.IMPLICIT: "TLS", TlsMode.NONE: ""}
 
 
@@ -59,6 +62,14 @@ def listener_failures(status: dict[str, Any]) -> list[str]:
         if item.get("error") and item.get("state") != "running":
             lines.append(f"{item.get('name', '?')} (port {item.get('port', '?')}): {item['error']}")
     return lines
+
+
+def fingerprint_lines(fingerprint: str, per_line: int = FINGERPRINT_BYTES_PER_LINE) -> str:
+    """'3F:A1:…' broken into lines of ``per_line`` bytes, each but the last ending in its colon: the same
+    characters in the same order, so it compares byte for byte with ``winpop status`` and the trust question."""
+    pairs = fingerprint.split(":")
+    lines = [":".join(pairs[i:i + per_line]) for i in range(0, len(pairs), per_line)]
+    return ":\n".join(lines)
 
 
 def _mb(n: Any) -> str:
@@ -153,10 +164,34 @@ class StatusView(QWidget):
         self.charts.period_changed.connect(lambda _minutes: self.refresh_charts(force=True))
         QVBoxLayout(self.charts_box).addWidget(self.charts)
         self._charts_asked = 0.0               # time.monotonic() of the last stats.history request
-        self.remote_label = QLabel()          # remote administration: port and certificate fingerprint
+        self.remote_label = QLabel()          # remote administration: on or off, and its port
         self.remote_label.setWordWrap(True)
         self.remote_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.remote_label.setStyleSheet("color: #555;")
+        # The certificate fingerprint a remote console asks the user to compare: one unbreakable string,
+        # shown in two lines of 16 bytes (each line ends at a colon), with Copy for the exact text.
+        self.fingerprint_box = QWidget()
+        self.fingerprint: str = ""            # as the service gives it: what Copy copies
+        self.fingerprint_title = QLabel("Certificate SHA-256 fingerprint:")
+        self.fingerprint_title.setStyleSheet("color: #555;")
+        self.fingerprint_label = QLabel()
+        fixed = QFont(self.font())            # the page's size (it follows the text scale), fixed-width
+        fixed.setStyleHint(QFont.StyleHint.Monospace)
+        fixed.setFamilies(["monospace"])
+        self.fingerprint_label.setFont(fixed)
+        self.fingerprint_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.fingerprint_label.setAccessibleName("Certificate SHA-256 fingerprint")
+        self.copy_fingerprint = QPushButton("Copy")
+        self.copy_fingerprint.setToolTip("Copy the fingerprint, to compare it with what a remote console shows")
+        self.copy_fingerprint.clicked.connect(
+            lambda: QApplication.clipboard().setText(self.fingerprint))
+        fingerprint_layout = QGridLayout(self.fingerprint_box)   # the title above: the lines keep their width
+        fingerprint_layout.setContentsMargins(0, 0, 0, 0)
+        fingerprint_layout.addWidget(self.fingerprint_title, 0, 0, 1, 3)
+        fingerprint_layout.addWidget(self.fingerprint_label, 1, 0)
+        fingerprint_layout.addWidget(self.copy_fingerprint, 1, 1, Qt.AlignmentFlag.AlignTop)
+        fingerprint_layout.setColumnStretch(2, 1)
+        self.fingerprint_box.setVisible(False)
         self._use_audit = False               # an older service without log.recent
         listeners_box = QGroupBox("Listeners")
         QVBoxLayout(listeners_box).addWidget(self.listeners)
@@ -183,6 +218,7 @@ class StatusView(QWidget):
         layout.addWidget(self.counters_box, 0)
         layout.addWidget(self.events_box, 3)
         layout.addWidget(self.remote_label)
+        layout.addWidget(self.fingerprint_box)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.refresh)
@@ -359,9 +395,10 @@ class StatusView(QWidget):
             text = f"Remote administration: not running ({remote['error']})."
         else:
             text = "Remote administration: off (Server Properties → Security)."
-        if fingerprint:
-            text += f" Certificate SHA-256 fingerprint: {fingerprint}"
         self.remote_label.setText(text)
+        self.fingerprint_label.setText(fingerprint_lines(fingerprint))
+        self.fingerprint = fingerprint
+        self.fingerprint_box.setVisible(bool(fingerprint))
 
     def _log_failed(self, error: Any) -> None:
         if getattr(error, "code", "") == "invalid":   # a service that does not know log.recent
@@ -384,8 +421,9 @@ class StatusView(QWidget):
                 if c == 3:
                     cell.setToolTip(cell.text())   # a long message is elided in the cell; the tooltip has it whole
                 self.events.setItem(r, c, cell)
-        if rows:
-            self.events.resizeColumnsToContents()
+        if rows:   # time, level and source as wide as they are; the message takes the rest (cut: its tooltip)
+            for column in range(self.events.columnCount() - 1):
+                self.events.resizeColumnToContents(column)
 
     def _apply_audit(self, result: dict[str, Any]) -> None:
         rows = result.get("items") or []

@@ -20,6 +20,7 @@ class TokensView(ServiceTable):
 
     op = "admin.token_list"
     headers = ["Name", "Created (UTC)", "Created by", "Last used (UTC)", "Last used from"]
+    elastic_columns = (0, 2, 4)
     empty_text = "No token: no console on another computer can manage this server."
 
     def __init__(self, client: Any, server_info: Callable[[], dict[str, Any]] = dict,
