@@ -133,7 +133,8 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.tree)
         self.splitter.addWidget(self.stack)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([230, 670])
+        # The tree grows with the text (domain names stay whole at 150 %); the result pane takes the rest.
+        self.splitter.setSizes([text_scaled(self, 230, 1).width(), 670])
         self.banner = ConnectionBanner()
         central = QWidget()
         layout = QVBoxLayout(central)
