@@ -1,7 +1,9 @@
 """A small office's mail on a real running service, made the way it is made in real life: domains and
 mailboxes over the admin channel, mail delivered over SMTP (smtplib), some of it fetched over POP3
 (poplib), a message for another company stuck in the outgoing queue with a real error, and bans
-earned by real failed POP3 logons. tools/screenshots.py photographs the result."""
+earned by real failed POP3 logons; then, for the status page's charts, a few minutes of ordinary
+traffic (busy_minute) that the service's per-minute history records as the minutes end.
+tools/screenshots.py photographs the result."""
 from __future__ import annotations
 
 import contextlib
@@ -9,11 +11,14 @@ import poplib
 import smtplib
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from core.ipc.client import AdminClient
+from core.ipc.ops import STATS_SERIES
 from tools.real_service import RealService, free_port, wait_until
 
 PASSWORD = "Spring-Meadow-42"   # every sample mailbox's password (the service's password rule accepts it)
@@ -67,6 +72,17 @@ FAILED_LOGONS = (   # (source address, login): 3 failures make a ban (the thrott
     ("127.0.0.41", "administrator@contoso.com"), ("127.0.0.42", "administrator@contoso.com"),
     ("127.0.0.43", "administrator@contoso.com"),
 )
+
+# A few minutes of an office's day, for the status page's charts: per minute (inbound deliveries on port
+# 25, POP3 sessions, failed logons from addresses that try once, messages to the partner company's server).
+# Every minute also queues one message for the partner whose server is down. Minute n uses row n % 4:
+# the bars differ from minute to minute.
+BUSY_MINUTES = ((6, 3, 1, 2), (11, 5, 2, 1), (3, 2, 1, 3), (8, 4, 3, 1))
+POP3_CLIENTS = ("alice@contoso.com", "bob@contoso.com", "helpdesk@contoso.com", "info@contoso.com",
+                "webmaster@contoso.com")
+# What a password scanner tries, each login and each address once: no ban comes of it.
+SCANNED_LOGINS = ("office", "postmaster", "user", "guest", "support", "mail", "scanner", "backup", "oracle",
+                  "ftp", "marketing", "reception")
 
 
 @dataclass
@@ -207,3 +223,65 @@ def fill_fabrikam(service: RealService) -> Office:
     make_domains(service, FABRIKAM)
     deliver_inbound(service, REMOTE_INBOUND)
     return open_remote_administration(service, "console of the Contoso office", 9110)
+
+
+# -- a few busy minutes for the charts -----------------------------------------------------------------
+def _deliverable(recipient: str) -> bool:
+    """Not a locked mailbox or domain: the service refuses mail for those, as it should."""
+    return recipient != LOCKED_MAILBOX and not recipient.endswith("@" + LOCKED_DOMAIN)
+
+
+def route_to_partner(service: RealService, partner: RealService, domain: str) -> None:
+    """Mail for ``domain`` goes to the partner company's real service (a static route beside the others):
+    what the Contoso users send there is relayed, and counts as sent to other servers."""
+    routes = str(service.call("settings.get", name="smtp_routes").get("smtp_routes") or "")
+    entries = [entry for entry in routes.split(",") if entry.strip() and not entry.strip().startswith(domain + "=")]
+    entries.append(f"{domain}=127.0.0.1:{partner.ports['smtp']}")
+    service.call("settings.set", name="smtp_routes", value=", ".join(e.strip() for e in entries))
+
+
+def busy_minute(service: RealService, n: int, partner_domain: str | None = None) -> None:
+    """Minute ``n`` of the office's traffic (BUSY_MINUTES): mail arriving, mail clients fetching, logons
+    failing, one message waiting for the partner whose server is down, and mail to ``partner_domain``
+    (a route to another real service) when there is one."""
+    inbound_count, sessions, failures, outbound = BUSY_MINUTES[n % len(BUSY_MINUTES)]
+    inbound = [m for m in INBOUND if _deliverable(m[1])]
+    deliver_inbound(service, tuple(inbound[(n * 5 + i) % len(inbound)] for i in range(inbound_count)))
+    for i in range(sessions):
+        fetch_some(service, POP3_CLIENTS[(n + i) % len(POP3_CLIENTS)], keep=5)
+    tried = sum(BUSY_MINUTES[m % len(BUSY_MINUTES)][2] for m in range(n))   # the failures of minutes before
+    for k in range(tried, tried + failures):
+        fail_logon(service, f"127.0.0.{100 + k % 150}", SCANNED_LOGINS[k % len(SCANNED_LOGINS)])
+    submit(service, "bob@contoso.com", f"orders@{PARTNER_DOMAIN}", f"Order {4713 + n}")
+    if partner_domain:
+        for i in range(outbound):
+            submit(service, POP3_CLIENTS[(n + i) % 2], f"orders@{partner_domain}", f"Delivery note {n}-{i + 1}")
+
+
+def minute_values(result: dict[str, Any], minute: int) -> dict[str, Any] | None:
+    """The values of ``minute`` (epoch seconds // 60) in a stats.history answer, if it holds that minute
+    as a full minute the service ran in; else None."""
+    interval = int(result.get("interval") or 60)
+    after = int(result.get("end") or 0) // interval          # the minute after the last full one
+    series: dict[str, list[Any]] = result.get("series") or {}
+    values = {name: column[minute - (after - len(column))] for name, column in series.items()
+              if 0 <= minute - (after - len(column)) < len(column)}
+    return values if minute < after and any(v is not None for v in values.values()) else None
+
+
+def busy_minutes(service: RealService, count: int, partner_domain: str | None = None) -> int:
+    """``count`` minutes of traffic, each waited for until the service's history holds it (stats.history
+    records a minute as soon as it has ended); the number of the last one (epoch seconds // 60)."""
+    minute = 0
+    for n in range(count):
+        minute = int(time.time() // 60)
+        busy_minute(service, n, partner_domain)
+
+        def recorded(m: int = minute) -> dict[str, Any] | None:
+            return minute_values(service.call("stats.history", minutes=60), m)
+
+        values = wait_until(recorded, f"minute {n + 1} of {count} in the service's history", 120.0, 0.5)
+        print(f"minute {n + 1} of {count}: " + ", ".join(
+            f"{STATS_SERIES[name].label.lower()} {value}" for name, value in values.items()
+            if name in STATS_SERIES and STATS_SERIES[name].counted), flush=True)
+    return minute

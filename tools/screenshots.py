@@ -1,11 +1,14 @@
 """Render the console's screenshots from a real running service into docs/screenshots/ (no display needed).
 
-    python tools/screenshots.py [--out DIR] [--only NAME,NAME,...]
+    python tools/screenshots.py [--out DIR] [--only NAME,NAME,...] [--activity-minutes N]
 
 It starts ``python main.py service`` in a temporary directory on loopback ports, fills it the way an
 office would (tools/sample_office.py: domains and mailboxes over the admin channel, mail over SMTP,
 some of it fetched over POP3, a message stuck in the outgoing queue, bans from failed POP3 logons, an
-admin token), starts a second service for the remote-administration pictures, then opens the real
+admin token), starts a second service for the remote-administration pictures (and as the partner
+company's server that Contoso's mail is relayed to), keeps ordinary traffic going for a few minutes
+(--activity-minutes, default 3: the status page's charts show the minutes the service has recorded,
+and a minute is recorded once it has ended; 0 skips this and the charts show no bars), then opens the real
 console (MainWindow on the real IpcClient) and the real setup wizard, whose checks run against this
 machine, and photographs them. Fusion style, a fixed window size and a temporary HOME; the services
 and the temporary directory are removed afterwards, also when something fails.
@@ -39,11 +42,20 @@ from tools import directory_server  # noqa: E402
 from tools.directory_server import DirectoryServer  # noqa: E402
 from tools.directory_server import missing_reason as directory_missing_reason  # noqa: E402
 from tools.real_service import RealService, free_port  # noqa: E402
-from tools.sample_office import CONTOSO, Office, fill_contoso, fill_fabrikam  # noqa: E402
+from tools.sample_office import (  # noqa: E402
+    CONTOSO,
+    Office,
+    busy_minutes,
+    fill_contoso,
+    fill_fabrikam,
+    route_to_partner,
+)
 
 WINDOW_SIZE = (1000, 620)
 WIZARD_SIZE = (720, 560)
 SETTLE_TIMEOUT_S = 30.0
+ACTIVITY_MINUTES = 3          # minutes of traffic before the status pictures (--activity-minutes)
+PARTNER = "fabrikam.net"      # the domain on the second service that Contoso's users send mail to
 
 
 # -- waiting without blocking the console (its client answers on the Qt event loop) ----------------
@@ -102,6 +114,7 @@ class Stage:
     window: MainWindow
     fabrikam: RealService | None = None
     fabrikam_office: Office | None = None
+    busy_until: int = 0       # the last minute of traffic (epoch seconds // 60) the charts must show; 0: none
 
 
 # -- the scenes: each takes a few pictures; a scene runs when one of its pictures is wanted ----------
@@ -113,13 +126,36 @@ def overview(stage: Stage) -> None:
     camera.take(window, "main-window-server")
     window.server_tabs.setCurrentWidget(window.status_view)
     settle(600)
+    if stage.busy_until:
+        wait_for(lambda: charts_show(window, stage.busy_until), "the charts to show the last busy minute")
     camera.take(window, "main-window-status")
+    show_activity(window)
+    camera.take(window, "main-window-charts")
+    window.status_view.scroll_area.verticalScrollBar().setValue(0)
     window.server_tabs.setCurrentWidget(window.domain_pane)
     window.select_domain("contoso.com")
     wait_for(lambda: window.mailbox_model.fully_loaded and window.mailbox_model.row_of("alice@contoso.com") >= 0,
              "the mailboxes of contoso.com")
     select_mailbox(window, "alice@contoso.com")
     camera.take(window, "main-window-domain")
+
+
+def charts_show(window: MainWindow, minute: int) -> bool:
+    """True when the status page's charts have drawn ``minute`` (epoch seconds // 60): a bar of POP3
+    sessions in it (every busy minute has some)."""
+    bars = window.status_view.charts.charts["pop3_sessions"].bars.opts.get("x")
+    return bars is not None and len(bars) > 0 and max(bars) > minute * 60
+
+
+def show_activity(window: MainWindow) -> None:
+    """Scroll the status page so that the Activity box is at the top (the counters below it)."""
+    status = window.status_view
+    box, bar = status.charts_box, status.scroll_area.verticalScrollBar()
+    bar.setValue(min(bar.maximum(), box.y() - 4))
+    settle(100)
+    top = box.mapTo(status.scroll_area.viewport(), box.rect().topLeft()).y()
+    if top < 0 or top + box.height() > status.scroll_area.viewport().height():
+        print("main-window-charts: the Activity box is taller than the page's view", file=sys.stderr)
 
 
 def select_mailbox(window: MainWindow, address: str) -> None:
@@ -338,7 +374,7 @@ def finish_and_fail(camera: Camera, wiz: SetupWizard, pop3_port: int) -> None:
 
 
 SCENES: tuple[tuple[Callable[[Stage], None], tuple[str, ...]], ...] = (
-    (overview, ("main-window-server", "main-window-status", "main-window-domain")),
+    (overview, ("main-window-server", "main-window-status", "main-window-charts", "main-window-domain")),
     (new_mailbox, ("new-mailbox-invalid", "new-mailbox", "mailbox-created")),
     (properties, ("server-properties", "server-properties-smtp", "server-properties-security")),
     (queue_bans_tokens, ("main-window-queue", "main-window-bans", "main-window-remote-admin", "new-token")),
@@ -351,6 +387,7 @@ SCENES: tuple[tuple[Callable[[Stage], None], tuple[str, ...]], ...] = (
 )
 PICTURES: tuple[str, ...] = tuple(name for _scene, names in SCENES for name in names)
 REMOTE_PICTURES = dict(SCENES)[remote]
+ACTIVITY_PICTURES = ("main-window-status", "main-window-charts")
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -384,7 +421,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="where the PNGs go")
     parser.add_argument("--only", default="", help="comma-separated picture names (without .png); default: all")
+    parser.add_argument("--activity-minutes", type=int, default=ACTIVITY_MINUTES, metavar="N",
+                        help="minutes of traffic before the status pictures, waited for until the service has "
+                             "recorded them (its charts show ended minutes only); 0: none "
+                             f"(default {ACTIVITY_MINUTES})")
     args = parser.parse_args(argv)
+    if not 0 <= args.activity_minutes <= 60:
+        parser.error("--activity-minutes: 0 to 60 (the charts show the last hour)")
     only = [name.strip().removesuffix(".png") for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(PICTURES))
     if unknown:
@@ -409,11 +452,17 @@ def main(argv: list[str] | None = None) -> int:
         contoso.start()
         office = fill_contoso(contoso)
         fabrikam = fabrikam_office = None
-        if camera.wants(*REMOTE_PICTURES):
+        busy = args.activity_minutes if camera.wants(*ACTIVITY_PICTURES) else 0
+        if camera.wants(*REMOTE_PICTURES) or busy:
             fabrikam = RealService(tmp / "fabrikam" / "pop3-service")
             stack.callback(fabrikam.stop)
             fabrikam.start()
             fabrikam_office = fill_fabrikam(fabrikam)
+        busy_until = 0
+        if busy and fabrikam is not None:
+            route_to_partner(contoso, fabrikam, PARTNER)
+            print(f"keeping traffic going for {busy} minute(s) for the charts", flush=True)
+            busy_until = busy_minutes(contoso, busy, PARTNER)
         app = QApplication.instance() or QApplication([sys.argv[0]])
         app.setStyle("Fusion")
         settings = QSettings(str(tmp / "console.ini"), QSettings.Format.IniFormat)
@@ -426,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         client.start()
         wait_for(lambda: client.is_connected and window.domain_model.fully_loaded
                  and window.domain_model.rowCount() == len(CONTOSO), "the console to list the Contoso domains")
-        stage = Stage(camera, tmp, contoso, office, window, fabrikam, fabrikam_office)
+        stage = Stage(camera, tmp, contoso, office, window, fabrikam, fabrikam_office, busy_until)
         for scene, names in SCENES:
             if camera.wants(*names):
                 scene(stage)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
-from tools import screenshots
+from tools import sample_office, screenshots
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "screenshots.py"
@@ -49,6 +49,41 @@ def test_an_unknown_picture_name_is_a_usage_error(capsys):
     assert "no-such-picture" in capsys.readouterr().err
 
 
+def test_the_busy_minutes_are_a_usage_choice(capsys):
+    assert screenshots.parse_args([]).activity_minutes == screenshots.ACTIVITY_MINUTES > 0
+    assert screenshots.parse_args(["--activity-minutes", "0"]).activity_minutes == 0
+    for wrong in ("-1", "61", "two"):
+        with pytest.raises(SystemExit) as exited:
+            screenshots.parse_args(["--activity-minutes", wrong])
+        assert exited.value.code == 2
+    assert "--activity-minutes" in capsys.readouterr().err
+
+
+def test_the_charts_pictures_are_the_ones_that_wait_for_activity():
+    assert set(screenshots.ACTIVITY_PICTURES) == {"main-window-status", "main-window-charts"}
+    assert set(screenshots.ACTIVITY_PICTURES) <= set(screenshots.PICTURES)
+
+
+def test_every_busy_minute_differs_from_the_one_before_in_every_count():
+    rows = sample_office.BUSY_MINUTES
+    for before, after in zip(rows, rows[1:] + rows[:1], strict=True):
+        assert all(a != b for a, b in zip(before, after, strict=True)), (before, after)
+    assert all(row[1] > 0 for row in rows), "every minute has POP3 sessions: the script waits for their bars"
+    failures = sum(row[2] for row in rows)
+    assert failures <= len(sample_office.SCANNED_LOGINS), "each login is tried once a cycle: no ban"
+
+
+def test_a_minute_is_found_in_the_history_only_once_it_has_ended_and_was_recorded():
+    end_minute = 29_000_000                      # the minute now running (epoch seconds // 60)
+    result = {"interval": 60, "end": end_minute * 60,
+              "series": {"received": [None, 4, 0], "pop3_sessions": [None, 2, 0]}}
+    assert sample_office.minute_values(result, end_minute - 1) == {"received": 0, "pop3_sessions": 0}
+    assert sample_office.minute_values(result, end_minute - 2) == {"received": 4, "pop3_sessions": 2}
+    assert sample_office.minute_values(result, end_minute - 3) is None      # not running then: a gap
+    assert sample_office.minute_values(result, end_minute) is None          # not ended yet
+    assert sample_office.minute_values(result, end_minute - 4) is None      # before the answer's hour
+
+
 def _distinct_colours(image: QImage) -> int:
     step_x, step_y = max(1, image.width() // 80), max(1, image.height() // 60)
     return len({image.pixel(x, y) for x in range(0, image.width(), step_x) for y in range(0, image.height(), step_y)})
@@ -58,7 +93,8 @@ def _distinct_colours(image: QImage) -> int:
 @pytest.mark.skipif(bool(os.environ.get(SKIP_ENV)), reason=f"{SKIP_ENV} is set")
 def test_the_script_photographs_a_real_service(tmp_path):
     wanted = ("main-window-server", "main-window-status")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--only", ",".join(wanted)],
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--only", ",".join(wanted),
+                             "--activity-minutes", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=180,
                             env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
