@@ -1,25 +1,24 @@
-"""Helpers for tests that run the real service: free ports, the process, winpop."""
+"""Helpers for tests that run the real service: free ports, the process, winpop.
+
+free_port, wait_until and the process itself are tools/real_service.py's (tools do not import tests)."""
 from __future__ import annotations
 
 import atexit
 import contextlib
 import itertools
 import os
-import signal
 import socket
 import ssl
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from core.errors import Unavailable
-from core.ipc.client import AdminClient
+from core.catalog import MAIL_LISTENERS, ListenerSpec
+from tools.real_service import ROOT, RealService, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-LISTENERS = ("pop3", "pop3s", "smtp", "submission", "smtps")
+LISTENERS = tuple(spec.name for spec in MAIL_LISTENERS)
 
 # --- the database under test (issue 8) ----------------------------------------------------------
 # Unset: every test uses SQLite in its own temporary directory. Set to a PostgreSQL URL (.ci/run
@@ -125,13 +124,6 @@ def database_contents(url: str) -> bytes:
         engine.dispose()
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the service binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def unverified_tls(**attributes: Any) -> ssl.SSLContext:
     """A client TLS context that accepts the service's self-signed certificate (tests look at the
     certificate themselves where it matters); ``attributes`` are set on it (e.g. maximum_version)."""
@@ -156,76 +148,38 @@ STALL_MARKER = "EVENT LOOP STALL"
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns something truthy; bounded by ``timeout`` (then a test failure)."""
+    return wait_until(predicate, what, timeout, interval, error=AssertionError)
 
 
-class ServiceProcess:
-    """``python main.py service`` in a subprocess, on 127.0.0.1 with free ports."""
+class ServiceProcess(RealService):
+    """``python main.py service`` in a subprocess, on 127.0.0.1 with free ports (tools/real_service.py),
+    on the test run's database, in asyncio's debug mode: stop() fails the test on an event-loop stall."""
+
+    failure = AssertionError
 
     def __init__(self, data_dir: Path, *, ports: dict[str, int] | None = None, extra_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, db_url: str | None = None) -> None:
-        self.data_dir = Path(data_dir)
         # The database follows the test run (SQLite in the data dir, or POP3SVC_TEST_DB_URL).
         if db_url is None and pg_url() is not None and "--db-url" not in extra_args:
-            db_url = db_url_for(self.data_dir / "pop3svc.db")
-        self.db_url = db_url
-        self.ports = {name: free_port() for name in LISTENERS}
-        self.ports.update(ports or {})
-        self.extra_args = extra_args
-        self.env = env
-        self.proc: subprocess.Popen | None = None
+            db_url = db_url_for(Path(data_dir) / "pop3svc.db")
+        super().__init__(data_dir, ports=ports, extra_args=extra_args, env=env, db_url=db_url)
 
-    def command(self) -> list[str]:
-        cmd = [sys.executable, str(ROOT / "main.py"), "service", "--data-dir", str(self.data_dir),
-               "--bind", "127.0.0.1"]
-        for name, port in self.ports.items():
-            cmd += [f"--{name}-port", str(port)]
-        if self.db_url is not None:
-            cmd += ["--db-url", self.db_url]
-        return cmd + list(self.extra_args)
+    @staticmethod
+    def default_port(spec: ListenerSpec) -> int:
+        return free_port()
 
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, **(self.env or {}))
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
         if "PYTEST_CURRENT_TEST" in os.environ:   # tests, not the benchmarks (debug mode is slower)
             env.setdefault("POP3SVC_ASYNCIO_DEBUG", str(STALL_MS))
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-stdout.log"
-        self._log = open(self.log_path, "ab")
-        self._log_start = self._log.tell()
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the service exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                with AdminClient(self.data_dir, timeout=5) as client:
-                    client.call("service.status")
-                return True
-            except (Unavailable, OSError):
-                return False
-
-        wait_for(ready, timeout, interval=0.05, what="the service to answer on admin.sock")
-        return self
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-5000:]
-        except OSError:
-            return ""
+        return env
 
     def stalls(self) -> list[str]:
         """The event-loop stall reports this run of the service wrote (see STALL_MS)."""
         try:
             with open(self.log_path, "rb") as handle:
-                handle.seek(getattr(self, "_log_start", 0))
+                handle.seek(self._log_start)
                 text = handle.read().decode("utf-8", "replace")
         except OSError:
             return []
@@ -244,13 +198,6 @@ class ServiceProcess:
         """The URL of this service's database (for tests that look at it directly)."""
         return self.db_url or f"sqlite:///{self.data_dir / 'pop3svc.db'}"
 
-    def client(self) -> AdminClient:
-        return AdminClient(self.data_dir)
-
-    def call(self, op: str, **params: Any) -> Any:
-        with self.client() as client:
-            return client.call(op, **params)
-
     def winpop(self, *args: str, input: str | None = None, check: bool = False) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "service.winpop", "--data-dir", str(self.data_dir), *args]
         result = subprocess.run(cmd, cwd=ROOT, input=input, capture_output=True, text=True, timeout=120)
@@ -266,31 +213,13 @@ class ServiceProcess:
         self.call("mailbox.add", address=address, password=password)
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            self._close_log()
-            self._check_stalls()
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait(5)
-        self._close_log()
+        code = super().stop(timeout)
         self._check_stalls()
         return code
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self._close_log()
+        super().kill()
         self._check_stalls()
-
-    def _close_log(self) -> None:
-        log = getattr(self, "_log", None)
-        if log is not None and not log.closed:
-            log.close()
 
 
 def listening_sockets(pid: int) -> set[tuple[str, int]]:

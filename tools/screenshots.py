@@ -41,7 +41,7 @@ from gui.wizard.setup_wizard import Page, SetupWizard  # noqa: E402
 from tools import directory_server  # noqa: E402
 from tools.directory_server import DirectoryServer  # noqa: E402
 from tools.directory_server import missing_reason as directory_missing_reason  # noqa: E402
-from tools.real_service import RealService, free_port  # noqa: E402
+from tools.real_service import RealService, free_port, wait_until  # noqa: E402
 from tools.sample_office import (  # noqa: E402
     CONTOSO,
     Office,
@@ -67,14 +67,8 @@ def settle(ms: int = 150) -> None:
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = SETTLE_TIMEOUT_S) -> Any:
     """Run the event loop until ``predicate`` holds; RuntimeError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        settle(30)
+    return wait_until(predicate, what, timeout, 0.03, pause=lambda seconds: settle(round(seconds * 1000)),
+                      error=RuntimeError)
 
 
 # -- the camera --------------------------------------------------------------------------------------

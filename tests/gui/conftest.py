@@ -1,4 +1,5 @@
-"""Console tests: offscreen Qt, a fake service with the real client's interface, a fresh QSettings.
+"""Console tests: offscreen Qt, a fake service with the real client's interface, a fresh QSettings, and
+the console on a real service (``console``).
 
 The offscreen platform must be chosen before anything imports Qt.
 """
@@ -14,7 +15,9 @@ import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from gui import ipc_client  # noqa: E402
 from gui.dialogs import error_box  # noqa: E402
+from gui.dialogs.server_properties import ServerPropertiesDialog  # noqa: E402
 from gui.views.main_window import MainWindow  # noqa: E402
 from tests.fake_service import FakeService, FakeServiceClient, demo_service  # noqa: E402
 
@@ -69,6 +72,25 @@ def open_window(qtbot, client, qsettings: QSettings) -> MainWindow:
                     and window.tree_model.server.children != [] or window.tree_model.domain_total == 0
                     and client.is_connected, timeout=3000)
     return window
+
+
+@pytest.fixture
+def console(qtbot, service, qsettings, errors, monkeypatch) -> MainWindow:
+    """The console connected to a real running service (tests/conftest.py's ``service``)."""
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    client = ipc_client.IpcClient(service.data_dir)
+    window = open_window(qtbot, client, qsettings)
+    yield window
+    client.stop()
+
+
+def open_server_properties(qtbot, window) -> ServerPropertiesDialog:
+    """Select the server node and open its Properties, as the toolbar would."""
+    window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
+    window.tree.setFocus()
+    window.do_properties()
+    qtbot.waitUntil(lambda: isinstance(window.dialog, ServerPropertiesDialog))
+    return window.dialog
 
 
 @pytest.fixture

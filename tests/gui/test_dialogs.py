@@ -6,20 +6,12 @@ from PySide6.QtCore import Qt
 from gui.dialogs.change_password import ChangePasswordDialog
 from gui.dialogs.item_properties import MailboxPropertiesDialog
 from gui.dialogs.new_mailbox import NewMailboxDialog
-from gui.dialogs.server_properties import ServerPropertiesDialog
 from tests.fake_service import FakeService
-
-
-def open_properties(qtbot, window) -> ServerPropertiesDialog:
-    window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
-    window.tree.setFocus()
-    window.do_properties()
-    qtbot.waitUntil(lambda: isinstance(window.dialog, ServerPropertiesDialog))
-    return window.dialog
+from tests.gui.conftest import open_server_properties
 
 
 def test_server_properties_general_tab_has_the_six_original_settings(qtbot, window):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     assert dialog.tabs.tabText(0) == "General"
     # (An "Other" tab follows when the process has also loaded the protocol modules' settings.)
     assert [dialog.tabs.tabText(i) for i in range(dialog.tabs.count())][:6] == \
@@ -32,7 +24,7 @@ def test_server_properties_general_tab_has_the_six_original_settings(qtbot, wind
 
 
 def test_authentication_method_is_greyed_while_domains_exist(qtbot, window):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     auth = dialog.fields["auth"]
     assert not auth.editor.isEnabled()
     assert "only while no e-mail domain exists (there are 4)" in auth.reason.text()
@@ -44,7 +36,7 @@ def test_authentication_method_can_change_on_an_empty_server(qtbot, fake, qsetti
     fake.service.domains.clear()
     fake.service._domain_names = None
     window = open_window(qtbot, fake, qsettings)
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     auth = dialog.fields["auth"]
     assert auth.editor.isEnabled()
     auth.editor.setCurrentIndex(auth.editor.findData("local"))
@@ -54,7 +46,7 @@ def test_authentication_method_can_change_on_an_empty_server(qtbot, fake, qsetti
 
 
 def test_apply_sends_changes_and_says_which_listener_must_restart(qtbot, window, fake):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     assert not dialog.apply_button.isEnabled()
     dialog.fields["port"].editor.setValue(1110)
     dialog.fields["logging"].editor.setCurrentIndex(3)
@@ -72,7 +64,7 @@ def test_apply_sends_changes_and_says_which_listener_must_restart(qtbot, window,
 
 def test_cancel_after_apply_keeps_what_was_applied(qtbot, window, fake):
     """Apply commits; Cancel discards only what was not applied (issue 15)."""
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     dialog.fields["sparequired"].editor.setChecked(False)
     qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: fake.service.settings["sparequired"] is False and not dialog._busy)
@@ -85,7 +77,7 @@ def test_cancel_after_apply_keeps_what_was_applied(qtbot, window, fake):
 
 
 def test_cancel_without_apply_sends_nothing(qtbot, window, fake):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     dialog.fields["createuser"].editor.setChecked(False)
     dialog.fields["hostname"].editor.setText("elsewhere.example")
     dialog.reject()
@@ -93,7 +85,7 @@ def test_cancel_without_apply_sends_nothing(qtbot, window, fake):
 
 
 def test_invalid_values_show_the_reason_and_block_ok(qtbot, window):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     field = dialog.fields["idle_timeout"]
     field.editor.clear()
     qtbot.keyClicks(field.editor, "60")
@@ -108,7 +100,7 @@ def test_invalid_values_show_the_reason_and_block_ok(qtbot, window):
 
 
 def test_mailroot_change_warns_that_mail_does_not_move(qtbot, window):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     dialog.fields["mailroot"].editor.setText("/srv/mail")
     assert dialog.mailroot_note.isVisibleTo(dialog)
 

@@ -10,23 +10,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from gui import ipc_client
 from gui.dialogs.mailbox_created import MailboxCreatedDialog
 from gui.dialogs.new_domain import NewDomainDialog
-from gui.ipc_client import IpcClient
-from tests.gui.conftest import open_window
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not (ROOT / "service" / "daemon.py").exists(), reason="no service yet")
-
-
-@pytest.fixture
-def console(qtbot, service, qsettings, errors, monkeypatch):
-    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
-    client = IpcClient(service.data_dir)
-    window = open_window(qtbot, client, qsettings)
-    yield window
-    client.stop()
 
 
 def tree_keys(window) -> list[str]:

@@ -10,24 +10,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from gui import ipc_client
 from gui.dialogs.item_properties import MailboxPropertiesDialog
-from gui.dialogs.server_properties import ServerPropertiesDialog
 from gui.ipc_client import IpcClient
-from tests.gui.conftest import open_window
+from tests.gui.conftest import open_server_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not (ROOT / "service" / "daemon.py").exists(), reason="no service yet")
 PASSWORD = "Secret-123x"
-
-
-@pytest.fixture
-def console(qtbot, service, qsettings, errors, monkeypatch):
-    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
-    client = IpcClient(service.data_dir)
-    window = open_window(qtbot, client, qsettings)
-    yield window
-    client.stop()
 
 
 @pytest.fixture
@@ -47,14 +36,6 @@ def send(qtbot, client: IpcClient, op: str, **params) -> object:
     qtbot.waitUntil(lambda: bool(answers))
     assert not isinstance(answers[0], Exception), answers[0]
     return answers[0]
-
-
-def open_server_properties(qtbot, window) -> ServerPropertiesDialog:
-    window.tree.setCurrentIndex(window.tree_model.index_of(window.tree_model.server))
-    window.tree.setFocus()
-    window.do_properties()
-    qtbot.waitUntil(lambda: isinstance(window.dialog, ServerPropertiesDialog))
-    return window.dialog
 
 
 def test_a_setting_changed_meanwhile_is_named_and_replaced_only_when_applied_again(qtbot, console, other,

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from gui.dialogs.queued_message import QueuedMessageDialog
 from gui.dialogs.relay_test import RelayTestDialog
-from tests.gui.test_dialogs import open_properties
+from tests.gui.conftest import open_server_properties
 
 
 def select_rows(view, *rows: int) -> None:
@@ -113,7 +113,7 @@ def tab_titles(dialog) -> list[str]:
 
 
 def test_server_properties_edit_the_settings_the_service_describes(qtbot, window, fake):
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     assert ("settings.describe", {}) in fake.requests
     assert "Other" not in tab_titles(dialog)
     placed = {"relay_networks": "SMTP", "smarthost": "Delivery", "queue_lifetime": "Delivery",
@@ -137,7 +137,7 @@ def test_server_properties_edit_the_settings_the_service_describes(qtbot, window
 
 def test_a_secret_setting_shows_set_and_is_sent_only_when_typed(qtbot, window, fake):
     fake.service.settings["smarthost_password"] = "sealed:abcdef"
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     secret = dialog.fields["smarthost_password"].editor
     assert secret.echoMode() == secret.EchoMode.Password
     assert secret.text() == "" and secret.placeholderText().startswith("(set")
@@ -155,6 +155,6 @@ def test_properties_fall_back_to_the_consoles_settings_with_an_older_service(qtb
     def unknown(p, ev):
         raise Invalid("Unknown operation 'settings.describe'.")
     monkeypatch.setattr(fake.service, "op_settings_describe", unknown)
-    dialog = open_properties(qtbot, window)
+    dialog = open_server_properties(qtbot, window)
     assert tab_titles(dialog)[:6] == ["General", "POP3", "SMTP", "Delivery", "Security", "Limits"]
     assert "smtp_port" in dialog.fields

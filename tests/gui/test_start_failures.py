@@ -11,15 +11,47 @@ from PySide6.QtWidgets import QLabel
 from gui import ipc_client, service_process
 from gui.views.main_window import MainWindow
 from gui.views.status_view import listener_failures
-from tests.support import free_port
+from tests.support import LISTENERS, free_port
+
+
+# -- a console whose Start runs a real service with the arguments a test gives ------------------------
+def _console_that_starts(qtbot, qsettings, monkeypatch, data_dir, extra: list[str]):
+    """A console on ``data_dir`` (no service there yet) whose Start runs ``main.py service`` with ``extra``."""
+    real_start = service_process.start_background
+    monkeypatch.setattr(service_process, "start_background", lambda d, _extra=(): real_start(d, tuple(extra)))
+    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
+    client = ipc_client.IpcClient(data_dir)
+    window = MainWindow(client, settings=qsettings)
+    qtbot.addWidget(window)
+    window.show()
+    client.start()
+    return client, window
+
+
+def _ports_args(ports: dict[str, int]) -> list[str]:
+    args = ["--bind", "127.0.0.1"]
+    for name, port in ports.items():
+        args += [f"--{name}-port", str(port)]
+    return args
+
+
+def _free_ports_args(**given: int) -> list[str]:
+    """Every listener on a free port, but those ``given`` a port (``pop3=PORT``)."""
+    return _ports_args({name: given.get(name) or free_port() for name in LISTENERS})
+
+
+def _hold(port: int) -> socket.socket:
+    """A socket listening on ``port`` (0: any), as another program would."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1)
+    return sock
 
 
 @pytest.fixture
 def taken_port():
     """A port another program listens on."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1)
+    sock = _hold(0)
     yield sock.getsockname()[1]
     sock.close()
 
@@ -27,17 +59,7 @@ def taken_port():
 def test_start_with_a_port_taken_says_which_listener_and_why(qtbot, tmp_path, qsettings, errors, monkeypatch,
                                                             taken_port):
     data_dir = tmp_path / "data"
-    real_start = service_process.start_background
-    ports = ["--bind", "127.0.0.1", "--pop3-port", str(taken_port)]
-    for name in ("pop3s", "smtp", "submission", "smtps"):
-        ports += [f"--{name}-port", str(free_port())]
-    monkeypatch.setattr(service_process, "start_background", lambda d, extra=(): real_start(d, tuple(ports)))
-    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
-    client = ipc_client.IpcClient(data_dir)
-    window = MainWindow(client, settings=qsettings)
-    qtbot.addWidget(window)
-    window.show()
-    client.start()
+    client, window = _console_that_starts(qtbot, qsettings, monkeypatch, data_dir, _free_ports_args(pop3=taken_port))
     try:
         window.start_service_process()
         qtbot.waitUntil(lambda: any("listeners are not running" in e for e in errors), timeout=30_000)
@@ -93,13 +115,6 @@ def test_server_properties_show_the_port_this_run_uses(qtbot, service, qsettings
 
 
 # -- Issue 15: every way to press Start says which listener failed and why --------------------------
-def _hold(port: int) -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", port))
-    sock.listen(1)
-    return sock
-
-
 @pytest.mark.parametrize("how", ["toolbar", "action menu", "restart"])
 def test_start_on_a_running_service_names_the_listener_that_did_not_start(qtbot, service, qsettings, errors,
                                                                          monkeypatch, how):
@@ -135,24 +150,10 @@ def test_start_on_a_running_service_names_the_listener_that_did_not_start(qtbot,
 
 def _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, extra: list[str], data_dir=None):
     data_dir = data_dir or tmp_path / "data"
-    real_start = service_process.start_background
-    monkeypatch.setattr(service_process, "start_background", lambda d, _extra=(): real_start(d, tuple(extra)))
-    monkeypatch.setattr(ipc_client, "RETRY_MS", 100)
-    client = ipc_client.IpcClient(data_dir)
-    window = MainWindow(client, settings=qsettings)
-    qtbot.addWidget(window)
-    window.show()
-    client.start()
+    client, window = _console_that_starts(qtbot, qsettings, monkeypatch, data_dir, extra)
     qtbot.waitUntil(window.banner.isVisible)
     window.banner.start_button.click()
     return client, data_dir
-
-
-def _free_ports_args() -> list[str]:
-    args = ["--bind", "127.0.0.1"]
-    for name in ("pop3", "pop3s", "smtp", "submission", "smtps"):
-        args += [f"--{name}-port", str(free_port())]
-    return args
 
 
 def test_a_service_that_cannot_open_its_database_says_why(qtbot, tmp_path, qsettings, errors, monkeypatch):
@@ -193,12 +194,9 @@ def test_a_data_directory_that_cannot_be_made_says_why(qtbot, tmp_path, qsetting
 
 
 def test_a_service_with_every_port_taken_names_every_listener(qtbot, tmp_path, qsettings, errors, monkeypatch):
-    ports = {name: free_port() for name in ("pop3", "pop3s", "smtp", "submission", "smtps")}
+    ports = {name: free_port() for name in LISTENERS}
     holders = [_hold(p) for p in ports.values()]
-    args = ["--bind", "127.0.0.1"]
-    for name, port in ports.items():
-        args += [f"--{name}-port", str(port)]
-    client, data_dir = _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, args)
+    client, data_dir = _start_from_banner(qtbot, tmp_path, qsettings, monkeypatch, _ports_args(ports))
     try:
         qtbot.waitUntil(lambda: bool(errors), timeout=30_000)
         for name, port in ports.items():
