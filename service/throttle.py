@@ -86,6 +86,7 @@ class LoginThrottle:
         self._local: dict[tuple[str, str], float] = {}    # bans made here: kept across a refresh
         self._refreshed = 0.0
         self._refreshing = False
+        self._changes = 0    # bans lifted or relayed here: a list read before one of them is stale
         self._allow_text: str | None = None
         self._allow: tuple[Network, ...] = ()
         self._refresh_now()
@@ -261,12 +262,14 @@ class LoginThrottle:
         try:
             expiry = datetime.fromisoformat(str(data["expires_at"])).timestamp()
             self._banned[(str(data["kind"]), str(data["value"]))] = expiry
+            self._changes += 1
         except (KeyError, ValueError):
             pass
 
     def remote_lift(self, data: dict) -> None:
         """Another node lifted a ban."""
         value = str(data.get("value") or "")
+        self._changes += 1
         for kind in ("address", "login"):
             for key in {value, _norm(value)}:
                 self._banned.pop((kind, key), None)
@@ -289,6 +292,7 @@ class LoginThrottle:
         """Lift every ban (address or login) on ``value``; returns how many were lifted."""
         value = str(value).strip()
         keys = {value, _norm(value), client_key(value)}   # an IPv6 address lifts its /64
+        self._changes += 1
         with self.db.write() as session:
             lifted = affected_rows(session.execute(delete(Ban).where(Ban.value.in_(keys))))
         for kind in ("address", "login"):
@@ -316,12 +320,21 @@ class LoginThrottle:
         loop.create_task(self._refresh_async())
 
     async def _refresh_async(self) -> None:
+        changes = self._changes
+        refreshed = time.monotonic()
         try:
-            self._banned = await self.workers.run(self._load)
+            loaded = await self.workers.run(self._load)
+            if self._changes == changes:
+                self._banned = loaded
+            else:
+                # A ban was lifted or relayed while the list was read in a worker: the list may
+                # predate it (a lifted ban would come back for a refresh period). Keep the cache the
+                # change made, and read again at the next connection.
+                refreshed = 0.0
         except Exception:
             log.exception("could not read the ban list")
         finally:
-            self._refreshed = time.monotonic()
+            self._refreshed = refreshed
             self._refreshing = False
 
     def _refresh_now(self) -> None:
