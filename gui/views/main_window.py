@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.stack)
         self.splitter.setStretchFactor(1, 1)
         # The tree grows with the text (domain names stay whole at 150 %); the result pane takes the rest.
-        self.splitter.setSizes([text_scaled(self, 230, 1).width(), 670])
+        self.splitter.setSizes([text_scaled(self, 250, 1).width(), 650])
         self.banner = ConnectionBanner()
         central = QWidget()
         layout = QVBoxLayout(central)
