@@ -2,8 +2,9 @@
 
 ``FakeServiceClient`` implements the op table of ``core/ipc/ops.py`` in memory (parameters are
 checked with the same ``check_params``), answers asynchronously through the event loop like the
-socket would, and pushes the change events the service publishes. Widget tests, the screenshot
-tool and the scale benchmarks drive the console against it; tests/gui/test_fake_service.py
+socket would, and pushes the change events the service publishes. Widget tests and the scale
+benchmarks drive the console against it (the screenshots do not: tools/screenshots.py photographs
+a real running service); tests/gui/test_fake_service.py
 checks that it implements every op the console sends and answers in the real service's shapes.
 ``external(op, params)`` plays another admin (``winpop``, a second console): the change happens
 and only the events tell us.
@@ -717,7 +718,7 @@ class FakeServiceClient(QObject):
 
 
 def demo_service() -> FakeService:
-    """A small, realistic data set for screenshots and manual runs."""
+    """A small, realistic data set for widget tests and manual runs."""
     svc = FakeService(hostname="mail.contoso.com")
     svc.seed({
         "contoso.com": ["administrator", "alice", "bob", "helpdesk", "info", "sales", "webmaster"],
