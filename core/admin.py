@@ -475,6 +475,20 @@ class Admin:
                 raise Unavailable(f"The setting '{spec.name}' is stored encrypted with the server key; set it "
                                   "through the running service.", hint="Use winpop set or the console.")
             checked = self.sealer.seal(spec.name, str(checked))
+        try:
+            version = self._write_setting(spec, checked, expected_version)
+        except IntegrityError:
+            # A setting never stored has no row to lock: two administrators storing it at once both
+            # insert, and the second insert fails at commit (PostgreSQL). Once more, now that the row
+            # exists: a property sheet's expected version is then refused (Conflict, naming who
+            # changed it), winpop's last write wins.
+            version = self._write_setting(spec, checked, expected_version)
+        shown = catalog.shown(spec.name, checked)
+        self.publish("settings.changed", SettingChanged(name=spec.name, value=shown, version=version))
+        return SettingChange(name=spec.name, value=shown, restart=spec.restart, version=version)
+
+    def _write_setting(self, spec: catalog.SettingSpec, checked: Any, expected_version: int | None) -> int:
+        """One write transaction: the version check, the auth rule, the value; the new version."""
         with self.db.write() as session:
             if expected_version is not None:
                 self._check_version(session, spec, checked, expected_version)
@@ -488,10 +502,7 @@ class Admin:
                 if checked not in self.available_methods:
                     raise Unavailable(f"The '{checked}' method is not available on this server yet; "
                                       f"available: {', '.join(self.available_methods)}.")
-            version = Settings.put(session, spec.name, checked)
-        shown = catalog.shown(spec.name, checked)
-        self.publish("settings.changed", SettingChanged(name=spec.name, value=shown, version=version))
-        return SettingChange(name=spec.name, value=shown, restart=spec.restart, version=version)
+            return Settings.put(session, spec.name, checked)
 
     @staticmethod
     def _check_version(session: Session, spec: catalog.SettingSpec, value: Any, expected: int, *,
