@@ -22,7 +22,6 @@ database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import socket
@@ -39,6 +38,7 @@ from core.ipc.ops import STATS_MAX_MINUTES
 from core.tables import QueuedMessage, StatsMinute
 from service.counters import Counters
 from service.disk import DiskWatch
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,8 @@ class History:
 
     async def stop(self) -> None:
         """Stop the timer and write the minute counted so far (a restart in it adds to it)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         async with self._rolling:
             try:
                 await self._record(self._open, self.minute_now())

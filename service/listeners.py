@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.lograte import EventLog
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 events = EventLog(log)
@@ -254,11 +255,8 @@ class Listener:
 
     async def stop(self) -> None:
         """Close the listening socket, end every session, and start the accounting afresh."""
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._accept_task
-            self._accept_task = None
+        await cancel_and_wait(self._accept_task)
+        self._accept_task = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
