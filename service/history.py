@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from core.db import Database
+from core.errors import database_error
 from core.ipc.ops import STATS_MAX_MINUTES
 from core.tables import QueuedMessage, StatsMinute
 from service.counters import Counters
@@ -89,6 +90,7 @@ class History:
         self._base = counters.snapshot()
         self._rolling = asyncio.Lock()
         self._task: asyncio.Task | None = None
+        self._unwritten: set[int] = set()   # minutes the database refused (a full disk): written later
 
     # -- reading ------------------------------------------------------------------------------
     def series(self, minutes: int = 60) -> dict[str, Any]:
@@ -126,6 +128,9 @@ class History:
                 await self._record(self._open, self.minute_now())
             except Exception:   # the history is worth less than a clean stop
                 log.exception("could not write the statistics of the last minute")
+            if self._unwritten:
+                log.warning("statistics of %d minutes were not written (the database took no writes); "
+                            "the charts show gaps there after a restart", len(self._unwritten))
 
     async def _tick(self) -> None:
         while True:
@@ -163,22 +168,46 @@ class History:
 
     def _store(self, minute: int, values: Mapping[str, int | None]) -> None:
         """Merge one minute into memory and write it; prune what is older than a day (blocking)."""
-        with self._db.read() as session:
-            queued = session.scalar(select(func.count()).select_from(QueuedMessage))
+        try:
+            with self._db.read() as session:
+                queued = session.scalar(select(func.count()).select_from(QueuedMessage))
+        except Exception as exc:
+            if database_error(exc) is None:
+                raise
+            queued = None   # the database is busy: no sample this minute, not a made-up 0
         with self._lock:
             row = self._minutes.setdefault(minute, {})
             for name in COUNTED:   # a restart within the minute adds to what was written at stop
                 row[name] = row.get(name, 0) + int(values.get(name) or 0)
-            row["queue_size"] = int(queued or 0)
+            if queued is not None:
+                row["queue_size"] = int(queued)
             if values.get("disk_free_mb") is not None:
                 row["disk_free_mb"] = int(values["disk_free_mb"] or 0)
             cutoff = minute_of(self._clock()) - self._keep
             for old in [m for m in self._minutes if m < cutoff]:
                 del self._minutes[old]
-            merged = dict(row)
-        with self._db.write() as session:
-            session.execute(delete(StatsMinute).where(StatsMinute.node == self.node, StatsMinute.minute == minute))
-            session.add_all(StatsMinute(node=self.node, minute=minute, series=name, value=value)
-                            for name, value in merged.items())
-            # Every node prunes every node's old rows: a node that left does not keep its day forever.
-            session.execute(delete(StatsMinute).where(StatsMinute.minute < cutoff))
+            self._unwritten = {m for m in self._unwritten if m >= cutoff} | {minute}
+            pending = {m: dict(self._minutes[m]) for m in sorted(self._unwritten) if m in self._minutes}
+        try:
+            with self._db.write() as session:
+                for at, merged in pending.items():
+                    session.execute(delete(StatsMinute).where(StatsMinute.node == self.node,
+                                                              StatsMinute.minute == at))
+                    session.add_all(StatsMinute(node=self.node, minute=at, series=name, value=value)
+                                    for name, value in merged.items())
+                # Every node prunes every node's old rows: a node that left does not keep its day forever.
+                session.execute(delete(StatsMinute).where(StatsMinute.minute < cutoff))
+        except Exception as exc:
+            refusal = database_error(exc)
+            if refusal is None:
+                raise
+            # A full disk or a lock held too long: the minutes stay in memory (the charts still show
+            # them) and are written with the next minute that the database takes. One line per
+            # outage, not one per minute.
+            if len(pending) == 1:
+                log.warning("statistics kept in memory until the database takes writes again: %s", refusal)
+            return
+        with self._lock:
+            self._unwritten.difference_update(pending)
+        if len(pending) > 1:
+            log.info("statistics of %d minutes kept in memory are written to the database again", len(pending))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import itertools
 import os
 import socket
@@ -276,3 +277,41 @@ def process_ids(pid: int) -> dict[str, list[int]]:
         if key in ("Uid", "Gid"):
             ids[key] = [int(v) for v in rest.split()]
     return ids
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, megabytes: int = 16):  # noqa: ANN201 - a generator context manager
+    """A small tmpfs at ``mount`` (made here), unmounted afterwards: a disk a test can fill.
+    Skips the test where mounting is not allowed (not root)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file in ``directory`` until its file system says ENOSPC (big pieces, then small
+    ones); the file is returned, to be removed when the test wants room again."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1 << 9):
+            block = b"\0" * size
+            while True:
+                try:
+                    os.write(fd, block)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+    finally:
+        os.close(fd)
+    return filler

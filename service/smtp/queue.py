@@ -25,6 +25,7 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, delete, func, or_, select, update
 
 from core.db import Database
-from core.errors import MailError, NotFound, Unavailable
+from core.errors import MailError, NotFound, Unavailable, database_error
 from core.store import MailStore
 from core.store.maildir import fsync_dir, write_durably
 from core.tables import Domain, Mailbox, QueuedMessage, QueuedRecipient
@@ -90,7 +91,11 @@ class RepeatedErrors:
         self._seen: dict[str, list[Any]] = {}   # key -> [repeats not yet logged, last logged at, message]
 
     def report(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
-        """Log ``message`` if ``key`` is new; otherwise count it, logging the count when due."""
+        """Log ``message`` if ``key`` is new; otherwise count it, logging the count when due. A
+        database that takes no writes (a full disk, a lock held too long) is a state the disk
+        watch already reports, not a bug: logged without a traceback."""
+        if exc_info and database_error(sys.exc_info()[1] or Exception()) is not None:
+            exc_info = False
         now = time.monotonic()
         entry = self._seen.get(key)
         if entry is None:
@@ -297,8 +302,9 @@ class OutboundQueue:
                 continue
             try:
                 await self.workers.run(self._renew)
-            except Exception:
-                log.exception("queue: cannot renew the claims of running deliveries")
+            except Exception as exc:
+                self.errors.report(f"renew: {type(exc).__name__}: {exc}",
+                                   "queue: cannot renew the claims of running deliveries: %s", exc, exc_info=True)
 
     def _renew(self) -> int:
         with self.db.write() as session:

@@ -6,19 +6,16 @@ with the numbers. Needs root (mount); skipped otherwise."""
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import poplib
 import smtplib
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.errors import DATABASE_FULL
-from tests.support import ServiceProcess, pg_url, unverified_tls, wait_for
+from tests.support import ServiceProcess, fill, pg_url, small_tmpfs, unverified_tls, wait_for
 
 ADDRESS, PASSWORD = "alice@example.com", "Secret-pass-1"
 MESSAGES = 3
@@ -27,36 +24,8 @@ MESSAGES = 3
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 16 MB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def fill(directory: Path) -> Path:
-    """Write a file until the file system says ENOSPC (big pieces, then small ones)."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1 << 9):
-            block = b"\0" * size
-            while True:
-                try:
-                    os.write(fd, block)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
-    finally:
-        os.close(fd)
-    return filler
 
 
 def disk_state(service: ServiceProcess) -> dict[str, Any] | None:

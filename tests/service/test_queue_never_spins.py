@@ -4,6 +4,7 @@ and the sender hears of it after ``queue_lifetime``."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,3 +119,26 @@ def test_repeated_errors_are_counted_not_repeated(caplog: pytest.LogCaptureFixtu
         errors.flush()
     assert [r.getMessage() for r in caplog.records][2].startswith("delivery failed: boom (the same error 999 more")
     assert len(caplog.records) == 3
+
+
+def test_a_database_that_takes_no_writes_is_logged_without_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A full database disk is a state (the disk watch reports it), not a bug: the queue's
+    reports of it carry no traceback; any other exception still does."""
+    full = sqlite3.connect(tmp_path / "full.db")
+    full.execute("PRAGMA max_page_count = 1")   # SQLite's own 'database or disk is full'
+    errors = RepeatedErrors(logging.getLogger("test.repeats"), interval=3600)
+    with caplog.at_level(logging.ERROR, logger="test.repeats"):
+        try:
+            full.execute("CREATE TABLE t (x)")
+            full.execute("CREATE TABLE u (x)")
+        except sqlite3.OperationalError as exc:
+            assert "full" in str(exc)
+            errors.report("full", "queue runner: %s", exc, exc_info=True)
+        try:
+            raise RuntimeError("a bug")
+        except RuntimeError:
+            errors.report("bug", "queue runner: a bug", exc_info=True)
+    full.close()
+    assert [(r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
+        ("queue runner: database or disk is full", False), ("queue runner: a bug", True)]
