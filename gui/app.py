@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
+from pyqtgraph.util.garbage_collector import GarbageCollector
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
@@ -46,6 +47,23 @@ def open_console(client: IpcClient, settings: QSettings | None = None) -> MainWi
     return window
 
 
+_collector: GarbageCollector | None = None
+
+
+def collect_garbage_on_the_main_thread() -> GarbageCollector:
+    """Python's cyclic garbage collector runs in whichever thread happens to allocate. If that is
+    not the GUI thread (the wizard's directory test runs in one) and the garbage holds Qt objects,
+    Qt destroys them there while the GUI thread destroys others: shiboken 6.12 can then deadlock,
+    each thread holding what the other waits for (Qt's object lock and Python's GIL); the test run
+    hung exactly so. Automatic collection is therefore off in the console and done by a timer on
+    the GUI thread instead (pyqtgraph's GarbageCollector, once per second, generation by
+    generation with Python's own thresholds). Idempotent."""
+    global _collector
+    if _collector is None:
+        _collector = GarbageCollector(interval=1.0)
+    return _collector
+
+
 def run_console(data_dir: Path) -> int:
     """Open the console for the service whose admin socket is ``data_dir/admin.sock``; on first use,
     the setup wizard comes first and the console opens on what it made."""
@@ -53,6 +71,7 @@ def run_console(data_dir: Path) -> int:
     app.setApplicationName("POP3 Service")
     app.setOrganizationName(ORGANIZATION)
     app.setWindowIcon(icons.icon("console"))
+    collect_garbage_on_the_main_thread()
     if needs_setup(Path(data_dir)):
         wizard = SetupWizard(Path(data_dir))
         windows: list[MainWindow] = []
