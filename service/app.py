@@ -321,10 +321,6 @@ class Runtime:
             log.info("reconciled %d mailboxes", report.mailboxes_checked)
         except Exception as exc:   # the service still starts: the console and winpop say what is wrong
             log.error("the mail store needs attention: %s", getattr(exc, "message", exc))
-        try:
-            self.history.load()   # the charts' last day
-        except Exception as exc:   # the service runs without its past
-            log.error("cannot read the statistics history: %s", exc)
         self.workers.start_threads()
 
     async def open_admin(self) -> None:

@@ -1,7 +1,7 @@
 """The service's per-minute history: what the status page charts and ``winpop stats`` shows.
 
-Seven series, one value per minute, the last day (1,440 minutes) kept in memory and in the
-database's ``stats_history`` table, one row per (node, minute, series):
+Seven series, one value per minute, the last day (1,440 minutes) kept in the database's
+``stats_history`` table, one row per (node, minute, series):
 
     received, delivered, sent, pop3_sessions, failed_logons   counts in that minute: differences of
                                                               the service's counter totals
@@ -16,8 +16,15 @@ A minute the service was not running has no rows: the op answers ``null`` there 
 chart), never 0. Minutes the timer missed while the process ran (a suspended machine) are gaps
 too; what was counted meanwhile goes to the minute the count started in. The minute a service
 stops in is written at stop with what was counted so far; a restart within the same minute adds
-to it. Every write and the prune run in a worker thread: the event loop never waits for the
+to it. Every write, read and prune runs in a worker thread: the event loop never waits for the
 database.
+
+Several processes of one node (worker processes sharing the listeners) share its rows: each adds
+its counts to the minute's rows in the database (an upsert: ``value = value + excluded.value``)
+and sets the samples, which every process measures alike (the queue is the database's, the disk
+the node's). ``stats.history`` reads the table, so it shows the node whatever process answers.
+What the database refuses (a full disk) stays in this process's memory, shown in its answers,
+and is written with the next minute the database takes.
 """
 from __future__ import annotations
 
@@ -32,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.db import Database
 from core.errors import database_error
@@ -84,37 +93,39 @@ class History:
         self._run = run                  # Workers.run: blocking work off the loop
         self._clock = clock
         self._keep = keep
-        self._lock = threading.Lock()    # _minutes is read on the loop and written in a worker
-        self._minutes: dict[int, dict[str, int]] = {}
+        self._lock = threading.Lock()    # _pending is written and read in worker threads
+        # What this process measured and the database has not taken yet (a full disk): per minute,
+        # the counts to add and the samples to set. Written with the next minute it takes.
+        self._pending: dict[int, dict[str, int]] = {}
         self._open = minute_of(clock())  # the minute now being counted
         self._base = counters.snapshot()
         self._rolling = asyncio.Lock()
         self._task: asyncio.Task | None = None
-        self._unwritten: set[int] = set()   # minutes the database refused (a full disk): written later
 
     # -- reading ------------------------------------------------------------------------------
     def series(self, minutes: int = 60) -> dict[str, Any]:
-        """The last ``minutes`` full minutes of every series, oldest first; ``None`` where the
-        service was not running (the stats.history op's result)."""
+        """The last ``minutes`` full minutes of every series, oldest first; ``None`` where no
+        process of this node was running (the stats.history op's result). Read from the table,
+        so it holds what every process of the node wrote, plus what this one could not write
+        yet (blocking: through Workers.run)."""
         minutes = max(1, min(int(minutes), STATS_MAX_MINUTES))
         end = minute_of(self._clock())          # the minute now running: not full yet
         span = range(end - minutes, end)
+        rows: dict[int, dict[str, int]] = {}
+        with self._db.read() as session:
+            for minute, name, value in session.execute(
+                    select(StatsMinute.minute, StatsMinute.series, StatsMinute.value)
+                    .where(StatsMinute.node == self.node, StatsMinute.minute >= span.start,
+                           StatsMinute.minute < span.stop)):
+                rows.setdefault(int(minute), {})[name] = int(value)
         with self._lock:
-            rows = [self._minutes.get(m) for m in span]
+            for minute, pending in self._pending.items():
+                if minute in span:
+                    _merge(rows.setdefault(minute, {}), pending)
         return {"interval": INTERVAL, "end": end * INTERVAL,
-                "series": {name: [None if row is None else row.get(name) for row in rows] for name in SERIES}}
+                "series": {name: [rows[m].get(name) if m in rows else None for m in span] for name in SERIES}}
 
     # -- start and stop ------------------------------------------------------------------------
-    def load(self) -> None:
-        """Read this node's last day from the database (blocking: at start, before serving)."""
-        since = minute_of(self._clock()) - self._keep
-        with self._db.read() as session:
-            rows = session.execute(select(StatsMinute.minute, StatsMinute.series, StatsMinute.value)
-                                   .where(StatsMinute.node == self.node, StatsMinute.minute >= since)).all()
-        with self._lock:
-            for minute, name, value in rows:
-                self._minutes.setdefault(int(minute), {})[name] = int(value)
-
     def start(self) -> None:
         """Roll over at the end of every minute (the Runtime's serve phase)."""
         self._task = asyncio.get_running_loop().create_task(self._tick(), name="stats-history")
@@ -128,9 +139,9 @@ class History:
                 await self._record(self._open, self.minute_now())
             except Exception:   # the history is worth less than a clean stop
                 log.exception("could not write the statistics of the last minute")
-            if self._unwritten:
+            if self._pending:
                 log.warning("statistics of %d minutes were not written (the database took no writes); "
-                            "the charts show gaps there after a restart", len(self._unwritten))
+                            "the charts show gaps there after a restart", len(self._pending))
 
     async def _tick(self) -> None:
         while True:
@@ -167,7 +178,9 @@ class History:
         await self._run(self._store, minute, values)
 
     def _store(self, minute: int, values: Mapping[str, int | None]) -> None:
-        """Merge one minute into memory and write it; prune what is older than a day (blocking)."""
+        """Add one minute's counts to the table and set its samples; prune what is older than a
+        day (blocking). Counts are added in the database (an upsert), not replaced: a restart
+        within the minute, or another process of the same node, adds to what is there."""
         try:
             with self._db.read() as session:
                 queued = session.scalar(select(func.count()).select_from(QueuedMessage))
@@ -175,26 +188,24 @@ class History:
             if database_error(exc) is None:
                 raise
             queued = None   # the database is busy: no sample this minute, not a made-up 0
+        measured = {name: int(values.get(name) or 0) for name in COUNTED}
+        if queued is not None:
+            measured["queue_size"] = int(queued)
+        if values.get("disk_free_mb") is not None:
+            measured["disk_free_mb"] = int(values["disk_free_mb"] or 0)
+        cutoff = minute_of(self._clock()) - self._keep
         with self._lock:
-            row = self._minutes.setdefault(minute, {})
-            for name in COUNTED:   # a restart within the minute adds to what was written at stop
-                row[name] = row.get(name, 0) + int(values.get(name) or 0)
-            if queued is not None:
-                row["queue_size"] = int(queued)
-            if values.get("disk_free_mb") is not None:
-                row["disk_free_mb"] = int(values["disk_free_mb"] or 0)
-            cutoff = minute_of(self._clock()) - self._keep
-            for old in [m for m in self._minutes if m < cutoff]:
-                del self._minutes[old]
-            self._unwritten = {m for m in self._unwritten if m >= cutoff} | {minute}
-            pending = {m: dict(self._minutes[m]) for m in sorted(self._unwritten) if m in self._minutes}
+            _merge(self._pending.setdefault(minute, {}), measured)
+            for old in [m for m in self._pending if m < cutoff]:
+                del self._pending[old]
+            pending = {m: dict(row) for m, row in sorted(self._pending.items())}
         try:
             with self._db.write() as session:
-                for at, merged in pending.items():
-                    session.execute(delete(StatsMinute).where(StatsMinute.node == self.node,
-                                                              StatsMinute.minute == at))
-                    session.add_all(StatsMinute(node=self.node, minute=at, series=name, value=value)
-                                    for name, value in merged.items())
+                for at, row in pending.items():
+                    counted = [(name, value) for name, value in row.items() if name in COUNTED]
+                    sampled = [(name, value) for name, value in row.items() if name not in COUNTED]
+                    self._upsert(session, at, counted, add=True)
+                    self._upsert(session, at, sampled, add=False)
                 # Every node prunes every node's old rows: a node that left does not keep its day forever.
                 session.execute(delete(StatsMinute).where(StatsMinute.minute < cutoff))
         except Exception as exc:
@@ -207,7 +218,27 @@ class History:
             if len(pending) == 1:
                 log.warning("statistics kept in memory until the database takes writes again: %s", refusal)
             return
-        with self._lock:
-            self._unwritten.difference_update(pending)
+        with self._lock:   # _store runs one at a time (roll and stop hold _rolling): all of it is written
+            for at in pending:
+                self._pending.pop(at, None)
         if len(pending) > 1:
             log.info("statistics of %d minutes kept in memory are written to the database again", len(pending))
+
+    def _upsert(self, session: Any, minute: int, values: list[tuple[str, int]], *, add: bool) -> None:
+        """Insert the values of one minute, or on an existing row add to it (counts) or replace
+        it (samples). SQLite and PostgreSQL spell it alike (INSERT ... ON CONFLICT DO UPDATE)."""
+        if not values:
+            return
+        insert = sqlite_insert if self._db.is_sqlite else postgresql_insert
+        statement = insert(StatsMinute).values(
+            [{"node": self.node, "minute": minute, "series": name, "value": value} for name, value in values])
+        statement = statement.on_conflict_do_update(
+            index_elements=[StatsMinute.node, StatsMinute.minute, StatsMinute.series],
+            set_={"value": StatsMinute.value + statement.excluded.value if add else statement.excluded.value})
+        session.execute(statement)
+
+
+def _merge(row: dict[str, int], more: Mapping[str, int]) -> None:
+    """Counts add up; a sample replaces the one before it."""
+    for name, value in more.items():
+        row[name] = row.get(name, 0) + value if name in COUNTED else value

@@ -228,7 +228,7 @@ async def stats_history(scope: AdminScope, params: dict[str, Any]) -> Any:
     if not 1 <= minutes <= STATS_MAX_MINUTES:
         raise Invalid(f"The history goes back 1 to {STATS_MAX_MINUTES} minutes (a day), not {minutes}.")
     await scope.history.roll()   # the minute that just ended, even if the timer has not run yet
-    return scope.history.series(minutes)
+    return await scope.run(scope.history.series, minutes)
 
 
 async def _call(scope: AdminScope, method: Callable[..., Any], *args: Any) -> Any:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.db import Database, sqlite_url
 from core.ipc.ops import STATS_SERIES
@@ -170,7 +170,7 @@ def _database(tmp_path: Path) -> Database:
     return db
 
 
-def test_old_minutes_are_pruned_from_memory_and_from_the_table(tmp_path: Path) -> None:
+def test_old_minutes_are_pruned_from_the_table(tmp_path: Path) -> None:
     db = _database(tmp_path)
     clock, counters = Clock(T0), Counters()
     first = minute_of(T0)
@@ -221,8 +221,7 @@ def test_counted_series_are_differences_of_the_counters_and_a_missed_tick_is_a_g
         assert series["failed_logons"] == [3, 0, None, None]
         assert series["disk_free_mb"] == [None] * 4   # no measurement, no made-up number
         assert set(COUNTED) | {"queue_size", "disk_free_mb"} == set(series)
-        reloaded = _history(db, clock, Counters())
-        reloaded.load()
+        reloaded = _history(db, clock, Counters())   # a restart: read from the table
         assert reloaded.series(4) == history.series(4)
         assert _history(db, clock, Counters(), node="other").series(4)["series"]["sent"] == [None] * 4
     finally:
@@ -263,7 +262,6 @@ def test_a_restart_within_a_minute_adds_to_what_the_stop_wrote(tmp_path: Path) -
         clock.now += 20                       # started again in the same minute
         after = Counters()
         restarted = _history(db, clock, after)
-        restarted.load()
         after.incr("smtp_accepted", 3)
         clock.now += 60
         await restarted.roll()
@@ -277,6 +275,45 @@ def test_a_restart_within_a_minute_adds_to_what_the_stop_wrote(tmp_path: Path) -
         assert stored == 5
     finally:
         db.dispose()
+
+
+def test_two_processes_of_one_node_add_their_counts_and_share_the_samples(tmp_path: Path) -> None:
+    """Worker processes sharing the listeners (DESIGN: several processes, one node): each has
+    its own counters and History over its own connection pool. The minute's counts add up in
+    the table, the samples are not doubled, and either process answers with the node's sums."""
+    first_db = _database(tmp_path)
+    second_db = Database(first_db.engine.url.render_as_string(hide_password=False))   # another pool
+    clock = Clock(T0)
+    one, two = Counters(), Counters()
+
+    async def scenario() -> tuple[History, History]:
+        a, b = _history(first_db, clock, one), _history(second_db, clock, two)
+        one.incr("smtp_accepted", 2)
+        two.incr("smtp_accepted", 5)
+        one.incr("pop3.sessions_total")
+        clock.now += 60
+        assert await a.roll() and await b.roll()
+        two.incr("smtp_relayed", 4)
+        await b.stop()                           # one process stops within the next minute
+        one.incr("smtp_relayed", 1)
+        clock.now += 60
+        assert await a.roll()
+        return a, b
+
+    a, b = asyncio.run(scenario())
+    try:
+        for history in (a, b):
+            series = history.series(2)["series"]
+            assert series["received"] == [7, 0]
+            assert series["pop3_sessions"] == [1, 0]
+            assert series["sent"] == [0, 5]
+            assert series["queue_size"] == [0, 0]   # measured by both, stored once
+        with first_db.read() as session:
+            rows = session.execute(select(func.count()).select_from(StatsMinute)).scalar()
+        assert rows == 2 * (len(COUNTED) + 1)        # one row per minute and series (no disk sample here)
+    finally:
+        second_db.dispose()
+        first_db.dispose()
 
 
 def test_a_full_database_disk_keeps_the_minutes_in_memory_and_writes_them_when_there_is_room(
