@@ -154,6 +154,11 @@ def _order(table: Any, sort: str, descending: bool) -> list:
     return [first, table.name.desc() if descending else table.name.asc()]
 
 
+def _shown_settings(session: Session) -> dict[str, object]:
+    """Every setting as people may see it (a secret shows as "(set)")."""
+    return {k: catalog.shown(k, v) for k, v in Settings.get_all(session).items()}
+
+
 class Admin:
     """Every administrative operation, over the database, the mail store and the auth provider."""
 
@@ -440,13 +445,13 @@ class Admin:
             if name:
                 spec = catalog.resolve(name)
                 return {spec.name: catalog.shown(spec.name, Settings.get(session, spec.name))}
-            return {k: catalog.shown(k, v) for k, v in Settings.get_all(session).items()}
+            return _shown_settings(session)
 
     def settings_snapshot(self) -> SettingsSnapshot:
         """Every setting as ``settings_get`` shows it, with its version, read in one transaction:
         what a property sheet starts from and later sends back as ``expected_version``."""
         with self.db.read() as session:
-            values = {k: catalog.shown(k, v) for k, v in Settings.get_all(session).items()}
+            values = _shown_settings(session)
             versions = Settings.versions(session)
         return SettingsSnapshot(values=values, versions=versions)
 

@@ -144,10 +144,11 @@ def _numeric(text: str) -> bool:
     return bool(text) and text.replace(",", "").replace(" KB", "").isdigit()
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def _table(rows: list[list[str]], header: list[str], right: tuple[int, ...] = ()) -> str:
+    """Columns as wide as their widest cell; numbers (and every cell of the ``right`` columns) to the right."""
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     def fmt(row: list[str]) -> str:
-        cells = [str(c).rjust(w) if i and _numeric(str(c)) else str(c).ljust(w)
+        cells = [str(c).rjust(w) if i and (i in right or _numeric(str(c))) else str(c).ljust(w)
                  for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         return "  ".join(cells).rstrip()
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
@@ -581,11 +582,8 @@ def stats_text(result: dict[str, Any]) -> str:
             rows.append([spec.label, total, busiest])
         else:
             rows.append([spec.label + " now", f"{values[-1]:,}{unit}" if values else "-", ""])
-    header = ["", f"Last {period}", "Busiest minute"]
-    widths = [max(len(row[i]) for row in [*rows, header]) for i in range(3)]
-    lines = ["  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]).rstrip()
-             for row in [header, *rows]]
-    text = f"The last {period}, to {end:%H:%M} ({minutes} minute(s)):\n" + "\n".join(lines)
+    text = (f"The last {period}, to {end:%H:%M} ({minutes} minute(s)):\n"
+            + _table(rows, ["", f"Last {period}", "Busiest minute"], right=(1, 2)))
     missing = sum(1 for v in series.get("received") or [] if v is None)
     if missing:
         text += f"\nNo data for {missing} minute(s): the service was not running then."

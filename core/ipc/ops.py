@@ -222,7 +222,6 @@ OPS: dict[str, OpSpec] = {
 }
 
 
-
 @dataclass(frozen=True)
 class StatsSeries:
     """One series of ``stats.history``: its label (console charts, winpop stats) and whether each

@@ -79,6 +79,15 @@ class Reason(QLabel):
         self.setVisible(bool(text))
 
 
+class Meanwhile(Reason):
+    """What another administrator changed while a property sheet was open (amber, not red: the
+    field is not wrong, the sheet's view of the server is out of date)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setStyleSheet("color: #8a5300;")
+
+
 def buddy_label(text: str, buddy: QWidget) -> QLabel:
     """A label whose &-mnemonic focuses ``buddy``: QFormLayout sets the buddy itself only when the
     field is a widget, and shows a literal '&' beside a layout."""

@@ -24,7 +24,7 @@ from core.catalog import SETTINGS
 from core.errors import MailError
 from gui import icons, ops
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, keep_text_whole
+from gui.dialogs.form import Meanwhile, Reason, keep_text_whole
 from gui.dialogs.server_properties import size_text
 from gui.models.paged_table import kilobytes
 
@@ -89,10 +89,7 @@ class MailboxPropertiesDialog(QDialog):
         self.quota.setPlaceholderText("none")
         self.quota.setAccessibleName("Quota")
         self.quota_reason = Reason()
-        self.quota_meanwhile = QLabel()   # another administrator changed the quota meanwhile
-        self.quota_meanwhile.setWordWrap(True)
-        self.quota_meanwhile.setStyleSheet("color: #8a5300;")
-        self.quota_meanwhile.setVisible(False)
+        self.quota_meanwhile = Meanwhile()   # another administrator changed the quota meanwhile
         form.addRow("&Quota:", self.quota)
         form.addRow("", self.quota_reason)
         form.addRow("", self.quota_meanwhile)
@@ -186,7 +183,6 @@ class MailboxPropertiesDialog(QDialog):
 
     def _show_meanwhile(self, quota: Any, *, again: bool) -> None:
         now = size_text(quota) or "none"
-        self.quota_meanwhile.setText(f"Another administrator changed the quota while this sheet was open; it is "
-                                     f"now {now}." + (" Apply again to replace it with the value above." if again
-                                                      else ""))
-        self.quota_meanwhile.setVisible(True)
+        self.quota_meanwhile.show_reason(f"Another administrator changed the quota while this sheet was open; "
+                                         f"it is now {now}." + (" Apply again to replace it with the value above."
+                                                                if again else ""))

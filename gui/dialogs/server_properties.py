@@ -45,7 +45,7 @@ from core.errors import Invalid, MailError
 from core.parsing import yes_no
 from gui import ops
 from gui.dialogs import error_box
-from gui.dialogs.form import Reason, keep_text_whole
+from gui.dialogs.form import Meanwhile, Reason, keep_text_whole
 
 AUTH_LABELS = {"passwordfile": "Encrypted Password File", "local": "Local Linux Accounts (PAM)",
                "directory": "Active Directory / LDAP"}
@@ -204,17 +204,13 @@ class SettingField(QWidget):
         outer.addLayout(row)
         outer.addWidget(self.reason)
         # Another administrator changed this setting after the sheet showed it (see apply_event).
-        self.meanwhile = QLabel()
+        self.meanwhile = Meanwhile()
         self.meanwhile.setObjectName(f"meanwhile_{name}")
-        self.meanwhile.setWordWrap(True)
-        self.meanwhile.setStyleSheet("color: #8a5300;")
-        self.meanwhile.setVisible(False)
         outer.addWidget(self.meanwhile)
         self.changed.connect(self.validate)
 
     def show_meanwhile(self, text: str) -> None:
-        self.meanwhile.setText(text)
-        self.meanwhile.setVisible(bool(text))
+        self.meanwhile.show_reason(text)
 
     def set_value(self, value: Any) -> None:
         if self.spec.secret:
